@@ -1,0 +1,100 @@
+"""poetkb: portable obligations, evidence requirements and release gates in an SQLite knowledge graph.
+
+>>> import poetkb
+>>> kb = poetkb.open()
+>>> kb.obligation("cache.vary.honored").title
+'...'
+
+Public names are loaded lazily, so ``import poetkb`` stays fast and loads none
+of the heavy libraries (scikit-learn, libcst, networkx) until they are used.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+#: public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "open": "poetkb.kb",
+    "KnowledgeBase": "poetkb.kb",
+    "Catalog": "poetkb.catalog",
+    "load_catalog": "poetkb.catalog",
+    "check_catalog": "poetkb.catalog",
+    "Check": "poetkb.models",
+    "Component": "poetkb.models",
+    "Directive": "poetkb.models",
+    "EvidenceRequirement": "poetkb.models",
+    "FailureMode": "poetkb.models",
+    "KBStats": "poetkb.models",
+    "LearnedPattern": "poetkb.models",
+    "MappingRule": "poetkb.models",
+    "Obligation": "poetkb.models",
+    "ObligationMatch": "poetkb.models",
+    "Recipe": "poetkb.models",
+    "Reference": "poetkb.models",
+    "RelatedNode": "poetkb.models",
+    "Signal": "poetkb.models",
+    "PoetError": "poetkb.errors",
+    "CatalogError": "poetkb.errors",
+    "CheckFailed": "poetkb.errors",
+    "EnvironmentProblem": "poetkb.errors",
+    "InputError": "poetkb.errors",
+    "Problem": "poetkb.errors",
+    "SchemaVersionError": "poetkb.errors",
+    "StoreError": "poetkb.errors",
+    "TargetUnreachable": "poetkb.errors",
+    "UnknownEntity": "poetkb.errors",
+    "UnknownObligation": "poetkb.errors",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'poetkb' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from poetkb.catalog import Catalog, check_catalog, load_catalog
+    from poetkb.errors import (
+        CatalogError,
+        CheckFailed,
+        EnvironmentProblem,
+        InputError,
+        PoetError,
+        Problem,
+        SchemaVersionError,
+        StoreError,
+        TargetUnreachable,
+        UnknownEntity,
+        UnknownObligation,
+    )
+    from poetkb.kb import KnowledgeBase, open
+    from poetkb.models import (
+        Check,
+        Component,
+        Directive,
+        EvidenceRequirement,
+        FailureMode,
+        KBStats,
+        LearnedPattern,
+        MappingRule,
+        Obligation,
+        ObligationMatch,
+        Recipe,
+        Reference,
+        RelatedNode,
+        Signal,
+    )

@@ -1,0 +1,274 @@
+"""Load and validate the reviewable catalog files.
+
+A catalog is a directory with ``obligations/*.yaml``, ``knowledge/packs/*.yaml``
+(failure modes, recipes, components), ``mappings/*.yaml`` (rules) and
+``knowledge/learned/*.json`` (patterns mined from test suites). Loading
+validates every item with the pydantic models, then checks cross references,
+and reports *all* problems at once with file, line and field. Only a catalog
+with no problems reaches the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from poetkb.errors import CatalogError, InputError, Problem
+from poetkb.legacy import convert_legacy_obligation, is_legacy_obligation
+from poetkb.models import Component, FailureMode, LearnedPattern, MappingRule, Obligation, Recipe
+from poetkb.yamlfile import LineDict, load_with_lines, problems_from_validation
+
+M = TypeVar("M", bound=BaseModel)
+
+CATALOG_DIRS = ("obligations", "knowledge/packs", "knowledge/learned", "mappings")
+_FILE_KEYS = {
+    "obligations": {"obligations", "version", "description"},
+    "knowledge/packs": {"pack", "description", "failure_modes", "recipes", "components"},
+    "mappings": {"component", "description", "rules"},
+}
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Where an item was defined."""
+
+    file: str
+    line: int | None
+
+
+@dataclass
+class Catalog:
+    """A validated catalog: every item, where it came from, and a fingerprint of the files."""
+
+    root: Path
+    obligations: dict[str, Obligation] = field(default_factory=dict)
+    failure_modes: dict[str, FailureMode] = field(default_factory=dict)
+    recipes: dict[str, Recipe] = field(default_factory=dict)
+    components: dict[str, Component] = field(default_factory=dict)
+    rules: dict[str, MappingRule] = field(default_factory=dict)
+    patterns: dict[str, LearnedPattern] = field(default_factory=dict)
+    sources: dict[tuple[str, str], SourceRef] = field(default_factory=dict)
+    fingerprint: str = ""
+
+
+def shipped_catalog_root() -> Path:
+    """The catalog that ships with poetkb: inside the wheel, or the source tree in a checkout."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "_catalog"
+    if (packaged / "obligations").is_dir():
+        return packaged
+    return here.parent
+
+
+def catalog_files(root: Path) -> Iterator[tuple[str, Path]]:
+    """Yield (section, path) for every catalog file below ``root``, in a stable order."""
+    for section in CATALOG_DIRS:
+        directory = root / section
+        if not directory.is_dir():
+            continue
+        pattern = ("*.json",) if section == "knowledge/learned" else ("*.yaml", "*.yml")
+        files = sorted({p for pat in pattern for p in directory.glob(pat) if p.is_file()})
+        for path in files:
+            yield section, path
+
+
+def fingerprint(root: Path) -> str:
+    """A hash of every catalog file's name and bytes: changes whenever the catalog does."""
+    digest = hashlib.sha256()
+    for _, path in catalog_files(root):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+class _Loader:
+    """Collects items and problems while reading one catalog directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.catalog = Catalog(root=root)
+        self.problems: list[Problem] = []
+
+    def display(self, path: Path) -> str:
+        try:
+            return os.path.relpath(path, Path.cwd())
+        except ValueError:
+            return str(path)
+
+    def load(self) -> Catalog:
+        if not (self.root / "obligations").is_dir():
+            raise InputError(
+                f"no obligations/ directory in {self.root}",
+                hint="point --from at a catalog directory holding obligations/, knowledge/ and mappings/",
+            )
+        for section, path in catalog_files(self.root):
+            shown = self.display(path)
+            try:
+                data = load_with_lines(path, display=shown)
+            except InputError as exc:
+                self.problems.append(Problem(file=shown, line=exc.line, field=None, message=_strip_where(exc)))
+                continue
+            if data is None:
+                continue
+            self.read_file(section, shown, data)
+        self.check_references()
+        self.catalog.fingerprint = fingerprint(self.root)
+        return self.catalog
+
+    def read_file(self, section: str, shown: str, data: Any) -> None:
+        if section == "knowledge/learned":
+            items = data.get("patterns") if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                self.problems.append(Problem(shown, None, "patterns", "a learned file needs a `patterns` list"))
+                return
+            self.add_items(shown, "patterns", items, LearnedPattern, self.catalog.patterns, "pattern")
+            return
+        if section == "obligations" and isinstance(data, list):
+            data = {"obligations": data}
+        if section == "obligations" and isinstance(data, dict) and "id" in data:
+            data = {"obligations": [data]}
+        if not isinstance(data, dict):
+            self.problems.append(Problem(shown, None, None, "expected a mapping at the top of the file"))
+            return
+        allowed = _FILE_KEYS[section]
+        for key in data:
+            if key not in allowed:
+                line = data.line_of(key) if isinstance(data, LineDict) else None
+                self.problems.append(
+                    Problem(shown, line, str(key), f"unknown top-level key; allowed: {', '.join(sorted(allowed))}")
+                )
+        if section == "obligations":
+            items = [convert_legacy_obligation(i) if is_legacy_obligation(i) else i for i in _as_list(data, "obligations")]
+            self.add_items(shown, "obligations", items, Obligation, self.catalog.obligations, "obligation",
+                           originals=_as_list(data, "obligations"))
+        elif section == "knowledge/packs":
+            self.add_items(shown, "failure_modes", _as_list(data, "failure_modes"), FailureMode,
+                           self.catalog.failure_modes, "failure_mode")
+            self.add_items(shown, "recipes", _as_list(data, "recipes"), Recipe, self.catalog.recipes, "recipe")
+            self.add_items(shown, "components", _as_list(data, "components"), Component,
+                           self.catalog.components, "component")
+        else:
+            default_component = data.get("component")
+            rules = []
+            for item in _as_list(data, "rules"):
+                if isinstance(item, dict) and default_component and "component" not in item:
+                    copy = LineDict({**item, "component": default_component})
+                    copy.line = getattr(item, "line", 0)
+                    copy.key_lines = dict(getattr(item, "key_lines", {}))
+                    item = copy
+                rules.append(item)
+            self.add_items(shown, "rules", rules, MappingRule, self.catalog.rules, "rule",
+                           originals=_as_list(data, "rules"))
+
+    def add_items(
+        self,
+        shown: str,
+        key: str,
+        items: list[Any],
+        model: type[M],
+        into: dict[str, M],
+        kind: str,
+        originals: list[Any] | None = None,
+    ) -> None:
+        for index, item in enumerate(items):
+            original = originals[index] if originals is not None else item
+            line = original.line if isinstance(original, LineDict) else None
+            if not isinstance(item, dict):
+                self.problems.append(Problem(shown, line, f"{key}[{index}]", f"expected a mapping for each {kind}"))
+                continue
+            try:
+                obj = model.model_validate(item)
+            except ValidationError as exc:
+                item_id = item.get("id")
+                prefix = f"{key}[{index}]" + (f"({item_id})" if isinstance(item_id, str) else "")
+                for problem in problems_from_validation(exc, original, file=shown, prefix=prefix):
+                    self.problems.append(problem)
+                continue
+            obj_id = obj.id  # type: ignore[attr-defined]
+            if obj_id in into:
+                first = self.catalog.sources[(kind, obj_id)]
+                where = f"{first.file}:{first.line}" if first.line else first.file
+                self.problems.append(
+                    Problem(shown, line, f"{key}[{index}].id", f"duplicate {kind} id {obj_id!r} (first defined at {where})")
+                )
+                continue
+            into[obj_id] = obj
+            self.catalog.sources[(kind, obj_id)] = SourceRef(shown, line)
+
+    def check_references(self) -> None:
+        cat = self.catalog
+
+        def need(kind: str, owner_kind: str, owner: str, fld: str, ids: list[str], known: dict[str, Any]) -> None:
+            for ref in ids:
+                if ref not in known:
+                    src = cat.sources.get((owner_kind, owner), SourceRef("?", None))
+                    self.problems.append(
+                        Problem(src.file, src.line, f"{owner}.{fld}", f"refers to unknown {kind} {ref!r}")
+                    )
+
+        for oid, ob in cat.obligations.items():
+            need("failure mode", "obligation", oid, "failure_modes", ob.failure_modes, cat.failure_modes)
+            need("recipe", "obligation", oid, "recipes", ob.recipes, cat.recipes)
+            need("component", "obligation", oid, "applies_to", ob.applies_to, cat.components)
+            need("obligation", "obligation", oid, "related", ob.related, cat.obligations)
+        for fid, fm in cat.failure_modes.items():
+            need("obligation", "failure_mode", fid, "guarded_by", fm.guarded_by, cat.obligations)
+            need("component", "failure_mode", fid, "components", fm.components, cat.components)
+        for rid, recipe in cat.recipes.items():
+            need("obligation", "recipe", rid, "obligations", recipe.obligations, cat.obligations)
+            need("component", "recipe", rid, "components", recipe.components, cat.components)
+            need("component", "recipe", rid, "directives", [d.component for d in recipe.directives], cat.components)
+        for rid, rule in cat.rules.items():
+            need("obligation", "rule", rid, "obligations", rule.obligations, cat.obligations)
+            need("failure mode", "rule", rid, "failure_modes", rule.failure_modes, cat.failure_modes)
+            if rule.component:
+                need("component", "rule", rid, "component", [rule.component], cat.components)
+        for pid, pattern in cat.patterns.items():
+            need("obligation", "pattern", pid, "obligations", [m.id for m in pattern.obligations], cat.obligations)
+        for extra in _extra_checks:
+            self.problems.extend(extra(cat))
+
+
+_extra_checks: list[Callable[[Catalog], list[Problem]]] = []
+
+
+def register_catalog_check(func: Callable[[Catalog], list[Problem]]) -> Callable[[Catalog], list[Problem]]:
+    """Add a whole-catalog check (for example: every check kind is one a gate knows)."""
+    _extra_checks.append(func)
+    return func
+
+
+def _as_list(data: dict[str, Any], key: str) -> list[Any]:
+    value = data.get(key)
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _strip_where(exc: InputError) -> str:
+    message = exc.message
+    prefix = f"{exc.file}:{exc.line}: " if exc.line is not None else f"{exc.file}: "
+    return message[len(prefix):] if exc.file and message.startswith(prefix) else message
+
+
+def check_catalog(root: Path) -> tuple[Catalog, list[Problem]]:
+    """Load a catalog and return it with every problem found (an empty list means it is valid)."""
+    loader = _Loader(Path(root))
+    catalog = loader.load()
+    return catalog, loader.problems
+
+
+def load_catalog(root: Path | None = None) -> Catalog:
+    """Load and validate a catalog; raise :class:`CatalogError` listing every problem."""
+    catalog, problems = check_catalog(Path(root) if root is not None else shipped_catalog_root())
+    if problems:
+        raise CatalogError(problems)
+    return catalog

@@ -1,0 +1,320 @@
+"""The knowledge base: the one object callers use to read and build poetkb knowledge.
+
+``poetkb.open()`` returns a :class:`KnowledgeBase` over an SQLite file. Reads
+return pydantic models; graph queries build a networkx view on demand.
+Features that act on the knowledge base (mining, ranking, gates, plans) live in
+their own modules; the methods here are thin entry points to them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from poetkb import store
+from poetkb.errors import StoreError, UnknownEntity, UnknownObligation
+from poetkb.models import (
+    Component,
+    FailureMode,
+    KBStats,
+    LearnedPattern,
+    MappingRule,
+    Obligation,
+    Recipe,
+    RelatedNode,
+)
+from poetkb.paths import default_db_path
+
+if TYPE_CHECKING:
+    import networkx
+    import sqlite_utils
+
+SHIPPED = "shipped"
+
+
+def open(path: str | Path | None = None, *, create: bool | None = None) -> KnowledgeBase:  # noqa: A001
+    """Open a knowledge base.
+
+    With no ``path`` the default location is used (``POET_DB`` or the user data
+    directory); it is built from the shipped catalog when missing, and rebuilt
+    when it was built from an older shipped catalog. An explicit ``path`` must
+    exist unless ``create=True``.
+    """
+    from poetkb.catalog import fingerprint, load_catalog, shipped_catalog_root
+
+    is_default = path is None
+    target = default_db_path() if path is None else Path(path).expanduser()
+    create = is_default if create is None else create
+    if not target.exists():
+        if not create:
+            raise StoreError(
+                f"no knowledge base at {target}", path=target, hint=f"build one with `poet kb build --db {target}`"
+            )
+        store.build(load_catalog(shipped_catalog_root()), target, source=SHIPPED)
+        return KnowledgeBase(target)
+    kb = KnowledgeBase(target)
+    if is_default:
+        meta = kb.meta()
+        root = shipped_catalog_root()
+        if meta.get("catalog_source") == SHIPPED and meta.get("catalog_fingerprint") != fingerprint(root):
+            kb.close()
+            store.build(load_catalog(root), target, source=SHIPPED)
+            kb = KnowledgeBase(target)
+    return kb
+
+
+class KnowledgeBase:
+    """Typed access to one knowledge base file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.db: sqlite_utils.Database = store.connect(self.path)
+        store.ensure_schema(self.db, self.path)
+        self._graph: networkx.MultiDiGraph | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<KnowledgeBase {self.path}>"
+
+    def meta(self) -> dict[str, str]:
+        return store.read_meta(self.db)
+
+    def build(self, source: str | Path | None = None) -> KBStats:
+        """Rebuild this knowledge base from a catalog directory (default: the shipped catalog).
+
+        The new file is swapped in atomically; state (gate runs, baselines, review
+        decisions, mining cache) is carried over.
+        """
+        from poetkb.catalog import load_catalog, shipped_catalog_root
+
+        root = Path(source) if source is not None else shipped_catalog_root()
+        catalog = load_catalog(root)
+        self.close()
+        store.build(catalog, self.path, source=SHIPPED if source is None else str(root.resolve()))
+        self.db = store.connect(self.path)
+        self._graph = None
+        return self.stats()
+
+    # -- catalog reads ---------------------------------------------------------------------------
+    def obligations(
+        self,
+        *,
+        domain: str | None = None,
+        risk: str | None = None,
+        component: str | None = None,
+        tag: str | None = None,
+        ids: Iterable[str] | None = None,
+    ) -> list[Obligation]:
+        """Obligations, sorted by id, filtered by domain, risk, component, tag or a set of ids."""
+        where, args = [], []
+        if domain:
+            where.append("domain = ?")
+            args.append(domain)
+        if risk:
+            where.append("risk = ?")
+            args.append(risk)
+        if component:
+            self.component(component)
+            where.append("exists (select 1 from json_each(applies_to) where value = ?)")
+            args.append(component)
+        if tag:
+            where.append("exists (select 1 from json_each(tags) where value = ?)")
+            args.append(tag)
+        if ids is not None:
+            wanted = list(ids)
+            for oid in wanted:
+                self.obligation(oid)
+            where.append(f"id in ({', '.join('?' * len(wanted))})")
+            args.extend(wanted)
+        rows = self.db["obligations"].rows_where(" and ".join(where) or None, args, order_by="id")
+        return [store.decode(r, Obligation) for r in rows]
+
+    def obligation(self, obligation_id: str) -> Obligation:
+        """One obligation by id; :class:`UnknownObligation` (a LookupError) with suggestions otherwise."""
+        row = self._row("obligations", obligation_id)
+        if row is None:
+            ids = [r["id"] for r in self.db.query("select id from obligations")]
+            raise UnknownObligation(obligation_id, suggestions=difflib.get_close_matches(obligation_id, ids, n=3))
+        return store.decode(row, Obligation)
+
+    def source_of(self, obligation_id: str) -> tuple[str, int | None]:
+        """The catalog file and line an obligation was defined at."""
+        row = self._row("obligations", obligation_id)
+        if row is None:
+            raise UnknownObligation(obligation_id)
+        return row["source_file"], row["source_line"]
+
+    def failure_modes(self, *, obligation: str | None = None, component: str | None = None) -> list[FailureMode]:
+        """Failure modes, optionally those an obligation guards against or that affect a component."""
+        modes = [store.decode(r, FailureMode) for r in self.db["failure_modes"].rows_where(order_by="id")]
+        if obligation:
+            guarded = {e["dst"].split(":", 1)[1] for e in self.db["edges"].rows_where(
+                "src = ? and kind = 'guards_against'", [f"obligation:{self.obligation(obligation).id}"])}
+            modes = [m for m in modes if m.id in guarded]
+        if component:
+            self.component(component)
+            modes = [m for m in modes if component in m.components or not m.components]
+        return modes
+
+    def failure_mode(self, failure_mode_id: str) -> FailureMode:
+        row = self._row("failure_modes", failure_mode_id)
+        if row is None:
+            raise UnknownEntity("failure mode", failure_mode_id, known=self._ids("failure_modes"))
+        return store.decode(row, FailureMode)
+
+    def recipes(self, *, obligation: str | None = None, component: str | None = None) -> list[Recipe]:
+        """Recipes, optionally those exercising an obligation or usable on a component."""
+        recipes = [store.decode(r, Recipe) for r in self.db["recipes"].rows_where(order_by="id")]
+        if obligation:
+            linked = {e["dst"].split(":", 1)[1] for e in self.db["edges"].rows_where(
+                "src = ? and kind = 'exercised_by'", [f"obligation:{self.obligation(obligation).id}"])}
+            recipes = [r for r in recipes if r.id in linked]
+        if component:
+            self.component(component)
+            recipes = [r for r in recipes if not r.components or component in r.components]
+        return recipes
+
+    def recipe(self, recipe_id: str) -> Recipe:
+        row = self._row("recipes", recipe_id)
+        if row is None:
+            raise UnknownEntity("recipe", recipe_id, known=self._ids("recipes"))
+        return store.decode(row, Recipe)
+
+    def components(self) -> list[Component]:
+        return [store.decode(r, Component) for r in self.db["components"].rows_where(order_by="id")]
+
+    def component(self, component_id: str) -> Component:
+        row = self._row("components", component_id)
+        if row is None:
+            raise UnknownEntity("component", component_id, known=self._ids("components"))
+        return store.decode(row, Component)
+
+    def rules(self, *, kind: str | None = None, component: str | None = None) -> list[MappingRule]:
+        where, args = [], []
+        if kind:
+            where.append("kind = ?")
+            args.append(kind)
+        if component:
+            where.append("(component = ? or component is null)")
+            args.append(component)
+        rows = self.db["rules"].rows_where(" and ".join(where) or None, args, order_by="id")
+        return [store.decode(r, MappingRule) for r in rows]
+
+    def patterns(self, *, obligation: str | None = None, source: str | None = None) -> list[LearnedPattern]:
+        """Learned test patterns, optionally those mapped to an obligation or mined from one source."""
+        where, args = [], []
+        if source:
+            where.append("source = ?")
+            args.append(source)
+        if obligation:
+            where.append("id in (select substr(src, 9) from edges where dst = ? and kind = 'learned_from')")
+            args.append(f"obligation:{obligation}")
+        rows = self.db["patterns"].rows_where(" and ".join(where) or None, args, order_by="id")
+        return [store.decode(r, LearnedPattern) for r in rows]
+
+    # -- search and graph ------------------------------------------------------------------------
+    def search(self, text: str, *, limit: int = 20) -> list[Obligation]:
+        """Obligations whose title, statement, rationale or keywords match ``text`` (FTS5, best first)."""
+        words = re.findall(r"\w+", text.lower())
+        if not words:
+            return []
+        query = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+        rows = self.db.query(
+            "select obligations.* from obligations join obligations_fts "
+            "on obligations.rowid = obligations_fts.rowid "
+            "where obligations_fts match ? order by bm25(obligations_fts), obligations.id limit ?",
+            [query, limit],
+        )
+        return [store.decode(r, Obligation) for r in rows]
+
+    def graph(self) -> networkx.MultiDiGraph:
+        """The knowledge graph as a networkx MultiDiGraph (built once per open knowledge base)."""
+        if self._graph is None:
+            import networkx as nx
+
+            graph = nx.MultiDiGraph()
+            for row in self.db["nodes"].rows:
+                graph.add_node(row["id"], kind=row["kind"], label=row["label"])
+            for row in self.db["edges"].rows:
+                graph.add_edge(row["src"], row["dst"], key=row["kind"], kind=row["kind"], weight=row["weight"])
+            self._graph = graph
+        return self._graph
+
+    def node_id(self, name: str) -> str:
+        """Resolve an obligation id or a ``kind:id`` node name to a graph node id."""
+        graph = self.graph()
+        if name in graph:
+            return name
+        if f"obligation:{name}" in graph:
+            return f"obligation:{name}"
+        matches = [n for n in graph if n.split(":", 1)[1] == name]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches and "." in name:
+            self.obligation(name)  # raises UnknownObligation with suggestions
+        raise UnknownEntity("node", name, known=matches)
+
+    def related(self, name: str, *, depth: int = 1, edge_kinds: Iterable[str] | None = None) -> list[RelatedNode]:
+        """The graph neighbourhood of a node up to ``depth`` hops, each neighbour with the edge that reached it."""
+        graph = self.graph()
+        start = self.node_id(name)
+        kinds = set(edge_kinds) if edge_kinds else None
+        seen = {start: 0}
+        frontier = [start]
+        found: list[RelatedNode] = []
+        for distance in range(1, depth + 1):
+            nxt: list[str] = []
+            for current in frontier:
+                links = [(v, k, "out") for _, v, k in graph.out_edges(current, keys=True)]
+                links += [(u, k, "in") for u, _, k in graph.in_edges(current, keys=True)]
+                for other, kind, direction in sorted(links):
+                    if kinds and kind not in kinds or other in seen:
+                        continue
+                    seen[other] = distance
+                    nxt.append(other)
+                    data = graph.nodes[other]
+                    found.append(RelatedNode(id=other, kind=data.get("kind", "?"), label=data.get("label", other),
+                                             edge=kind, direction=direction, distance=distance))
+            frontier = nxt
+        return found
+
+    def stats(self) -> KBStats:
+        meta = self.meta()
+        tables = ["obligations", "failure_modes", "recipes", "components", "rules", "patterns", "nodes", "edges"]
+        counts = {t: self.db[t].count for t in tables}
+        counts.update({f"edges.{r['kind']}": r["n"] for r in self.db.query(
+            "select kind, count(*) as n from edges group by kind order by kind")})
+        return KBStats(
+            path=str(self.path),
+            schema_version=int(meta.get("schema_version", 0)),
+            poetkb_version=meta.get("poetkb_version", "?"),
+            built_at=meta.get("built_at", "?"),
+            catalog_fingerprint=meta.get("catalog_fingerprint", ""),
+            counts=counts,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _row(self, table: str, key: str) -> dict[str, Any] | None:
+        rows = list(self.db[table].rows_where("id = ?", [key], limit=1))
+        return rows[0] if rows else None
+
+    def _ids(self, table: str) -> list[str]:
+        return [r["id"] for r in self.db.query(f"select id from [{table}] order by id")]
+
+    # -- features: each section is a thin entry point into its own module ------------------------
+    # --- learn (mining legacy test suites) ---
+    # --- rank and plans ---
+    # --- gates ---
+    # --- load plans and interpretation ---

@@ -1,0 +1,361 @@
+"""The SQLite knowledge base file: schema, migrations and atomic builds.
+
+The file holds typed tables for the catalog (obligations, failure modes,
+recipes, components, rules, learned patterns), a node/edge view of the same
+knowledge, FTS5 indexes, and *state* tables that later features write
+(gate runs, baselines, the mining cache, review decisions).
+
+Builds never modify a live file: they write a new file beside it, copy the
+state tables over from the old one, and swap it in with ``os.replace``. A
+failed build leaves the previous knowledge base intact and readable. The file
+runs in WAL mode with a busy timeout, so several reading processes and one
+writer work at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from poetkb.errors import SchemaVersionError, StoreError
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from poetkb.catalog import Catalog
+
+BUSY_TIMEOUT_MS = 10_000
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+#: Tables rebuilt from the catalog on every build. Every other table is state and survives rebuilds.
+CATALOG_TABLES = ("components", "obligations", "failure_modes", "recipes", "rules", "patterns", "nodes", "edges")
+
+Migration = Callable[["sqlite_utils.Database"], None]
+
+
+def _m001_catalog(db: sqlite_utils.Database) -> None:
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    db["components"].create({"id": str, "title": str, "data": str}, pk="id")
+    db["obligations"].create(
+        {
+            "id": str, "title": str, "statement": str, "rationale": str, "domain": str, "risk": str,
+            "safe_in_prod": int, "applies_to": str, "tags": str, "keywords": str,
+            "source_file": str, "source_line": int, "data": str,
+        },
+        pk="id",
+    )
+    db["failure_modes"].create(
+        {"id": str, "title": str, "description": str, "keywords": str, "source_file": str,
+         "source_line": int, "data": str},
+        pk="id",
+    )
+    db["recipes"].create({"id": str, "title": str, "source_file": str, "source_line": int, "data": str}, pk="id")
+    db["rules"].create(
+        {"id": str, "kind": str, "component": str, "source_file": str, "source_line": int, "data": str}, pk="id"
+    )
+    db["patterns"].create(
+        {"id": str, "source": str, "file": str, "test": str, "line": int, "summary": str, "data": str}, pk="id"
+    )
+    db["nodes"].create({"id": str, "kind": str, "label": str}, pk="id")
+    db["edges"].create({"src": str, "dst": str, "kind": str, "weight": float}, pk=("src", "dst", "kind"))
+    db["edges"].create_index(["dst"])
+    db["obligations"].enable_fts(["title", "statement", "rationale", "keywords"], create_triggers=True)
+    db["failure_modes"].enable_fts(["title", "description", "keywords"], create_triggers=True)
+    db["patterns"].enable_fts(["test", "file", "summary"], create_triggers=True)
+
+
+#: Named migrations, applied in order; the schema version is how many have run.
+MIGRATIONS: list[tuple[str, Migration]] = [
+    ("001_catalog", _m001_catalog),
+]
+
+
+def register_migration(name: str, migration: Migration) -> None:
+    """Append a named migration (features add their state tables this way, in import order)."""
+    if any(existing == name for existing, _ in MIGRATIONS):
+        return
+    MIGRATIONS.append((name, migration))
+
+
+def schema_version() -> int:
+    return len(MIGRATIONS)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def connect(path: Path, *, must_exist: bool = True) -> sqlite_utils.Database:
+    """Open a knowledge base file with WAL and a busy timeout; raise StoreError on a bad file."""
+    import sqlite_utils
+
+    if must_exist:
+        if not path.exists():
+            raise StoreError(
+                f"no knowledge base at {path}", path=path, hint=f"build one with `poet kb build --db {path}`"
+            )
+        try:
+            with path.open("rb") as fh:
+                header = fh.read(16)
+        except OSError as exc:
+            raise StoreError(f"cannot read knowledge base {path}: {exc.strerror}", path=path) from exc
+        if header != SQLITE_MAGIC:
+            raise StoreError(
+                f"{path} is not a poetkb knowledge base (not an SQLite file, or corrupted)",
+                path=path,
+                hint=f"rebuild it with `poet kb build --db {path}` (the catalog files are the source of truth)",
+            )
+    try:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db = sqlite_utils.Database(conn)
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode != "wal" and os.access(path.parent, os.W_OK):
+            conn.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"cannot open knowledge base {path}: {exc}",
+            path=path,
+            hint=f"rebuild it with `poet kb build --db {path}`",
+        ) from exc
+    return db
+
+
+def read_meta(db: sqlite_utils.Database) -> dict[str, str]:
+    if "meta" not in db.table_names():
+        return {}
+    return {row["key"]: row["value"] for row in db["meta"].rows}
+
+
+def ensure_schema(db: sqlite_utils.Database, path: Path) -> None:
+    """Refuse files from a newer poetkb; bring older files up to date with the pending migrations."""
+    try:
+        names = set(db.table_names())
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"{path} is corrupted: {exc}", path=path, hint=f"rebuild it with `poet kb build --db {path}`"
+        ) from exc
+    if "migrations" not in names:
+        raise StoreError(
+            f"{path} is an SQLite file but not a poetkb knowledge base",
+            path=path,
+            hint="pass the path of a knowledge base built by `poet kb build`, or build one there",
+        )
+    applied = [row["name"] for row in db["migrations"].rows_where(order_by="rowid")]
+    known = [name for name, _ in MIGRATIONS]
+    unknown = [name for name in applied if name not in known]
+    if unknown:
+        raise SchemaVersionError(
+            f"{path} was written by a newer poetkb (schema version {len(applied)}, migrations "
+            f"{', '.join(unknown)}); this poetkb knows schema version {schema_version()}",
+            path=path,
+            hint="upgrade poetkb (`pip install -U poetkb`), or rebuild the file with this version",
+        )
+    pending = [(n, m) for n, m in MIGRATIONS if n not in applied]
+    if pending:
+        try:
+            _apply(db, pending)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(
+                f"cannot upgrade knowledge base {path}: {exc}",
+                path=path,
+                hint="make the file writable, or rebuild it with `poet kb build`",
+            ) from exc
+
+
+def _apply(db: sqlite_utils.Database, migrations: Iterable[tuple[str, Migration]]) -> None:
+    for name, migration in migrations:
+        with db.conn:
+            migration(db)
+            db["migrations"].insert({"name": name, "applied_at": now_iso()})
+            db["meta"].upsert({"key": "schema_version", "value": str(schema_version())}, pk="key")
+
+
+def _obligation_rows(catalog: Catalog) -> Iterable[dict[str, Any]]:
+    for oid, ob in sorted(catalog.obligations.items()):
+        src = catalog.sources[("obligation", oid)]
+        yield {
+            "id": oid, "title": ob.title, "statement": ob.statement, "rationale": ob.rationale,
+            "domain": ob.domain, "risk": ob.risk, "safe_in_prod": int(ob.safe_in_prod),
+            "applies_to": json.dumps(ob.applies_to), "tags": json.dumps(ob.tags),
+            "keywords": " ".join(ob.keywords), "source_file": src.file, "source_line": src.line,
+            "data": ob.model_dump_json(),
+        }
+
+
+def graph_rows(catalog: Catalog) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The node/edge view of a catalog, with kind-prefixed node ids (``obligation:cache.vary.honored``)."""
+    nodes: dict[str, dict[str, Any]] = {}
+    edges: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def node(kind: str, key: str, label: str) -> str:
+        nid = f"{kind}:{key}"
+        nodes.setdefault(nid, {"id": nid, "kind": kind, "label": label})
+        return nid
+
+    def edge(src: str, dst: str, kind: str, weight: float = 1.0) -> None:
+        edges.setdefault((src, dst, kind), {"src": src, "dst": dst, "kind": kind, "weight": weight})
+
+    for cid, comp in catalog.components.items():
+        node("component", cid, comp.title)
+    for fid, fm in catalog.failure_modes.items():
+        node("failure_mode", fid, fm.title)
+    for oid, ob in catalog.obligations.items():
+        o = node("obligation", oid, ob.title)
+        edge(o, node("domain", ob.domain, ob.domain), "in_domain")
+        for fid in ob.failure_modes:
+            edge(o, f"failure_mode:{fid}", "guards_against")
+        for cid in ob.applies_to:
+            edge(o, f"component:{cid}", "applies_to")
+        for ev in ob.evidence:
+            edge(o, node("evidence", ev.kind, ev.kind.replace("_", " ")), "requires_evidence")
+        for rel in ob.related:
+            edge(o, f"obligation:{rel}", "related_to")
+    for fid, fm in catalog.failure_modes.items():
+        for oid in fm.guarded_by:
+            edge(f"obligation:{oid}", f"failure_mode:{fid}", "guards_against")
+    for rid, recipe in catalog.recipes.items():
+        r = node("recipe", rid, recipe.title)
+        for oid in recipe.obligations:
+            edge(f"obligation:{oid}", r, "exercised_by")
+        for cid in recipe.components:
+            edge(r, f"component:{cid}", "applies_to")
+    for oid, ob in catalog.obligations.items():
+        for rid in ob.recipes:
+            edge(f"obligation:{oid}", f"recipe:{rid}", "exercised_by")
+    for rid, rule in catalog.rules.items():
+        r = node("rule", rid, rule.why or rid)
+        for oid in rule.obligations:
+            edge(r, f"obligation:{oid}", "mapped_by", rule.weight)
+        for fid in rule.failure_modes:
+            edge(r, f"failure_mode:{fid}", "mapped_by", rule.weight)
+    for pid, pattern in catalog.patterns.items():
+        p = node("pattern", pid, pattern.test or pattern.file)
+        for match in pattern.obligations:
+            edge(p, f"obligation:{match.id}", "learned_from", match.confidence)
+    return sorted(nodes.values(), key=lambda n: n["id"]), [edges[k] for k in sorted(edges)]
+
+
+def _write_catalog(db: sqlite_utils.Database, catalog: Catalog, source: str) -> None:
+    def src(kind: str, key: str) -> tuple[str, int | None]:
+        ref = catalog.sources[(kind, key)]
+        return ref.file, ref.line
+
+    with db.conn:
+        db["components"].insert_all(
+            ({"id": k, "title": v.title, "data": v.model_dump_json()} for k, v in sorted(catalog.components.items()))
+        )
+        db["obligations"].insert_all(_obligation_rows(catalog))
+        db["failure_modes"].insert_all(
+            {"id": k, "title": v.title, "description": v.description, "keywords": " ".join(v.keywords),
+             "source_file": src("failure_mode", k)[0], "source_line": src("failure_mode", k)[1],
+             "data": v.model_dump_json()}
+            for k, v in sorted(catalog.failure_modes.items())
+        )
+        db["recipes"].insert_all(
+            {"id": k, "title": v.title, "source_file": src("recipe", k)[0], "source_line": src("recipe", k)[1],
+             "data": v.model_dump_json()}
+            for k, v in sorted(catalog.recipes.items())
+        )
+        db["rules"].insert_all(
+            {"id": k, "kind": v.kind, "component": v.component, "source_file": src("rule", k)[0],
+             "source_line": src("rule", k)[1], "data": v.model_dump_json()}
+            for k, v in sorted(catalog.rules.items())
+        )
+        db["patterns"].insert_all(
+            {"id": k, "source": v.source, "file": v.file, "test": v.test, "line": v.line, "summary": v.summary,
+             "data": v.model_dump_json()}
+            for k, v in sorted(catalog.patterns.items())
+        )
+        nodes, edges = graph_rows(catalog)
+        db["nodes"].insert_all(nodes)
+        db["edges"].insert_all(edges)
+        from poetkb import __version__
+
+        for key, value in {
+            "schema_version": str(schema_version()),
+            "poetkb_version": __version__,
+            "built_at": now_iso(),
+            "catalog_fingerprint": catalog.fingerprint,
+            "catalog_source": source,
+        }.items():
+            db["meta"].upsert({"key": key, "value": value}, pk="key")
+
+
+def _copy_state(db: sqlite_utils.Database, old_path: Path) -> None:
+    """Carry state tables (runs, baselines, caches, decisions) from the old file into the new one."""
+    try:
+        old = connect(old_path)
+        ensure_schema(old, old_path)
+        old_tables = set(old.table_names())
+        old.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        old.conn.close()
+    except StoreError:
+        return  # an unreadable old file has no state worth keeping; the new build replaces it
+    new_tables = set(db.table_names())
+    skip = set(CATALOG_TABLES) | {"meta", "migrations"}
+    keep = sorted(
+        t for t in old_tables & new_tables
+        if t not in skip and not any(t.startswith(f"{c}_fts") for c in CATALOG_TABLES)
+    )
+    if not keep:
+        return
+    db.conn.execute("ATTACH DATABASE ? AS old", (str(old_path),))
+    try:
+        with db.conn:
+            for table in keep:
+                cols = [c.name for c in db[table].columns]
+                old_cols = {r[1] for r in db.conn.execute(f"PRAGMA old.table_info([{table}])")}
+                shared = ", ".join(f"[{c}]" for c in cols if c in old_cols)
+                db.conn.execute(f"INSERT OR REPLACE INTO main.[{table}] ({shared}) SELECT {shared} FROM old.[{table}]")
+    finally:
+        db.conn.execute("DETACH DATABASE old")
+
+
+def build(catalog: Catalog, target: Path, *, source: str) -> Path:
+    """Write ``catalog`` into a new knowledge base file and atomically swap it in at ``target``."""
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create directory {target.parent}: {exc.strerror}", path=target) from exc
+    if not os.access(target.parent, os.W_OK):
+        raise StoreError(
+            f"cannot write the knowledge base: {target.parent} is read-only",
+            path=target,
+            hint="pass --db (or set POET_DB) to a writable location",
+        )
+    tmp = target.with_name(f".{target.name}.build-{os.getpid()}")
+    for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    try:
+        db = connect(tmp, must_exist=False)
+        try:
+            db.conn.execute("PRAGMA journal_mode = DELETE")
+            with db.conn:
+                db["migrations"].create({"name": str, "applied_at": str}, pk="name")
+            _apply(db, MIGRATIONS)
+            _write_catalog(db, catalog, source)
+            if target.exists():
+                _copy_state(db, target)
+            db.conn.execute("PRAGMA journal_mode = WAL")
+        finally:
+            db.conn.close()
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    for stale in (target.with_name(target.name + "-wal"), target.with_name(target.name + "-shm")):
+        if stale.exists() and stale.stat().st_size == 0:
+            stale.unlink(missing_ok=True)
+    return target
+
+
+def decode(row: dict[str, Any], model: type[Any]) -> Any:
+    """Rebuild a model from the JSON ``data`` column of a row."""
+    return model.model_validate_json(row["data"])
