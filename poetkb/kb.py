@@ -35,19 +35,18 @@ if TYPE_CHECKING:
 SHIPPED = "shipped"
 
 
-def open(path: str | Path | None = None, *, create: bool | None = None) -> KnowledgeBase:  # noqa: A001
+def open(path: str | Path | None = None, *, create: bool = True) -> KnowledgeBase:  # noqa: A001
     """Open a knowledge base.
 
     With no ``path`` the default location is used (``POET_DB`` or the user data
-    directory); it is built from the shipped catalog when missing, and rebuilt
-    when it was built from an older shipped catalog. An explicit ``path`` must
-    exist unless ``create=True``.
+    directory). A missing file is built from the catalog shipped with poetkb
+    (unless ``create=False``), and a file built from the shipped catalog is
+    rebuilt when the shipped catalog has changed since (after an upgrade, or an
+    edit in a source checkout). Files built from another catalog are left as they are.
     """
     from poetkb.catalog import fingerprint, load_catalog, shipped_catalog_root
 
-    is_default = path is None
     target = default_db_path() if path is None else Path(path).expanduser()
-    create = is_default if create is None else create
     if not target.exists():
         if not create:
             raise StoreError(
@@ -56,10 +55,10 @@ def open(path: str | Path | None = None, *, create: bool | None = None) -> Knowl
         store.build(load_catalog(shipped_catalog_root()), target, source=SHIPPED)
         return KnowledgeBase(target)
     kb = KnowledgeBase(target)
-    if is_default:
-        meta = kb.meta()
+    meta = kb.meta()
+    if meta.get("catalog_source") == SHIPPED:
         root = shipped_catalog_root()
-        if meta.get("catalog_source") == SHIPPED and meta.get("catalog_fingerprint") != fingerprint(root):
+        if meta.get("catalog_fingerprint") != fingerprint(root):
             kb.close()
             store.build(load_catalog(root), target, source=SHIPPED)
             kb = KnowledgeBase(target)

@@ -1,0 +1,200 @@
+"""Core commands: init, obligations, kb, schema, search, related."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from poetkb.cli.common import emit_json, main, open_kb
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def init(ctx: click.Context, as_json: bool) -> None:
+    """Show what this machine has for testing (proxies, capture tools) and where the knowledge base is."""
+    from poetkb.environment import machine_report
+
+    report = machine_report(ctx.find_root().obj.get("db_path"))
+    if as_json:
+        emit_json(report)
+        return
+    for tool in report.tools:
+        if tool.found:
+            click.echo(f"  {tool.name:<9} {tool.version or '?':<10} {tool.path}")
+        else:
+            click.echo(f"  {tool.name:<9} {'missing':<10} install with: {tool.install_hint}")
+    state = "present" if report.db_exists else "not built yet (built on first use)"
+    click.echo(f"knowledge base: {report.db_path} ({state})")
+    click.echo(f"work directory: {report.work_dir}")
+
+
+@main.group()
+def obligations() -> None:
+    """List and show obligations."""
+
+
+@obligations.command("list")
+@click.option("--domain", help="Only this domain (cache, routing, perf, auth, data, ...).")
+@click.option("--risk", type=click.Choice(["high", "medium", "low"]), help="Only this risk.")
+@click.option("--component", help="Only obligations that apply to this component (nginx, haproxy, ...).")
+@click.option("--tag", help="Only obligations with this tag (edge, performance, ...).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of obligations.")
+@click.pass_context
+def obligations_list(
+    ctx: click.Context, domain: str | None, risk: str | None, component: str | None, tag: str | None, as_json: bool
+) -> None:
+    """List obligations, sorted by id."""
+    with open_kb(ctx) as kb:
+        found = kb.obligations(domain=domain, risk=risk, component=component, tag=tag)
+    if as_json:
+        emit_json(found)
+        return
+    for ob in found:
+        click.echo(f"{ob.id:<36} {ob.risk:<7} {ob.title}")
+    click.echo(f"{len(found)} obligation{'s' if len(found) != 1 else ''}", err=True)
+
+
+@obligations.command("show")
+@click.argument("obligation_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the obligation as JSON.")
+@click.pass_context
+def obligations_show(ctx: click.Context, obligation_id: str, as_json: bool) -> None:
+    """Show one obligation: statement, rationale, evidence, checks and recipes."""
+    from poetkb.render import obligation_text
+
+    with open_kb(ctx) as kb:
+        ob = kb.obligation(obligation_id)
+        if as_json:
+            emit_json(ob)
+            return
+        click.echo(obligation_text(kb, ob))
+
+
+@main.group()
+def kb() -> None:
+    """Build, check and describe the knowledge base."""
+
+
+@kb.command("build")
+@click.option("--from", "source", type=click.Path(file_okay=False, path_type=Path),
+              help="Catalog directory (default: the catalog shipped with poetkb).")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Knowledge base file to write (default: --db of `poet`, $POET_DB, or the user data directory).")
+@click.pass_context
+def kb_build(ctx: click.Context, source: Path | None, db_path: Path | None) -> None:
+    """Build the knowledge base from the catalog files; the old file stays intact if anything fails."""
+    from poetkb import store
+    from poetkb.catalog import load_catalog, shipped_catalog_root
+    from poetkb.kb import SHIPPED, KnowledgeBase
+    from poetkb.paths import default_db_path
+
+    target = db_path or ctx.find_root().obj.get("db_path") or default_db_path()
+    root = source or shipped_catalog_root()
+    catalog = load_catalog(root)
+    store.build(catalog, Path(target), source=SHIPPED if source is None else str(root.resolve()))
+    with KnowledgeBase(Path(target)) as built:
+        stats = built.stats()
+    counts = stats.counts
+    click.echo(
+        f"built {stats.path}: {counts['obligations']} obligations, {counts['failure_modes']} failure modes, "
+        f"{counts['recipes']} recipes, {counts['rules']} rules, {counts['patterns']} learned patterns, "
+        f"{counts['edges']} graph edges"
+    )
+
+
+@kb.command("check")
+@click.option("--from", "source", type=click.Path(file_okay=False, path_type=Path),
+              help="Catalog directory (default: the catalog shipped with poetkb).")
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
+def kb_check(source: Path | None, as_json: bool) -> None:
+    """Validate the catalog: schema, unknown fields, duplicate ids, dangling references.
+
+    Lists every problem with file and line; exits 2 when there is any.
+    """
+    from poetkb.catalog import check_catalog, shipped_catalog_root
+
+    catalog, problems = check_catalog(source or shipped_catalog_root())
+    if as_json:
+        emit_json({"ok": not problems, "problems": [p.__dict__ for p in problems]})
+    else:
+        for problem in problems:
+            click.echo(str(problem), err=True)
+        if not problems:
+            click.echo(
+                f"catalog ok: {len(catalog.obligations)} obligations, {len(catalog.failure_modes)} failure modes, "
+                f"{len(catalog.recipes)} recipes, {len(catalog.rules)} rules, {len(catalog.patterns)} patterns"
+            )
+    if problems:
+        if not as_json:
+            click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''}", err=True)
+        raise SystemExit(2)
+
+
+@kb.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+@click.pass_context
+def kb_stats(ctx: click.Context, as_json: bool) -> None:
+    """Counts, schema version and provenance of the knowledge base."""
+    with open_kb(ctx) as base:
+        stats = base.stats()
+    if as_json:
+        emit_json(stats)
+        return
+    click.echo(f"path:            {stats.path}")
+    click.echo(f"schema version:  {stats.schema_version}")
+    click.echo(f"built:           {stats.built_at} by poetkb {stats.poetkb_version}")
+    click.echo(f"catalog:         {stats.catalog_fingerprint[:16]}")
+    for name, count in stats.counts.items():
+        click.echo(f"  {name:<24} {count}")
+
+
+@main.command()
+@click.argument("name", required=False)
+def schema(name: str | None) -> None:
+    """Print the JSON Schema of a public model (no NAME: list the names)."""
+    from poetkb.schemas import json_schema, schema_names
+
+    if name is None:
+        for known in schema_names():
+            click.echo(known)
+        return
+    click.echo(json.dumps(json_schema(name), indent=2))
+
+
+@main.command()
+@click.argument("text", nargs=-1, required=True)
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 200))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def search(ctx: click.Context, text: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """Full-text search over obligations' titles, statements, rationale and keywords."""
+    with open_kb(ctx) as base:
+        found = base.search(" ".join(text), limit=limit)
+    if as_json:
+        emit_json(found)
+        return
+    for ob in found:
+        click.echo(f"{ob.id:<36} {ob.title}")
+    if not found:
+        click.echo("no obligation matched", err=True)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--depth", default=1, show_default=True, type=click.IntRange(1, 4))
+@click.option("--edge", "edges", multiple=True, help="Only follow edges of this kind (repeatable).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def related(ctx: click.Context, name: str, depth: int, edges: tuple[str, ...], as_json: bool) -> None:
+    """Graph neighbourhood of an obligation (or any node, as kind:id), with edge kinds."""
+    with open_kb(ctx) as base:
+        found = base.related(name, depth=depth, edge_kinds=edges or None)
+    if as_json:
+        emit_json(found)
+        return
+    for node in found:
+        arrow = "->" if node.direction == "out" else "<-"
+        click.echo(f"{'  ' * (node.distance - 1)}{arrow} {node.edge:<18} {node.id}  ({node.label})")

@@ -1,0 +1,40 @@
+"""The public models whose JSON Schema ``poet schema NAME`` prints."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from poetkb.errors import UnknownEntity
+
+#: schema name -> "module:Class"
+SCHEMAS: dict[str, str] = {
+    "obligation": "poetkb.models:Obligation",
+    "failure-mode": "poetkb.models:FailureMode",
+    "recipe": "poetkb.models:Recipe",
+    "component": "poetkb.models:Component",
+    "evidence-requirement": "poetkb.models:EvidenceRequirement",
+    "check": "poetkb.models:Check",
+    "mapping-rule": "poetkb.models:MappingRule",
+    "learned-pattern": "poetkb.models:LearnedPattern",
+    "kb-stats": "poetkb.models:KBStats",
+}
+
+
+def schema_names() -> list[str]:
+    return sorted(SCHEMAS)
+
+
+def model_for(name: str) -> Any:
+    key = name.lower().replace("_", "-")
+    if key not in SCHEMAS:
+        raise UnknownEntity("schema", name, known=schema_names())
+    module, cls = SCHEMAS[key].split(":")
+    return getattr(import_module(module), cls)
+
+
+def json_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12, as pydantic writes it) of a public model."""
+    schema: dict[str, Any] = model_for(name).model_json_schema()
+    schema.setdefault("$schema", "https://json-schema.org/draft/2020-12/schema")
+    return schema
