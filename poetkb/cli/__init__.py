@@ -15,6 +15,7 @@ from poetkb.cli.common import main
 #: modules whose import registers commands on `main`, in help order
 COMMAND_MODULES = [
     "poetkb.cli.core",
+    "poetkb.cli.plan",
 ]
 
 for _name in COMMAND_MODULES:
