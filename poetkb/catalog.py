@@ -146,9 +146,10 @@ class _Loader:
                     Problem(shown, line, str(key), f"unknown top-level key; allowed: {', '.join(sorted(allowed))}")
                 )
         if section == "obligations":
-            items = [convert_legacy_obligation(i) if is_legacy_obligation(i) else i for i in _as_list(data, "obligations")]
+            originals = _as_list(data, "obligations")
+            items = [convert_legacy_obligation(i) if is_legacy_obligation(i) else i for i in originals]
             self.add_items(shown, "obligations", items, Obligation, self.catalog.obligations, "obligation",
-                           originals=_as_list(data, "obligations"))
+                           originals=originals)
         elif section == "knowledge/packs":
             self.add_items(shown, "failure_modes", _as_list(data, "failure_modes"), FailureMode,
                            self.catalog.failure_modes, "failure_mode")
@@ -196,9 +197,8 @@ class _Loader:
             if obj_id in into:
                 first = self.catalog.sources[(kind, obj_id)]
                 where = f"{first.file}:{first.line}" if first.line else first.file
-                self.problems.append(
-                    Problem(shown, line, f"{key}[{index}].id", f"duplicate {kind} id {obj_id!r} (first defined at {where})")
-                )
+                message = f"duplicate {kind} id {obj_id!r} (first defined at {where})"
+                self.problems.append(Problem(shown, line, f"{key}[{index}].id", message))
                 continue
             into[obj_id] = obj
             self.catalog.sources[(kind, obj_id)] = SourceRef(shown, line)
