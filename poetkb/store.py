@@ -91,7 +91,10 @@ def now_iso() -> str:
 
 
 def connect(path: Path, *, must_exist: bool = True) -> sqlite_utils.Database:
-    """Open a knowledge base file with WAL and a busy timeout; raise StoreError on a bad file."""
+    """Open a knowledge base file with a busy timeout; raise StoreError on a bad file.
+
+    Builds set WAL mode, which SQLite records in the file, so every connection uses it.
+    """
     import sqlite_utils
 
     if must_exist:
@@ -114,12 +117,10 @@ def connect(path: Path, *, must_exist: bool = True) -> sqlite_utils.Database:
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db = sqlite_utils.Database(conn)
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        if mode != "wal" and os.access(path.parent, os.W_OK):
-            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails here on a damaged file
     except sqlite3.DatabaseError as exc:
         raise StoreError(
-            f"cannot open knowledge base {path}: {exc}",
+            f"cannot open knowledge base {path}: the file is corrupted ({exc})",
             path=path,
             hint=f"rebuild it with `poet kb build --db {path}`",
         ) from exc
