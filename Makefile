@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.poetkb-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test demo demo-down lint typecheck bench clean
+.PHONY: install test demo lint typecheck docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,5 @@ typecheck: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .poet .pytest_cache .ruff_cache .mypy_cache build dist
+docs:
+	$(BIN)/python -m poetkb.cli.reference > docs/cli.md
