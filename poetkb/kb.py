@@ -12,7 +12,7 @@ import difflib
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from poetkb import store
 from poetkb.errors import StoreError, UnknownEntity, UnknownObligation
@@ -137,7 +137,7 @@ class KnowledgeBase:
                 self.obligation(oid)
             where.append(f"id in ({', '.join('?' * len(wanted))})")
             args.extend(wanted)
-        rows = self.db["obligations"].rows_where(" and ".join(where) or None, args, order_by="id")
+        rows = self.db.table("obligations").rows_where(" and ".join(where) or None, args, order_by="id")
         return [store.decode(r, Obligation) for r in rows]
 
     def obligation(self, obligation_id: str) -> Obligation:
@@ -157,9 +157,9 @@ class KnowledgeBase:
 
     def failure_modes(self, *, obligation: str | None = None, component: str | None = None) -> list[FailureMode]:
         """Failure modes, optionally those an obligation guards against or that affect a component."""
-        modes = [store.decode(r, FailureMode) for r in self.db["failure_modes"].rows_where(order_by="id")]
+        modes = [store.decode(r, FailureMode) for r in self.db.table("failure_modes").rows_where(order_by="id")]
         if obligation:
-            guarded = {e["dst"].split(":", 1)[1] for e in self.db["edges"].rows_where(
+            guarded = {e["dst"].split(":", 1)[1] for e in self.db.table("edges").rows_where(
                 "src = ? and kind = 'guards_against'", [f"obligation:{self.obligation(obligation).id}"])}
             modes = [m for m in modes if m.id in guarded]
         if component:
@@ -175,9 +175,9 @@ class KnowledgeBase:
 
     def recipes(self, *, obligation: str | None = None, component: str | None = None) -> list[Recipe]:
         """Recipes, optionally those exercising an obligation or usable on a component."""
-        recipes = [store.decode(r, Recipe) for r in self.db["recipes"].rows_where(order_by="id")]
+        recipes = [store.decode(r, Recipe) for r in self.db.table("recipes").rows_where(order_by="id")]
         if obligation:
-            linked = {e["dst"].split(":", 1)[1] for e in self.db["edges"].rows_where(
+            linked = {e["dst"].split(":", 1)[1] for e in self.db.table("edges").rows_where(
                 "src = ? and kind = 'exercised_by'", [f"obligation:{self.obligation(obligation).id}"])}
             recipes = [r for r in recipes if r.id in linked]
         if component:
@@ -192,7 +192,7 @@ class KnowledgeBase:
         return store.decode(row, Recipe)
 
     def components(self) -> list[Component]:
-        return [store.decode(r, Component) for r in self.db["components"].rows_where(order_by="id")]
+        return [store.decode(r, Component) for r in self.db.table("components").rows_where(order_by="id")]
 
     def component(self, component_id: str) -> Component:
         row = self._row("components", component_id)
@@ -208,7 +208,7 @@ class KnowledgeBase:
         if component:
             where.append("(component = ? or component is null)")
             args.append(component)
-        rows = self.db["rules"].rows_where(" and ".join(where) or None, args, order_by="id")
+        rows = self.db.table("rules").rows_where(" and ".join(where) or None, args, order_by="id")
         return [store.decode(r, MappingRule) for r in rows]
 
     def patterns(self, *, obligation: str | None = None, source: str | None = None) -> list[LearnedPattern]:
@@ -220,7 +220,7 @@ class KnowledgeBase:
         if obligation:
             where.append("id in (select substr(src, 9) from edges where dst = ? and kind = 'learned_from')")
             args.append(f"obligation:{obligation}")
-        rows = self.db["patterns"].rows_where(" and ".join(where) or None, args, order_by="id")
+        rows = self.db.table("patterns").rows_where(" and ".join(where) or None, args, order_by="id")
         return [store.decode(r, LearnedPattern) for r in rows]
 
     # -- search and graph ------------------------------------------------------------------------
@@ -244,9 +244,9 @@ class KnowledgeBase:
             import networkx as nx
 
             graph = nx.MultiDiGraph()
-            for row in self.db["nodes"].rows:
+            for row in self.db.table("nodes").rows:
                 graph.add_node(row["id"], kind=row["kind"], label=row["label"])
-            for row in self.db["edges"].rows:
+            for row in self.db.table("edges").rows:
                 graph.add_edge(row["src"], row["dst"], key=row["kind"], kind=row["kind"], weight=row["weight"])
             self._graph = graph
         return self._graph
@@ -276,7 +276,9 @@ class KnowledgeBase:
         for distance in range(1, depth + 1):
             nxt: list[str] = []
             for current in frontier:
-                links = [(v, k, "out") for _, v, k in graph.out_edges(current, keys=True)]
+                links: list[tuple[str, str, Literal["out", "in"]]] = [
+                    (v, k, "out") for _, v, k in graph.out_edges(current, keys=True)
+                ]
                 links += [(u, k, "in") for u, _, k in graph.in_edges(current, keys=True)]
                 for other, kind, direction in sorted(links):
                     if kinds and kind not in kinds or other in seen:
@@ -292,7 +294,7 @@ class KnowledgeBase:
     def stats(self) -> KBStats:
         meta = self.meta()
         tables = ["obligations", "failure_modes", "recipes", "components", "rules", "patterns", "nodes", "edges"]
-        counts = {t: self.db[t].count for t in tables}
+        counts = {t: self.db.table(t).count for t in tables}
         counts.update({f"edges.{r['kind']}": r["n"] for r in self.db.query(
             "select kind, count(*) as n from edges group by kind order by kind")})
         return KBStats(
@@ -306,7 +308,7 @@ class KnowledgeBase:
 
     # -- helpers ---------------------------------------------------------------------------------
     def _row(self, table: str, key: str) -> dict[str, Any] | None:
-        rows = list(self.db[table].rows_where("id = ?", [key], limit=1))
+        rows = list(self.db.table(table).rows_where("id = ?", [key], limit=1))
         return rows[0] if rows else None
 
     def _ids(self, table: str) -> list[str]:

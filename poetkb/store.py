@@ -39,9 +39,9 @@ Migration = Callable[["sqlite_utils.Database"], None]
 
 
 def _m001_catalog(db: sqlite_utils.Database) -> None:
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    db["components"].create({"id": str, "title": str, "data": str}, pk="id")
-    db["obligations"].create(
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("components").create({"id": str, "title": str, "data": str}, pk="id")
+    db.table("obligations").create(
         {
             "id": str, "title": str, "statement": str, "rationale": str, "domain": str, "risk": str,
             "safe_in_prod": int, "applies_to": str, "tags": str, "keywords": str,
@@ -49,24 +49,24 @@ def _m001_catalog(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["failure_modes"].create(
+    db.table("failure_modes").create(
         {"id": str, "title": str, "description": str, "keywords": str, "source_file": str,
          "source_line": int, "data": str},
         pk="id",
     )
-    db["recipes"].create({"id": str, "title": str, "source_file": str, "source_line": int, "data": str}, pk="id")
-    db["rules"].create(
+    db.table("recipes").create({"id": str, "title": str, "source_file": str, "source_line": int, "data": str}, pk="id")
+    db.table("rules").create(
         {"id": str, "kind": str, "component": str, "source_file": str, "source_line": int, "data": str}, pk="id"
     )
-    db["patterns"].create(
+    db.table("patterns").create(
         {"id": str, "source": str, "file": str, "test": str, "line": int, "summary": str, "data": str}, pk="id"
     )
-    db["nodes"].create({"id": str, "kind": str, "label": str}, pk="id")
-    db["edges"].create({"src": str, "dst": str, "kind": str, "weight": float}, pk=("src", "dst", "kind"))
-    db["edges"].create_index(["dst"])
-    db["obligations"].enable_fts(["title", "statement", "rationale", "keywords"], create_triggers=True)
-    db["failure_modes"].enable_fts(["title", "description", "keywords"], create_triggers=True)
-    db["patterns"].enable_fts(["test", "file", "summary"], create_triggers=True)
+    db.table("nodes").create({"id": str, "kind": str, "label": str}, pk="id")
+    db.table("edges").create({"src": str, "dst": str, "kind": str, "weight": float}, pk=("src", "dst", "kind"))
+    db.table("edges").create_index(["dst"])
+    db.table("obligations").enable_fts(["title", "statement", "rationale", "keywords"], create_triggers=True)
+    db.table("failure_modes").enable_fts(["title", "description", "keywords"], create_triggers=True)
+    db.table("patterns").enable_fts(["test", "file", "summary"], create_triggers=True)
 
 
 #: Named migrations, applied in order; the schema version is how many have run.
@@ -130,7 +130,7 @@ def connect(path: Path, *, must_exist: bool = True) -> sqlite_utils.Database:
 def read_meta(db: sqlite_utils.Database) -> dict[str, str]:
     if "meta" not in db.table_names():
         return {}
-    return {row["key"]: row["value"] for row in db["meta"].rows}
+    return {row["key"]: row["value"] for row in db.table("meta").rows}
 
 
 def ensure_schema(db: sqlite_utils.Database, path: Path) -> None:
@@ -147,7 +147,7 @@ def ensure_schema(db: sqlite_utils.Database, path: Path) -> None:
             path=path,
             hint="pass the path of a knowledge base built by `poet kb build`, or build one there",
         )
-    applied = [row["name"] for row in db["migrations"].rows_where(order_by="rowid")]
+    applied = [row["name"] for row in db.table("migrations").rows_where(order_by="rowid")]
     known = [name for name, _ in MIGRATIONS]
     unknown = [name for name in applied if name not in known]
     if unknown:
@@ -173,8 +173,8 @@ def _apply(db: sqlite_utils.Database, migrations: Iterable[tuple[str, Migration]
     for name, migration in migrations:
         with db.conn:
             migration(db)
-            db["migrations"].insert({"name": name, "applied_at": now_iso()})
-            db["meta"].upsert({"key": "schema_version", "value": str(schema_version())}, pk="key")
+            db.table("migrations").insert({"name": name, "applied_at": now_iso()})
+            db.table("meta").upsert({"key": "schema_version", "value": str(schema_version())}, pk="key")
 
 
 def _obligation_rows(catalog: Catalog) -> Iterable[dict[str, Any]]:
@@ -248,34 +248,34 @@ def _write_catalog(db: sqlite_utils.Database, catalog: Catalog, source: str) -> 
         return ref.file, ref.line
 
     with db.conn:
-        db["components"].insert_all(
+        db.table("components").insert_all(
             ({"id": k, "title": v.title, "data": v.model_dump_json()} for k, v in sorted(catalog.components.items()))
         )
-        db["obligations"].insert_all(_obligation_rows(catalog))
-        db["failure_modes"].insert_all(
+        db.table("obligations").insert_all(_obligation_rows(catalog))
+        db.table("failure_modes").insert_all(
             {"id": k, "title": v.title, "description": v.description, "keywords": " ".join(v.keywords),
              "source_file": src("failure_mode", k)[0], "source_line": src("failure_mode", k)[1],
              "data": v.model_dump_json()}
             for k, v in sorted(catalog.failure_modes.items())
         )
-        db["recipes"].insert_all(
+        db.table("recipes").insert_all(
             {"id": k, "title": v.title, "source_file": src("recipe", k)[0], "source_line": src("recipe", k)[1],
              "data": v.model_dump_json()}
             for k, v in sorted(catalog.recipes.items())
         )
-        db["rules"].insert_all(
+        db.table("rules").insert_all(
             {"id": k, "kind": v.kind, "component": v.component, "source_file": src("rule", k)[0],
              "source_line": src("rule", k)[1], "data": v.model_dump_json()}
             for k, v in sorted(catalog.rules.items())
         )
-        db["patterns"].insert_all(
+        db.table("patterns").insert_all(
             {"id": k, "source": v.source, "file": v.file, "test": v.test, "line": v.line, "summary": v.summary,
              "data": v.model_dump_json()}
             for k, v in sorted(catalog.patterns.items())
         )
         nodes, edges = graph_rows(catalog)
-        db["nodes"].insert_all(nodes)
-        db["edges"].insert_all(edges)
+        db.table("nodes").insert_all(nodes)
+        db.table("edges").insert_all(edges)
         from poetkb import __version__
 
         for key, value in {
@@ -285,7 +285,7 @@ def _write_catalog(db: sqlite_utils.Database, catalog: Catalog, source: str) -> 
             "catalog_fingerprint": catalog.fingerprint,
             "catalog_source": source,
         }.items():
-            db["meta"].upsert({"key": key, "value": value}, pk="key")
+            db.table("meta").upsert({"key": key, "value": value}, pk="key")
 
 
 def _copy_state(db: sqlite_utils.Database, old_path: Path) -> None:
@@ -310,7 +310,7 @@ def _copy_state(db: sqlite_utils.Database, old_path: Path) -> None:
     try:
         with db.conn:
             for table in keep:
-                cols = [c.name for c in db[table].columns]
+                cols = [c.name for c in db.table(table).columns]
                 old_cols = {r[1] for r in db.conn.execute(f"PRAGMA old.table_info([{table}])")}
                 shared = ", ".join(f"[{c}]" for c in cols if c in old_cols)
                 db.conn.execute(f"INSERT OR REPLACE INTO main.[{table}] ({shared}) SELECT {shared} FROM old.[{table}]")
@@ -339,7 +339,7 @@ def build(catalog: Catalog, target: Path, *, source: str) -> Path:
         try:
             db.conn.execute("PRAGMA journal_mode = DELETE")
             with db.conn:
-                db["migrations"].create({"name": str, "applied_at": str}, pk="name")
+                db.table("migrations").create({"name": str, "applied_at": str}, pk="name")
             _apply(db, MIGRATIONS)
             _write_catalog(db, catalog, source)
             if target.exists():

@@ -16,7 +16,7 @@ import yaml
 from poetkb.errors import InputError, Problem
 
 
-class LineDict(dict[str, Any]):
+class LineDict(dict[Any, Any]):
     """A dict that remembers the 1-based line of the mapping and of each key."""
 
     line: int = 0
