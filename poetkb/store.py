@@ -69,9 +69,19 @@ def _m001_catalog(db: sqlite_utils.Database) -> None:
     db.table("patterns").enable_fts(["test", "file", "summary"], create_triggers=True)
 
 
+def _m004_baselines(db: sqlite_utils.Database) -> None:
+    """State: the last passing load-test result per service and scenario; see poetkb.load.baselines."""
+    db.table("baselines").create(
+        {"service": str, "scenario": str, "recorded_at": str, "source": str, "profile_fingerprint": str,
+         "sample_count": int, "summary": str},
+        pk=("service", "scenario"),
+    )
+
+
 #: Named migrations, applied in order; the schema version is how many have run.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_catalog", _m001_catalog),
+    ("004_baselines", _m004_baselines),
 ]
 
 
