@@ -78,10 +78,18 @@ def _m004_baselines(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m005_rank_cache(db: sqlite_utils.Database) -> None:
+    """State: the fitted ranking model (compressed JSON) keyed by a digest of the KB; see poetkb.rank.cache."""
+    db.table("rank_cache").create(
+        {"digest": str, "model_version": int, "created_at": str, "payload": bytes}, pk="digest"
+    )
+
+
 #: Named migrations, applied in order; the schema version is how many have run.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_catalog", _m001_catalog),
     ("004_baselines", _m004_baselines),
+    ("005_rank_cache", _m005_rank_cache),
 ]
 
 
