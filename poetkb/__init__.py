@@ -48,6 +48,11 @@ _EXPORTS: dict[str, str] = {
     "TargetUnreachable": "poetkb.errors",
     "UnknownEntity": "poetkb.errors",
     "UnknownObligation": "poetkb.errors",
+    "ServiceProfile": "poetkb.load.profile",
+    "LoadPlan": "poetkb.load.plan",
+    "MetricsSummary": "poetkb.load.metrics",
+    "Interpretation": "poetkb.load.interpret",
+    "Baseline": "poetkb.load.baselines",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -32,6 +32,12 @@ if TYPE_CHECKING:
     import networkx
     import sqlite_utils
 
+    from poetkb.load.baselines import Baseline
+    from poetkb.load.interpret import Interpretation
+    from poetkb.load.metrics import MetricsSummary
+    from poetkb.load.plan import LoadPlan
+    from poetkb.load.profile import ServiceProfile
+
 SHIPPED = "shipped"
 
 
@@ -319,3 +325,40 @@ class KnowledgeBase:
     # --- rank and plans ---
     # --- gates ---
     # --- load plans and interpretation ---
+    def load_plan(self, profile: ServiceProfile | str | Path | dict[str, Any]) -> LoadPlan:
+        """The load-test plan (steady, burst, soak, stress) for a service profile (see poetkb.load.plan)."""
+        from poetkb.load.plan import build_plan
+        from poetkb.load.profile import as_profile
+
+        return build_plan(as_profile(profile))
+
+    def interpret(self, profile: ServiceProfile | str | Path, metrics: MetricsSummary | str | Path | list[str | Path],
+                  *, baseline: str | Path | MetricsSummary | Baseline | None = None,
+                  scenario: str | None = None) -> Interpretation:
+        """Judge load-test results against the profile's SLOs (see poetkb.load.interpret).
+
+        ``baseline``: a metrics file or summary to compare with, or "auto" for the stored baseline of the
+        service and scenario (a passing run then becomes the new baseline).
+        """
+        from poetkb.load.interpret import interpret_files
+
+        return interpret_files(self, profile, metrics, scenario=scenario, baseline=baseline)
+
+    def load_baseline(self, service: str, scenario: str) -> Baseline | None:
+        """The last passing load-test result of a service and scenario, if one was recorded."""
+        from poetkb.load.baselines import get_baseline
+
+        return get_baseline(self.db, service, scenario)
+
+    def load_baselines(self, service: str | None = None) -> list[Baseline]:
+        """Every recorded load-test baseline (of one service)."""
+        from poetkb.load.baselines import list_baselines
+
+        return list_baselines(self.db, service)
+
+    def record_baseline(self, service: str, scenario: str, summary: MetricsSummary, *,
+                        profile_fingerprint: str = "") -> Baseline:
+        """Keep ``summary`` as the baseline of a service and scenario, replacing the previous one."""
+        from poetkb.load.baselines import record_baseline
+
+        return record_baseline(self.db, service, scenario, summary, profile_fingerprint=profile_fingerprint)

@@ -18,6 +18,10 @@ SCHEMAS: dict[str, str] = {
     "mapping-rule": "poetkb.models:MappingRule",
     "learned-pattern": "poetkb.models:LearnedPattern",
     "kb-stats": "poetkb.models:KBStats",
+    "service-profile": "poetkb.load.profile:ServiceProfile",
+    "load-plan": "poetkb.load.plan:LoadPlan",
+    "metrics-summary": "poetkb.load.metrics:MetricsSummary",
+    "interpretation": "poetkb.load.interpret:Interpretation",
 }
 
 

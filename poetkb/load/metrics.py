@@ -1,0 +1,422 @@
+"""Load-test results as one summary model, read from the files load tools write.
+
+:func:`read_metrics` recognises the format from the content (not the name):
+
+- a simple JSON or CSV summary (``p50_ms, p90_ms, p95_ms, p99_ms, error_rate,
+  throughput_rps, cpu_percent, memory_percent``; optional ``phases`` and
+  ``series``), the format poetkb documents for any tool;
+- k6's end-of-test summary (``--summary-export`` and ``handleSummary`` JSON)
+  and k6's ``--out json`` stream of points;
+- Locust's ``--csv`` statistics (the ``Aggregated`` row) and stats history;
+- raw latency samples: one number per line, or a JSON list of numbers.
+
+Readers stream: large files are read line by line (or chunk by chunk) and raw
+samples are kept as compact doubles, then reduced to exact percentiles and a
+bounded reservoir (:data:`RESERVOIR_SIZE`) for statistical tests. Every problem
+is an :class:`~poetkb.errors.InputError` naming the file, the line or field,
+and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from array import array
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from poetkb.errors import InputError
+from poetkb.models import PoetModel
+
+MetricsFormat = Literal[
+    "summary-json", "summary-csv", "k6-summary-export", "k6-handle-summary", "k6-json-stream",
+    "locust-csv", "locust-history-csv", "samples",
+]
+#: the metric fields every summary can carry
+METRIC_FIELDS = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "error_rate", "throughput_rps", "cpu_percent",
+                 "memory_percent")
+#: raw samples kept per summary for statistical tests (a uniform reservoir of all samples)
+RESERVOIR_SIZE = 5000
+_RESERVOIR_SEED = 20240601
+_CHUNK = 1 << 20
+KNOWN_FORMATS_TEXT = ("a simple JSON/CSV summary (p95_ms, error_rate, ...), a k6 summary (--summary-export or "
+                      "handleSummary JSON), k6 --out json, a Locust stats CSV, or raw latency samples "
+                      "(one number per line, or a JSON list)")
+
+
+class PhaseMetrics(PoetModel):
+    """The metrics of a run or of one phase of it. Latencies in ms, error rate as a fraction."""
+
+    p50_ms: float | None = Field(default=None, ge=0)
+    p90_ms: float | None = Field(default=None, ge=0)
+    p95_ms: float | None = Field(default=None, ge=0)
+    p99_ms: float | None = Field(default=None, ge=0)
+    error_rate: float | None = Field(default=None, ge=0, le=1)
+    throughput_rps: float | None = Field(default=None, ge=0)
+    cpu_percent: float | None = Field(default=None, ge=0)
+    memory_percent: float | None = Field(default=None, ge=0)
+    requests: int | None = Field(default=None, ge=0)
+    duration_s: float | None = Field(default=None, ge=0)
+
+
+class SeriesPoint(PoetModel):
+    """One point of a time series (seconds from the start of the run)."""
+
+    t_s: float
+    p95_ms: float | None = None
+    error_rate: float | None = None
+    throughput_rps: float | None = None
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+
+
+class MetricsSummary(PhaseMetrics):
+    """A load-test result: whole-run metrics, optional phases and series, and a reservoir of raw samples."""
+
+    source: str
+    format: MetricsFormat
+    scenario: str | None = None
+    phases: dict[str, PhaseMetrics] = Field(default_factory=dict)
+    series: list[SeriesPoint] = Field(default_factory=list)
+    sample_count: int = 0
+    samples_ms: list[float] = Field(default_factory=list, description="Uniform reservoir of raw latencies, ms.")
+    notes: list[str] = Field(default_factory=list)
+
+    def metrics_for(self, phase: str | None) -> PhaseMetrics | None:
+        """The whole run (``phase=None``) or one phase, if the summary has it."""
+        return self if phase is None else self.phases.get(phase)
+
+
+class _SummaryFile(PoetModel):
+    """The simple JSON summary as written by people and scripts."""
+
+    scenario: str | None = None
+    service: str | None = None
+    p50_ms: float | None = Field(default=None, ge=0)
+    p90_ms: float | None = Field(default=None, ge=0)
+    p95_ms: float | None = Field(default=None, ge=0)
+    p99_ms: float | None = Field(default=None, ge=0)
+    error_rate: float | None = Field(default=None, ge=0, le=1)
+    throughput_rps: float | None = Field(default=None, ge=0)
+    cpu_percent: float | None = Field(default=None, ge=0)
+    memory_percent: float | None = Field(default=None, ge=0)
+    requests: int | None = Field(default=None, ge=0)
+    duration_s: float | None = Field(default=None, ge=0)
+    phases: dict[str, PhaseMetrics] = Field(default_factory=dict)
+    series: list[SeriesPoint] = Field(default_factory=list)
+    samples_ms: list[float] = Field(default_factory=list)
+
+
+# -- samples ------------------------------------------------------------------------------------
+class SampleSink:
+    """Collects latencies as compact doubles and a uniform reservoir, for exact percentiles of big inputs."""
+
+    def __init__(self) -> None:
+        self.values = array("d")
+        self.reservoir: list[float] = []
+        self._rng = random.Random(_RESERVOIR_SEED)
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+        n = len(self.values)
+        if n <= RESERVOIR_SIZE:
+            self.reservoir.append(value)
+        else:
+            slot = self._rng.randrange(n)
+            if slot < RESERVOIR_SIZE:
+                self.reservoir[slot] = value
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def percentiles(self) -> dict[str, float]:
+        import numpy
+
+        if not self.values:
+            return {}
+        data = numpy.frombuffer(self.values, dtype=numpy.float64)
+        p50, p90, p95, p99 = numpy.percentile(data, [50, 90, 95, 99])
+        return {"p50_ms": round(float(p50), 3), "p90_ms": round(float(p90), 3), "p95_ms": round(float(p95), 3),
+                "p99_ms": round(float(p99), 3)}
+
+
+def _number(token: str, *, file: str, line: int) -> float:
+    try:
+        value = float(token)
+    except ValueError:
+        shown = token if len(token) <= 40 else token[:40] + "..."
+        raise InputError(f"{shown!r} is not a number; raw samples are latencies in ms, one per line or a JSON "
+                         "list", file=file, line=line) from None
+    if value != value or value in (float("inf"), float("-inf")) or value < 0:
+        raise InputError(f"{token!r} is not a usable latency (negative, NaN or infinite)", file=file, line=line)
+    return value
+
+
+def _read_line_samples(path: Path, shown: str, sink: SampleSink, *, skip_header: bool) -> None:
+    with path.open(encoding="utf-8") as fh:
+        for number, raw in enumerate(fh, start=1):
+            text = raw.strip()
+            if not text or text.startswith("#") or (skip_header and number == 1):
+                continue
+            sink.add(_number(text.split(",")[0].strip(), file=shown, line=number))
+
+
+def _read_json_list_samples(path: Path, shown: str, sink: SampleSink) -> None:
+    """Stream a JSON list of numbers chunk by chunk, without loading the file."""
+    line, pending, opened, closed = 1, "", False, False
+    with path.open(encoding="utf-8") as fh:
+        while chunk := fh.read(_CHUNK):
+            if closed and chunk.strip():
+                raise InputError("text after the closing ']' of the sample list", file=shown, line=line)
+            if not opened:
+                chunk = chunk.lstrip()
+                if not chunk:
+                    continue
+                chunk, opened = chunk[1:], True
+            if "]" in chunk:
+                chunk, rest = chunk.split("]", 1)
+                closed = True
+                if rest.strip():
+                    raise InputError("text after the closing ']' of the sample list", file=shown, line=line)
+            parts = (pending + chunk).split(",")
+            pending = "" if closed else parts.pop()
+            for part in parts:
+                if part.strip():
+                    sink.add(_number(part.strip(), file=shown, line=line))
+                line += part.count("\n")
+    if not closed:
+        raise InputError("the JSON list of samples has no closing ']': the file is truncated", file=shown,
+                         line=line, hint="write the complete list, or one number per line")
+    if pending.strip():
+        sink.add(_number(pending.strip(), file=shown, line=line))
+
+
+def summary_from_samples(sink: SampleSink, *, source: str, fmt: MetricsFormat = "samples",
+                         **extra: Any) -> MetricsSummary:
+    """A summary whose latency percentiles come from raw samples."""
+    if not len(sink):
+        raise InputError("no samples in the file", file=source, hint="write latencies in ms, one per line")
+    fields = {**sink.percentiles(), **{k: v for k, v in extra.items() if v is not None}}
+    fields.setdefault("requests", len(sink))
+    return MetricsSummary(source=source, format=fmt, sample_count=len(sink), samples_ms=list(sink.reservoir),
+                          **fields)
+
+
+# -- simple summaries ---------------------------------------------------------------------------
+def _summary_json(data: dict[str, Any], path: Path, shown: str) -> MetricsSummary:
+    try:
+        parsed = _SummaryFile.model_validate(data)
+    except ValidationError as exc:
+        from poetkb.load.profile import json_with_lines
+        from poetkb.yamlfile import problems_from_validation
+
+        lined = json_with_lines(path, data) if path.stat().st_size < 5_000_000 else data
+        problems = problems_from_validation(exc, lined, file=shown)
+        p = problems[0]
+        if exc.errors()[0].get("type") == "extra_forbidden":
+            import difflib
+
+            key = str(exc.errors()[0]["loc"][-1])
+            close = difflib.get_close_matches(key, list(_SummaryFile.model_fields), n=1)
+            p = type(p)(file=p.file, line=p.line, field=p.field, message=f"unknown field {key!r}"
+                        + (f" (did you mean {close[0]!r}?)" if close else ""))
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        allowed = ", ".join(_SummaryFile.model_fields)
+        raise InputError(p.message.removeprefix("Value error, ") + more, file=shown, line=p.line, field=p.field,
+                         hint=f"a simple summary has the fields {allowed}") from None
+    if not any(getattr(parsed, f) is not None for f in METRIC_FIELDS) and not parsed.phases \
+            and not parsed.samples_ms and not parsed.series:
+        raise InputError(f"the summary has none of the metric fields {', '.join(METRIC_FIELDS)}", file=shown,
+                         hint="add at least the metrics your SLOs need (p95_ms, error_rate, ...)")
+    fields = parsed.model_dump(exclude={"service", "samples_ms"})
+    if parsed.samples_ms:
+        sink = SampleSink()
+        for value in parsed.samples_ms:
+            sink.add(value)
+        fields = {**sink.percentiles(), **{k: v for k, v in fields.items() if v is not None and v != {} and v != []}}
+        return MetricsSummary(source=shown, format="summary-json", sample_count=len(sink),
+                              samples_ms=list(sink.reservoir), **fields)
+    return MetricsSummary(source=shown, format="summary-json", **fields)
+
+
+_WHOLE_RUN = {"", "all", "total", "whole", "run"}
+
+
+def _summary_csv(rows: Iterator[list[str]], header: list[str], shown: str) -> MetricsSummary:
+    names = [h.strip().lower() for h in header]
+    allowed = set(METRIC_FIELDS) | {"requests", "duration_s", "phase", "scenario"}
+    if names[:2] == ["metric", "value"]:
+        values: dict[str, str] = {}
+        for number, row in enumerate(rows, start=2):
+            if len(row) < 2 or not row[0].strip():
+                continue
+            key = row[0].strip().lower()
+            if key not in allowed:
+                raise InputError(f"unknown metric {row[0].strip()!r}", file=shown, line=number,
+                                 hint=f"known metrics: {', '.join(sorted(allowed))}")
+            values[key] = row[1].strip()
+        table = [(2, values)]
+    else:
+        unknown = [h for h in names if h not in allowed]
+        if unknown:
+            raise InputError(f"unknown column(s) {', '.join(unknown)}", file=shown, line=1,
+                             hint=f"known columns: {', '.join(sorted(allowed))}")
+        table = []
+        for number, row in enumerate(rows, start=2):
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(names):
+                raise InputError(f"row has {len(row)} values but the header has {len(names)} columns "
+                                 "(a truncated or hand-edited file?)", file=shown, line=number)
+            table.append((number, dict(zip(names, (c.strip() for c in row), strict=True))))
+    if not table:
+        raise InputError("the CSV summary has a header but no values: the file is truncated", file=shown)
+    whole: dict[str, Any] = {}
+    phases: dict[str, PhaseMetrics] = {}
+    scenario = None
+    for number, record in table:
+        converted: dict[str, Any] = {}
+        for key, text in record.items():
+            if key in ("phase", "scenario") or text == "" or text.upper() == "N/A":
+                continue
+            try:
+                converted[key] = int(float(text)) if key == "requests" else float(text)
+            except ValueError:
+                raise InputError(f"{text!r} is not a number", file=shown, line=number, field=key) from None
+        scenario = record.get("scenario") or scenario
+        try:
+            metrics = PhaseMetrics(**converted)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise InputError(err["msg"], file=shown, line=number, field=".".join(map(str, err["loc"]))) from None
+        phase = (record.get("phase") or "").strip()
+        if phase.lower() in _WHOLE_RUN:
+            whole = metrics.model_dump(exclude_none=True)
+        else:
+            phases[phase] = metrics
+    return MetricsSummary(source=shown, format="summary-csv", scenario=scenario, phases=phases, **whole)
+
+
+# -- entry point --------------------------------------------------------------------------------
+def _first_text(path: Path, shown: str) -> str:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            head = fh.read(4096)
+    except UnicodeDecodeError:
+        raise InputError("file is not UTF-8 text; metrics files are JSON, CSV or plain text", file=shown) from None
+    except OSError as exc:
+        raise InputError(f"cannot read metrics file: {exc.strerror}", file=shown) from None
+    if not head.strip():
+        raise InputError(f"file is empty; expected {KNOWN_FORMATS_TEXT}", file=shown,
+                         hint="check that the load test finished and wrote its results")
+    return head
+
+
+def _load_json(path: Path, shown: str) -> Any:
+    with path.open(encoding="utf-8") as fh:
+        text = fh.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(text.rstrip()):
+            raise InputError("the JSON ends before it is complete: the file is truncated", file=shown,
+                             line=exc.lineno, hint="re-run the export, or wait until the load tool has "
+                             "finished writing") from None
+        raise InputError(f"malformed JSON: {exc.msg}", file=shown, line=exc.lineno) from None
+
+
+def read_metrics(path: str | Path) -> MetricsSummary:
+    """Read a load-test result file in any supported format (see the module docstring)."""
+    import csv
+
+    from poetkb.load import metrics_tools
+
+    target = Path(path)
+    shown = str(path)
+    if not target.is_file():
+        raise InputError("no such metrics file", file=shown, hint="pass the file your load test wrote")
+    head = _first_text(target, shown)
+    first = head.lstrip()[0]
+    if first == "[":
+        sink = SampleSink()
+        _read_json_list_samples(target, shown, sink)
+        return summary_from_samples(sink, source=shown)
+    if first == "{":
+        first_line = head.lstrip().split("\n", 1)[0]
+        stream = metrics_tools.k6_stream_record(first_line)
+        if stream:
+            return metrics_tools.read_k6_stream(target, shown)
+        data = _load_json(target, shown)
+        if isinstance(data, dict) and isinstance(data.get("metrics"), dict):
+            return metrics_tools.read_k6_summary(data, shown)
+        if isinstance(data, dict):
+            return _summary_json(data, target, shown)
+        raise InputError(f"unknown metrics format; expected {KNOWN_FORMATS_TEXT}", file=shown)
+    header_line = head.lstrip().split("\n", 1)[0]
+    if "," in header_line:
+        with target.open(encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader)
+            if not header:
+                header = next(reader, [])
+            names = {h.strip() for h in header}
+            if {"Name", "Request Count"} <= names or {"Name", "User Count"} <= names:
+                return metrics_tools.read_locust_csv(reader, header, shown)
+            lowered = {n.lower() for n in names}
+            if lowered & (set(METRIC_FIELDS) | {"metric"}):
+                return _summary_csv(reader, header, shown)
+            if not _is_number(header[0]) and len(header) > 1:
+                raise InputError(f"unknown CSV format (columns: {', '.join(header[:8])}); expected "
+                                 f"{KNOWN_FORMATS_TEXT}", file=shown, line=1)
+    token = header_line.strip().split(",")[0].strip()
+    if _is_number(token) or token.lower() in ("latency_ms", "duration_ms", "ms", "latency", "response_time_ms"):
+        sink = SampleSink()
+        _read_line_samples(target, shown, sink, skip_header=not _is_number(token))
+        return summary_from_samples(sink, source=shown)
+    raise InputError(f"unknown metrics format (first line: {header_line.strip()[:60]!r}); expected "
+                     f"{KNOWN_FORMATS_TEXT}", file=shown, line=1)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_samples(path: str | Path) -> MetricsSummary:
+    """Read raw latency samples only (one number per line, or a JSON list); other formats are an error."""
+    summary = read_metrics(path)
+    if not summary.sample_count:
+        raise InputError(f"no raw latency samples in this file ({summary.format})", file=str(path),
+                         hint="pass a file with one latency in ms per line, or a JSON list of numbers")
+    return summary
+
+
+def merge(summaries: Iterable[MetricsSummary]) -> MetricsSummary:
+    """Combine results of one run read from several files: the first file's values win, gaps are filled."""
+    items = list(summaries)
+    if not items:
+        raise InputError("no metrics files given", hint="pass --metrics FILE")
+    base = items[0].model_dump()
+    for other in items[1:]:
+        extra = other.model_dump()
+        for key in (*METRIC_FIELDS, "requests", "duration_s", "scenario"):
+            if base.get(key) is None:
+                base[key] = extra.get(key)
+        for name, phase in extra["phases"].items():
+            mine = base["phases"].setdefault(name, {})
+            for key, value in phase.items():
+                if mine.get(key) is None:
+                    mine[key] = value
+        if not base["series"]:
+            base["series"] = extra["series"]
+        if not base["sample_count"] and extra["sample_count"]:
+            base["sample_count"], base["samples_ms"] = extra["sample_count"], extra["samples_ms"]
+        base["notes"] = [*base["notes"], *extra["notes"]]
+    base["source"] = " + ".join(s.source for s in items)
+    return MetricsSummary.model_validate(base)
