@@ -85,11 +85,23 @@ def _m005_rank_cache(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m002_learn(db: sqlite_utils.Database) -> None:
+    """State: the test-mining cache by content hash, and review decisions; see poetkb.learn.cache/review."""
+    db.table("learn_cache").create(
+        {"key": str, "version": str, "path": str, "features": str, "mined_at": str}, pk="key"
+    )
+    db.table("learn_decisions").create(
+        {"pattern_id": str, "obligation_id": str, "decision": str, "decided_at": str, "note": str},
+        pk=("pattern_id", "obligation_id"),
+    )
+
+
 #: Named migrations, applied in order; the schema version is how many have run.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_catalog", _m001_catalog),
     ("004_baselines", _m004_baselines),
     ("005_rank_cache", _m005_rank_cache),
+    ("002_learn", _m002_learn),
 ]
 
 
