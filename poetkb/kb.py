@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from poetkb.load.metrics import MetricsSummary
     from poetkb.load.plan import LoadPlan
     from poetkb.load.profile import ServiceProfile
+    from poetkb.plans import Runbook, TestPlan
+    from poetkb.rank import Ranking
 
 SHIPPED = "shipped"
 
@@ -323,6 +325,27 @@ class KnowledgeBase:
     # -- features: each section is a thin entry point into its own module ------------------------
     # --- learn (mining legacy test suites) ---
     # --- rank and plans ---
+    def rank(self, change: str | None = None, *, diff: str | Path | None = None, component: str | None = None,
+             top: int = 10) -> Ranking:
+        """The obligations a change (text and/or unified diff) puts at risk, best first, each with why."""
+        from poetkb.rank import rank
+
+        return rank(self, change, diff=diff, component=component, top=top)
+
+    def test_plan(self, change: str | None = None, *, diff: str | Path | None = None, component: str | None = None,
+                  top: int = 5) -> TestPlan:
+        """A release checklist for the top obligations a change puts at risk (see poetkb.plans.testplan)."""
+        from poetkb.plans.testplan import build_test_plan
+
+        return build_test_plan(self, change, diff=diff, component=component, top=top)
+
+    def runbook(self, *, obligations: Iterable[str] | None = None, change: str | None = None,
+                diff: str | Path | None = None, component: str | None = None, top: int = 5) -> Runbook:
+        """The observability runbook for named obligations or for a change (see poetkb.plans.runbook)."""
+        from poetkb.plans.runbook import build_runbook
+
+        return build_runbook(self, obligations=obligations, change=change, diff=diff, component=component, top=top)
+
     # --- gates ---
     # --- load plans and interpretation ---
     def load_plan(self, profile: ServiceProfile | str | Path | dict[str, Any]) -> LoadPlan:

@@ -1,0 +1,83 @@
+"""Rank the obligations a change puts at risk, and say why.
+
+>>> import poetkb
+>>> kb = poetkb.open()
+>>> ranking = kb.rank("switch the cache key to include Accept-Language")
+>>> ranking.obligations[0].id, ranking.obligations[0].why.sentences[1]
+
+:func:`rank` is the whole pipeline: understand the change
+(:mod:`~poetkb.rank.change`), fetch the ranking model of the knowledge base
+(:mod:`~poetkb.rank.cache`, fitted by :mod:`~poetkb.rank.model`), match rules
+and score (:mod:`~poetkb.rank.matching`, :mod:`~poetkb.rank.scoring`) and
+explain (:mod:`~poetkb.rank.explain`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from poetkb.errors import InputError
+from poetkb.rank.change import ChangeSummary, DirectiveChange, read_diff_file, understand
+from poetkb.rank.explain import NO_MATCH, RankedObligation, Ranking, Why, explain, no_match_message
+
+if TYPE_CHECKING:
+    from poetkb.kb import KnowledgeBase
+    from poetkb.rank.matching import Matcher
+
+__all__ = [
+    "NO_MATCH", "ChangeSummary", "DirectiveChange", "RankedObligation", "Ranking", "Why", "rank", "read_change",
+]
+
+DEFAULT_TOP = 10
+_matchers: dict[str, Matcher] = {}
+
+
+def read_change(
+    kb: KnowledgeBase,
+    change: str | None = None,
+    *,
+    diff: str | Path | None = None,
+    component: str | None = None,
+) -> ChangeSummary:
+    """Understand a change (text and/or a diff given as text or a file path) against ``kb``'s components."""
+    if component is not None:
+        kb.component(component)  # UnknownEntity (exit 2) naming the known components
+    diff_text, diff_name = None, "diff"
+    if isinstance(diff, Path):
+        diff_text, diff_name = read_diff_file(diff)
+    elif diff is not None:
+        diff_text = diff
+    return understand(change, diff_text, diff_name=diff_name, component=component)
+
+
+def rank(
+    kb: KnowledgeBase,
+    change: str | None = None,
+    *,
+    diff: str | Path | None = None,
+    component: str | None = None,
+    top: int = DEFAULT_TOP,
+) -> Ranking:
+    """The obligations ``change`` puts at risk, best first, each with its why.
+
+    An empty or malformed change raises :class:`~poetkb.errors.InputError`; an
+    unknown component raises :class:`~poetkb.errors.UnknownEntity`. A change
+    that matches nothing returns a :class:`Ranking` with no obligations and a
+    ``message`` saying what was understood.
+    """
+    from poetkb.rank.cache import model_for
+    from poetkb.rank.matching import Matcher
+    from poetkb.rank.scoring import score
+
+    if top < 1:
+        raise InputError(f"--top must be at least 1, not {top}", field="top")
+    summary = read_change(kb, change, diff=diff, component=component)
+    model = model_for(kb)
+    matcher = _matchers.get(model.digest)
+    if matcher is None:
+        _matchers.clear()
+        matcher = _matchers[model.digest] = Matcher(model.rules)
+    scored = score(model, matcher, summary)[:top]
+    ranked = [explain(kb, model, s, summary) for s in scored]
+    return Ranking(change=summary, obligations=ranked, message="" if ranked else no_match_message(summary))

@@ -1,0 +1,112 @@
+"""Keep the ranking model until the knowledge base changes.
+
+Fitting the text model and walking the graph takes a second or more on a large
+knowledge base; a query takes milliseconds. So the fitted
+:class:`~poetkb.rank.model.RankModel` is kept in two places:
+
+- in this process, keyed by the knowledge base path and its content digest;
+- in the knowledge base file itself, in the state table ``rank_cache``
+  (migration ``005_rank_cache``), as compressed JSON keyed by the same digest,
+  so the next ``poet rank`` process starts warm.
+
+The digest is computed from the knowledge base on every query (a few cheap SQL
+aggregates): the catalog fingerprint, and for each table the model reads
+(obligations, failure modes, recipes, rules, learned patterns, graph edges)
+its row count, largest rowid and total size of the stored items. Any build,
+and any learned pattern written straight into the file, changes it, and the
+model is refitted once. A read-only knowledge base still ranks: the model is
+then kept in memory only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import zlib
+from typing import TYPE_CHECKING
+
+from poetkb.rank.model import MODEL_VERSION, RankModel, build_model
+
+if TYPE_CHECKING:
+    from poetkb.kb import KnowledgeBase
+
+CACHE_TABLE = "rank_cache"
+_TABLES = ("obligations", "failure_modes", "recipes", "rules", "patterns")
+
+_memory: dict[str, RankModel] = {}
+_lock = threading.Lock()
+#: how many times a model was fitted in this process (benchmarks and tests read it)
+fits = 0
+
+
+def digest(kb: KnowledgeBase) -> str:
+    """A fingerprint of everything the ranking model is derived from."""
+    parts = [f"model={MODEL_VERSION}", f"catalog={kb.meta().get('catalog_fingerprint', '')}"]
+    for table in _TABLES:
+        row = kb.db.execute(
+            f"select count(*), coalesce(max(rowid), 0), coalesce(sum(length(data)), 0) from [{table}]"
+        ).fetchone()
+        parts.append(f"{table}={row[0]}/{row[1]}/{row[2]}")
+    row = kb.db.execute("select count(*), coalesce(max(rowid), 0), coalesce(sum(weight), 0) from edges").fetchone()
+    parts.append(f"edges={row[0]}/{row[1]}/{row[2]:.6f}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def model_for(kb: KnowledgeBase) -> RankModel:
+    """The ranking model of ``kb``: from memory, else from the cache table, else fitted (and stored)."""
+    global fits
+    key = digest(kb)
+    memo_key = f"{kb.path.resolve()}#{key}"
+    with _lock:
+        model = _memory.get(memo_key)
+        if model is not None:
+            return model
+        model = _load(kb, key)
+        if model is None:
+            model = build_model(kb, key)
+            fits += 1
+            _store(kb, model)
+        for stale in [k for k in _memory if k.startswith(f"{kb.path.resolve()}#")]:
+            del _memory[stale]
+        _memory[memo_key] = model
+        return model
+
+
+def forget() -> None:
+    """Drop the in-process models (the cache table is untouched)."""
+    with _lock:
+        _memory.clear()
+
+
+def _load(kb: KnowledgeBase, key: str) -> RankModel | None:
+    try:
+        row = kb.db.execute(
+            f"select payload from {CACHE_TABLE} where digest = ? and model_version = ?", [key, MODEL_VERSION]
+        ).fetchone()
+    except sqlite3.OperationalError:
+        return None  # no cache table (a file from before migration 005 opened read-only)
+    if row is None:
+        return None
+    try:
+        text = zlib.decompress(row[0]).decode("utf-8")
+    except (zlib.error, UnicodeDecodeError, TypeError):
+        return None
+    model = RankModel.from_json(text)
+    return model if model is not None and model.digest == key else None
+
+
+def _store(kb: KnowledgeBase, model: RankModel) -> None:
+    from poetkb.store import now_iso
+
+    payload = zlib.compress(model.to_json().encode("utf-8"), 6)
+    try:
+        with kb.db.conn:
+            kb.db.execute(f"delete from {CACHE_TABLE}")
+            kb.db.execute(
+                f"insert or replace into {CACHE_TABLE} (digest, model_version, created_at, payload) "
+                "values (?, ?, ?, ?)",
+                [model.digest, MODEL_VERSION, now_iso(), payload],
+            )
+    except sqlite3.OperationalError:
+        pass  # read-only or busy file: rank from memory this time, store next time

@@ -1,0 +1,425 @@
+"""Understand a change: free text, or a unified diff of NGINX, HAProxy or code files.
+
+:func:`understand` turns what a release owner hands poetkb (a sentence such as
+"switch the cache key to include Accept-Language", a ``git diff``, or both)
+into a :class:`ChangeSummary`: which files changed and what they are, which
+proxy directives were added, removed or changed (with old and new values),
+which identifiers and imports the code touched, and the words of the
+description. Ranking works only from this summary, and the summary is shown to
+the user, so "what poetkb understood" is always visible.
+
+Bad input is refused here with an :class:`~poetkb.errors.InputError`: an empty
+change, a binary or malformed diff, or a diff that is not UTF-8 text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PrivateAttr
+
+from poetkb.errors import InputError
+from poetkb.models import PoetModel
+from poetkb.rank.diff import DiffLine, FileDiff, looks_like_diff, parse_unified_diff
+
+FileKind = Literal["nginx", "haproxy", "code", "config", "docs", "other"]
+
+MAX_IDENTIFIERS = 80
+
+_CODE_EXT = {
+    ".py": "python", ".go": "go", ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript",
+    ".ts": "typescript", ".tsx": "typescript", ".jsx": "javascript", ".java": "java", ".kt": "kotlin",
+    ".rb": "ruby", ".rs": "rust", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".hpp": "cpp",
+    ".cs": "csharp", ".php": "php", ".scala": "scala", ".sql": "sql", ".sh": "shell", ".lua": "lua",
+    ".ex": "elixir", ".exs": "elixir", ".swift": "swift",
+}
+_CONFIG_EXT = {".yaml", ".yml", ".json", ".toml", ".ini", ".env", ".properties", ".tf", ".hcl"}
+_DOCS_EXT = {".md", ".rst", ".txt", ".adoc"}
+
+_HAPROXY_SECTIONS = {"global", "defaults", "frontend", "backend", "listen", "resolvers", "peers", "cache",
+                     "userlist", "program", "http-errors", "ring", "mailers"}
+#: HAProxy keywords whose first argument is part of the directive's name ("timeout server", "option redispatch")
+_HAPROXY_COMPOUND = {"option", "timeout", "http-request", "http-response", "tcp-request", "tcp-response",
+                     "http-check", "tcp-check", "stick", "http-after-response", "errorfile"}
+_NGINX_HINTS = re.compile(
+    r"^\s*(proxy_pass|proxy_\w+|upstream\s+\S+\s*\{|server\s*\{|location\s|listen\s+\d|server_name\s|"
+    r"fastcgi_\w+|add_header\s|limit_req\w*|keepalive\w*|ssl_\w+|access_log\s|error_page\s|worker_\w+)",
+    re.M,
+)
+_HAPROXY_HINTS = re.compile(
+    r"^\s*(frontend\s|backend\s|listen\s|defaults\b|balance\s|default_backend\s|use_backend\s|bind\s+\S*:\d|"
+    r"option\s|timeout\s+(client|server|connect|queue|http-request|tunnel)|retries\s|server\s+\S+\s+\S+:\d)",
+    re.M,
+)
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NGINX_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+_HAPROXY_NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]*$")
+_PAIR_BY_FIRST_ARG = {"proxy_set_header", "add_header", "server", "location", "set", "map", "limit_req_zone",
+                      "proxy_cache_path", "upstream", "error_page", "log_format", "http-request", "http-response",
+                      "acl", "use_backend", "bind", "default-server", "stick-table", "timeout", "option"}
+
+#: words that say nothing about what a change risks (language keywords and filler)
+_NOISE_WORDS = """
+a an and are as at be but by def do else for from func function if import in into is it its let new nil none
+not null of on or package pass public private protected return self static that the then this to true false
+try catch except finally var const void with while class struct interface type use using when where will
+end begin elif fn impl pub mut async await yield lambda raise throw throws final int str bool string float
+double long char byte dict list map set get our we you they them should would could can may must also just
+make makes made change changes changed update updates updated add adds added remove removes removed switch
+fix fixes fixed bump move moved rename renamed refactor cleanup tidy small minor some more less now
+"""
+_NOISE = frozenset(_NOISE_WORDS.split())
+
+
+class DirectiveChange(PoetModel):
+    """A proxy configuration directive the diff added, removed or changed."""
+
+    component: Literal["nginx", "haproxy"]
+    name: str
+    action: Literal["added", "removed", "changed"]
+    old: str | None = None
+    new: str | None = None
+    file: str
+    line: int
+
+    def describe(self) -> str:
+        where = f"{self.file}:{self.line}"
+        if self.action == "changed":
+            return f"{self.name} changed from {self.old!r} to {self.new!r} ({where})"
+        value = self.new if self.action == "added" else self.old
+        shown = f" {value!r}" if value else ""
+        return f"{self.name}{shown} {self.action} ({where})"
+
+
+class ChangedFile(PoetModel):
+    """One file a diff touched and what kind of file poetkb took it for."""
+
+    path: str
+    kind: FileKind
+    language: str | None = None
+    status: Literal["modified", "added", "deleted", "renamed"] = "modified"
+    added: int = 0
+    removed: int = 0
+
+
+class ChangeSummary(PoetModel):
+    """What poetkb understood of a change; ranking works from this and nothing else."""
+
+    text: str = ""
+    source: Literal["text", "diff", "text+diff"]
+    components: list[str] = Field(default_factory=list)
+    files: list[ChangedFile] = Field(default_factory=list)
+    directives: list[DirectiveChange] = Field(default_factory=list)
+    identifiers: list[str] = Field(default_factory=list)
+    imports: list[str] = Field(default_factory=list)
+    terms: list[str] = Field(default_factory=list)
+    _changed_lines: str = PrivateAttr(default="")
+
+    @property
+    def changed_lines(self) -> str:
+        """The added and removed lines of the diff (what keyword rules search besides the description)."""
+        return self._changed_lines
+
+    def describe(self) -> list[str]:
+        """Sentences saying what was understood, for people."""
+        out: list[str] = []
+        if self.text:
+            out.append(f"Description: {self.text}")
+        if self.files:
+            kinds = Counter(f.kind for f in self.files)
+            parts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+            out.append(f"Diff of {len(self.files)} file{'s' if len(self.files) != 1 else ''} ({parts}): "
+                       + ", ".join(f.path for f in self.files[:8]) + (" ..." if len(self.files) > 8 else ""))
+        for directive in self.directives[:20]:
+            out.append(f"Directive {directive.describe()}")
+        if len(self.directives) > 20:
+            out.append(f"... and {len(self.directives) - 20} more directive changes")
+        if self.imports:
+            out.append(f"Imports touched: {', '.join(self.imports[:15])}")
+        if self.identifiers:
+            out.append(f"Identifiers touched: {', '.join(self.identifiers[:25])}")
+        if self.components:
+            out.append(f"Components: {', '.join(self.components)}")
+        if self.terms and not self.text:
+            out.append(f"Words: {', '.join(self.terms[:25])}")
+        return out
+
+    def query_text(self) -> str:
+        """The text a similarity model compares with the catalog: description, directives, code words."""
+        parts = [self.text]
+        for d in self.directives:
+            parts.append(f"{d.name} {d.old or ''} {d.new or ''}")
+        parts.extend(self.imports)
+        parts.extend(self.identifiers)
+        parts.extend(Path(f.path).stem for f in self.files)
+        parts.extend(self.terms if not self.text else [])
+        return " ".join(p for p in parts if p)
+
+
+def read_diff_file(path: Path | str) -> tuple[str, str]:
+    """Read a diff file (``-`` is not handled here); return (text, display name) or raise InputError."""
+    shown = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise InputError("no such diff file", file=shown, hint="pass the path of a unified diff") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read the diff: {exc.strerror}", file=shown) from exc
+    return decode_diff(data, shown), shown
+
+
+def decode_diff(data: bytes, name: str) -> str:
+    """Decode diff bytes as UTF-8 text, refusing binary data with a message naming ``name``."""
+    if b"\x00" in data:
+        raise InputError("the diff holds binary data (NUL bytes)", file=name,
+                         hint="pass a text unified diff, e.g. `git diff --no-ext-diff > change.diff`")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError("the diff is not UTF-8 text", file=name, line=line,
+                         hint="save it as UTF-8, or leave binary files out of the diff") from exc
+
+
+def understand(
+    text: str | None = None,
+    diff: str | None = None,
+    *,
+    diff_name: str = "diff",
+    component: str | None = None,
+) -> ChangeSummary:
+    """Build a :class:`ChangeSummary` from a description and/or a unified diff.
+
+    A description that is itself a unified diff is read as one. ``component``
+    (already validated by the caller) is recorded as the change's component.
+    """
+    text = (text or "").strip()
+    diff = diff or ""
+    if text and not diff.strip() and looks_like_diff(text):
+        text, diff, diff_name = "", text, "--change"
+    if not text and not diff.strip():
+        raise InputError(
+            "the change is empty",
+            field="change",
+            hint="describe it with --change 'switch the cache key to include Accept-Language', or pass --diff FILE",
+        )
+    if "\x00" in text:
+        raise InputError("the change description holds binary data (NUL bytes)", field="change")
+    files: list[ChangedFile] = []
+    directives: list[DirectiveChange] = []
+    identifiers: Counter[str] = Counter()
+    imports: dict[str, None] = {}
+    diff_words: list[str] = []
+    components: dict[str, None] = {}
+    parsed = parse_unified_diff(diff, name=diff_name) if diff.strip() else []
+    for file_diff in parsed:
+        kind, language = classify(file_diff)
+        files.append(ChangedFile(
+            path=file_diff.path, kind=kind, language=language, status=file_diff.status,  # type: ignore[arg-type]
+            added=sum(1 for ln in file_diff.lines if ln.sign == "+"),
+            removed=sum(1 for ln in file_diff.lines if ln.sign == "-"),
+        ))
+        if kind in ("nginx", "haproxy"):
+            components[kind] = None
+            directives.extend(directive_changes(file_diff, kind))
+        elif kind in ("code", "config", "other"):
+            for ident in code_identifiers(file_diff.lines):
+                identifiers[ident] += 1
+            for name in code_imports(file_diff.lines, language):
+                imports[name] = None
+        else:
+            diff_words.extend(ln.text for ln in file_diff.lines)
+    if component:
+        components = {component: None, **components}
+    ranked_idents = [name for name, _ in sorted(identifiers.items(), key=lambda kv: (-kv[1], kv[0].lower()))]
+    terms = content_words(" ".join([text, *diff_words]))
+    source: Literal["text", "diff", "text+diff"] = (
+        "text+diff" if text and diff.strip() else ("diff" if diff.strip() else "text")
+    )
+    summary = ChangeSummary(
+        text=text,
+        source=source,
+        components=list(components),
+        files=files,
+        directives=directives,
+        identifiers=ranked_idents[:MAX_IDENTIFIERS],
+        imports=sorted(imports)[:40],
+        terms=terms[:60],
+    )
+    summary._changed_lines = "\n".join(ln.text for fd in parsed for ln in fd.lines)
+    return summary
+
+
+def classify(file_diff: FileDiff) -> tuple[FileKind, str | None]:
+    """Decide whether a changed file is NGINX or HAProxy configuration, code, other config, or docs."""
+    path = file_diff.path
+    lower = path.lower()
+    suffix = Path(lower).suffix
+    body = "\n".join(ln.text for ln in file_diff.lines)
+    if suffix in _CODE_EXT:
+        return "code", _CODE_EXT[suffix]
+    if "haproxy" in lower or suffix == ".cfg" and _HAPROXY_HINTS.search(body):
+        return "haproxy", None
+    if "nginx" in lower or "sites-available" in lower or "sites-enabled" in lower:
+        return "nginx", None
+    nginx_hits = len(_NGINX_HINTS.findall(body))
+    haproxy_hits = len(_HAPROXY_HINTS.findall(body))
+    if suffix in {".conf", ".cfg", ""} or suffix not in _CONFIG_EXT | _DOCS_EXT:
+        if nginx_hits and nginx_hits >= haproxy_hits and re.search(r"[;{]\s*(#.*)?$", body, re.M):
+            return "nginx", None
+        if haproxy_hits:
+            return "haproxy", None
+    if suffix in _DOCS_EXT:
+        return "docs", None
+    if suffix in _CONFIG_EXT:
+        return "config", suffix.lstrip(".")
+    return "other", None
+
+
+def _strip_comment(line: str) -> str:
+    quote: str | None = None
+    for index, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            return line[:index]
+    return line
+
+
+def _nginx_statements(text: str) -> list[tuple[str, str]]:
+    """(name, value) pairs of the NGINX statements and block openers on one line."""
+    out = []
+    body = _strip_comment(text).strip()
+    for chunk in re.split(r"[;{}]", body):
+        words = chunk.strip().split(None, 1)
+        if not words or not _NGINX_NAME_RE.match(words[0]):
+            continue
+        out.append((words[0], words[1].strip() if len(words) > 1 else ""))
+    return out
+
+
+def _haproxy_statement(text: str) -> tuple[str, str] | None:
+    """(name, value) of one HAProxy configuration line; compound keywords keep their first argument."""
+    words = _strip_comment(text).split()
+    if not words:
+        return None
+    prefix = ""
+    if words[0] == "no" and len(words) > 1:
+        prefix, words = "no ", words[1:]
+    if not _HAPROXY_NAME_RE.match(words[0]):
+        return None
+    if words[0] in _HAPROXY_COMPOUND and len(words) > 1:
+        return f"{prefix}{words[0]} {words[1]}", " ".join(words[2:])
+    return f"{prefix}{words[0]}", " ".join(words[1:])
+
+
+def directive_changes(file_diff: FileDiff, component: str) -> list[DirectiveChange]:
+    """Directives added, removed or changed in one configuration file's diff.
+
+    A removed and an added statement with the same name (and, for directives
+    that repeat, the same first argument) pair up as one change with old and
+    new values.
+    """
+    removed: list[tuple[str, str, int]] = []
+    added: list[tuple[str, str, int]] = []
+    for line in file_diff.lines:
+        if component == "nginx":
+            statements = _nginx_statements(line.text)
+        else:
+            one = _haproxy_statement(line.text)
+            statements = [one] if one else []
+        for name, value in statements:
+            (added if line.sign == "+" else removed).append((name, value, line.line))
+    changes: list[DirectiveChange] = []
+    unmatched_added = list(added)
+
+    def key(name: str, value: str) -> tuple[str, str]:
+        first = value.split(None, 1)[0] if value and name in _PAIR_BY_FIRST_ARG else ""
+        return name, first
+
+    for name, value, line in removed:
+        partner = next((a for a in unmatched_added if key(*a[:2]) == key(name, value)), None)
+        if partner is None:
+            partner = next((a for a in unmatched_added if a[0] == name and name not in _PAIR_BY_FIRST_ARG), None)
+        if partner is not None:
+            unmatched_added.remove(partner)
+            if partner[1] == value:
+                continue  # moved, not changed
+            changes.append(DirectiveChange(component=component, name=name, action="changed", old=value,  # type: ignore[arg-type]
+                                           new=partner[1], file=file_diff.path, line=partner[2]))
+        else:
+            changes.append(DirectiveChange(component=component, name=name, action="removed", old=value,  # type: ignore[arg-type]
+                                           file=file_diff.path, line=line))
+    for name, value, line in unmatched_added:
+        changes.append(DirectiveChange(component=component, name=name, action="added", new=value,  # type: ignore[arg-type]
+                                       file=file_diff.path, line=line))
+    changes.sort(key=lambda c: (c.file, c.line, c.name))
+    return changes
+
+
+def split_identifier(name: str) -> list[str]:
+    """``maxRetryCount`` / ``max_retry_count`` -> ``['max', 'retry', 'count']``."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", spaced)
+    return [w.lower() for w in re.split(r"[\s_\-.]+", spaced) if w]
+
+
+def code_identifiers(lines: list[DiffLine]) -> list[str]:
+    """Identifiers on the changed lines of a code or config file, without language keywords."""
+    found = []
+    for line in lines:
+        for ident in _IDENT_RE.findall(line.text):
+            if len(ident) < 3 or ident.lower() in _NOISE:
+                continue
+            found.append(ident)
+    return found
+
+
+_IMPORT_PATTERNS = [
+    re.compile(r"^\s*from\s+([\w.]+)\s+import\s+([\w., ()*]+)"),
+    re.compile(r"^\s*import\s+([\w.]+(?:\s*,\s*[\w.]+)*)\s*$"),
+    re.compile(r"""^\s*import\s+.*?\bfrom\s+['"]([^'"]+)['"]"""),
+    re.compile(r"""require\(\s*['"]([^'"]+)['"]\s*\)"""),
+    re.compile(r"""^\s*import\s+(?:\w+\s+)?"([^"]+)"\s*$"""),
+    re.compile(r"""^\s*(?:\w+\s+)?"([\w.\-]+(?:/[\w.\-]+)+)"\s*$"""),
+    re.compile(r"^\s*import\s+(?:static\s+)?([\w.]+)\s*;"),
+    re.compile(r"^\s*use\s+([\w:]+)"),
+]
+
+
+def code_imports(lines: list[DiffLine], language: str | None) -> list[str]:
+    """Modules the changed lines import (Python, JavaScript/TypeScript, Go, Java, Rust)."""
+    found: list[str] = []
+    for line in lines:
+        for index, pattern in enumerate(_IMPORT_PATTERNS):
+            if index == 5 and language != "go":
+                continue
+            match = pattern.search(line.text)
+            if not match:
+                continue
+            if index == 0:
+                found.append(match.group(1))
+                found.extend(f"{match.group(1)}.{n.strip()}" for n in match.group(2).strip("() ").split(",")
+                             if n.strip() and n.strip() != "*")
+            elif index == 1:
+                found.extend(n.strip() for n in match.group(1).split(","))
+            else:
+                found.append(match.group(1))
+            break
+    return found
+
+
+def content_words(text: str) -> list[str]:
+    """The meaningful words of a description, in order of first appearance, without filler."""
+    seen: dict[str, None] = {}
+    for word in re.findall(r"[A-Za-z][A-Za-z0-9_\-]*[A-Za-z0-9]|[A-Za-z]{2,}", text):
+        lowered = word.lower()
+        if lowered not in _NOISE and len(lowered) > 2:
+            seen.setdefault(lowered, None)
+    return list(seen)

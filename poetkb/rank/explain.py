@@ -1,0 +1,216 @@
+"""Say why an obligation ranks for a change, in data and in sentences a person can check.
+
+Every :class:`RankedObligation` carries a :class:`Why`: the mapping rules that
+fired (with the directive, file and line or the words they matched), the words
+the change shares with the obligation, the graph paths that led to it
+(change -> failure mode -> obligation, change -> rule -> obligation, ...), the
+learned tests that already cover it, and the same facts as plain sentences.
+A reviewer should be able to read the sentences and agree, or see exactly
+which rule or word to fix.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from poetkb.models import PoetModel
+from poetkb.rank.change import ChangeSummary
+from poetkb.rank.scoring import Contribution, Scored
+
+if TYPE_CHECKING:
+    from poetkb.kb import KnowledgeBase
+    from poetkb.rank.model import RankModel
+
+#: how many learned tests a why lists by name
+LEARNED_SHOWN = 5
+#: at most this many evidence sentences; evidence weaker than WEAK is kept in the data, not told
+MAX_SENTENCES = 4
+WEAK = 0.25
+NO_MATCH = "no obligation matched"
+
+
+class RuleMatch(PoetModel):
+    """A mapping rule that fired on the change."""
+
+    rule: str
+    kind: str
+    terms: list[str] = Field(default_factory=list)
+    where: list[str] = Field(default_factory=list)
+    strength: float
+    why: str = ""
+
+
+class GraphPath(PoetModel):
+    """A path through the knowledge graph from the change to the obligation."""
+
+    channel: str
+    nodes: list[str]
+    labels: list[str]
+    strength: float
+
+
+class LearnedTest(PoetModel):
+    """A test mined from a legacy suite that exercises the obligation."""
+
+    pattern: str
+    source: str
+    file: str
+    line: int
+    test: str | None = None
+    confidence: float
+
+
+class Why(PoetModel):
+    """Why an obligation ranks: rules, shared words, graph paths, learned tests, and sentences saying so."""
+
+    sentences: list[str]
+    rules: list[RuleMatch] = Field(default_factory=list)
+    terms: list[str] = Field(default_factory=list)
+    paths: list[GraphPath] = Field(default_factory=list)
+    learned_tests: list[LearnedTest] = Field(default_factory=list)
+    learned_tests_total: int = 0
+    channels: dict[str, float] = Field(default_factory=dict)
+    component_fit: Literal["applies", "generic", "off", "unknown"] = "unknown"
+
+
+class RankedObligation(PoetModel):
+    """An obligation a change puts at risk, its score (0 to 1, higher first) and why."""
+
+    id: str
+    title: str
+    score: float
+    risk: str
+    domain: str
+    why: Why
+
+
+class Ranking(PoetModel):
+    """The answer to "what must I prove before this change ships?": what was understood, and the obligations."""
+
+    change: ChangeSummary
+    obligations: list[RankedObligation] = Field(default_factory=list)
+    message: str = ""
+
+    @property
+    def matched(self) -> bool:
+        return bool(self.obligations)
+
+
+def learned_tests(kb: KnowledgeBase, obligation_id: str, limit: int = LEARNED_SHOWN) -> list[LearnedTest]:
+    """The learned tests mapped to an obligation, most confident first."""
+    rows = kb.db.query(
+        "select p.data as data, e.weight as weight from edges e join patterns p on p.id = substr(e.src, 9) "
+        "where e.dst = ? and e.kind = 'learned_from' order by e.weight desc, p.id limit ?",
+        [f"obligation:{obligation_id}", limit],
+    )
+    out = []
+    for row in rows:
+        data = json.loads(row["data"])
+        out.append(LearnedTest(pattern=data["id"], source=data["source"], file=data["file"], line=data["line"],
+                               test=data.get("test"), confidence=round(float(row["weight"]), 3)))
+    return out
+
+
+def _label(model: RankModel, kb: KnowledgeBase, node: str) -> str:
+    if node == "change":
+        return "the change"
+    kind, key = node.split(":", 1)
+    if kind == "obligation":
+        return model.obligations.get(key, {}).get("title", key)
+    if kind == "pattern":
+        row = next(iter(kb.db.query("select test, file from patterns where id = ?", [key])), None)
+        return (row["test"] or row["file"]) if row else key
+    return model.labels.get(node, key)
+
+
+def _step(model: RankModel, kb: KnowledgeBase, node: str) -> str:
+    kind, key = node.split(":", 1)
+    if kind == "obligation":
+        return f"related obligation {key} ('{_label(model, kb, node)}')"
+    return f"{kind.replace('_', ' ')} '{_label(model, kb, node)}'"
+
+
+def _quote(words: list[str]) -> str:
+    return ", ".join(f"'{w}'" for w in words)
+
+
+def _sentence(model: RankModel, kb: KnowledgeBase, c: Contribution, change: ChangeSummary) -> str:
+    target = c.path[-1]
+    via = c.path[1:-1]
+    if c.channel == "rule" and c.rule_hit is not None:
+        hit = c.rule_hit
+        where = "; ".join(hit.where[:3])
+        said = hit.rule.get("why") or ""
+        text = f"Rule {hit.rule_id} ({hit.rule['kind']}) matched {_quote(hit.terms[:4])} {where}"
+        text += f": {said.rstrip('.')}." if said else "."
+        steps = [n for n in via if not n.startswith("rule:")]
+        if steps:
+            text += " It reaches this obligation through " + " -> ".join(_step(model, kb, n) for n in steps) + "."
+        return text
+    terms = f" ({_quote(c.terms[:5])})" if c.terms else ""
+    if c.channel == "text":
+        return f"The change shares words with this obligation{terms}."
+    seed = via[0] if via else target
+    label = _label(model, kb, seed)
+    if c.channel == "failure_mode":
+        return f"The change reads like failure mode '{label}'{terms}, which this obligation guards against."
+    if c.channel == "recipe":
+        return f"The change touches what recipe '{label}' exercises{terms}."
+    if c.channel == "pattern":
+        return f"The change resembles learned test '{label}'{terms}, which is mapped to this obligation."
+    if c.channel == "related":
+        source = next((n for n in reversed(via) if n.startswith("obligation:")), seed)
+        return f"It is related to {_step(model, kb, source)}, which the change matches{terms}."
+    return f"Matched through {c.channel}{terms}."
+
+
+def explain(kb: KnowledgeBase, model: RankModel, scored: Scored, change: ChangeSummary) -> RankedObligation:
+    """Build the :class:`RankedObligation` for one scored obligation."""
+    meta = model.obligations[scored.id]
+    rules: dict[str, RuleMatch] = {}
+    paths: list[GraphPath] = []
+    sentences: list[str] = []
+    seen_sentences: set[str] = set()
+    terms: list[str] = []
+    for c in scored.contributions:
+        if c.rule_hit is not None and c.rule_hit.rule_id not in rules:
+            hit = c.rule_hit
+            rules[hit.rule_id] = RuleMatch(rule=hit.rule_id, kind=hit.rule["kind"], terms=hit.terms, where=hit.where,
+                                           strength=round(hit.strength * hit.weight, 4), why=hit.rule.get("why", ""))
+        if c.channel == "text":
+            terms.extend(t for t in c.terms if t not in terms)
+        if len(paths) < 4 and not any(p.nodes == c.path for p in paths):
+            paths.append(GraphPath(channel=c.channel, nodes=c.path, labels=[_label(model, kb, n) for n in c.path],
+                                   strength=round(c.strength, 4)))
+        if len(sentences) < MAX_SENTENCES and (c.channel == "rule" or c.strength >= WEAK or not sentences):
+            text = _sentence(model, kb, c, change)
+            if text not in seen_sentences:
+                seen_sentences.add(text)
+                sentences.append(text)
+    total = model.coverage.get(scored.id, 0)
+    tests = learned_tests(kb, scored.id) if total else []
+    if tests:
+        names = ", ".join(f"{t.file}::{t.test}" if t.test else t.file for t in tests)
+        more = f" and {total - len(tests)} more" if total > len(tests) else ""
+        sentences.append(f"Learned tests already covering it: {names}{more}.")
+    else:
+        sentences.append("No learned test covers it yet.")
+    if scored.component_fit == "off":
+        sentences.append(f"It does not list {', '.join(change.components)} among the components it applies to, "
+                         "so it ranks lower.")
+    sentences.insert(0, f"{meta['risk'].capitalize()}-risk {meta['domain']} obligation: {meta['title']}.")
+    return RankedObligation(
+        id=scored.id, title=meta["title"], score=scored.score, risk=meta["risk"], domain=meta["domain"],
+        why=Why(sentences=sentences, rules=list(rules.values()), terms=terms[:8], paths=paths, learned_tests=tests,
+                learned_tests_total=total, channels=scored.channels, component_fit=scored.component_fit),  # type: ignore[arg-type]
+    )
+
+
+def no_match_message(change: ChangeSummary) -> str:
+    """The honest answer when nothing matched: say so, and say what was understood."""
+    understood = "; ".join(change.describe()) or "nothing"
+    return (f"{NO_MATCH}: understood {understood}. Describe the change in words (what it alters and why), "
+            "or add a mapping rule for it under mappings/.")

@@ -1,0 +1,174 @@
+"""Match the catalog's mapping rules against an understood change.
+
+Rules are the interpretable half of ranking: a reviewer wrote "a change to
+``proxy_cache_key`` puts ``cache.vary.honored`` at risk", and when the change
+touches that directive the rule fires with the directive's file and line as
+its evidence. Three kinds of rule take part (``test_pattern`` rules are for
+mining test suites and are ignored here):
+
+- ``directive`` rules match the names of directives a configuration diff
+  added, removed or changed (full strength), a term found in a changed
+  directive's value (weaker), or a directive named in the description: always
+  for unmistakable names (``proxy_cache_key``, ``option redispatch``), and for
+  plain words (``hash``, ``retries``) only when the change is about that
+  rule's component;
+- ``keyword`` rules match the description (full strength) and the changed
+  lines and identifiers of a diff (weaker);
+- ``identifier`` rules match code identifiers, their parts and imports (full
+  strength), and the description (weaker).
+
+Terms match case-insensitively as whole words; a space in a term also matches
+``_`` or ``-``, a trailing ``*`` matches any ending, and a one-word term also
+matches its plural. A rule's ``regex`` is searched in the same texts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from poetkb.rank.change import ChangeSummary, split_identifier
+
+#: strength of a match by where it was found
+DIRECTIVE_NAME = 1.0
+DIRECTIVE_VALUE = 0.7
+DIRECTIVE_IN_TEXT = 0.85
+KEYWORD_IN_TEXT = 1.0
+KEYWORD_IN_DIFF = 0.75
+IDENTIFIER_IN_CODE = 1.0
+IDENTIFIER_IN_TEXT = 0.8
+
+
+@dataclass
+class RuleHit:
+    """A rule that fired: how strongly (before the rule's own weight), on which terms, and where."""
+
+    rule: dict[str, Any]
+    strength: float
+    terms: list[str] = field(default_factory=list)
+    where: list[str] = field(default_factory=list)
+
+    @property
+    def rule_id(self) -> str:
+        return str(self.rule["id"])
+
+    @property
+    def weight(self) -> float:
+        return float(self.rule.get("weight", 1.0))
+
+
+def term_pattern(term: str) -> re.Pattern[str]:
+    """The regular expression a rule term matches as a whole word (see the module docstring)."""
+    text = term.strip().lower()
+    wildcard = text.endswith("*")
+    text = text.rstrip("*")
+    words = [re.escape(w) for w in re.split(r"[\s_\-]+", text) if w]
+    body = r"[\s_\-]+".join(words) if len(words) > 1 else (words[0] if words else re.escape(text))
+    if "_" in text and len(words) > 1:
+        body = re.escape(text)  # a directive name such as proxy_cache_key matches only as written
+    if wildcard:
+        body += r"[\w\-]*"
+    elif re.fullmatch(r"[a-z]{3,}", text):
+        body = f"{re.escape(text[:-1])}(?:y|ies)" if text.endswith("y") else f"{body}(?:s|es)?"
+    return re.compile(rf"(?<![\w\-]){body}(?![\w\-])", re.I)
+
+
+def _unmistakable(term: str) -> bool:
+    """A directive term nobody writes by accident in prose: it has an underscore, a dash or two words."""
+    return bool(re.search(r"[_\-\s]", term.strip().rstrip("*")))
+
+
+class Matcher:
+    """Compiled rules, ready to match changes (built once per ranking model)."""
+
+    def __init__(self, rules: list[dict[str, Any]]) -> None:
+        self.rules = []
+        for rule in rules:
+            patterns = [(term, term_pattern(term)) for term in rule.get("terms", [])]
+            regex = re.compile(rule["regex"], re.I) if rule.get("regex") else None
+            self.rules.append((rule, patterns, regex))
+
+    def match(self, change: ChangeSummary) -> list[RuleHit]:
+        """Every rule that fires on ``change``, strongest first, then by rule id."""
+        texts = _Texts(change)
+        hits = []
+        for rule, patterns, regex in self.rules:
+            hit = RuleHit(rule=rule, strength=0.0)
+            kind = rule["kind"]
+            if kind == "directive":
+                self._directive(hit, patterns, regex, change, texts)
+            elif kind == "keyword":
+                self._search(hit, patterns, regex, texts.description, KEYWORD_IN_TEXT, "in the description")
+                self._search(hit, patterns, regex, texts.diff, KEYWORD_IN_DIFF, "in the changed lines")
+            elif kind == "identifier":
+                self._search(hit, patterns, regex, texts.code, IDENTIFIER_IN_CODE, "in the changed code")
+                self._search(hit, patterns, regex, texts.description, IDENTIFIER_IN_TEXT, "in the description")
+            if hit.strength > 0:
+                hits.append(hit)
+        hits.sort(key=lambda h: (-h.strength * h.weight, h.rule_id))
+        return hits
+
+    @staticmethod
+    def _note(hit: RuleHit, strength: float, term: str, where: str) -> None:
+        hit.strength = max(hit.strength, strength)
+        if term not in hit.terms:
+            hit.terms.append(term)
+        if where not in hit.where:
+            hit.where.append(where)
+
+    def _search(self, hit: RuleHit, patterns: list[tuple[str, re.Pattern[str]]], regex: re.Pattern[str] | None,
+                text: str, strength: float, where: str) -> None:
+        if not text:
+            return
+        for _term, pattern in patterns:
+            found = pattern.search(text)
+            if found:
+                self._note(hit, strength, found.group(0), where)
+        if regex is not None:
+            found = regex.search(text)
+            if found:
+                self._note(hit, strength, found.group(0), where)
+
+    def _directive(self, hit: RuleHit, patterns: list[tuple[str, re.Pattern[str]]], regex: re.Pattern[str] | None,
+                   change: ChangeSummary, texts: _Texts) -> None:
+        component = hit.rule.get("component")
+        for d in change.directives:
+            if component and d.component != component:
+                continue
+            where = f"{d.file}:{d.line} ({d.name} {d.action})"
+            statement = f"{d.name} {d.new if d.new is not None else d.old or ''}"
+            for _term, pattern in patterns:
+                if pattern.fullmatch(d.name):
+                    self._note(hit, DIRECTIVE_NAME, d.name, where)
+                else:
+                    value = " ".join(v for v in (d.old, d.new) if v)
+                    found = pattern.search(value) if value else None
+                    if found:
+                        self._note(hit, DIRECTIVE_VALUE, found.group(0), f"{where}, in its value")
+            if regex is not None and regex.search(statement):
+                self._note(hit, DIRECTIVE_NAME, d.name, where)
+        if not texts.description:
+            return
+        about_component = not change.components or component is None or component in change.components
+        for term, pattern in patterns:
+            if not (_unmistakable(term) or about_component and change.components):
+                continue
+            found = pattern.search(texts.description)
+            if found:
+                self._note(hit, DIRECTIVE_IN_TEXT, found.group(0), "in the description")
+
+
+class _Texts:
+    """The texts of a change that rules search, prepared once per match."""
+
+    def __init__(self, change: ChangeSummary) -> None:
+        self.description = change.text
+        self.diff = change.changed_lines
+        words = []
+        for ident in [*change.identifiers, *change.imports]:
+            parts = split_identifier(ident.replace(".", "_").replace("/", "_"))
+            words.append(f"{ident} {' '.join(parts)}")
+        self.code = "\n".join(words)
+        if self.code and self.diff:
+            self.code += "\n" + self.diff

@@ -1,0 +1,235 @@
+"""The ranking model derived from a knowledge base: a fitted TF-IDF index and a graph spread table.
+
+Building it is the expensive part of ranking, so it is done once per knowledge
+base content and cached (see :mod:`poetkb.rank.cache`):
+
+- **Text.** scikit-learn's ``TfidfVectorizer`` is fitted over the catalog's
+  obligations, failure modes and recipes and every learned test pattern, with
+  :func:`poetkb.rank.text.analyze` as analyzer. The fitted vocabulary, idf
+  weights and document vectors are kept as an inverted index, so a query is
+  vectorised and compared without importing scikit-learn again.
+- **Graph.** networkx walks the knowledge graph from every failure mode,
+  learned pattern, mapping rule and recipe to the obligations that guard,
+  exercise or map them (and one ``related_to`` hop further), keeping the
+  strongest path to each. A matched failure mode then lends its match to the
+  obligations that guard it, with the path as the explanation.
+
+The model is plain data (lists and dicts) so it serialises to JSON: no pickle,
+nothing executable is ever read back from a knowledge base file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from poetkb.rank.text import analyze, analyze_with_surface
+
+if TYPE_CHECKING:
+    from poetkb.kb import KnowledgeBase
+
+#: bump when the model's layout or the analyzer changes, so old caches are ignored
+MODEL_VERSION = 3
+
+#: how much of a seed's strength reaches an obligation over each kind of edge
+SPREAD = {
+    "guards_against": 1.0,  # failure mode -> the obligation guarding it
+    "exercised_by": 0.8,  # recipe -> the obligation it exercises
+    "related_to": 0.3,  # obligation -> a related obligation
+}
+#: paths weaker than this are not kept
+MIN_SPREAD = 0.2
+
+DOC_KINDS = ("obligation", "failure_mode", "recipe", "pattern")
+
+
+@dataclass
+class RankModel:
+    """Everything ranking needs from a knowledge base, as plain data."""
+
+    digest: str
+    docs: list[tuple[str, str]] = field(default_factory=list)  # index -> (kind, id)
+    idf: dict[str, float] = field(default_factory=dict)
+    postings: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
+    surface: dict[str, str] = field(default_factory=dict)
+    obligations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    spread: dict[str, list[tuple[str, float, list[str]]]] = field(default_factory=dict)
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    coverage: dict[str, int] = field(default_factory=dict)  # obligation -> learned patterns mapped to it
+
+    def to_json(self) -> str:
+        return json.dumps({"version": MODEL_VERSION, **self.__dict__}, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RankModel | None:
+        """Rebuild a model; None when the data is from another model version or unreadable."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or data.pop("version", None) != MODEL_VERSION:
+            return None
+        try:
+            model = cls(**data)
+        except TypeError:
+            return None
+        model.docs = [tuple(d) for d in model.docs]  # type: ignore[misc]
+        model.postings = {k: (v[0], v[1]) for k, v in model.postings.items()}
+        model.spread = {k: [(o, f, p) for o, f, p in v] for k, v in model.spread.items()}
+        return model
+
+    def vectorize(self, text: str) -> dict[str, float]:
+        """The TF-IDF vector of ``text`` (sublinear tf, l2-normalised), as the fitted vectorizer computes it."""
+        counts = Counter(t for t in analyze(text) if t in self.idf)
+        weights = {t: (1.0 + math.log(n)) * self.idf[t] for t, n in counts.items()}
+        norm = math.sqrt(sum(w * w for w in weights.values()))
+        return {t: w / norm for t, w in weights.items()} if norm else {}
+
+
+def _join(*parts: Any) -> str:
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, list | tuple):
+            out.extend(str(p) for p in part if p)
+        elif part:
+            out.append(str(part))
+    return " \n ".join(out)
+
+
+def obligation_text(data: dict[str, Any]) -> str:
+    """The words an obligation is found by: id, title, statement, rationale, keywords, tags, criteria."""
+    return _join(data["id"].replace(".", " "), data["title"], data["title"], data["statement"], data["rationale"],
+                 data.get("keywords", []), data.get("keywords", []), data.get("tags", []),
+                 data.get("pass_criteria", []))
+
+
+def failure_mode_text(data: dict[str, Any]) -> str:
+    return _join(data["title"], data["title"], data["description"], data.get("triggers", []),
+                 data.get("symptoms", []), data.get("keywords", []), data.get("keywords", []))
+
+
+def recipe_text(data: dict[str, Any]) -> str:
+    directives = [f"{d['name']} {d.get('note', '')}" for d in data.get("directives", [])]
+    return _join(data["title"], data.get("description", ""), data.get("steps", []), directives)
+
+
+def pattern_text(data: dict[str, Any]) -> str:
+    file_stem = data.get("file", "").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return _join(data.get("test") or "", data.get("summary", ""), data.get("terms", []), file_stem)
+
+
+def _rows(kb: KnowledgeBase, table: str) -> list[dict[str, Any]]:
+    return [json.loads(r["data"]) for r in kb.db.query(f"select data from [{table}] order by id")]
+
+
+def build_model(kb: KnowledgeBase, digest: str) -> RankModel:
+    """Fit the text index and compute the graph spread table for ``kb`` (seconds on 10,000 patterns)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    model = RankModel(digest=digest)
+    texts: list[str] = []
+    obligations = _rows(kb, "obligations")
+    for data in obligations:
+        model.docs.append(("obligation", data["id"]))
+        texts.append(obligation_text(data))
+        model.obligations[data["id"]] = {
+            "title": data["title"], "risk": data["risk"], "domain": data["domain"],
+            "applies_to": data.get("applies_to", []), "related": data.get("related", []),
+        }
+    for data in _rows(kb, "failure_modes"):
+        model.docs.append(("failure_mode", data["id"]))
+        texts.append(failure_mode_text(data))
+        model.labels[f"failure_mode:{data['id']}"] = data["title"]
+    for data in _rows(kb, "recipes"):
+        model.docs.append(("recipe", data["id"]))
+        texts.append(recipe_text(data))
+        model.labels[f"recipe:{data['id']}"] = data["title"]
+    for data in _rows(kb, "patterns"):
+        model.docs.append(("pattern", data["id"]))
+        texts.append(pattern_text(data))
+    for data in _rows(kb, "rules"):
+        if data["kind"] != "test_pattern":
+            model.rules.append(data)
+            model.labels[f"rule:{data['id']}"] = data.get("why") or data["id"]
+    if texts:
+        vectorizer = TfidfVectorizer(analyzer=analyze, sublinear_tf=True, norm="l2", smooth_idf=True)
+        matrix = vectorizer.fit_transform(texts).tocsc()
+        for term, column in sorted(vectorizer.vocabulary_.items()):
+            start, end = matrix.indptr[column], matrix.indptr[column + 1]
+            model.postings[term] = (
+                [int(i) for i in matrix.indices[start:end]],
+                [round(float(w), 6) for w in matrix.data[start:end]],
+            )
+            model.idf[term] = float(vectorizer.idf_[column])
+        model.surface = _surface_forms(texts, set(model.idf))
+    for row in kb.db.query(
+        "select dst, count(*) as n from edges where kind = 'learned_from' group by dst order by dst"
+    ):
+        model.coverage[row["dst"].split(":", 1)[1]] = row["n"]
+    model.spread = spread_table(kb)
+    return model
+
+
+def _surface_forms(texts: list[str], vocabulary: set[str]) -> dict[str, str]:
+    """For each term, the way it is most often written in the catalog (for explanations)."""
+    seen: dict[str, Counter[str]] = defaultdict(Counter)
+    for text in texts:
+        for term, surface in analyze_with_surface(text):
+            if term in vocabulary:
+                seen[term][surface.lower() if "_" not in term else surface] += 1
+    out = {}
+    for term, forms in seen.items():
+        best = sorted(forms.items(), key=lambda kv: (-kv[1], len(kv[0]), kv[0]))[0][0]
+        if best != term:
+            out[term] = best
+    return out
+
+
+def spread_table(kb: KnowledgeBase) -> dict[str, list[tuple[str, float, list[str]]]]:
+    """From each failure mode, pattern, rule and recipe node: the obligations it reaches, how strongly, and how.
+
+    Uses networkx on a directed view of the knowledge graph whose edges point
+    the way evidence travels (failure mode -> guarding obligation, rule ->
+    mapped obligation or failure mode, pattern -> obligation, recipe ->
+    exercised obligation, obligation <-> related obligation). An edge of
+    strength s costs -log(s), so the cheapest path is the strongest product.
+    """
+    import networkx as nx
+
+    graph = kb.graph()
+    view = nx.DiGraph()
+    for src, dst, data in graph.edges(data=True):
+        kind = data.get("kind")
+        weight = float(data.get("weight") or 1.0)
+        if kind == "guards_against":
+            links = [(dst, src, SPREAD["guards_against"])]
+        elif kind == "exercised_by":
+            links = [(dst, src, SPREAD["exercised_by"])]
+        elif kind == "related_to":
+            links = [(src, dst, SPREAD["related_to"]), (dst, src, SPREAD["related_to"])]
+        elif kind in ("mapped_by", "learned_from"):
+            links = [(src, dst, min(max(weight, 1e-3), 1.0))]
+        else:
+            continue
+        for a, b, strength in links:
+            cost = -math.log(strength)
+            if not view.has_edge(a, b) or view[a][b]["cost"] > cost:
+                view.add_edge(a, b, cost=cost)
+    cutoff = -math.log(MIN_SPREAD)
+    table: dict[str, list[tuple[str, float, list[str]]]] = {}
+    for node in sorted(view.nodes):
+        kind = node.split(":", 1)[0]
+        if kind not in ("failure_mode", "pattern", "rule", "recipe"):
+            continue
+        costs, paths = nx.single_source_dijkstra(view, node, cutoff=cutoff + 1e-9, weight="cost")
+        reached = []
+        for target in sorted(costs):
+            if target.startswith("obligation:"):
+                reached.append((target.split(":", 1)[1], round(math.exp(-costs[target]), 6), paths[target]))
+        if reached:
+            table[node] = reached
+    return table

@@ -1,0 +1,213 @@
+"""Score every obligation for an understood change, keeping the evidence for the explanation.
+
+Each obligation collects strength (0 to 1) on independent channels:
+
+``rule``
+    a mapping rule fired on the change and maps to the obligation, directly or
+    through a failure mode it guards (strength x rule weight x path strength);
+``text``
+    TF-IDF cosine similarity between the change and the obligation's own text;
+``failure_mode``
+    similarity with a failure mode the obligation guards against;
+``recipe``
+    similarity with a recipe that exercises the obligation;
+``pattern``
+    similarity with a learned test pattern mapped to the obligation
+    (x the pattern's confidence);
+``related``
+    a fraction of the text match of a related obligation.
+
+Graph channels use the spread table of :mod:`poetkb.rank.model` (networkx
+paths change -> failure mode / rule / pattern / recipe -> obligation). The
+lexical channels (text, failure mode, recipe, pattern) see the same words and
+count as one: the strongest in full, the others half; that, the rule
+channel and the related channel then combine as a noisy-or,
+``1 - prod(1 - w_c * s_c)``, so independent signals add up without passing 1. The result is
+multiplied by a risk factor (high-risk obligations first among equals) and a
+component factor (obligations that do not apply to the change's component
+fall back). Everything is deterministic: ties break on the obligation id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from poetkb.rank.change import ChangeSummary
+from poetkb.rank.matching import Matcher, RuleHit
+from poetkb.rank.model import SPREAD, RankModel
+from poetkb.types import RISK_WEIGHT
+
+#: channel weights in the noisy-or
+WEIGHTS = {"rule": 1.0, "text": 0.75, "failure_mode": 0.6, "recipe": 0.4, "pattern": 0.5, "related": 0.8}
+#: channels that see the same words (combined as the strongest plus a share of the others)
+LEXICAL = ("text", "failure_mode", "recipe", "pattern")
+AGREEMENT = 0.5
+#: words alone never count for more than this: a reviewed rule that fires is stronger evidence
+LEXICAL_CAP = 0.75
+#: cosine similarity below SIM_FLOOR is noise; at SIM_FULL and above a text channel is at full strength
+SIM_FLOOR = 0.04
+SIM_FULL = 0.3
+#: how many of the most similar learned patterns lend their match to obligations
+TOP_PATTERNS = 40
+#: obligations scoring below this are not reported
+MIN_SCORE = 0.08
+#: factor for an obligation that does not apply to the change's component
+OFF_COMPONENT = 0.55
+#: components for which obligations of any HTTP intermediary apply
+HTTP_INTERMEDIARIES = {"nginx", "haproxy", "varnish", "envoy"}
+
+
+@dataclass
+class Contribution:
+    """One piece of evidence for an obligation: a channel, its strength, the graph path, matched terms."""
+
+    channel: str
+    strength: float
+    path: list[str]
+    terms: list[str] = field(default_factory=list)
+    rule_hit: RuleHit | None = None
+
+
+@dataclass
+class Scored:
+    """An obligation's score and the evidence behind it."""
+
+    id: str
+    score: float
+    channels: dict[str, float]
+    contributions: list[Contribution]
+    risk: str
+    component_fit: str  # "applies", "generic", "off", "unknown"
+
+
+def similarities(model: RankModel, query: str) -> tuple[dict[int, float], dict[int, list[tuple[float, str]]]]:
+    """Cosine similarity of ``query`` with every document it shares a term with, and the shared terms."""
+    vector = model.vectorize(query)
+    sims: dict[int, float] = defaultdict(float)
+    shared: dict[int, list[tuple[float, str]]] = defaultdict(list)
+    for term, q_weight in vector.items():
+        docs, weights = model.postings[term]
+        for doc, weight in zip(docs, weights, strict=True):
+            part = q_weight * weight
+            sims[doc] += part
+            shared[doc].append((part, term))
+    return sims, shared
+
+
+def text_strength(cosine: float) -> float:
+    if cosine <= SIM_FLOOR:
+        return 0.0
+    return min(1.0, (cosine - SIM_FLOOR) / (SIM_FULL - SIM_FLOOR))
+
+
+def _key(words: str) -> str:
+    return re.sub(r"[\s_\-]+", " ", words.lower()).strip()
+
+
+def _terms(model: RankModel, shared: list[tuple[float, str]], limit: int = 6) -> list[str]:
+    """The shared terms that weigh most, as written in the catalog; phrases first, no word shown twice."""
+    ordered = sorted(shared, key=lambda pt: (-(pt[0] * (1.5 if " " in pt[1] or "_" in pt[1] else 1.0)), pt[1]))
+    out: list[str] = []
+    keys: list[str] = []
+    for _, term in ordered:
+        shown = model.surface.get(term, term)
+        key = _key(shown)
+        if any(key == k or f" {key} " in f" {k} " for k in keys):
+            continue
+        out.append(shown)
+        keys.append(key)
+        if len(out) == limit:
+            break
+    return out
+
+
+def component_fit(applies_to: list[str], components: list[str]) -> str:
+    """Whether an obligation applies to the change's components."""
+    if not components:
+        return "unknown"
+    if not applies_to:
+        return "generic"
+    if set(applies_to) & set(components):
+        return "applies"
+    if "generic-http" in applies_to and set(components) & HTTP_INTERMEDIARIES:
+        return "generic"
+    return "off"
+
+
+def combine(channels: dict[str, float]) -> float:
+    """One score from the channel strengths.
+
+    The lexical channels (text, failure mode, recipe, pattern) see the same
+    words, so they are not independent: the strongest counts in full and the
+    others add only ``AGREEMENT`` of theirs, up to ``LEXICAL_CAP``. Rules, lexical evidence and
+    related obligations are independent and combine as a noisy-or.
+    """
+    lexical = sorted((WEIGHTS[c] * min(s, 1.0) for c, s in channels.items() if c in LEXICAL), reverse=True)
+    text = min(LEXICAL_CAP, lexical[0] + AGREEMENT * sum(lexical[1:])) if lexical else 0.0
+    miss = (1.0 - text) * (1.0 - WEIGHTS["rule"] * min(channels.get("rule", 0.0), 1.0))
+    miss *= 1.0 - WEIGHTS["related"] * min(channels.get("related", 0.0), 1.0)
+    return 1.0 - miss
+
+
+def score(model: RankModel, matcher: Matcher, change: ChangeSummary) -> list[Scored]:
+    """Score every obligation with any evidence, best first (ties on id); scores below MIN_SCORE are dropped."""
+    found: dict[str, list[Contribution]] = defaultdict(list)
+    for hit in matcher.match(change):
+        for obligation, factor, path in model.spread.get(f"rule:{hit.rule_id}", []):
+            found[obligation].append(Contribution("rule", hit.strength * factor, ["change", *path],
+                                                  list(hit.terms), hit))
+    sims, shared = similarities(model, change.query_text())
+    patterns = sorted((-s, d) for d, s in sims.items() if model.docs[d][0] == "pattern")
+    keep = {d for _, d in patterns[:TOP_PATTERNS]}
+    for doc, cosine in sims.items():
+        strength = text_strength(cosine)
+        if strength <= 0:
+            continue
+        kind, key = model.docs[doc]
+        terms = _terms(model, shared[doc])
+        if kind == "obligation":
+            found[key].append(Contribution("text", strength, ["change", f"obligation:{key}"], terms))
+            for other in model.obligations[key]["related"]:
+                found[other].append(Contribution("related", strength * SPREAD["related_to"],
+                                                 ["change", f"obligation:{key}", f"obligation:{other}"], terms))
+            continue
+        if kind == "pattern" and doc not in keep:
+            continue
+        for obligation, factor, path in model.spread.get(f"{kind}:{key}", []):
+            channel = "related" if path[-2].startswith("obligation:") else kind
+            found[obligation].append(Contribution(channel, strength * factor, ["change", *path], terms))
+    results = []
+    for obligation, contributions in found.items():
+        meta = model.obligations.get(obligation)
+        if meta is None:
+            continue
+        channels: dict[str, float] = {}
+        for c in contributions:
+            if c.channel == "rule":
+                # independent rules add up (noisy-or); the same rule reached twice counts once, at its best
+                continue
+            channels[c.channel] = max(channels.get(c.channel, 0.0), c.strength)
+        best_rule: dict[str, float] = {}
+        for c in contributions:
+            if c.rule_hit is not None:
+                best_rule[c.rule_hit.rule_id] = max(best_rule.get(c.rule_hit.rule_id, 0.0), c.strength)
+        if best_rule:
+            miss = 1.0
+            for strength in best_rule.values():
+                miss *= 1.0 - strength
+            channels["rule"] = 1.0 - miss
+        value = combine(channels)
+        value *= 0.85 + 0.15 * RISK_WEIGHT.get(meta["risk"], 0.6)
+        fit = component_fit(meta["applies_to"], change.components)
+        if fit == "off":
+            value *= OFF_COMPONENT
+        value = round(value, 4)
+        if value < MIN_SCORE:
+            continue
+        contributions.sort(key=lambda c: (c.channel != "rule", -c.strength, c.channel, c.path))
+        results.append(Scored(obligation, value, {k: round(v, 4) for k, v in sorted(channels.items())},
+                              contributions, meta["risk"], fit))
+    results.sort(key=lambda s: (-s.score, s.id))
+    return results

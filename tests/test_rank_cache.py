@@ -1,0 +1,148 @@
+"""The ranking model is fitted once per knowledge-base content, kept in the file, and refitted when it changes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import poetkb
+from poetkb import store
+from poetkb.catalog import load_catalog
+from poetkb.rank import cache
+from poetkb.rank.model import RankModel
+
+CATALOG = Path(__file__).resolve().parent / "fixtures" / "rank" / "catalog"
+QUERY = "requests hang and retries pile up"
+
+
+@pytest.fixture
+def small_path(tmp_path: Path) -> Path:
+    """A fresh knowledge base from the ranking test catalog, with nothing cached yet."""
+    path = tmp_path / "small.sqlite"
+    store.build(load_catalog(CATALOG), path, source=str(CATALOG))
+    cache.forget()
+    return path
+
+
+def fits_in_fresh_process(path: Path) -> int:
+    code = "import sys, poetkb; from poetkb.rank import cache; poetkb.open(sys.argv[1]).rank(sys.argv[2]); print(cache.fits)"
+    out = subprocess.run([sys.executable, "-c", code, str(path), QUERY], capture_output=True, text=True, check=True,
+                         timeout=120)
+    return int(out.stdout.strip())
+
+
+def test_fitted_once_then_served_from_memory_and_from_the_file(small_path: Path) -> None:
+    """The first query fits; later ones in this process and in new processes reuse the stored model."""
+    before = cache.fits
+    with poetkb.open(small_path) as kb:
+        first = kb.rank(QUERY).model_dump_json()
+        assert cache.fits == before + 1
+        assert kb.rank(QUERY).model_dump_json() == first
+        assert cache.fits == before + 1
+        assert kb.db.execute("select count(*) from rank_cache").fetchone()[0] == 1
+    cache.forget()
+    with poetkb.open(small_path) as kb:
+        assert kb.rank(QUERY).model_dump_json() == first
+    assert cache.fits == before + 1
+    assert fits_in_fresh_process(small_path) == 0
+
+
+def test_a_pattern_written_into_the_file_invalidates_the_model(small_path: Path) -> None:
+    """Adding a learned pattern straight into the knowledge base changes the digest; the next query refits."""
+    with poetkb.open(small_path) as kb:
+        kb.rank(QUERY)
+        fitted = cache.fits
+        old_digest = cache.digest(kb)
+        pattern = {"id": "suite:tests/test_hang.py::test_upstream_hang_times_out", "source": "suite",
+                   "file": "tests/test_hang.py", "test": "test_upstream_hang_times_out", "line": 3,
+                   "summary": "a hanging upstream is cut off by the proxy timeout", "terms": ["hang", "timeout"],
+                   "obligations": [{"id": "t.timeout.enforced", "confidence": 0.95, "reasons": ["test name"]}]}
+        with kb.db.conn:
+            kb.db.table("patterns").insert({"id": pattern["id"], "source": "suite", "file": pattern["file"],
+                                            "test": pattern["test"], "line": 3, "summary": pattern["summary"],
+                                            "data": json.dumps(pattern)})
+            kb.db.table("edges").insert({"src": f"pattern:{pattern['id']}", "dst": "obligation:t.timeout.enforced",
+                                         "kind": "learned_from", "weight": 0.95})
+        assert cache.digest(kb) != old_digest
+        kb._graph = None
+        ranked = {r.id: r for r in kb.rank(QUERY).obligations}
+        assert cache.fits == fitted + 1
+        timeout = ranked["t.timeout.enforced"]
+        assert [t.test for t in timeout.why.learned_tests] == ["test_upstream_hang_times_out"]
+        assert "pattern" in timeout.why.channels
+
+
+def test_a_rebuild_from_a_changed_catalog_refits_and_an_unchanged_one_does_not(small_path: Path,
+                                                                              tmp_path: Path) -> None:
+    """Rebuilding with the same catalog keeps the cached model (state survives); a changed catalog refits."""
+    with poetkb.open(small_path) as kb:
+        kb.rank(QUERY)
+        kb.build(CATALOG)
+    assert fits_in_fresh_process(small_path) == 0
+    changed = tmp_path / "catalog"
+    shutil.copytree(CATALOG, changed)
+    rules = changed / "mappings" / "rules.yaml"
+    rules.write_text(rules.read_text(encoding="utf-8").replace("[hang, stuck request]", "[hang, stuck, frozen]"),
+                     encoding="utf-8")
+    with poetkb.open(small_path) as kb:
+        kb.build(changed)
+    assert fits_in_fresh_process(small_path) == 1
+    with poetkb.open(small_path) as kb:
+        assert kb.rank("the page is frozen").obligations[0].id == "t.timeout.enforced"
+
+
+def test_a_damaged_cache_row_is_ignored_and_replaced(small_path: Path) -> None:
+    """A cache payload that does not decode is refitted instead of failing the query."""
+    with poetkb.open(small_path) as kb:
+        expected = kb.rank(QUERY).model_dump_json()
+        with kb.db.conn:
+            kb.db.execute("update rank_cache set payload = ?", [b"not zlib at all"])
+    cache.forget()
+    before = cache.fits
+    with poetkb.open(small_path) as kb:
+        assert kb.rank(QUERY).model_dump_json() == expected
+    assert cache.fits == before + 1
+
+
+def test_model_json_round_trips_and_refuses_other_versions(small_path: Path) -> None:
+    """The model is plain JSON (no pickle); a payload of another model version is not used."""
+    with poetkb.open(small_path) as kb:
+        model = cache.model_for(kb)
+    again = RankModel.from_json(model.to_json())
+    assert again is not None and again.to_json() == model.to_json()
+    data = json.loads(model.to_json())
+    data["version"] = -1
+    assert RankModel.from_json(json.dumps(data)) is None
+    assert RankModel.from_json("{broken") is None
+
+
+@pytest.mark.parametrize("query", [
+    "switch the cache key to include the Host header",
+    "Retries of POST requests on another upstream",
+    "token signature verify_signature jwt.decode timeouts timeout",
+])
+def test_query_vectors_equal_the_fitted_vectorizer(small_path: Path, query: str) -> None:
+    """The model vectorises a query exactly as scikit-learn's fitted TfidfVectorizer does."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from poetkb.rank.model import failure_mode_text, obligation_text, pattern_text, recipe_text
+    from poetkb.rank.text import analyze
+
+    with poetkb.open(small_path) as kb:
+        model = cache.model_for(kb)
+        texts = []
+        for table, render in (("obligations", obligation_text), ("failure_modes", failure_mode_text),
+                              ("recipes", recipe_text), ("patterns", pattern_text)):
+            texts += [render(json.loads(r["data"])) for r in kb.db.query(f"select data from {table} order by id")]
+    vectorizer = TfidfVectorizer(analyzer=analyze, sublinear_tf=True, norm="l2", smooth_idf=True).fit(texts)
+    row = vectorizer.transform([query]).tocoo()
+    terms = {column: term for term, column in vectorizer.vocabulary_.items()}
+    expected = {terms[c]: v for c, v in zip(row.col, row.data, strict=True)}
+    got = model.vectorize(query)
+    assert got.keys() == expected.keys() and got
+    assert all(abs(got[t] - expected[t]) < 1e-9 for t in got)
