@@ -46,7 +46,9 @@ def _value(summary: MetricsSummary, params: dict[str, Any], field: str) -> tuple
                           "`poet plan load` exports, or give phases in a JSON summary")
     value = getattr(summary, field)
     if value is None:
-        hints = [n for n in summary.notes if field.split("_")[0] in n]
+        token = field.split("_")[0]
+        forms = {token, f"p({token[1:]})"} if token[1:].isdigit() else {token.replace("error", "error rate")}
+        hints = [n for n in summary.notes if any(form in n for form in forms)]
         reason = f"{summary.source} has no {field}" + (f" ({hints[0]})" if hints else "")
         return None, "", reason
     where = "whole run" + (f", no {phase} phase in the metrics" if phase else "")

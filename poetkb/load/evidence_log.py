@@ -80,7 +80,7 @@ def append_record(path: str | Path, record: dict[str, Any]) -> None:
     line = (json.dumps(record, sort_keys=True, separators=(",", ":"), default=str) + "\n").encode()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(target, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as exc:
         raise StoreError(f"cannot open the evidence log {target}: {exc.strerror}", path=target,
                          hint="pass --log FILE in a writable directory, or set POET_HOME") from exc

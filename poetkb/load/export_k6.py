@@ -231,7 +231,7 @@ export function handleSummary(data) {
 
 def export_k6(plan: LoadPlan) -> str:
     """The k6 script (an ES module) for every scenario of ``plan``."""
-    data = json.dumps(plan_data(plan), indent=2, sort_keys=True)
+    data = json.dumps(plan_data(plan), indent=2)
     return (_SCRIPT.replace("__PLAN__", data)
             .replace("__SERVICE__", " ".join(plan.service.split()))
             .replace("__FINGERPRINT__", plan.profile_fingerprint)

@@ -179,7 +179,7 @@ def _write_summary(**_kwargs):
 
 def export_locust(plan: LoadPlan) -> str:
     """The locustfile (Python source) for every scenario of ``plan``."""
-    data = json.dumps(plan_data(plan), sort_keys=True)
+    data = json.dumps(plan_data(plan))
     return (_LOCUSTFILE.replace("__PLAN__", repr(data))
             .replace("__SERVICE__", " ".join(plan.service.split()).replace('"', "'"))
             .replace("__FINGERPRINT__", plan.profile_fingerprint)
