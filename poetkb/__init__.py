@@ -53,6 +53,12 @@ _EXPORTS: dict[str, str] = {
     "MetricsSummary": "poetkb.load.metrics",
     "Interpretation": "poetkb.load.interpret",
     "Baseline": "poetkb.load.baselines",
+    "ChangeSummary": "poetkb.rank.change",
+    "RankedObligation": "poetkb.rank.explain",
+    "Ranking": "poetkb.rank.explain",
+    "Why": "poetkb.rank.explain",
+    "TestPlan": "poetkb.plans.testplan",
+    "Runbook": "poetkb.plans.runbook",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -103,3 +109,7 @@ if TYPE_CHECKING:
         RelatedNode,
         Signal,
     )
+    from poetkb.plans.runbook import Runbook
+    from poetkb.plans.testplan import TestPlan
+    from poetkb.rank.change import ChangeSummary
+    from poetkb.rank.explain import RankedObligation, Ranking, Why

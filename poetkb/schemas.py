@@ -22,6 +22,11 @@ SCHEMAS: dict[str, str] = {
     "load-plan": "poetkb.load.plan:LoadPlan",
     "metrics-summary": "poetkb.load.metrics:MetricsSummary",
     "interpretation": "poetkb.load.interpret:Interpretation",
+    "change-summary": "poetkb.rank.change:ChangeSummary",
+    "ranked-obligation": "poetkb.rank.explain:RankedObligation",
+    "ranking": "poetkb.rank.explain:Ranking",
+    "test-plan": "poetkb.plans.testplan:TestPlan",
+    "runbook": "poetkb.plans.runbook:Runbook",
 }
 
 

@@ -16,6 +16,7 @@ from poetkb.cli.common import main
 COMMAND_MODULES = [
     "poetkb.cli.core",
     "poetkb.cli.plan",
+    "poetkb.cli.rank",
     "poetkb.cli.load",
 ]
 

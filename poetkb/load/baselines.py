@@ -181,7 +181,7 @@ def get_baseline(db: sqlite_utils.Database, service: str, scenario: str) -> Base
     """The stored baseline of a service and scenario, if any."""
     if TABLE not in db.table_names():
         return None
-    rows = list(db[TABLE].rows_where("service = ? and scenario = ?", [service, scenario], limit=1))
+    rows = list(db.table(TABLE).rows_where("service = ? and scenario = ?", [service, scenario], limit=1))
     return _decode(rows[0]) if rows else None
 
 
@@ -190,7 +190,7 @@ def list_baselines(db: sqlite_utils.Database, service: str | None = None) -> lis
     if TABLE not in db.table_names():
         return []
     where, args = ("service = ?", [service]) if service else (None, [])
-    return [_decode(r) for r in db[TABLE].rows_where(where, args, order_by="service, scenario")]
+    return [_decode(r) for r in db.table(TABLE).rows_where(where, args, order_by="service, scenario")]
 
 
 def record_baseline(db: sqlite_utils.Database, service: str, scenario: str, summary: MetricsSummary, *,
@@ -201,7 +201,7 @@ def record_baseline(db: sqlite_utils.Database, service: str, scenario: str, summ
     baseline = Baseline(service=service, scenario=scenario, recorded_at=now_iso(), source=summary.source,
                         profile_fingerprint=profile_fingerprint, summary=summary)
     with db.conn:
-        db[TABLE].upsert(
+        db.table(TABLE).upsert(
             {"service": service, "scenario": scenario, "recorded_at": baseline.recorded_at,
              "source": summary.source, "profile_fingerprint": profile_fingerprint,
              "sample_count": summary.sample_count, "summary": summary.model_dump_json()},

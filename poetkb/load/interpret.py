@@ -10,6 +10,7 @@ evidence never passes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -152,7 +153,7 @@ def interpret(profile: ServiceProfile | str | Path, summary: MetricsSummary, *, 
 
 
 def interpret_files(kb: KnowledgeBase | None, profile: ServiceProfile | str | Path,
-                    metrics: MetricsSummary | str | Path | list[str | Path], *, scenario: str | None = None,
+                    metrics: MetricsSummary | str | Path | Sequence[str | Path], *, scenario: str | None = None,
                     baseline: str | Path | MetricsSummary | Baseline | None = None) -> Interpretation:
     """Read the metrics file(s), pick the baseline (a file, a summary, or "auto" from the KB), interpret.
 
@@ -162,7 +163,7 @@ def interpret_files(kb: KnowledgeBase | None, profile: ServiceProfile | str | Pa
     prof = as_profile(profile)
     if isinstance(metrics, MetricsSummary):
         summary = metrics
-    elif isinstance(metrics, list):
+    elif not isinstance(metrics, str | Path):
         summary = merge(read_metrics(m) for m in metrics)
     else:
         summary = read_metrics(metrics)

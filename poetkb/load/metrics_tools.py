@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from poetkb.errors import InputError
-from poetkb.load.metrics import MetricsSummary, PhaseMetrics, SampleSink, SeriesPoint, summary_from_samples
+from poetkb.load.metrics import (
+    MetricsFormat,
+    MetricsSummary,
+    PhaseMetrics,
+    SampleSink,
+    SeriesPoint,
+    summary_from_samples,
+)
 
 _PHASE_METRIC = re.compile(r"^poet_phase_(?P<phase>[a-z0-9_]+)_(?P<kind>duration|failed|reqs)$")
 
@@ -56,7 +63,7 @@ def read_k6_summary(data: dict[str, Any], shown: str) -> MetricsSummary:
     """k6 ``--summary-export`` (flat metric values) or ``handleSummary`` JSON (values under ``values``)."""
     metrics: dict[str, Any] = data["metrics"]
     handle = any(isinstance(m, dict) and isinstance(m.get("values"), dict) for m in metrics.values())
-    fmt = "k6-handle-summary" if handle else "k6-summary-export"
+    fmt: MetricsFormat = "k6-handle-summary" if handle else "k6-summary-export"
 
     def values(name: str) -> dict[str, Any] | None:
         metric = metrics.get(name)
@@ -104,7 +111,7 @@ def read_k6_summary(data: dict[str, Any], shown: str) -> MetricsSummary:
             phase["error_rate"] = _rate(vals)
         elif isinstance(vals.get("count"), int | float):
             phase["requests"] = int(vals["count"])
-    poet = data.get("poet") if isinstance(data.get("poet"), dict) else {}
+    poet: dict[str, Any] = data["poet"] if isinstance(data.get("poet"), dict) else {}
     windows = {p["name"]: p for p in poet.get("phases", []) if isinstance(p, dict) and "name" in p}
     for name, phase in phases.items():
         window = windows.get(name)
@@ -205,8 +212,8 @@ def read_locust_csv(reader: Iterator[list[str]], header: list[str], shown: str) 
             raise InputError(f"the Locust stats CSV has no {required!r} column", file=shown, line=1,
                              field=required, hint="pass the *_stats.csv file Locust writes with --csv")
     aggregated: tuple[int, dict[str, str]] | None = None
-    for number, row in enumerate(reader, start=2):
-        record = dict(zip(names, row, strict=False))
+    for number, cells in enumerate(reader, start=2):
+        record = dict(zip(names, cells, strict=False))
         if (record.get("Name") or "").strip() == "Aggregated":
             aggregated = (number, record)
     if aggregated is None:
@@ -216,7 +223,7 @@ def read_locust_csv(reader: Iterator[list[str]], header: list[str], shown: str) 
     line, row = aggregated
     count = _cell(row, "Request Count", shown=shown, line=line) or 0.0
     fails = _cell(row, "Failure Count", shown=shown, line=line) or 0.0
-    fields = {
+    fields: dict[str, Any] = {
         "p50_ms": _cell(row, "50%", shown=shown, line=line),
         "p90_ms": _cell(row, "90%", shown=shown, line=line),
         "p95_ms": _cell(row, "95%", shown=shown, line=line),
@@ -234,8 +241,8 @@ def _read_locust_history(reader: Iterator[list[str]], names: list[str], shown: s
     points: list[SeriesPoint] = []
     start: float | None = None
     final: tuple[int, dict[str, str]] | None = None
-    for number, row in enumerate(reader, start=2):
-        record = dict(zip(names, row, strict=False))
+    for number, cells in enumerate(reader, start=2):
+        record = dict(zip(names, cells, strict=False))
         if (record.get("Name") or "").strip() != "Aggregated":
             continue
         stamp = _cell(record, "Timestamp", shown=shown, line=number)
