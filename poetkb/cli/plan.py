@@ -7,9 +7,33 @@ risk) lives here; other modules add their own subcommands to :data:`plan`
 
 from __future__ import annotations
 
-from poetkb.cli.common import main
+from pathlib import Path
+
+import click
+
+from poetkb.cli.common import main, open_kb
+from poetkb.cli.rank import CHANGE_HELP, COMPONENT_HELP, DIFF_HELP, read_diff_option, render, write_output
 
 
 @main.group()
 def plan() -> None:
     """Plans for a change: test plans (release checklists), load plans."""
+
+
+@plan.command("test")
+@click.option("--change", "change", help=CHANGE_HELP)
+@click.option("--diff", "diff", metavar="FILE", help=DIFF_HELP)
+@click.option("--component", help=COMPONENT_HELP)
+@click.option("--top", default=5, show_default=True, type=click.IntRange(1, 50), help="How many obligations to plan.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+@click.pass_context
+def plan_test(ctx: click.Context, change: str | None, diff: str | None, component: str | None, top: int,
+              out: Path | None, fmt: str) -> None:
+    """Test plan for a change: per obligation at risk, what must be true, how to exercise it, evidence, gate."""
+    diff_input = read_diff_option(diff)
+    with open_kb(ctx) as kb:
+        test_plan = kb.test_plan(change, diff=diff_input, component=component, top=top)
+    if test_plan.message:
+        click.echo(test_plan.message, err=True)
+    write_output(render(test_plan, fmt), out)

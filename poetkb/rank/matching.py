@@ -48,6 +48,7 @@ class RuleHit:
     strength: float
     terms: list[str] = field(default_factory=list)
     where: list[str] = field(default_factory=list)
+    exact: bool = False  # a directive the diff changed, named by the rule (not just a word in some text)
 
     @property
     def rule_id(self) -> str:
@@ -141,6 +142,7 @@ class Matcher:
             for _term, pattern in patterns:
                 if pattern.fullmatch(d.name):
                     self._note(hit, DIRECTIVE_NAME, d.name, where)
+                    hit.exact = True
                 else:
                     value = " ".join(v for v in (d.old, d.new) if v)
                     found = pattern.search(value) if value else None
@@ -148,6 +150,7 @@ class Matcher:
                         self._note(hit, DIRECTIVE_VALUE, found.group(0), f"{where}, in its value")
             if regex is not None and regex.search(statement):
                 self._note(hit, DIRECTIVE_NAME, d.name, where)
+                hit.exact = True
         if not texts.description:
             return
         about_component = not change.components or component is None or component in change.components

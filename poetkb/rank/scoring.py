@@ -19,17 +19,19 @@ Each obligation collects strength (0 to 1) on independent channels:
 
 Graph channels use the spread table of :mod:`poetkb.rank.model` (networkx
 paths change -> failure mode / rule / pattern / recipe -> obligation). The
-lexical channels (text, failure mode, recipe, pattern) see the same words and
-count as one: the strongest in full, the others half; that, the rule
-channel and the related channel then combine as a noisy-or,
-``1 - prod(1 - w_c * s_c)``, so independent signals add up without passing 1. The result is
-multiplied by a risk factor (high-risk obligations first among equals) and a
-component factor (obligations that do not apply to the change's component
-fall back). Everything is deterministic: ties break on the obligation id.
+channels add up to an *evidence* total (see :func:`evidence`: repeated rules
+and the word-based channels count with diminishing returns), multiplied by a
+risk factor (high-risk obligations first among equals) and a component factor
+(obligations that do not apply to the change's component fall back). The
+score shown is ``1 - exp(-evidence)``: 0 for no evidence, about 0.6 for one
+reviewed directive rule, near 1 when rules and words agree. Obligations sort
+on the evidence itself, so scores that round alike still order; ties break on
+the obligation id. Everything is deterministic.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -37,9 +39,10 @@ from dataclasses import dataclass, field
 from poetkb.rank.change import ChangeSummary
 from poetkb.rank.matching import Matcher, RuleHit
 from poetkb.rank.model import SPREAD, RankModel
+from poetkb.rank.text import analyze
 from poetkb.types import RISK_WEIGHT
 
-#: channel weights in the noisy-or
+#: channel weights in the evidence total
 WEIGHTS = {"rule": 1.0, "text": 0.75, "failure_mode": 0.6, "recipe": 0.4, "pattern": 0.5, "related": 0.8}
 #: channels that see the same words (combined as the strongest plus a share of the others)
 LEXICAL = ("text", "failure_mode", "recipe", "pattern")
@@ -49,6 +52,9 @@ LEXICAL_CAP = 0.75
 #: cosine similarity below SIM_FLOOR is noise; at SIM_FULL and above a text channel is at full strength
 SIM_FLOOR = 0.04
 SIM_FULL = 0.3
+#: a rule term found in at most SPEC_DOCS catalog documents is fully specific; a common word counts SPEC_FLOOR
+SPEC_DOCS = 3
+SPEC_FLOOR = 0.5
 #: how many of the most similar learned patterns lend their match to obligations
 TOP_PATTERNS = 40
 #: obligations scoring below this are not reported
@@ -80,6 +86,7 @@ class Scored:
     contributions: list[Contribution]
     risk: str
     component_fit: str  # "applies", "generic", "off", "unknown"
+    evidence: float = 0.0  # the unbounded total behind ``score`` (sorting uses it, so saturated scores still order)
 
 
 def similarities(model: RankModel, query: str) -> tuple[dict[int, float], dict[int, list[tuple[float, str]]]]:
@@ -123,6 +130,25 @@ def _terms(model: RankModel, shared: list[tuple[float, str]], limit: int = 6) ->
     return out
 
 
+def specificity(model: RankModel, terms: list[str]) -> float:
+    """How telling the words a rule matched are: 1 for rare ones, down to SPEC_FLOOR for words all over the catalog.
+
+    Uses the fitted idf: a term found in at most SPEC_DOCS documents counts in
+    full; one found everywhere counts SPEC_FLOOR. A term the catalog never uses
+    counts in full (the rule's author knew it mattered).
+    """
+    if not model.docs:
+        return 1.0
+    full = math.log((len(model.docs) + 1) / (SPEC_DOCS + 1)) + 1.0
+    best = 0.0
+    for term in terms:
+        idfs = [model.idf[t] for t in analyze(term) if t in model.idf]
+        if not idfs:
+            return 1.0
+        best = max(best, min(1.0, (max(idfs) - 1.0) / (full - 1.0)) if full > 1.0 else 1.0)
+    return SPEC_FLOOR + (1.0 - SPEC_FLOOR) * best
+
+
 def component_fit(applies_to: list[str], components: list[str]) -> str:
     """Whether an obligation applies to the change's components."""
     if not components:
@@ -136,27 +162,37 @@ def component_fit(applies_to: list[str], components: list[str]) -> str:
     return "off"
 
 
-def combine(channels: dict[str, float]) -> float:
-    """One score from the channel strengths.
+def diminishing(values: list[float], share: float) -> float:
+    """Sum of ``values`` where each next-strongest one counts ``share`` times less than the one before."""
+    total, factor = 0.0, 1.0
+    for value in sorted(values, reverse=True):
+        total += factor * value
+        factor *= share
+    return total
 
-    The lexical channels (text, failure mode, recipe, pattern) see the same
-    words, so they are not independent: the strongest counts in full and the
-    others add only ``AGREEMENT`` of theirs, up to ``LEXICAL_CAP``. Rules, lexical evidence and
-    related obligations are independent and combine as a noisy-or.
+
+def evidence(channels: dict[str, float]) -> float:
+    """The total evidence for an obligation, from its channel strengths (0 and up).
+
+    Rules that fired count in full for the strongest and half as much for each
+    next one (several rules on one change are partly the same evidence). The
+    lexical channels (text, failure mode, recipe, pattern) see the same words:
+    the strongest counts in full, the others ``AGREEMENT`` of theirs, up to
+    ``LEXICAL_CAP``. A related obligation's match adds a little.
     """
     lexical = sorted((WEIGHTS[c] * min(s, 1.0) for c, s in channels.items() if c in LEXICAL), reverse=True)
-    text = min(LEXICAL_CAP, lexical[0] + AGREEMENT * sum(lexical[1:])) if lexical else 0.0
-    miss = (1.0 - text) * (1.0 - WEIGHTS["rule"] * min(channels.get("rule", 0.0), 1.0))
-    miss *= 1.0 - WEIGHTS["related"] * min(channels.get("related", 0.0), 1.0)
-    return 1.0 - miss
+    words = min(LEXICAL_CAP, lexical[0] + AGREEMENT * sum(lexical[1:])) if lexical else 0.0
+    return (WEIGHTS["rule"] * channels.get("rule", 0.0) + words
+            + WEIGHTS["related"] * min(channels.get("related", 0.0), 1.0))
 
 
 def score(model: RankModel, matcher: Matcher, change: ChangeSummary) -> list[Scored]:
     """Score every obligation with any evidence, best first (ties on id); scores below MIN_SCORE are dropped."""
     found: dict[str, list[Contribution]] = defaultdict(list)
     for hit in matcher.match(change):
+        strength = hit.strength if hit.exact else hit.strength * specificity(model, hit.terms)
         for obligation, factor, path in model.spread.get(f"rule:{hit.rule_id}", []):
-            found[obligation].append(Contribution("rule", hit.strength * factor, ["change", *path],
+            found[obligation].append(Contribution("rule", strength * factor, ["change", *path],
                                                   list(hit.terms), hit))
     sims, shared = similarities(model, change.query_text())
     patterns = sorted((-s, d) for d, s in sims.items() if model.docs[d][0] == "pattern")
@@ -186,28 +222,25 @@ def score(model: RankModel, matcher: Matcher, change: ChangeSummary) -> list[Sco
         channels: dict[str, float] = {}
         for c in contributions:
             if c.channel == "rule":
-                # independent rules add up (noisy-or); the same rule reached twice counts once, at its best
-                continue
+                continue  # rules are summed below, once per matched wording
             channels[c.channel] = max(channels.get(c.channel, 0.0), c.strength)
         best_rule: dict[str, float] = {}
         for c in contributions:
             if c.rule_hit is not None:
-                best_rule[c.rule_hit.rule_id] = max(best_rule.get(c.rule_hit.rule_id, 0.0), c.strength)
+                # rules that fired on the same words are one piece of evidence, not several
+                key = " ".join(sorted(_key(t) for t in c.rule_hit.terms))
+                best_rule[key] = max(best_rule.get(key, 0.0), c.strength)
         if best_rule:
-            miss = 1.0
-            for strength in best_rule.values():
-                miss *= 1.0 - strength
-            channels["rule"] = 1.0 - miss
-        value = combine(channels)
-        value *= 0.85 + 0.15 * RISK_WEIGHT.get(meta["risk"], 0.6)
+            channels["rule"] = diminishing(list(best_rule.values()), 0.5)
+        total = evidence(channels) * (0.85 + 0.15 * RISK_WEIGHT.get(meta["risk"], 0.6))
         fit = component_fit(meta["applies_to"], change.components)
         if fit == "off":
-            value *= OFF_COMPONENT
-        value = round(value, 4)
+            total *= OFF_COMPONENT
+        value = 1.0 - math.exp(-total)
         if value < MIN_SCORE:
             continue
         contributions.sort(key=lambda c: (c.channel != "rule", -c.strength, c.channel, c.path))
-        results.append(Scored(obligation, value, {k: round(v, 4) for k, v in sorted(channels.items())},
-                              contributions, meta["risk"], fit))
-    results.sort(key=lambda s: (-s.score, s.id))
+        results.append(Scored(obligation, round(value, 4), {k: round(v, 4) for k, v in sorted(channels.items())},
+                              contributions, meta["risk"], fit, round(total, 9)))
+    results.sort(key=lambda s: (-s.evidence, s.id))
     return results

@@ -1,0 +1,118 @@
+"""`poet rank` and `poet runbook`: which obligations a change puts at risk, and how to watch them.
+
+A change that matches nothing is not an error: `poet rank` says "no obligation
+matched" with what it understood, on stderr, and exits 0 (with `--json`, it
+prints an empty list). An empty change, a binary or malformed diff, an unknown
+component or obligation id exits 2 with a message saying what to fix.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import click
+
+from poetkb.cli.common import emit_json, main, open_kb
+
+CHANGE_HELP = "The change in words, e.g. 'switch the cache key to include Accept-Language' (a unified diff works too)."
+DIFF_HELP = "A unified diff of the change (git diff output; '-' reads standard input)."
+COMPONENT_HELP = "The component the change is for (nginx, haproxy, http-service, postgres, ...)."
+
+
+def read_diff_option(value: str | None) -> str | Path | None:
+    """The --diff option as the library takes it: a Path, or the text read from standard input for '-'."""
+    if value is None:
+        return None
+    if value == "-":
+        from poetkb.rank.change import decode_diff
+
+        return decode_diff(sys.stdin.buffer.read(), "<stdin>")
+    return Path(value)
+
+
+def write_output(text: str, out: Path | None) -> None:
+    """Print ``text``, or write it to ``out`` (naming the file on failure)."""
+    if out is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    from poetkb.errors import InputError
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write the output: {exc.strerror}", file=out) from exc
+    click.echo(f"wrote {out}", err=True)
+
+
+def _wrap(text: str, indent: str) -> str:
+    return textwrap.fill(text, width=110, initial_indent=indent, subsequent_indent=indent + "  ")
+
+
+@main.command()
+@click.option("--change", "change", help=CHANGE_HELP)
+@click.option("--diff", "diff", metavar="FILE", help=DIFF_HELP)
+@click.option("--component", help=COMPONENT_HELP)
+@click.option("--top", default=10, show_default=True, type=click.IntRange(1, 200), help="How many obligations.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {id, score, why, ...}, best first.")
+@click.pass_context
+def rank(ctx: click.Context, change: str | None, diff: str | None, component: str | None, top: int,
+         as_json: bool) -> None:
+    """Rank the obligations a change puts at risk, each with why (rules, words, graph paths, learned tests)."""
+    diff_input = read_diff_option(diff)
+    with open_kb(ctx) as kb:
+        ranking = kb.rank(change, diff=diff_input, component=component, top=top)
+    if as_json:
+        emit_json(ranking.obligations)
+        if not ranking.obligations:
+            click.echo(ranking.message, err=True)
+        return
+    click.echo("Understood:")
+    for line in ranking.change.describe():
+        click.echo(_wrap(line, "  "))
+    if not ranking.obligations:
+        click.echo(ranking.message, err=True)
+        return
+    click.echo("")
+    for position, ranked in enumerate(ranking.obligations, start=1):
+        click.echo(f"{position:>2}. {ranked.score:.2f}  {ranked.id}  [{ranked.risk}]  {ranked.title}")
+        for sentence in ranked.why.sentences[1:]:
+            click.echo(_wrap(f"- {sentence}", "      "))
+
+
+@main.command()
+@click.option("--obligation", "obligations", multiple=True, metavar="ID",
+              help="An obligation to cover (repeatable); or use --change/--diff to rank them from a change.")
+@click.option("--change", "change", help=CHANGE_HELP)
+@click.option("--diff", "diff", metavar="FILE", help=DIFF_HELP)
+@click.option("--component", help=COMPONENT_HELP)
+@click.option("--top", default=5, show_default=True, type=click.IntRange(1, 50),
+              help="With a change: how many of the top obligations to cover.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+@click.pass_context
+def runbook(ctx: click.Context, obligations: tuple[str, ...], change: str | None, diff: str | None,
+            component: str | None, top: int, out: Path | None, fmt: str) -> None:
+    """Observability runbook: signals to collect; per failure mode symptoms, mitigation, verification, escalation."""
+    from poetkb.errors import InputError
+
+    if not obligations and not change and diff is None:
+        raise InputError("name the obligations with --obligation ID, or describe the change with --change/--diff",
+                         field="obligation", hint="e.g. poet runbook --obligation cache.vary.honored")
+    diff_input = read_diff_option(diff)
+    with open_kb(ctx) as kb:
+        book = kb.runbook(obligations=list(obligations) or None, change=change, diff=diff_input,
+                          component=component, top=top)
+    if book.message:
+        click.echo(book.message, err=True)
+    write_output(render(book, fmt), out)
+
+
+def render(model: Any, fmt: str) -> str:
+    """A plan or runbook as Markdown or JSON text."""
+    if fmt == "json":
+        return model.model_dump_json(indent=2) + "\n"
+    return str(model.to_markdown())
