@@ -198,3 +198,11 @@ def test_baseline_from_a_file(kb: KnowledgeBase, tmp_path: Path) -> None:
     assert result.baseline is not None and result.baseline.mode == "file"
     assert kb.load_baselines() == []
     assert read_metrics(base).p95_ms == 250
+
+
+def test_kb_load_plan_is_the_library_plan(kb: KnowledgeBase) -> None:
+    """kb.load_plan(path) gives the same plan as building it from the loaded profile."""
+    from poetkb.load.plan import build_plan
+    from poetkb.load.profile import load_profile
+
+    assert kb.load_plan(PROFILE) == build_plan(load_profile(PROFILE))

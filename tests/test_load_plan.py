@@ -275,3 +275,52 @@ def test_locustfile_refuses_an_unknown_scenario(plan: LoadPlan, tmp_path: Path) 
                             env={**os.environ, "POET_SCENARIO": "spike"})
     assert result.returncode != 0
     assert "unknown POET_SCENARIO 'spike'; choose one of steady, burst, soak, stress" in result.stderr
+
+
+# -- properties over many profiles -------------------------------------------------------------------
+def _profiles() -> object:
+    from hypothesis import strategies as st
+
+    rates = st.floats(min_value=0.1, max_value=5000, allow_nan=False, allow_infinity=False)
+    endpoint = st.fixed_dictionaries({
+        "path": st.from_regex(r"/[a-z]{1,8}(/\{id\})?", fullmatch=True),
+        "method": st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
+        "critical": st.booleans(),
+        "weight": st.one_of(st.none(), st.floats(min_value=0.01, max_value=100)),
+    })
+    return st.builds(
+        lambda base, extra, factor, p95, p99_extra, err, endpoints, prod: {
+            "service": "prop-api",
+            "traffic": {"baseline_rps": base, "peak_rps": base + extra, "burst_factor": factor},
+            "slo": {"latency_ms": {"p95": p95, "p99": p95 + p99_extra}, "error_rate": err},
+            "endpoints": endpoints,
+            "data": {"uses_production_data": prod},
+        },
+        rates, rates, st.floats(min_value=1, max_value=5), st.floats(min_value=1, max_value=5000),
+        st.floats(min_value=0, max_value=5000), st.floats(min_value=0, max_value=1),
+        st.lists(endpoint, min_size=1, max_size=6), st.booleans(),
+    )
+
+
+def test_plan_invariants_hold_for_any_valid_profile() -> None:
+    """For any valid profile: positive stages, burst at peak x factor, shares summing to 1, a JSON round trip."""
+    from hypothesis import given, settings
+
+    from poetkb.load.profile import parse_profile
+
+    @settings(max_examples=60, deadline=None)
+    @given(_profiles())
+    def check(data: dict[str, object]) -> None:
+        profile = parse_profile(data)
+        built = build_plan(profile)
+        assert sum(e.share for e in built.endpoint_mix) == pytest.approx(1.0, abs=5e-3)
+        for scenario in built.scenarios:
+            assert all(s.duration_s > 0 and s.target_rps >= 0 for s in scenario.stages)
+            assert scenario.checks
+        assert built.scenario("burst").peak_rps == pytest.approx(profile.traffic.burst_rps, abs=0.01)
+        assert built.scenario("stress").peak_rps == pytest.approx(profile.traffic.burst_rps * 2, abs=0.02)
+        assert LoadPlan.model_validate_json(built.model_dump_json()) == built
+        production = "allows production data" in built.safety_notes[0]
+        assert production is profile.data.uses_production_data
+
+    check()

@@ -74,6 +74,14 @@ def test_bad_profiles_name_file_line_and_field(name: str, line: int, field: str,
     assert message in str(err)
 
 
+def test_a_zero_baseline_is_refused() -> None:
+    """A baseline of 0 rps would make the steady and soak scenarios empty: it is an error naming the field."""
+    data = {"service": "x", "traffic": {"baseline_rps": 0, "peak_rps": 2},
+            "slo": {"latency_ms": {"p95": 100}, "error_rate": 0.01}, "endpoints": [{"path": "/"}]}
+    with pytest.raises(InputError, match=r"\[traffic.baseline_rps\] baseline_rps must be above 0"):
+        parse_profile(data)
+
+
 def test_all_problems_are_reported_at_once() -> None:
     """A profile with two problems lists both, each with its own line."""
     path = FIXTURES / "bad" / "two-problems.yaml"

@@ -44,7 +44,10 @@ class Traffic(PoetModel):
     @field_validator("baseline_rps")
     @classmethod
     def _baseline(cls, value: float) -> float:
-        return _rate(value, "baseline_rps")
+        _rate(value, "baseline_rps")
+        if value == 0:
+            raise ValueError("baseline_rps must be above 0: the steady and soak scenarios run at it")
+        return value
 
     @field_validator("peak_rps")
     @classmethod
