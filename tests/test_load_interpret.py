@@ -183,6 +183,25 @@ def test_evaluate_check_takes_thresholds_from_the_profile(profile: ServiceProfil
     assert verdict == "no-evidence" and observed["p99_ms"] is None and "p99" in diagnosis
 
 
+def test_gates_without_a_profile_use_the_slos_the_summary_recorded() -> None:
+    """As a gate calls it (catalog params, no profile), the SLOs recorded by the exported script set thresholds."""
+    data = read_metrics(METRICS / "k6-handle-summary.json")
+    assert evaluate_check("burst_recovery", {"recovery_s": 60}, data)[0] == "pass"
+    verdict, _, expected, diagnosis = evaluate_check("slo_latency", {"percentile": "p95"}, data)
+    assert (verdict, expected) == ("fail", {"p95_ms_max": 400.0})
+    assert diagnosis.startswith("p95 980 ms exceeds the 400 ms SLO by 145%")
+
+
+def test_a_summary_of_another_scenario_is_no_evidence() -> None:
+    """A check that names its scenario does not accept a run of a different one."""
+    data = read_metrics(METRICS / "summary-pass.json")
+    verdict, observed, expected, diagnosis = evaluate_check("slo_error_rate", {"scenario": "burst", "max_rate": 0.01},
+                                                            data)
+    assert verdict == "no-evidence"
+    assert (observed, expected) == ({"scenario": "steady"}, {"scenario": "burst"})
+    assert "is a steady run; this check needs a burst run" in diagnosis
+
+
 def test_burst_recovery_fails_when_the_service_stays_slow(profile: ServiceProfile) -> None:
     """A recovered phase still above the SLOs fails burst_recovery with both reasons."""
     data = summary(phases={"recovered": {"p95_ms": 950, "error_rate": 0.04}, "burst": {"p95_ms": 3000}})

@@ -66,6 +66,13 @@ def test_k6_handle_summary_phases_become_phases() -> None:
     assert recovered.throughput_rps == pytest.approx(10.0)
 
 
+def test_k6_summary_of_the_exported_script_records_service_and_slos() -> None:
+    """The `poet` block the exported script writes gives the service and the SLOs the run was planned against."""
+    summary = read_metrics(METRICS / "k6-handle-summary.json")
+    assert summary.service == "small-api"
+    assert summary.slo is not None and summary.slo.latency_ms.p95 == 400 and summary.slo.error_rate == 0.01
+
+
 def test_csv_phase_rows() -> None:
     """A CSV summary with a phase column gives the whole run (empty phase) and one entry per phase."""
     summary = read_metrics(METRICS / "summary-phases.csv")

@@ -260,7 +260,8 @@ def test_locustfile_runs_headless_and_its_csv_reads_back(plan: LoadPlan, tmp_pat
     assert stats.p95_ms is not None and stats.throughput_rps
 
     summary = read_metrics(tmp_path / "summary.json")
-    assert summary.scenario == "burst"
+    assert summary.scenario == "burst" and summary.service == "small-api"
+    assert summary.slo == plan.slo
     assert summary.requests == stats.requests
     assert summary.sample_count == stats.requests
     assert set(summary.phases) <= {p.name for p in plan.scenario("burst").phases()}

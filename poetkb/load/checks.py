@@ -16,7 +16,7 @@ from poetkb.load.units import fmt_ms, fmt_pct, fmt_rate, fmt_rps
 
 if TYPE_CHECKING:
     from poetkb.load.baselines import Baseline
-    from poetkb.load.profile import ServiceProfile
+    from poetkb.load.profile import SLO, ServiceProfile
 
 Verdict = Literal["pass", "fail", "no-evidence", "error"]
 Outcome = tuple[Verdict, dict[str, Any], dict[str, Any], str]
@@ -55,6 +55,11 @@ def _value(summary: MetricsSummary, params: dict[str, Any], field: str) -> tuple
     return value, where, None
 
 
+def _slo(profile: ServiceProfile | None, summary: MetricsSummary) -> SLO | None:
+    """The SLOs that give default thresholds: the profile's, else those recorded in the summary."""
+    return profile.slo if profile is not None else summary.slo
+
+
 def _limit(params: dict[str, Any], key: str, fallback: float | None) -> float | None:
     value = params.get(key)
     return float(value) if isinstance(value, int | float) else fallback
@@ -64,17 +69,18 @@ def _limit(params: dict[str, Any], key: str, fallback: float | None) -> float | 
 def _latency(params: dict[str, Any], summary: MetricsSummary, profile: ServiceProfile | None,
              baseline: Any) -> Outcome:
     percentile = params.get("percentile")
+    slos = _slo(profile, summary)
     if percentile is None:
-        if profile is None:
+        if slos is None:
             return "error", {}, {}, "slo_latency needs params.percentile and params.max_ms, or a service profile"
         results = [_latency({**params, "percentile": p}, summary, profile, baseline)
-                   for p, _ in profile.slo.latency_ms.items()]
+                   for p, _ in slos.latency_ms.items()]
         observed = {k: v for r in results for k, v in r[1].items()}
         expected = {k: v for r in results for k, v in r[2].items()}
         return worst([r[0] for r in results]), observed, expected, "; ".join(r[3] for r in results)
     if percentile not in ("p50", "p90", "p95", "p99"):
         return "error", {}, {}, f"slo_latency: unknown percentile {percentile!r} (use p50, p90, p95 or p99)"
-    slo = getattr(profile.slo.latency_ms, percentile, None) if profile and percentile != "p90" else None
+    slo = getattr(slos.latency_ms, percentile, None) if slos and percentile != "p90" else None
     limit = _limit(params, "max_ms", slo)
     if limit is None:
         return ("error", {}, {}, f"no {percentile} threshold: give params.max_ms or a profile with "
@@ -96,7 +102,8 @@ def _latency(params: dict[str, Any], summary: MetricsSummary, profile: ServicePr
 
 def _error_rate(params: dict[str, Any], summary: MetricsSummary, profile: ServiceProfile | None,
                 baseline: Any) -> Outcome:
-    limit = _limit(params, "max_rate", profile.slo.error_rate if profile else None)
+    slos = _slo(profile, summary)
+    limit = _limit(params, "max_rate", slos.error_rate if slos else None)
     if limit is None:
         return "error", {}, {}, "no error-rate threshold: give params.max_rate or a profile with slo.error_rate"
     value, where, missing = _value(summary, params, "error_rate")
@@ -114,7 +121,7 @@ def _error_rate(params: dict[str, Any], summary: MetricsSummary, profile: Servic
 
 def _throughput(params: dict[str, Any], summary: MetricsSummary, profile: ServiceProfile | None,
                 baseline: Any) -> Outcome:
-    fallback = None
+    fallback = summary.slo.min_throughput_rps if summary.slo else None
     if profile is not None:
         fallback = profile.slo.min_throughput_rps
         if fallback is None:
@@ -190,7 +197,8 @@ def _drift(params: dict[str, Any], summary: MetricsSummary, profile: ServiceProf
     else:
         observed["memory_growth_pct"] = None
         notes.append("memory not measured, so leaks were not checked (add memory_percent to the metrics)")
-    if profile is not None and late.error_rate is not None and late.error_rate > profile.slo.error_rate:
+    slos = _slo(profile, summary)
+    if slos is not None and late.error_rate is not None and late.error_rate > slos.error_rate:
         problems.append(f"late error rate {fmt_rate(late.error_rate)} is above the SLO")
     text = "; ".join(notes)
     if problems:
@@ -221,8 +229,9 @@ def _recovery(params: dict[str, Any], summary: MetricsSummary, profile: ServiceP
               baseline: Any) -> Outcome:
     recovery_s = _limit(params, "recovery_s", 60.0)
     phase = params.get("phase", "recovered")
-    p95_limit = _limit(params, "max_p95_ms", profile.slo.latency_ms.p95 if profile else None)
-    err_limit = _limit(params, "max_rate", profile.slo.error_rate if profile else None)
+    slos = _slo(profile, summary)
+    p95_limit = _limit(params, "max_p95_ms", slos.latency_ms.p95 if slos else None)
+    err_limit = _limit(params, "max_rate", slos.error_rate if slos else None)
     expected = {"recovery_s": recovery_s, "p95_ms_max": p95_limit, "error_rate_max": err_limit}
     if p95_limit is None or err_limit is None:
         return "error", {}, expected, "burst_recovery needs the p95 and error-rate SLOs (a profile, or params)"
@@ -273,7 +282,8 @@ def evaluate_check(kind: str, params: dict[str, Any] | None, summary: MetricsSum
             ``soak_drift`` or ``burst_recovery``.
         params: the check's parameters (see below); thresholds given here win over the profile's.
         summary: the run's :class:`~poetkb.load.metrics.MetricsSummary` (from :func:`read_metrics`).
-        profile: the :class:`~poetkb.load.profile.ServiceProfile` whose SLOs give default thresholds.
+        profile: the :class:`~poetkb.load.profile.ServiceProfile` whose SLOs give default thresholds; without
+            one, the SLOs recorded in the summary (the exported k6 and Locust scripts write them) are used.
         baseline: for ``baseline_regression``, a stored :class:`~poetkb.load.baselines.Baseline` or a
             summary of the reference run.
 
@@ -288,6 +298,7 @@ def evaluate_check(kind: str, params: dict[str, Any] | None, summary: MetricsSum
           ``late_phase`` (else the first and last fifth of ``summary.series``);
         - burst_recovery: ``recovery_s`` (60), ``phase`` ("recovered"), ``max_p95_ms``, ``max_rate``.
 
+    With ``scenario`` (for example "burst") a summary of another scenario is no-evidence for the check.
     With ``phase`` the check reads that phase of the summary; without the phase in the data it falls back
     to the whole run, unless ``phase_required`` is true (then: no-evidence).
 
@@ -302,4 +313,8 @@ def evaluate_check(kind: str, params: dict[str, Any] | None, summary: MetricsSum
         return "error", {}, {}, f"unknown load check kind {kind!r}; known: {', '.join(CHECK_KINDS)}"
     if not isinstance(summary, MetricsSummary):
         return "error", {}, {}, f"expected a MetricsSummary, got {type(summary).__name__}"
+    wanted = (params or {}).get("scenario")
+    if wanted and summary.scenario and summary.scenario != wanted:
+        return ("no-evidence", {"scenario": summary.scenario}, {"scenario": wanted},
+                f"{summary.source} is a {summary.scenario} run; this check needs a {wanted} run, not a pass")
     return evaluator(dict(params or {}), summary, profile, baseline)

@@ -83,6 +83,7 @@ def plan_data(plan: LoadPlan) -> dict[str, Any]:
         "service": plan.service,
         "profile_fingerprint": plan.profile_fingerprint,
         "slo": {"p99_ms": latency.p99 or latency.p95 or latency.p50, "error_rate": plan.slo.error_rate},
+        "profile_slo": plan.slo.model_dump(mode="json"),
         "endpoints": [e.model_dump() for e in plan.endpoint_mix],
         "scenarios": scenarios,
     }
@@ -217,6 +218,7 @@ export function handleSummary(data) {
   const poet = {
     service: PLAN.service,
     scenario: SCENARIO,
+    slo: PLAN.profile_slo,
     time_scale: TIME_SCALE,
     rate_scale: RATE_SCALE,
     phases: PHASES,

@@ -168,7 +168,8 @@ def _write_summary(**_kwargs):
     spans = {}
     for duration, _, phase in STAGES:
         spans[phase] = spans.get(phase, 0.0) + duration
-    summary = {"scenario": SCENARIO, "service": PLAN["service"], "duration_s": round(elapsed, 3)}
+    summary = {"scenario": SCENARIO, "service": PLAN["service"], "slo": PLAN["profile_slo"],
+               "duration_s": round(elapsed, 3)}
     summary.update(_metrics(_state["all"], elapsed))
     summary["phases"] = {name: _metrics(p, spans.get(name, 0.0)) for name, p in _state["phases"].items()}
     summary["samples_ms"] = _state["all"].samples

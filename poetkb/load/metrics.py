@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from poetkb.errors import InputError
+from poetkb.load.profile import SLO
 from poetkb.models import PoetModel
 
 MetricsFormat = Literal[
@@ -78,7 +79,9 @@ class MetricsSummary(PhaseMetrics):
 
     source: str
     format: MetricsFormat
+    service: str | None = None
     scenario: str | None = None
+    slo: SLO | None = Field(default=None, description="The SLOs the run was planned against, if it recorded them.")
     phases: dict[str, PhaseMetrics] = Field(default_factory=dict)
     series: list[SeriesPoint] = Field(default_factory=list)
     sample_count: int = 0
@@ -95,6 +98,7 @@ class _SummaryFile(PoetModel):
 
     scenario: str | None = None
     service: str | None = None
+    slo: SLO | None = None
     p50_ms: float | None = Field(default=None, ge=0)
     p90_ms: float | None = Field(default=None, ge=0)
     p95_ms: float | None = Field(default=None, ge=0)
@@ -231,7 +235,7 @@ def _summary_json(data: dict[str, Any], path: Path, shown: str) -> MetricsSummar
             and not parsed.samples_ms and not parsed.series:
         raise InputError(f"the summary has none of the metric fields {', '.join(METRIC_FIELDS)}", file=shown,
                          hint="add at least the metrics your SLOs need (p95_ms, error_rate, ...)")
-    fields = parsed.model_dump(exclude={"service", "samples_ms"})
+    fields = {**parsed.model_dump(exclude={"samples_ms", "slo"}), "slo": parsed.slo}
     if parsed.samples_ms:
         sink = SampleSink()
         for value in parsed.samples_ms:
@@ -405,7 +409,7 @@ def merge(summaries: Iterable[MetricsSummary]) -> MetricsSummary:
     base = items[0].model_dump()
     for other in items[1:]:
         extra = other.model_dump()
-        for key in (*METRIC_FIELDS, "requests", "duration_s", "scenario"):
+        for key in (*METRIC_FIELDS, "requests", "duration_s", "scenario", "service", "slo"):
             if base.get(key) is None:
                 base[key] = extra.get(key)
         for name, phase in extra["phases"].items():

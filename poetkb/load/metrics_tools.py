@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from poetkb.errors import InputError
 from poetkb.load.metrics import (
     MetricsFormat,
@@ -28,6 +30,7 @@ from poetkb.load.metrics import (
     SeriesPoint,
     summary_from_samples,
 )
+from poetkb.load.profile import SLO
 
 _PHASE_METRIC = re.compile(r"^poet_phase_(?P<phase>[a-z0-9_]+)_(?P<kind>duration|failed|reqs)$")
 
@@ -118,8 +121,15 @@ def read_k6_summary(data: dict[str, Any], shown: str) -> MetricsSummary:
         if window and phase.get("requests") and window.get("end_s", 0) > window.get("start_s", 0):
             span = (window["end_s"] - window["start_s"]) * float(poet.get("time_scale", 1) or 1)
             phase["throughput_rps"] = round(phase["requests"] / span, 3)
+    slo = None
+    if isinstance(poet.get("slo"), dict):
+        try:
+            slo = SLO.model_validate(poet["slo"])
+        except ValidationError:
+            notes.append("the SLOs recorded in the summary are not valid; give the profile to judge it")
     return MetricsSummary(
-        source=shown, format=fmt, scenario=poet.get("scenario"), notes=notes,
+        source=shown, format=fmt, scenario=poet.get("scenario"), notes=notes, slo=slo,
+        service=poet.get("service") if isinstance(poet.get("service"), str) else None,
         phases={k: PhaseMetrics(**v) for k, v in phases.items()},
         **{k: v for k, v in fields.items() if v is not None},
     )
