@@ -157,5 +157,7 @@ def test_real_cli_process_and_schema_names(tmp_path: Path) -> None:
     assert "exceeds the 400 ms SLO by 3%" in result.stdout
     code, out, _ = invoke("schema")
     assert {"service-profile", "load-plan", "interpretation", "metrics-summary"} <= set(out.split())
-    code, out, _ = invoke("schema", "service-profile")
-    assert code == 0 and "baseline_rps" in out
+    for name, field in (("service-profile", "traffic"), ("load-plan", "scenarios"), ("interpretation", "verdicts"),
+                        ("metrics-summary", "phases")):
+        code, out, _ = invoke("schema", name)
+        assert code == 0 and field in json.loads(out)["properties"], name
