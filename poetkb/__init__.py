@@ -53,6 +53,10 @@ _EXPORTS: dict[str, str] = {
     "MetricsSummary": "poetkb.load.metrics",
     "Interpretation": "poetkb.load.interpret",
     "Baseline": "poetkb.load.baselines",
+    "GateReport": "poetkb.gates.models",
+    "ObligationVerdict": "poetkb.gates.models",
+    "CheckResult": "poetkb.gates.models",
+    "EvidenceManifest": "poetkb.gates.models",
     "ChangeSummary": "poetkb.rank.change",
     "RankedObligation": "poetkb.rank.explain",
     "Ranking": "poetkb.rank.explain",
@@ -92,6 +96,7 @@ if TYPE_CHECKING:
         UnknownEntity,
         UnknownObligation,
     )
+    from poetkb.gates.models import CheckResult, EvidenceManifest, GateReport, ObligationVerdict
     from poetkb.kb import KnowledgeBase, open
     from poetkb.models import (
         Check,

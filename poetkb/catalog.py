@@ -272,3 +272,6 @@ def load_catalog(root: Path | None = None) -> Catalog:
     if problems:
         raise CatalogError(problems)
     return catalog
+
+
+import poetkb.gates.kinds  # noqa: E402,F401  (registers the check-kind validation; light: pydantic only)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import networkx
     import sqlite_utils
 
+    from poetkb.gates.models import GateReport
     from poetkb.load.baselines import Baseline
     from poetkb.load.interpret import Interpretation
     from poetkb.load.metrics import MetricsSummary
@@ -347,6 +348,32 @@ class KnowledgeBase:
         return build_runbook(self, obligations=obligations, change=change, diff=diff, component=component, top=top)
 
     # --- gates ---
+    def gate(self, **options: Any) -> GateReport:
+        """Run a release gate and return its :class:`~poetkb.gates.models.GateReport`.
+
+        Options (see :func:`poetkb.gates.runner.gate`): ``all``, ``obligations``, ``domains`` select what to
+        judge; ``target`` (default: the running demo edge), ``proxy``, ``access_log``, ``upstream_admin``,
+        ``metrics_url`` ... describe the edge; ``transport`` injects an httpx transport for tests. The run
+        and its verdicts are recorded in this knowledge base (tables gate_runs, gate_results).
+        """
+        from poetkb.gates.runner import gate
+
+        return gate(self, **options)
+
+    def gate_evaluate(self, evidence: list[str | Path] | str | Path, *, selection: Any = None,
+                      record: bool = True) -> GateReport:
+        """Judge stored evidence without traffic: a gate's evidence directory or files from other tools."""
+        from poetkb.gates.runner import evaluate_evidence
+
+        paths = [evidence] if isinstance(evidence, str | Path) else list(evidence)
+        return evaluate_evidence(self, [Path(p) for p in paths], selection, record=record)
+
+    def gate_runs(self, *, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest recorded gate runs, newest first."""
+        from poetkb.gates.history import runs
+
+        return runs(self.db, limit=limit)
+
     # --- load plans and interpretation ---
     def load_plan(self, profile: ServiceProfile | str | Path | dict[str, Any]) -> LoadPlan:
         """The load-test plan (steady, burst, soak, stress) for a service profile (see poetkb.load.plan)."""

@@ -96,12 +96,28 @@ def _m002_learn(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m003_gates(db: sqlite_utils.Database) -> None:
+    """State: gate runs and each obligation's verdict per run; see poetkb.gates.history."""
+    db.table("gate_runs").create(
+        {"run_id": str, "mode": str, "started_at": str, "finished_at": str, "duration_s": float, "target": str,
+         "proxy": str, "variant": str, "selection": str, "verdict": str, "exit_code": int, "coverage": float,
+         "counts": str, "evidence_dir": str, "report_path": str},
+        pk="run_id",
+    )
+    db.table("gate_results").create(
+        {"run_id": str, "obligation_id": str, "verdict": str, "diagnosis": str, "checks": str},
+        pk=("run_id", "obligation_id"),
+    )
+    db.table("gate_results").create_index(["obligation_id"])
+
+
 #: Named migrations, applied in order; the schema version is how many have run.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_catalog", _m001_catalog),
     ("004_baselines", _m004_baselines),
     ("005_rank_cache", _m005_rank_cache),
     ("002_learn", _m002_learn),
+    ("003_gates", _m003_gates),
 ]
 
 

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "poetkb.cli.plan",
     "poetkb.cli.rank",
     "poetkb.cli.load",
+    "poetkb.cli.gate",
 ]
 
 for _name in COMMAND_MODULES:

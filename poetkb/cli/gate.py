@@ -1,0 +1,162 @@
+"""`poet gate`: run release gates against an edge, re-evaluate stored evidence, show reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from poetkb.cli.common import emit_json, main, open_kb
+
+
+def _selection(func: Any) -> Any:
+    func = click.option("--domain", "domains", multiple=True,
+                        help="Every obligation of this domain (repeatable).")(func)
+    func = click.option("--obligation", "obligations", multiple=True, metavar="ID",
+                        help="One obligation by id (repeatable).")(func)
+    func = click.option("--all", "all_", is_flag=True,
+                        help="Every obligation with a check a gate can drive against an edge.")(func)
+    return func
+
+
+def _print_report(report: Any, *, verbose: bool = False) -> None:
+    from poetkb.gates.reports import reports_dir
+
+    marks = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "no-evidence": "NO-EVIDENCE"}
+    for ob in sorted(report.obligations, key=lambda o: o.obligation_id):
+        click.echo(f"{marks[ob.verdict]:<12} {ob.obligation_id:<36} {ob.title}")
+        if ob.verdict != "pass" or verbose:
+            for check in ob.checks:
+                if check.verdict != "pass" or verbose:
+                    click.echo(f"{'':13}{check.kind}: {check.diagnosis or check.observed}")
+    s = report.summary
+    target = report.target
+    where = f" on {target.proxy or 'edge'} {target.base_url}" if target is not None and target.base_url else ""
+    click.echo(f"gate {marks[report.verdict]}{where}: {s.passed} of {s.selected} obligations pass "
+               f"(coverage {s.coverage:.0%}), {s.failed} fail, {s.errors} error, {s.no_evidence} no evidence; "
+               f"{report.duration_s:.1f} s", err=True)
+    for problem in report.problems:
+        click.echo(f"problem: {problem}", err=True)
+    html = reports_dir() / f"{report.run_id}.html"
+    if html.exists():
+        click.echo(f"report: {html}", err=True)
+    if report.evidence_dir:
+        click.echo(f"evidence: {report.evidence_dir}", err=True)
+
+
+def _finish(ctx: click.Context, report: Any, *, as_json: bool, junit: Path | None) -> None:
+    if junit is not None:
+        from poetkb.gates.reports import render_junit
+
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_text(render_junit(report), encoding="utf-8")
+    if as_json:
+        emit_json(report)
+    else:
+        _print_report(report)
+    ctx.exit(report.exit_code)
+
+
+@main.group()
+def gate() -> None:
+    """Release gates: prove obligations on an edge with evidence, or judge evidence already stored."""
+
+
+@gate.command("run")
+@_selection
+@click.option("--target", metavar="URL", help="The edge's HTTP URL (default: the running demo edge).")
+@click.option("--proxy", type=click.Choice(["nginx", "haproxy"]), help="The proxy kind the target must be.")
+@click.option("--access-log", type=click.Path(dir_okay=False, path_type=Path), help="The edge's JSON access log.")
+@click.option("--upstream-admin", "upstream_admin", multiple=True, metavar="[NAME[:ROLE]=]URL",
+              help="An upstream's admin URL for counters and faults (repeatable).")
+@click.option("--metrics-url", metavar="URL", help="The edge's Prometheus metrics endpoint.")
+@click.option("--tls-url", metavar="URL", help="The edge's TLS listener.")
+@click.option("--mtls-url", metavar="URL", help="The edge's mutual-TLS listener.")
+@click.option("--ca-cert", type=click.Path(dir_okay=False), help="CA certificate to verify the edge with.")
+@click.option("--client-cert", type=click.Path(dir_okay=False), help="Client certificate for the mTLS listener.")
+@click.option("--client-key", type=click.Path(dir_okay=False), help="Key of the client certificate.")
+@click.option("--reload-command", metavar="CMD", help="Command that reloads the edge's configuration gracefully.")
+@click.option("--evidence", "evidence", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Extra evidence from other tools (load summary, JUnit XML) for checks a gate cannot drive.")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Also write JUnit XML here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("--capture", is_flag=True, help="Record the run's loopback packets with tcpdump (when permitted).")
+@click.option("--allow-remote", is_flag=True, help="Allow targets that are not on this machine's loopback.")
+@click.pass_context
+def gate_run(ctx: click.Context, all_: bool, obligations: tuple[str, ...], domains: tuple[str, ...],
+             target: str | None, proxy: str | None, access_log: Path | None, upstream_admin: tuple[str, ...],
+             metrics_url: str | None, tls_url: str | None, mtls_url: str | None, ca_cert: str | None,
+             client_cert: str | None, client_key: str | None, reload_command: str | None,
+             evidence: tuple[Path, ...], junit: Path | None, as_json: bool, capture: bool, allow_remote: bool) -> None:
+    """Drive traffic at the edge, keep the evidence, and judge the selected obligations.
+
+    Exit code: 0 every selected obligation passes; 1 one fails or lacks evidence; 2 bad input, an
+    unreachable target, or a check that could not run.
+    """
+    with open_kb(ctx) as kb:
+        report = kb.gate(all=all_, obligations=obligations, domains=domains, target=target, proxy=proxy,
+                         access_log=access_log, upstream_admin=upstream_admin, metrics_url=metrics_url,
+                         tls_url=tls_url, mtls_url=mtls_url, ca_cert=ca_cert, client_cert=client_cert,
+                         client_key=client_key, reload_command=reload_command, allow_remote=allow_remote,
+                         capture=capture, evidence=evidence)
+    _finish(ctx, report, as_json=as_json, junit=junit)
+
+
+@gate.command("evaluate")
+@click.option("--evidence", "evidence", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="A gate's evidence directory, or files from other tools: access log, HAR, metrics, JUnit, "
+                   "load summary (repeatable).")
+@_selection
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Also write JUnit XML here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.pass_context
+def gate_evaluate(ctx: click.Context, evidence: tuple[Path, ...], all_: bool, obligations: tuple[str, ...],
+                  domains: tuple[str, ...], junit: Path | None, as_json: bool) -> None:
+    """Judge stored evidence again, without sending any traffic.
+
+    Without a selection, a gate's evidence directory is judged for the obligations it recorded, and other
+    files for the obligations whose checks read that kind of evidence.
+    """
+    from poetkb.gates.models import Selection
+
+    selection = Selection(all=all_, obligations=list(obligations), domains=list(domains))
+    with open_kb(ctx) as kb:
+        report = kb.gate_evaluate(list(evidence), selection=selection)
+    _finish(ctx, report, as_json=as_json, junit=junit)
+
+
+@gate.command("report")
+@click.argument("run_id", required=False)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html", "md", "junit"]), default="text",
+              show_default=True, help="How to show the report.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file.")
+def gate_report(run_id: str | None, fmt: str, output: Path | None) -> None:
+    """Show the latest gate report, or the one of RUN_ID."""
+    from poetkb.gates.reports import load_report, render
+
+    report = load_report(run_id)
+    if fmt == "text":
+        _print_report(report, verbose=False)
+        return
+    text = render(report, fmt, base=output.parent.resolve() if output else None)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@gate.command("kinds")
+@click.option("--json", "as_json", is_flag=True, help="Print the kinds as JSON.")
+def gate_kinds(as_json: bool) -> None:
+    """The check kinds a catalog may use: what each proves and the evidence it reads."""
+    from poetkb.gates.kinds import describe_kinds
+
+    kinds = describe_kinds()
+    if as_json:
+        emit_json(kinds)
+        return
+    for kind in kinds:
+        how = "drives traffic" if kind["traffic"] else "from evidence"
+        click.echo(f"{kind['kind']:<28} {how:<15} {kind['summary']}")

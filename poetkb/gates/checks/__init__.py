@@ -1,0 +1,85 @@
+"""Collectors and evaluators of the check kinds, one module per area.
+
+Each module defines ``COLLECTORS`` and ``EVALUATORS``, dicts from kind name to
+function. :func:`collect` and :func:`evaluate` find them through the kind
+registry (:mod:`poetkb.gates.kinds`), import the module only when a kind is
+used, and turn every way a check can go wrong into a verdict: an unknown kind,
+bad parameters, a missing prerequisite or a bug in an evaluator become an
+``error`` naming the cause; a manual check or absent evidence is
+``no-evidence``; nothing is ever a pass without evidence.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from pydantic import ValidationError
+
+from poetkb.gates.checks.base import CollectContext, CollectError, Outcome
+from poetkb.gates.evidence import CheckEvidence
+from poetkb.gates.kinds import KINDS
+from poetkb.gates.models import CheckResult
+from poetkb.models import Check
+
+
+def _function(kind: str, table: str) -> Any:
+    spec = KINDS[kind]
+    return getattr(import_module(spec.module), table).get(kind)
+
+
+def has_collector(kind: str) -> bool:
+    """True when a gate run can collect evidence for ``kind`` itself."""
+    return kind in KINDS and _function(kind, "COLLECTORS") is not None
+
+
+def collect(check: Check, ctx: CollectContext) -> None:
+    """Run the collector of ``check``; raises CollectError when a prerequisite is missing."""
+    spec = KINDS.get(check.kind)
+    if spec is None:
+        raise CollectError(f"unknown check kind {check.kind!r}")
+    collector = _function(check.kind, "COLLECTORS")
+    if collector is None:
+        raise CollectError(f"check kind {check.kind} is judged from evidence other tools produce; "
+                           "pass it to `poet gate evaluate --evidence`")
+    try:
+        params = spec.params.model_validate(check.params)
+    except ValidationError as exc:
+        raise CollectError(f"bad params for {check.kind}: {exc.errors()[0]['msg']}") from exc
+    collector(ctx, params)
+
+
+def evaluate(check: Check, *, check_id: str, obligation_id: str, ev: CheckEvidence | None) -> CheckResult:
+    """Judge one check from its evidence bundle (None when nothing was collected for it)."""
+    base: dict[str, Any] = {"check_id": check_id, "obligation_id": obligation_id, "kind": check.kind,
+                            "description": check.description, "params": dict(check.params)}
+    if check.kind == "manual":
+        return CheckResult(**base, verdict="no-evidence", expected="a person performs and records this check",
+                           observed="no record of it", diagnosis="manual check: a gate never passes it on its own"
+                           + (f" ({check.description})" if check.description else ""))
+    spec = KINDS.get(check.kind)
+    if spec is None:
+        return CheckResult(**base, verdict="error", diagnosis=f"unknown check kind {check.kind!r}; "
+                           f"known kinds: {', '.join(sorted(KINDS))}")
+    try:
+        params = spec.params.model_validate(check.params)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        return CheckResult(**base, verdict="error",
+                           diagnosis=f"bad params for {check.kind}: {where + ': ' if where else ''}{first['msg']}")
+    if ev is None:
+        return CheckResult(**base, verdict="no-evidence", expected=spec.summary, observed="nothing collected",
+                           diagnosis=f"no evidence for this check (it needs {', '.join(spec.evidence)})")
+    evaluator = _function(check.kind, "EVALUATORS")
+    try:
+        outcome: Outcome = evaluator(ev, params)
+    except Exception as exc:  # noqa: BLE001 - an evaluator bug must not pass, nor crash the gate
+        outcome = Outcome("error", spec.summary, "the evaluator failed",
+                          f"evaluating {check.kind} failed: {type(exc).__name__}: {exc}")
+    return CheckResult(**base, verdict=outcome.verdict, expected=outcome.expected, observed=outcome.observed,
+                       diagnosis=outcome.diagnosis, details=outcome.details, evidence=list(ev.files),
+                       samples=outcome.samples, duration_ms=ev.duration_ms)
+
+
+__all__ = ["CollectContext", "CollectError", "Outcome", "collect", "evaluate", "has_collector"]

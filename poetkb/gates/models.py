@@ -1,0 +1,196 @@
+"""Public data types of gates: the report a gate returns and the manifest of its evidence.
+
+The JSON forms of :class:`GateReport` (``.poet/reports/<run-id>.json``) and of
+:class:`EvidenceManifest` (``.poet/evidence/<run-id>/manifest.json``) are the
+stable, documented schema other tools read (``poet schema gate-report``,
+``poet schema evidence-manifest``); ``docs/gates.md`` describes every field.
+Both carry a ``schema`` tag that changes only with an incompatible change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from poetkb.models import PoetModel
+
+#: pass: the check ran and its evidence shows the obligation holds; fail: evidence shows it does not;
+#: error: the check could not run or its evidence is unusable (with why); no-evidence: nothing to judge by.
+Verdict = Literal["pass", "fail", "error", "no-evidence"]
+
+REPORT_SCHEMA = "poetkb.gate-report/1"
+MANIFEST_SCHEMA = "poetkb.evidence/1"
+
+
+class UpstreamInfo(PoetModel):
+    """One upstream behind the edge: its name, role, address and admin (fault injection) URL."""
+
+    name: str
+    role: str = "healthy"
+    url: str | None = None
+    admin_url: str | None = None
+
+    @property
+    def address(self) -> str | None:
+        """``host:port`` of the upstream, as access logs write it."""
+        if not self.url:
+            return None
+        rest = self.url.split("://", 1)[-1]
+        return rest.split("/", 1)[0]
+
+
+class TargetInfo(PoetModel):
+    """What a gate ran against."""
+
+    source: Literal["demo", "options", "evidence"] = "options"
+    base_url: str | None = None
+    tls_url: str | None = None
+    mtls_url: str | None = None
+    metrics_url: str | None = None
+    access_log: str | None = None
+    proxy: str | None = None
+    variant: str | None = None
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    upstreams: list[UpstreamInfo] = Field(default_factory=list)
+    can_reload: bool = False
+
+
+class EvidenceFile(PoetModel):
+    """One file of evidence: path relative to the evidence directory, kind, size and sha256."""
+
+    path: str
+    kind: str
+    sha256: str
+    bytes: int
+    description: str = ""
+
+
+class LogSlice(PoetModel):
+    """Where the run's access-log slice came from: the source file, the byte range and its identity."""
+
+    source: str
+    start: int
+    end: int
+    device: int | None = None
+    inode: int | None = None
+    problems: list[str] = Field(default_factory=list)
+
+
+class CheckRecord(PoetModel):
+    """What the collector of one check did: when, with which parameters, which evidence it left."""
+
+    check_id: str
+    obligation_id: str
+    kind: str
+    description: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    started_at: str
+    finished_at: str
+    duration_ms: float
+    log_range: tuple[int, int] | None = None
+    files: list[str] = Field(default_factory=list)
+    notes: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class EvidenceManifest(PoetModel):
+    """The index of an evidence directory: target, checks collected, and every file with its sha256."""
+
+    schema_: Literal["poetkb.evidence/1"] = Field(default=MANIFEST_SCHEMA, alias="schema")
+    run_id: str
+    created_at: str
+    target: TargetInfo
+    checks: list[CheckRecord] = Field(default_factory=list)
+    files: list[EvidenceFile] = Field(default_factory=list)
+    access_log: LogSlice | None = None
+    problems: list[str] = Field(default_factory=list)
+
+    model_config = ConfigDict(**PoetModel.model_config, validate_by_name=True, validate_by_alias=True,
+                              serialize_by_alias=True)
+
+
+class CheckResult(PoetModel):
+    """The verdict of one check, with what was expected, what was observed and a one-sentence diagnosis."""
+
+    check_id: str
+    obligation_id: str
+    kind: str
+    description: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    verdict: Verdict
+    expected: str = ""
+    observed: str = ""
+    diagnosis: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+    evidence: list[str] = Field(default_factory=list)
+    samples: int = 0
+    duration_ms: float | None = None
+
+
+class ObligationVerdict(PoetModel):
+    """The verdict of one obligation: the worst of its automated checks (manual checks never pass)."""
+
+    obligation_id: str
+    title: str
+    domain: str
+    risk: str
+    verdict: Verdict
+    diagnosis: str = ""
+    source: str | None = None
+    checks: list[CheckResult] = Field(default_factory=list)
+
+
+class Selection(PoetModel):
+    """Which obligations a gate was asked to judge."""
+
+    all: bool = False
+    obligations: list[str] = Field(default_factory=list)
+    domains: list[str] = Field(default_factory=list)
+
+
+class GateSummary(PoetModel):
+    """Counts of verdicts and the obligation coverage (share of selected obligations passing on evidence)."""
+
+    selected: int
+    passed: int
+    failed: int
+    errors: int
+    no_evidence: int
+    coverage: float
+
+
+class GateReport(PoetModel):
+    """The result of a gate: one verdict per selected obligation, the evidence behind them, the exit code."""
+
+    schema_: Literal["poetkb.gate-report/1"] = Field(default=REPORT_SCHEMA, alias="schema")
+    run_id: str
+    mode: Literal["run", "evaluate"]
+    poetkb_version: str
+    started_at: str
+    finished_at: str
+    duration_s: float
+    target: TargetInfo | None = None
+    selection: Selection = Field(default_factory=Selection)
+    evidence_dir: str | None = None
+    evidence_files: list[EvidenceFile] = Field(default_factory=list)
+    obligations: list[ObligationVerdict] = Field(default_factory=list)
+    summary: GateSummary
+    verdict: Verdict
+    exit_code: int
+    problems: list[str] = Field(default_factory=list)
+
+    model_config = ConfigDict(**PoetModel.model_config, validate_by_name=True, validate_by_alias=True,
+                              serialize_by_alias=True)
+
+    def failures(self) -> list[ObligationVerdict]:
+        """Obligations that did not pass (fail first, then error, then no-evidence)."""
+        order = {"fail": 0, "error": 1, "no-evidence": 2}
+        return sorted((o for o in self.obligations if o.verdict != "pass"),
+                      key=lambda o: (order[o.verdict], o.obligation_id))
+
+    def verdict_of(self, obligation_id: str) -> Verdict | None:
+        """The verdict of one obligation, or None when it was not selected."""
+        return next((o.verdict for o in self.obligations if o.obligation_id == obligation_id), None)

@@ -1,0 +1,399 @@
+"""Parameter models of the check kinds, as the catalog writes them under ``checks: [{kind, params}]``.
+
+Each model forbids unknown fields, so a typo in a catalog file is reported by
+``poet kb check`` with its file and line instead of being silently ignored.
+Defaults fit the demo edge (``demo/README.md``); an obligation overrides only
+what differs. Every count and duration is bounded so that no catalog entry can
+make a gate run unbounded traffic.
+
+This module is light on purpose (pydantic only): the catalog validator imports it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from poetkb.models import PoetModel
+
+Count = Annotated[int, Field(ge=1, le=500)]
+Seconds = Annotated[float, Field(gt=0, le=30)]
+Millis = Annotated[float, Field(gt=0, le=60_000)]
+Status = Annotated[int, Field(ge=100, le=599)]
+Concurrency = Annotated[int, Field(ge=1, le=64)]
+Path_ = Annotated[str, Field(pattern=r"^/", min_length=1)]
+Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class FaultSpec(PoetModel):
+    """A fault to inject through the upstreams' admin API while a check drives traffic.
+
+    ``target`` picks the upstreams: ``faulty`` (the demo's faulty upstream), ``healthy``,
+    ``all``, or one upstream by name.
+    """
+
+    target: str = "faulty"
+    latency_ms: Annotated[int, Field(ge=0, le=30_000)] = 0
+    status: Status | None = None
+    error_rate: Ratio = 1.0
+    action: Literal["none", "reset", "close", "hang"] = "none"
+    hang_s: Seconds = 5.0
+    paths: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        """Accept ``reset``, ``close``, ``hang``, ``status_503``, ``slow_1500`` and ``all_down`` as strings."""
+        if not isinstance(value, str):
+            return value
+        word = value.strip().lower()
+        if word in ("reset", "close", "hang"):
+            return {"action": word}
+        if word == "all_down":
+            return {"target": "all", "action": "reset"}
+        match = re.fullmatch(r"(status|slow)_(\d+)", word)
+        if match and match.group(1) == "status":
+            return {"status": int(match.group(2))}
+        if match:
+            return {"latency_ms": int(match.group(2))}
+        raise ValueError(f"unknown fault {value!r}; use reset, close, hang, all_down, status_NNN, slow_MS "
+                         "or a mapping with target, action, status, latency_ms, error_rate, hang_s, paths")
+
+    def admin_body(self) -> dict[str, object]:
+        """The JSON body the upstream admin API takes for this fault."""
+        body: dict[str, object] = {
+            "latency_ms": self.latency_ms,
+            "error_rate": self.error_rate,
+            "action": self.action,
+            "hang_s": self.hang_s,
+            "paths": list(self.paths),
+        }
+        if self.status is not None:
+            body["status"] = self.status
+        return body
+
+
+class HttpRequestSpec(PoetModel):
+    """One request a check sends: method, path (query included), optional Host and headers."""
+
+    method: str = "GET"
+    path: Path_ = "/echo"
+    host: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    expect_status: list[Status] = Field(default_factory=list)
+
+
+# -- routing ----------------------------------------------------------------------------------------
+class SameKeySameBackend(PoetModel):
+    """Requests sharing a key (the URI: ``path?key=kN``) reach one backend."""
+
+    path: Path_ = "/echo"
+    keys: Annotated[int, Field(ge=1, le=100)] = 10
+    requests: Count = 100
+    concurrency: Concurrency = 8
+    method: str = "GET"
+    min_backends: Annotated[int, Field(ge=1, le=20)] = 1
+
+
+class UpstreamAttemptsBounded(PoetModel):
+    """Upstream attempts per request stay at or below ``max_attempts``, counted at the upstreams."""
+
+    path: Path_ = "/flaky/echo"
+    method: str = "GET"
+    fault: FaultSpec = Field(default_factory=lambda: FaultSpec(target="all", action="reset"))
+    requests: Annotated[int, Field(ge=1, le=50)] = 4
+    concurrency: Concurrency = 2
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 2
+    timeout_s: Seconds = 6.0
+
+
+class NoRetryNonIdempotent(PoetModel):
+    """A non-idempotent request reaches the upstreams at most once, even when the first attempt fails."""
+
+    path: Path_ = "/flaky/echo"
+    methods: list[str] = Field(default_factory=lambda: ["POST"], min_length=1)
+    fault: FaultSpec = Field(default_factory=lambda: FaultSpec(action="reset"))
+    requests: Annotated[int, Field(ge=1, le=50)] = 3
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 1
+
+
+class UnhealthyBackendAvoided(PoetModel):
+    """Once a backend fails, passive health checking keeps (most) traffic away from it."""
+
+    path: Path_ = "/flaky/echo"
+    fault: FaultSpec = Field(default_factory=lambda: FaultSpec(status=502))
+    warmup: Annotated[int, Field(ge=0, le=50)] = 4
+    requests: Annotated[int, Field(ge=1, le=200)] = 12
+    max_faulty_share: Ratio = 0.25
+    min_success_ratio: Ratio = 1.0
+
+
+class HostIsolated(PoetModel):
+    """Each virtual host answers as itself, an unknown host gets no other site, and cache entries never cross."""
+
+    hosts: list[str] = Field(default_factory=lambda: ["edge.test", "other.test"], min_length=2)
+    path: Path_ = "/echo"
+    cache_path: Path_ | None = None
+    unknown_host: str | None = None
+    unknown_expect_status: list[Status] = Field(default_factory=lambda: [400, 404, 421, 403])
+
+
+# -- cache ------------------------------------------------------------------------------------------
+class CacheKeyStable(PoetModel):
+    """Requests for one URL that differ only in headers outside the key share one cache entry."""
+
+    path: Path_ = "/cache/max-age/60"
+    variations: list[str] = Field(default_factory=lambda: ["User-Agent", "Referer", "X-Request-ID"],
+                                  min_length=1, max_length=20)
+    requests: Annotated[int, Field(ge=2, le=50)] = 5
+    max_fetches: Annotated[int, Field(ge=1, le=50)] = 1
+
+
+class CacheKeyComplete(PoetModel):
+    """Requests that differ in a key component (query, host) never share a cache entry."""
+
+    path: Path_ = "/cache/max-age/60"
+    differing: list[Literal["query", "host"]] = Field(default_factory=lambda: ["query"], min_length=1)
+    hosts: list[str] = Field(default_factory=lambda: ["edge.test", "other.test"], min_length=2, max_length=2)
+
+
+class VaryVariantsIsolated(PoetModel):
+    """Each value of a Vary header gets its own variant's body, on misses and hits alike."""
+
+    path: Path_ = "/cache/vary/lang"
+    header: str = "Accept-Language"
+    values: list[str] = Field(default_factory=lambda: ["en", "de", "fr"], min_length=2, max_length=10)
+    rounds: Annotated[int, Field(ge=2, le=10)] = 3
+    body_field: str = "variant"
+
+
+class PrivateNotCached(PoetModel):
+    """Private, no-store and Set-Cookie responses are fetched from the origin every time."""
+
+    path: Path_ | None = None
+    paths: list[Path_] = Field(default_factory=list, max_length=10)
+    requests: Annotated[int, Field(ge=2, le=20)] = 3
+
+    def all_paths(self) -> list[str]:
+        chosen = ([self.path] if self.path else []) + list(self.paths)
+        return chosen or ["/cache/private", "/cache/no-store", "/cache/set-cookie"]
+
+
+class TtlHonored(PoetModel):
+    """A cached response is reused within its freshness lifetime and refetched after it."""
+
+    path: Path_ = "/cache/max-age/2"
+    max_age_s: Seconds = 2.0
+    margin_s: Seconds = 0.8
+
+
+class StaleBounded(PoetModel):
+    """Stale content is served on origin errors only within the allowed window, never beyond it."""
+
+    path: Path_ = "/cache/stale-if-error/1/2"
+    max_age_s: Seconds = 1.0
+    max_stale_s: Seconds = 2.0
+    margin_s: Seconds = 1.0
+    fault: FaultSpec = Field(default_factory=lambda: FaultSpec(target="all", status=500))
+    require_stale_within: bool = False
+
+
+# -- protocol ---------------------------------------------------------------------------------------
+class StatusOnUpstreamFault(PoetModel):
+    """While upstreams fail, the client gets an honest error status (never a 2xx error page)."""
+
+    path: Path_ = "/flaky/echo"
+    method: str = "GET"
+    fault: FaultSpec
+    expect_status: list[Status] = Field(min_length=1)
+    requests: Annotated[int, Field(ge=1, le=20)] = 2
+    timeout_s: Seconds = 6.0
+    max_latency_ms: Millis | None = None
+
+
+class ContentLengthMatches(PoetModel):
+    """Content-Length, when sent, equals the bytes of the body; HEAD answers carry the GET length or none."""
+
+    paths: list[Path_] = Field(default_factory=lambda: ["/bytes/0", "/bytes/1", "/bytes/4096", "/bytes/100000"],
+                               min_length=1, max_length=20)
+    methods: list[str] = Field(default_factory=lambda: ["GET", "HEAD"], min_length=1)
+    repeat: Annotated[int, Field(ge=1, le=5)] = 2
+    expect_status: list[Status] = Field(default_factory=lambda: [200])
+
+
+class HopByHopStripped(PoetModel):
+    """Hop-by-hop headers (and headers a Connection header nominates) never reach the upstream."""
+
+    path: Path_ = "/echo"
+    headers: list[str] = Field(default_factory=lambda: ["Connection", "Keep-Alive", "Proxy-Connection", "TE",
+                                                        "Upgrade"], min_length=1)
+    response_must_not_have: list[str] = Field(default_factory=lambda: ["keep-alive", "proxy-connection"])
+
+
+FramingCase = Literal["cl_and_te", "duplicate_content_length", "content_length_list", "te_not_chunked_last",
+                      "te_obfuscated", "te_on_http10", "invalid_chunk_size", "space_before_colon"]
+
+
+class AmbiguousFramingRejected(PoetModel):
+    """Requests whose length is ambiguous are rejected, never forwarded in a way that smuggles a second request."""
+
+    path: Path_ = "/echo"
+    cases: list[FramingCase] = Field(default_factory=lambda: ["cl_and_te", "duplicate_content_length",
+                                                              "te_obfuscated"], min_length=1)
+    expect_status: list[Status] = Field(default_factory=lambda: [400, 501])
+    allow_normalized: list[FramingCase] = Field(default_factory=lambda: ["cl_and_te", "te_on_http10"])
+    timeout_s: Seconds = 3.0
+
+
+class ForwardedForAppended(PoetModel):
+    """The edge appends the client address to X-Forwarded-For and keeps what came before it."""
+
+    path: Path_ = "/echo"
+    header: str = "X-Forwarded-For"
+    incoming: str = "203.0.113.7"
+    client_address: str = "127.0.0.1"
+
+
+# -- security ---------------------------------------------------------------------------------------
+class TlsChainValid(PoetModel):
+    """The TLS listener presents a chain that verifies against the CA for the expected name."""
+
+    server_name: str = "edge.test"
+    min_days_valid: Annotated[float, Field(ge=0, le=3650)] = 1.0
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+    path: Path_ = "/echo"
+    min_chain: Annotated[int, Field(ge=1, le=10)] = 1
+
+
+class MtlsClientRequired(PoetModel):
+    """The mTLS listener refuses clients without a certificate and serves those with one."""
+
+    server_name: str = "edge.test"
+    path: Path_ = "/echo"
+
+
+# -- resilience -------------------------------------------------------------------------------------
+class LatencyBoundedUnderFault(PoetModel):
+    """Client latency stays bounded while one upstream hangs or slows down."""
+
+    path: Path_ = "/flaky/echo"
+    fault: FaultSpec = Field(default_factory=lambda: FaultSpec(action="hang", hang_s=8.0))
+    requests: Annotated[int, Field(ge=1, le=200)] = 6
+    concurrency: Concurrency = 3
+    max_latency_ms: Millis = 2500.0
+    min_success_ratio: Ratio = 1.0
+
+
+class RateLimitSheds(PoetModel):
+    """A burst over the rate limit is shed quickly with the expected status."""
+
+    path: Path_ = "/limited/echo"
+    requests: Count = 40
+    concurrency: Concurrency = 8
+    expect_status: list[Status] = Field(default_factory=lambda: [429, 503])
+    min_shed: Annotated[int, Field(ge=1, le=500)] = 1
+    max_shed_latency_ms: Millis = 500.0
+    min_served: Annotated[int, Field(ge=0, le=500)] = 1
+
+
+class ConnectionLimitSheds(PoetModel):
+    """Concurrent connections over the limit are shed quickly with the expected status."""
+
+    path: Path_ = "/limited/slow/1500"
+    connections: Annotated[int, Field(ge=2, le=64)] = 16
+    expect_status: list[Status] = Field(default_factory=lambda: [429, 503])
+    min_shed: Annotated[int, Field(ge=1, le=64)] = 1
+    max_shed_latency_ms: Millis = 500.0
+    timeout_s: Seconds = 10.0
+
+
+class ReloadNoErrors(PoetModel):
+    """No request fails while the configuration is reloaded under traffic."""
+
+    path: Path_ = "/api/echo"
+    duration_s: Seconds = 3.0
+    concurrency: Concurrency = 4
+    reloads: Annotated[int, Field(ge=1, le=10)] = 2
+    max_errors: Annotated[int, Field(ge=0, le=1000)] = 0
+
+
+# -- observability ----------------------------------------------------------------------------------
+class AccessLogComplete(PoetModel):
+    """Every request, errors included, appears in the access log with the required fields."""
+
+    requests: list[HttpRequestSpec] = Field(default_factory=lambda: [
+        HttpRequestSpec(path="/echo"), HttpRequestSpec(path="/api/echo"),
+        HttpRequestSpec(path="/no-such-page"), HttpRequestSpec(method="POST", path="/echo", body="x"),
+    ], min_length=1, max_length=50)
+    fields: list[str] = Field(default_factory=lambda: ["time", "request_id", "host", "method", "uri", "status",
+                                                       "request_time"])
+    non_empty: list[str] = Field(default_factory=lambda: ["time", "method", "uri", "status"])
+    fault_requests: list[HttpRequestSpec] = Field(default_factory=list, max_length=20)
+    fault: FaultSpec | None = None
+
+
+class MetricsExposed(PoetModel):
+    """The metrics endpoint serves the required families and its request counter follows traffic."""
+
+    families: list[str] = Field(default_factory=list)
+    request_counter: list[str] = Field(default_factory=list)
+    requests: Count = 10
+    path: Path_ = "/echo"
+
+
+class RequestIdPropagated(PoetModel):
+    """Each request gets an id that the upstream receives, the access log records and (optionally) the client sees."""
+
+    path: Path_ = "/echo"
+    header: str = "X-Request-ID"
+    requests: Annotated[int, Field(ge=2, le=50)] = 5
+    response_header: str | None = None
+    log_field: str = "request_id"
+
+
+class UpstreamTimingLogged(PoetModel):
+    """The access log records each upstream attempt's timings, consistent with what happened."""
+
+    path: Path_ = "/slow/200"
+    requests: Annotated[int, Field(ge=1, le=20)] = 3
+    min_upstream_s: Annotated[float, Field(ge=0, le=30)] = 0.2
+    fields: list[str] = Field(default_factory=lambda: ["upstream_addr", "upstream_status", "upstream_response_time"])
+
+
+# -- evaluated from evidence other tools produce ----------------------------------------------------
+class LoadCheckParams(PoetModel):
+    """Parameters of a load-test check; interpreted by the load-test module, so extra names pass through."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    scenario: str | None = None
+
+
+class TestsPass(PoetModel):
+    """JUnit results linked to the obligation (by test name or property) exist and all pass."""
+
+    __test__ = False  # not a pytest test class
+
+    min_tests: Annotated[int, Field(ge=1, le=100_000)] = 1
+    match: str | None = None
+
+
+class MetricThreshold(PoetModel):
+    """A metric from a Prometheus snapshot, aggregated over matching series, compares to a threshold."""
+
+    metric: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    op: Literal["<", "<=", ">", ">=", "==", "!="] = "<="
+    value: float
+    aggregate: Literal["sum", "max", "min", "avg", "count"] = "sum"
+
+
+class Manual(PoetModel):
+    """A check a person performs; a gate never passes it on its own."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    procedure: str | None = None

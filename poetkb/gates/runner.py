@@ -1,0 +1,353 @@
+"""Run a gate: select obligations, collect evidence for their checks, judge it, record and report.
+
+Collection and evaluation are separate steps joined only by the evidence
+directory: :func:`run_gate` collects into ``.poet/evidence/<run-id>/`` and then
+judges exactly what is on disk, the same way :func:`evaluate_evidence` judges a
+stored run (or files from other tools) later.
+
+Verdicts: a check is pass, fail, error (it could not run or its evidence is
+unusable, with why) or no-evidence; an obligation takes the worst verdict of
+its automated checks (fail, then error, then no-evidence); manual checks never
+pass. Coverage is the share of selected obligations that pass on evidence. The
+exit code is 0 when every selected obligation passes, 1 when any fails (or
+lacks evidence), 2 when a check could not run (bad input, unreachable parts).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from poetkb import __version__
+from poetkb.errors import InputError, PoetError
+from poetkb.gates import checks
+from poetkb.gates.checks.base import CollectContext, CollectError
+from poetkb.gates.evidence import CheckEvidence, EvidenceWriter, LoadedRun, evidence_root, load_run, new_run_id
+from poetkb.gates.kinds import KINDS, is_edge_check
+from poetkb.gates.models import (
+    CheckRecord,
+    CheckResult,
+    EvidenceFile,
+    GateReport,
+    GateSummary,
+    ObligationVerdict,
+    Selection,
+    TargetInfo,
+    Verdict,
+)
+from poetkb.models import Check, Obligation
+from poetkb.store import now_iso
+
+if TYPE_CHECKING:
+    from poetkb.gates.foreign import Foreign
+    from poetkb.gates.schedule import Planned
+    from poetkb.gates.target import ResolvedTarget
+    from poetkb.kb import KnowledgeBase
+
+SEVERITY: dict[str, int] = {"fail": 0, "error": 1, "no-evidence": 2, "pass": 3}
+
+
+# -- selection ---------------------------------------------------------------------------------------
+def select_obligations(kb: KnowledgeBase, selection: Selection, *, proxy: str | None = None) -> list[Obligation]:
+    """The obligations a selection names; ``all`` means every obligation with a check a gate run can drive."""
+    chosen: dict[str, Obligation] = {}
+    if selection.obligations:
+        for ob in kb.obligations(ids=selection.obligations):
+            chosen[ob.id] = ob
+    for domain in selection.domains:
+        found = kb.obligations(domain=domain)
+        if not found:
+            known = sorted({ob.domain for ob in kb.obligations()})
+            raise InputError(f"no obligation in domain {domain!r}", field="domain",
+                             hint=f"known domains: {', '.join(known)}")
+        chosen.update({ob.id: ob for ob in found})
+    if selection.all:
+        for ob in kb.obligations():
+            if not any(is_edge_check(c) for c in ob.checks):
+                continue
+            if proxy and ob.applies_to and proxy not in ob.applies_to and "generic-http" not in ob.applies_to:
+                continue
+            chosen[ob.id] = ob
+    if not (selection.all or selection.obligations or selection.domains):
+        raise InputError("nothing selected to gate", hint="pass --all, --obligation ID (repeatable) or --domain D")
+    if not chosen:
+        raise InputError("the selection holds no obligation with checks", hint="see `poet obligations list`")
+    return [chosen[k] for k in sorted(chosen)]
+
+
+# -- verdicts -----------------------------------------------------------------------------------------
+def worst(verdicts: Sequence[Verdict]) -> Verdict:
+    return min(verdicts, key=lambda v: SEVERITY[v]) if verdicts else "no-evidence"
+
+
+def obligation_verdict(kb: KnowledgeBase | None, ob: Obligation, results: list[CheckResult]) -> ObligationVerdict:
+    auto = [r for r in results if r.kind != "manual"]
+    if not ob.checks:
+        verdict: Verdict = "no-evidence"
+        diagnosis = "the obligation has no checks, so no gate can pass it"
+    elif not auto:
+        verdict, diagnosis = "no-evidence", "only manual checks: a person must confirm this obligation"
+    else:
+        verdict = worst([r.verdict for r in auto])
+        diagnosis = next((r.diagnosis for r in sorted(auto, key=lambda r: SEVERITY[r.verdict])
+                          if r.verdict == verdict and r.diagnosis), "")
+    source = None
+    if kb is not None:
+        try:
+            file, line = kb.source_of(ob.id)
+            source = f"{file}:{line}" if line else file
+        except PoetError:
+            source = None
+    return ObligationVerdict(obligation_id=ob.id, title=ob.title, domain=ob.domain, risk=ob.risk, verdict=verdict,
+                             diagnosis=diagnosis, source=source, checks=results)
+
+
+def summarize(verdicts: list[ObligationVerdict]) -> tuple[GateSummary, Verdict, int]:
+    count = {v: sum(1 for o in verdicts if o.verdict == v) for v in SEVERITY}
+    total = len(verdicts)
+    summary = GateSummary(selected=total, passed=count["pass"], failed=count["fail"], errors=count["error"],
+                          no_evidence=count["no-evidence"], coverage=round(count["pass"] / total, 4) if total else 0.0)
+    overall = worst([o.verdict for o in verdicts])
+    exit_code = 1 if count["fail"] else 2 if count["error"] else 1 if count["no-evidence"] else 0
+    return summary, overall, exit_code
+
+
+# -- collection ---------------------------------------------------------------------------------------
+def _collect_one(item: Planned, notes: dict[str, Any], *, target: TargetInfo, writer: EvidenceWriter,
+                 client: Any, faults: Any, transport: Any, reload: Any, nonce: str) -> CheckRecord:
+    """Run one check's collector; every way it can fail becomes the record's ``error``, never an exception."""
+    check = item.check
+    ctx = CollectContext(target=target, check_id=item.check_id, nonce=nonce, writer=writer, client=client,
+                         faults=faults, transport=transport, reload=reload)
+    ctx.notes.update(notes)
+    started, t0 = now_iso(), time.perf_counter()
+    failure = None
+    try:
+        checks.collect(check, ctx)
+    except CollectError as exc:
+        failure = str(exc)
+    except PoetError as exc:
+        failure = exc.message
+    except Exception as exc:  # noqa: BLE001 - a collector bug becomes an error verdict, not a traceback
+        failure = f"{type(exc).__name__}: {exc}"
+    finally:
+        ctx.close()
+        if faults is not None and ctx.notes.get("faults") is not None:
+            writer.problems.extend(faults.heal_all())
+    return CheckRecord(check_id=item.check_id, obligation_id=item.obligation.id, kind=check.kind,
+                       description=check.description, params=dict(check.params), started_at=started,
+                       finished_at=now_iso(), duration_ms=round((time.perf_counter() - t0) * 1000, 1),
+                       files=ctx.files, notes=ctx.notes, error=failure)
+
+
+#: how many checks of the shared phase run at once
+LANES = 3
+
+
+def _collect_all(obligations: list[Obligation], writer: EvidenceWriter, resolved: ResolvedTarget,
+                 transport: Any, nonce: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from poetkb.gates.faults import FaultInjector
+    from poetkb.gates.probes import make_client
+    from poetkb.gates.schedule import CleanState, ordered, plan
+
+    target = resolved.info
+    assert target.base_url
+    with make_client(target.base_url, transport=transport) as client:
+        faults = FaultInjector(target.upstreams, client) if target.upstreams else None
+        if faults is not None:
+            writer.problems.extend(faults.heal_all())
+
+        def probe(path: str) -> str | None:
+            import httpx
+
+            try:
+                response = client.get(f"{path}{'&' if '?' in path else '?'}poet=ready", timeout=3.0)
+            except httpx.HTTPError:
+                return None
+            return response.headers.get("x-upstream", "") if 200 <= response.status_code < 400 else None
+
+        def one(item: Planned, notes: dict[str, Any]) -> CheckRecord:
+            return _collect_one(item, notes, target=target, writer=writer, client=client, faults=faults,
+                                transport=transport, reload=resolved.reload,
+                                nonce=f"{nonce}{order[item.check_id]}")
+
+        items = [(ob, index, check) for ob in obligations for index, check in enumerate(ob.checks)
+                 if checks.has_collector(check.kind)]
+        phases = plan(items)
+        order = {p.check_id: n for n, p in enumerate(p for phase, _ in phases for p in phase)}
+        clean = CleanState(reload=resolved.reload, probe=probe)
+        for phase, parallel in phases:
+            if parallel and phase:
+                start = writer.log_position(settle=False)
+                with ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="poet-check") as pool:
+                    records = list(pool.map(lambda item: one(item, {}), phase))
+                end = writer.log_position(settle=False)
+                for record in records:
+                    writer.checks.append(_ranged(record, start, end))
+                continue
+            for item, notes in ordered(phase, clean):
+                start = writer.log_position(settle=False)
+                record = one(item, notes)
+                writer.checks.append(_ranged(record, start, writer.log_position(settle=False)))
+
+
+def _ranged(record: CheckRecord, start: int | None, end: int | None) -> CheckRecord:
+    if start is None or end is None:
+        return record
+    return record.model_copy(update={"log_range": (start, end)})
+
+
+def run_gate(kb: KnowledgeBase, selection: Selection, resolved: ResolvedTarget, *, transport: Any = None,
+             capture: bool = False, evidence: Sequence[Path] = (), record: bool = True,
+             write_reports: bool = True) -> GateReport:
+    """Collect evidence for the selected obligations on the target, then judge it (see the module docstring)."""
+    from poetkb.gates.target import preflight
+
+    obligations = select_obligations(kb, selection, proxy=resolved.info.proxy)
+    foreign = _foreign(evidence)
+    resolved.info = preflight(resolved.info, transport=transport)
+    run_id = new_run_id()
+    root = evidence_root() / run_id
+    started_at, t0 = now_iso(), time.perf_counter()
+    writer = EvidenceWriter(root, run_id, resolved.info)
+    if resolved.info.access_log:
+        writer.follow_log(Path(resolved.info.access_log))
+    pcap = None
+    if capture:
+        from poetkb.gates.capture import PacketCapture
+
+        pcap = PacketCapture.start(root, resolved.info)
+    try:
+        _collect_all(obligations, writer, resolved, transport, run_id[-6:])
+    finally:
+        if pcap is not None:
+            problem = pcap.stop()
+            if problem:
+                writer.problems.append(problem)
+        writer.finish_log()
+        if writer.log_slice is not None:
+            writer.problems.extend(writer.log_slice.problems)
+        writer.finalize()
+    report = _judge(kb, obligations, load_run(root), foreign, run_id=run_id, mode="run", started_at=started_at,
+                    duration=time.perf_counter() - t0, selection=selection)
+    return _finish(kb, report, record=record, write_reports=write_reports)
+
+
+# -- evaluation ---------------------------------------------------------------------------------------
+def _foreign(paths: Sequence[Path]) -> Foreign | None:
+    if not paths:
+        return None
+    from poetkb.gates.foreign import load_foreign
+
+    return load_foreign(list(paths))
+
+
+def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun | None, foreign: Foreign | None,
+           *, run_id: str, mode: str, started_at: str, duration: float, selection: Selection,
+           target: TargetInfo | None = None) -> GateReport:
+    records: dict[str, CheckRecord] = {r.check_id: r for r in loaded.manifest.checks} if loaded else {}
+    verdicts = []
+    for ob in obligations:
+        results = []
+        for index, check in enumerate(ob.checks):
+            check_id = f"{ob.id}#{index}"
+            rec = records.get(check_id)
+            ev: CheckEvidence | None = None
+            judged = check
+            if rec is not None and loaded is not None:
+                ev = loaded.evidence_for(rec)
+                if rec.kind == check.kind:
+                    judged = Check(kind=rec.kind, params=rec.params, description=check.description,
+                                   evidence=check.evidence)
+            elif foreign is not None:
+                ev = foreign.evidence_for(check_id, check.kind)
+            if ev is not None and foreign is not None and rec is not None:
+                ev.test_results, ev.load_summaries = foreign.test_results, foreign.load_summaries
+            results.append(checks.evaluate(judged, check_id=check_id, obligation_id=ob.id, ev=ev))
+        verdicts.append(obligation_verdict(kb, ob, results))
+    summary, overall, exit_code = summarize(verdicts)
+    files: list[EvidenceFile] = list(loaded.manifest.files) if loaded else []
+    if foreign is not None:
+        files.extend(foreign.files)
+    problems = list(loaded.manifest.problems) if loaded else []
+    if loaded:
+        problems.extend(msg for msg in loaded.problems.values() if msg not in problems)
+    return GateReport(
+        run_id=run_id, mode=mode, poetkb_version=__version__, started_at=started_at, finished_at=now_iso(),
+        duration_s=round(duration, 3), target=loaded.manifest.target if loaded else target, selection=selection,
+        evidence_dir=str(loaded.root.resolve()) if loaded else None, evidence_files=files, obligations=verdicts,
+        summary=summary, verdict=overall, exit_code=exit_code, problems=problems)
+
+
+def evaluate_evidence(kb: KnowledgeBase, paths: Sequence[Path], selection: Selection | None = None, *,
+                      record: bool = True, write_reports: bool = True) -> GateReport:
+    """Judge stored evidence without traffic: a gate's evidence directory, or files from other tools."""
+    if not paths:
+        raise InputError("no evidence given", field="evidence", hint="pass --evidence DIR or FILE")
+    started_at, t0 = now_iso(), time.perf_counter()
+    first = Path(paths[0])
+    loaded = load_run(first) if first.is_dir() and (first / "manifest.json").exists() else None
+    if loaded is None and first.is_dir() and len(paths) == 1 and any(
+            p.name == "manifest.json" for p in first.rglob("manifest.json")):
+        raise InputError("this directory holds evidence runs; pass one run's directory", file=first,
+                         hint="for example .poet/evidence/<run-id>/")
+    foreign = _foreign([Path(p) for p in paths[1:]] if loaded else [Path(p) for p in paths])
+    chosen = selection or Selection()
+    if chosen.all or chosen.obligations or chosen.domains:
+        obligations = select_obligations(kb, chosen)
+    elif loaded is not None:
+        ids = sorted({r.obligation_id for r in loaded.manifest.checks})
+        if not ids:
+            raise InputError("the evidence directory records no checks", file=first)
+        known = {ob.id for ob in kb.obligations()}
+        obligations = kb.obligations(ids=[i for i in ids if i in known])
+        chosen = Selection(obligations=ids)
+    else:
+        assert foreign is not None
+        kinds = foreign.kinds
+        obligations = [ob for ob in kb.obligations() if any(
+            c.kind != "manual" and c.kind in KINDS and set(KINDS[c.kind].evidence) & kinds for c in ob.checks)]
+        if not obligations:
+            raise InputError(f"no obligation has a check that reads {', '.join(sorted(kinds))}", field="evidence",
+                             hint="select obligations with --obligation or --domain")
+        chosen = Selection(obligations=[ob.id for ob in obligations])
+    report = _judge(kb, obligations, loaded, foreign, run_id=new_run_id(), mode="evaluate", started_at=started_at,
+                    duration=time.perf_counter() - t0, selection=chosen,
+                    target=None if loaded else TargetInfo(source="evidence"))
+    return _finish(kb, report, record=record, write_reports=write_reports)
+
+
+def _finish(kb: KnowledgeBase, report: GateReport, *, record: bool, write_reports: bool) -> GateReport:
+    path = None
+    if write_reports:
+        from poetkb.gates.reports import write_reports as write
+
+        path = str(write(report)["json"])
+    if record:
+        from poetkb.gates.history import record as record_run
+
+        record_run(kb.db, report, report_path=path)
+    return report
+
+
+def gate(kb: KnowledgeBase, *, all: bool = False, obligations: Sequence[str] = (),  # noqa: A002
+         domains: Sequence[str] = (), target: str | None = None, proxy: str | None = None,
+         access_log: str | Path | None = None, upstream_admin: Sequence[str] = (), metrics_url: str | None = None,
+         tls_url: str | None = None, mtls_url: str | None = None, ca_cert: str | None = None,
+         client_cert: str | None = None, client_key: str | None = None, reload_command: str | None = None,
+         allow_remote: bool = False, capture: bool = False, evidence: Sequence[Path] = (), transport: Any = None,
+         record: bool = True, write_reports: bool = True) -> GateReport:
+    """Resolve the target (the running demo when ``target`` is None) and run a gate; see :func:`run_gate`."""
+    from poetkb.gates.target import resolve
+
+    selection = Selection(all=all, obligations=list(obligations), domains=list(domains))
+    resolved = resolve(target=target, proxy=proxy, access_log=access_log, upstream_admin=upstream_admin,
+                       metrics_url=metrics_url, tls_url=tls_url, mtls_url=mtls_url, ca_cert=ca_cert,
+                       client_cert=client_cert, client_key=client_key, reload_command=reload_command,
+                       allow_remote=allow_remote)
+    return run_gate(kb, selection, resolved, transport=transport, capture=capture, evidence=evidence, record=record,
+                    write_reports=write_reports)
