@@ -63,6 +63,8 @@ _EXPORTS: dict[str, str] = {
     "Why": "poetkb.rank.explain",
     "TestPlan": "poetkb.plans.testplan",
     "Runbook": "poetkb.plans.runbook",
+    "DemoState": "poetkb.demo.models",
+    "DemoStatus": "poetkb.demo.models",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

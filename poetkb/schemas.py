@@ -32,6 +32,10 @@ SCHEMAS: dict[str, str] = {
     "ranking": "poetkb.rank.explain:Ranking",
     "test-plan": "poetkb.plans.testplan:TestPlan",
     "runbook": "poetkb.plans.runbook:Runbook",
+    "demo-state": "poetkb.demo.models:DemoState",
+    "demo-status": "poetkb.demo.models:DemoStatus",
+    "demo-variant": "poetkb.demo.models:Variant",
+    "demo-fault": "poetkb.demo.models:Fault",
 }
 
 

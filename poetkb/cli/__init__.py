@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "poetkb.cli.rank",
     "poetkb.cli.load",
     "poetkb.cli.gate",
+    "poetkb.cli.demo",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,69 @@
+"""The demo edge: real NGINX and HAProxy on loopback in front of fault-injectable upstreams.
+
+Gates need a real edge to run against, and a gate is only trusted once it has
+been seen to fail on a broken one. This package starts that edge: three small
+upstreams (two healthy, one for faults), NGINX or HAProxy configured from the
+templates in ``demo/``, either in the good configuration or in a seeded-fault
+variant, with certificates made at start-up. Everything lives under one run
+directory (``poetkb.paths.work_dir() / "demo"``).
+
+>>> from poetkb import demo
+>>> state = demo.up(proxy="haproxy", variant="good")      # doctest: +SKIP
+>>> demo.load_state().base_url                             # doctest: +SKIP
+'http://127.0.0.1:18080'
+>>> demo.down()                                            # doctest: +SKIP
+
+Names are loaded lazily so that the upstream processes, which import
+``poetkb.demo.upstream``, do not pay for the lifecycle's imports.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "up": "poetkb.demo.lifecycle",
+    "down": "poetkb.demo.lifecycle",
+    "status": "poetkb.demo.lifecycle",
+    "reload": "poetkb.demo.lifecycle",
+    "load_state": "poetkb.demo.lifecycle",
+    "variants": "poetkb.demo.overlays:all_variants",
+    "get_variant": "poetkb.demo.overlays",
+    "demo_root": "poetkb.demo.layout",
+    "run_dir": "poetkb.demo.layout",
+    "DemoState": "poetkb.demo.models",
+    "DemoStatus": "poetkb.demo.models",
+    "Variant": "poetkb.demo.models",
+    "UpstreamInfo": "poetkb.demo.models",
+    "Fault": "poetkb.demo.models",
+    "ProcessStatus": "poetkb.demo.models",
+    "CheckStatus": "poetkb.demo.models",
+}
+
+__all__ = [
+    "CheckStatus", "DemoState", "DemoStatus", "Fault", "ProcessStatus", "UpstreamInfo", "Variant",
+    "demo_root", "down", "get_variant", "load_state", "reload", "run_dir", "status", "up", "variants",
+]
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'poetkb.demo' has no attribute {name!r}")
+    module, _, attr = target.partition(":")
+    value = getattr(import_module(module), attr or name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from poetkb.demo.layout import demo_root, run_dir
+    from poetkb.demo.lifecycle import down, load_state, reload, status, up
+    from poetkb.demo.models import CheckStatus, DemoState, DemoStatus, Fault, ProcessStatus, UpstreamInfo, Variant
+    from poetkb.demo.overlays import all_variants as variants
+    from poetkb.demo.overlays import get_variant
