@@ -9,12 +9,14 @@ knowledge base; a query takes milliseconds. So the fitted
   (migration ``005_rank_cache``), as compressed JSON keyed by the same digest,
   so the next ``poet rank`` process starts warm.
 
-The digest is computed from the knowledge base on every query (a few cheap SQL
-aggregates): the catalog fingerprint, and for each table the model reads
-(obligations, failure modes, recipes, rules, learned patterns, graph edges)
-its row count, largest rowid and total size of the stored items. Any build,
-and any learned pattern written straight into the file, changes it, and the
-model is refitted once. A read-only knowledge base still ranks: the model is
+The digest covers everything the model is derived from: the catalog
+fingerprint, and for each table the model reads (obligations, failure modes,
+recipes, rules, learned patterns, graph edges) its row count, largest rowid and
+total size of the stored items. Any build, and any learned pattern written
+straight into the file, changes it, and the model is refitted once. Computing
+it takes a few SQL aggregates, so it is reused while the file is the same one
+and no connection has written to it (SQLite's ``data_version`` and this
+connection's change count). A read-only knowledge base still ranks: the model is
 then kept in memory only.
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+import weakref
 import zlib
 from typing import TYPE_CHECKING
 
@@ -35,13 +38,32 @@ CACHE_TABLE = "rank_cache"
 _TABLES = ("obligations", "failure_modes", "recipes", "rules", "patterns")
 
 _memory: dict[str, RankModel] = {}
+_digests: weakref.WeakKeyDictionary[KnowledgeBase, tuple[tuple[int, ...], str]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 #: how many times a model was fitted in this process (benchmarks and tests read it)
 fits = 0
 
 
+def _stamp(kb: KnowledgeBase) -> tuple[int, ...]:
+    """Cheap proof that nothing changed since the last digest: same file, no commit by anyone since."""
+    info = kb.path.stat()
+    conn = kb.db.conn
+    version = conn.execute("pragma data_version").fetchone()[0]  # changes when another connection commits
+    return (info.st_ino, info.st_dev, id(conn), version, conn.total_changes)
+
+
 def digest(kb: KnowledgeBase) -> str:
-    """A fingerprint of everything the ranking model is derived from."""
+    """A fingerprint of everything the ranking model is derived from (memoised while nothing is written)."""
+    stamp = _stamp(kb)
+    known = _digests.get(kb)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    value = _compute_digest(kb)
+    _digests[kb] = (stamp, value)
+    return value
+
+
+def _compute_digest(kb: KnowledgeBase) -> str:
     parts = [f"model={MODEL_VERSION}", f"catalog={kb.meta().get('catalog_fingerprint', '')}"]
     for table in _TABLES:
         row = kb.db.execute(

@@ -24,6 +24,7 @@ matches its plural. A rule's ``regex`` is searched in the same texts.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,7 @@ class RuleHit:
         return float(self.rule.get("weight", 1.0))
 
 
+@functools.lru_cache(maxsize=8192)
 def term_pattern(term: str) -> re.Pattern[str]:
     """The regular expression a rule term matches as a whole word (see the module docstring)."""
     text = term.strip().lower()
@@ -75,36 +77,46 @@ def term_pattern(term: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w\-]){body}(?![\w\-])", re.I)
 
 
+def literal(term: str) -> str:
+    """A piece of text every match of ``term`` contains (lower case), to skip regexes that cannot match."""
+    first = re.split(r"[\s_\-.*]+", term.strip().lower())[0]
+    if re.fullmatch(r"[a-z]{3,}y", first):
+        return first[:-1]  # retry also matches retries
+    return first
+
+
+@functools.lru_cache(maxsize=1024)
+def _rule_regex(source: str) -> re.Pattern[str]:
+    return re.compile(source, re.I)
+
+
 def _unmistakable(term: str) -> bool:
     """A directive term nobody writes by accident in prose: it has an underscore, a dash or two words."""
     return bool(re.search(r"[_\-\s]", term.strip().rstrip("*")))
 
 
 class Matcher:
-    """Compiled rules, ready to match changes (built once per ranking model)."""
+    """The rules, ready to match changes; a term's regex is compiled only when its text could match."""
 
     def __init__(self, rules: list[dict[str, Any]]) -> None:
-        self.rules = []
-        for rule in rules:
-            patterns = [(term, term_pattern(term)) for term in rule.get("terms", [])]
-            regex = re.compile(rule["regex"], re.I) if rule.get("regex") else None
-            self.rules.append((rule, patterns, regex))
+        self.rules = [(rule, [(term, literal(term)) for term in rule.get("terms", [])], rule.get("regex"))
+                      for rule in rules]
 
     def match(self, change: ChangeSummary) -> list[RuleHit]:
         """Every rule that fires on ``change``, strongest first, then by rule id."""
         texts = _Texts(change)
         hits = []
-        for rule, patterns, regex in self.rules:
+        for rule, terms, regex in self.rules:
             hit = RuleHit(rule=rule, strength=0.0)
             kind = rule["kind"]
             if kind == "directive":
-                self._directive(hit, patterns, regex, change, texts)
+                self._directive(hit, terms, regex, change, texts)
             elif kind == "keyword":
-                self._search(hit, patterns, regex, texts.description, KEYWORD_IN_TEXT, "in the description")
-                self._search(hit, patterns, regex, texts.diff, KEYWORD_IN_DIFF, "in the changed lines")
+                self._search(hit, terms, regex, texts.description, KEYWORD_IN_TEXT, "in the description")
+                self._search(hit, terms, regex, texts.diff, KEYWORD_IN_DIFF, "in the changed lines")
             elif kind == "identifier":
-                self._search(hit, patterns, regex, texts.code, IDENTIFIER_IN_CODE, "in the changed code")
-                self._search(hit, patterns, regex, texts.description, IDENTIFIER_IN_TEXT, "in the description")
+                self._search(hit, terms, regex, texts.code, IDENTIFIER_IN_CODE, "in the changed code")
+                self._search(hit, terms, regex, texts.description, IDENTIFIER_IN_TEXT, "in the description")
             if hit.strength > 0:
                 hits.append(hit)
         hits.sort(key=lambda h: (-h.strength * h.weight, h.rule_id))
@@ -118,46 +130,50 @@ class Matcher:
         if where not in hit.where:
             hit.where.append(where)
 
-    def _search(self, hit: RuleHit, patterns: list[tuple[str, re.Pattern[str]]], regex: re.Pattern[str] | None,
-                text: str, strength: float, where: str) -> None:
+    def _search(self, hit: RuleHit, terms: list[tuple[str, str]], regex: str | None, text: str, strength: float,
+                where: str) -> None:
         if not text:
             return
-        for _term, pattern in patterns:
-            found = pattern.search(text)
+        lowered = text.lower()
+        for term, piece in terms:
+            if piece not in lowered:
+                continue
+            found = term_pattern(term).search(text)
             if found:
                 self._note(hit, strength, found.group(0), where)
         if regex is not None:
-            found = regex.search(text)
+            found = _rule_regex(regex).search(text)
             if found:
                 self._note(hit, strength, found.group(0), where)
 
-    def _directive(self, hit: RuleHit, patterns: list[tuple[str, re.Pattern[str]]], regex: re.Pattern[str] | None,
-                   change: ChangeSummary, texts: _Texts) -> None:
+    def _directive(self, hit: RuleHit, terms: list[tuple[str, str]], regex: str | None, change: ChangeSummary,
+                   texts: _Texts) -> None:
         component = hit.rule.get("component")
         for d in change.directives:
             if component and d.component != component:
                 continue
             where = f"{d.file}:{d.line} ({d.name} {d.action})"
+            value = " ".join(v for v in (d.old, d.new) if v)
             statement = f"{d.name} {d.new if d.new is not None else d.old or ''}"
-            for _term, pattern in patterns:
-                if pattern.fullmatch(d.name):
+            for term, piece in terms:
+                if piece in d.name.lower() and term_pattern(term).fullmatch(d.name):
                     self._note(hit, DIRECTIVE_NAME, d.name, where)
                     hit.exact = True
-                else:
-                    value = " ".join(v for v in (d.old, d.new) if v)
-                    found = pattern.search(value) if value else None
+                elif value and piece in value.lower():
+                    found = term_pattern(term).search(value)
                     if found:
                         self._note(hit, DIRECTIVE_VALUE, found.group(0), f"{where}, in its value")
-            if regex is not None and regex.search(statement):
+            if regex is not None and _rule_regex(regex).search(statement):
                 self._note(hit, DIRECTIVE_NAME, d.name, where)
                 hit.exact = True
         if not texts.description:
             return
         about_component = not change.components or component is None or component in change.components
-        for term, pattern in patterns:
-            if not (_unmistakable(term) or about_component and change.components):
+        lowered = texts.description.lower()
+        for term, piece in terms:
+            if piece not in lowered or not (_unmistakable(term) or about_component and change.components):
                 continue
-            found = pattern.search(texts.description)
+            found = term_pattern(term).search(texts.description)
             if found:
                 self._note(hit, DIRECTIVE_IN_TEXT, found.group(0), "in the description")
 

@@ -20,8 +20,11 @@ nothing executable is ever read back from a knowledge base file.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import sys
+from array import array
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
     from poetkb.kb import KnowledgeBase
 
 #: bump when the model's layout or the analyzer changes, so old caches are ignored
-MODEL_VERSION = 3
+MODEL_VERSION = 4
 
 #: how much of a seed's strength reaches an obligation over each kind of edge
 SPREAD = {
@@ -48,46 +51,117 @@ DOC_KINDS = ("obligation", "failure_mode", "recipe", "pattern")
 
 @dataclass
 class RankModel:
-    """Everything ranking needs from a knowledge base, as plain data."""
+    """Everything ranking needs from a knowledge base, as plain data.
+
+    Graph nodes are interned in ``nodes`` (kind-prefixed ids); documents and
+    spread paths refer to them by index. Postings live in two flat arrays
+    (document index, weight) sliced per term by ``offsets``, so a model with
+    10,000 learned patterns loads in a fraction of a second.
+    """
 
     digest: str
-    docs: list[tuple[str, str]] = field(default_factory=list)  # index -> (kind, id)
-    idf: dict[str, float] = field(default_factory=dict)
-    postings: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
+    nodes: list[str] = field(default_factory=list)
+    docs: list[int] = field(default_factory=list)  # document index -> node index
+    terms: list[str] = field(default_factory=list)
+    idf: array[float] = field(default_factory=lambda: array("d"))  # aligned with terms
+    offsets: array[int] = field(default_factory=lambda: array("i", [0]))  # term i: post_*[offsets[i]:offsets[i+1]]
+    post_docs: array[int] = field(default_factory=lambda: array("i"))
+    post_weights: array[float] = field(default_factory=lambda: array("f"))
     surface: dict[str, str] = field(default_factory=dict)
     obligations: dict[str, dict[str, Any]] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
-    spread: dict[str, list[tuple[str, float, list[str]]]] = field(default_factory=dict)
+    spread: dict[int, list[tuple[int, float, list[int]]]] = field(default_factory=dict)  # seed -> reached
     rules: list[dict[str, Any]] = field(default_factory=list)
     coverage: dict[str, int] = field(default_factory=dict)  # obligation -> learned patterns mapped to it
+    _term_index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _node_index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.reindex()
+
+    def reindex(self) -> None:
+        self._term_index = {t: i for i, t in enumerate(self.terms)}
+        self._node_index = {n: i for i, n in enumerate(self.nodes)}
+
+    def node(self, node_id: str) -> int:
+        """The index of a node, adding it when new (used while building)."""
+        index = self._node_index.get(node_id)
+        if index is None:
+            index = self._node_index[node_id] = len(self.nodes)
+            self.nodes.append(node_id)
+        return index
+
+    def doc(self, index: int) -> tuple[str, str]:
+        """(kind, id) of a document."""
+        kind, _, key = self.nodes[self.docs[index]].partition(":")
+        return kind, key
+
+    def idf_of(self, term: str) -> float | None:
+        index = self._term_index.get(term)
+        return None if index is None else self.idf[index]
+
+    def postings(self, term: str) -> tuple[array[int], array[float]]:
+        """The documents containing ``term`` and the term's weight in each."""
+        index = self._term_index.get(term)
+        if index is None:
+            return array("i"), array("f")
+        start, end = self.offsets[index], self.offsets[index + 1]
+        return self.post_docs[start:end], self.post_weights[start:end]
+
+    def reach(self, node_id: str) -> list[tuple[str, float, list[str]]]:
+        """The obligations a node spreads to: (obligation id, strength, path of node ids)."""
+        index = self._node_index.get(node_id)
+        if index is None:
+            return []
+        nodes = self.nodes
+        return [(nodes[target].partition(":")[2], factor, [nodes[n] for n in path])
+                for target, factor, path in self.spread.get(index, [])]
 
     def to_json(self) -> str:
-        return json.dumps({"version": MODEL_VERSION, **self.__dict__}, separators=(",", ":"), sort_keys=True)
+        data = {
+            "version": MODEL_VERSION, "byteorder": sys.byteorder, "digest": self.digest, "nodes": self.nodes,
+            "docs": self.docs, "terms": self.terms, "surface": self.surface, "obligations": self.obligations,
+            "labels": self.labels, "rules": self.rules, "coverage": self.coverage,
+            "spread": {str(k): v for k, v in self.spread.items()},
+            "arrays": {name: [getattr(self, name).typecode, getattr(self, name).itemsize,
+                              base64.b64encode(getattr(self, name).tobytes()).decode("ascii")]
+                       for name in _ARRAYS},
+        }
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> RankModel | None:
-        """Rebuild a model; None when the data is from another model version or unreadable."""
+        """Rebuild a model; None when the data is from another model version, machine layout, or unreadable."""
         try:
             data = json.loads(text)
-        except ValueError:
+            if not isinstance(data, dict) or data.get("version") != MODEL_VERSION:
+                return None
+            if data.get("byteorder") != sys.byteorder:
+                return None
+            arrays = {}
+            for name in _ARRAYS:
+                typecode, itemsize, encoded = data["arrays"][name]
+                values = array(typecode)
+                if values.itemsize != itemsize:
+                    return None
+                values.frombytes(base64.b64decode(encoded))
+                arrays[name] = values
+            spread = {int(k): [(t, f, p) for t, f, p in v] for k, v in data["spread"].items()}
+            return cls(digest=data["digest"], nodes=data["nodes"], docs=data["docs"], terms=data["terms"],
+                       surface=data["surface"], obligations=data["obligations"], labels=data["labels"],
+                       rules=data["rules"], coverage=data["coverage"], spread=spread, **arrays)
+        except (ValueError, KeyError, TypeError):
             return None
-        if not isinstance(data, dict) or data.pop("version", None) != MODEL_VERSION:
-            return None
-        try:
-            model = cls(**data)
-        except TypeError:
-            return None
-        model.docs = [tuple(d) for d in model.docs]  # type: ignore[misc]
-        model.postings = {k: (v[0], v[1]) for k, v in model.postings.items()}
-        model.spread = {k: [(o, f, p) for o, f, p in v] for k, v in model.spread.items()}
-        return model
 
     def vectorize(self, text: str) -> dict[str, float]:
         """The TF-IDF vector of ``text`` (sublinear tf, l2-normalised), as the fitted vectorizer computes it."""
-        counts = Counter(t for t in analyze(text) if t in self.idf)
-        weights = {t: (1.0 + math.log(n)) * self.idf[t] for t, n in counts.items()}
+        counts = Counter(t for t in analyze(text) if t in self._term_index)
+        weights = {t: (1.0 + math.log(n)) * self.idf[self._term_index[t]] for t, n in counts.items()}
         norm = math.sqrt(sum(w * w for w in weights.values()))
         return {t: w / norm for t, w in weights.items()} if norm else {}
+
+
+_ARRAYS = ("idf", "offsets", "post_docs", "post_weights")
 
 
 def _join(*parts: Any) -> str:
@@ -134,22 +208,22 @@ def build_model(kb: KnowledgeBase, digest: str) -> RankModel:
     texts: list[str] = []
     obligations = _rows(kb, "obligations")
     for data in obligations:
-        model.docs.append(("obligation", data["id"]))
+        model.docs.append(model.node(f"obligation:{data['id']}"))
         texts.append(obligation_text(data))
         model.obligations[data["id"]] = {
             "title": data["title"], "risk": data["risk"], "domain": data["domain"],
             "applies_to": data.get("applies_to", []), "related": data.get("related", []),
         }
     for data in _rows(kb, "failure_modes"):
-        model.docs.append(("failure_mode", data["id"]))
+        model.docs.append(model.node(f"failure_mode:{data['id']}"))
         texts.append(failure_mode_text(data))
         model.labels[f"failure_mode:{data['id']}"] = data["title"]
     for data in _rows(kb, "recipes"):
-        model.docs.append(("recipe", data["id"]))
+        model.docs.append(model.node(f"recipe:{data['id']}"))
         texts.append(recipe_text(data))
         model.labels[f"recipe:{data['id']}"] = data["title"]
     for data in _rows(kb, "patterns"):
-        model.docs.append(("pattern", data["id"]))
+        model.docs.append(model.node(f"pattern:{data['id']}"))
         texts.append(pattern_text(data))
     for data in _rows(kb, "rules"):
         if data["kind"] != "test_pattern":
@@ -160,17 +234,22 @@ def build_model(kb: KnowledgeBase, digest: str) -> RankModel:
         matrix = vectorizer.fit_transform(texts).tocsc()
         for term, column in sorted(vectorizer.vocabulary_.items()):
             start, end = matrix.indptr[column], matrix.indptr[column + 1]
-            model.postings[term] = (
-                [int(i) for i in matrix.indices[start:end]],
-                [round(float(w), 6) for w in matrix.data[start:end]],
-            )
-            model.idf[term] = float(vectorizer.idf_[column])
-        model.surface = _surface_forms(texts, set(model.idf))
+            model.terms.append(term)
+            model.idf.append(float(vectorizer.idf_[column]))
+            model.post_docs.extend(int(i) for i in matrix.indices[start:end])
+            model.post_weights.extend(float(w) for w in matrix.data[start:end])
+            model.offsets.append(len(model.post_docs))
+        model.surface = _surface_forms(texts, set(model.terms))
     for row in kb.db.query(
         "select dst, count(*) as n from edges where kind = 'learned_from' group by dst order by dst"
     ):
         model.coverage[row["dst"].split(":", 1)[1]] = row["n"]
-    model.spread = spread_table(kb)
+    for seed, reached in spread_table(kb).items():
+        model.spread[model.node(seed)] = [
+            (model.node(f"obligation:{target}"), factor, [model.node(n) for n in path])
+            for target, factor, path in reached
+        ]
+    model.reindex()
     return model
 
 

@@ -95,7 +95,7 @@ def similarities(model: RankModel, query: str) -> tuple[dict[int, float], dict[i
     sims: dict[int, float] = defaultdict(float)
     shared: dict[int, list[tuple[float, str]]] = defaultdict(list)
     for term, q_weight in vector.items():
-        docs, weights = model.postings[term]
+        docs, weights = model.postings(term)
         for doc, weight in zip(docs, weights, strict=True):
             part = q_weight * weight
             sims[doc] += part
@@ -142,7 +142,7 @@ def specificity(model: RankModel, terms: list[str]) -> float:
     full = math.log((len(model.docs) + 1) / (SPEC_DOCS + 1)) + 1.0
     best = 0.0
     for term in terms:
-        idfs = [model.idf[t] for t in analyze(term) if t in model.idf]
+        idfs = [idf for t in analyze(term) if (idf := model.idf_of(t)) is not None]
         if not idfs:
             return 1.0
         best = max(best, min(1.0, (max(idfs) - 1.0) / (full - 1.0)) if full > 1.0 else 1.0)
@@ -191,17 +191,19 @@ def score(model: RankModel, matcher: Matcher, change: ChangeSummary) -> list[Sco
     found: dict[str, list[Contribution]] = defaultdict(list)
     for hit in matcher.match(change):
         strength = hit.strength if hit.exact else hit.strength * specificity(model, hit.terms)
-        for obligation, factor, path in model.spread.get(f"rule:{hit.rule_id}", []):
+        for obligation, factor, path in model.reach(f"rule:{hit.rule_id}"):
             found[obligation].append(Contribution("rule", strength * factor, ["change", *path],
                                                   list(hit.terms), hit))
     sims, shared = similarities(model, change.query_text())
-    patterns = sorted((-s, d) for d, s in sims.items() if model.docs[d][0] == "pattern")
+    patterns = sorted((-s, d) for d, s in sims.items() if model.doc(d)[0] == "pattern")
     keep = {d for _, d in patterns[:TOP_PATTERNS]}
     for doc, cosine in sims.items():
+        kind, key = model.doc(doc)
+        if kind == "pattern" and doc not in keep:
+            continue
         strength = text_strength(cosine)
         if strength <= 0:
             continue
-        kind, key = model.docs[doc]
         terms = _terms(model, shared[doc])
         if kind == "obligation":
             found[key].append(Contribution("text", strength, ["change", f"obligation:{key}"], terms))
@@ -209,9 +211,7 @@ def score(model: RankModel, matcher: Matcher, change: ChangeSummary) -> list[Sco
                 found[other].append(Contribution("related", strength * SPREAD["related_to"],
                                                  ["change", f"obligation:{key}", f"obligation:{other}"], terms))
             continue
-        if kind == "pattern" and doc not in keep:
-            continue
-        for obligation, factor, path in model.spread.get(f"{kind}:{key}", []):
+        for obligation, factor, path in model.reach(f"{kind}:{key}"):
             channel = "related" if path[-2].startswith("obligation:") else kind
             found[obligation].append(Contribution(channel, strength * factor, ["change", *path], terms))
     results = []
