@@ -81,7 +81,7 @@ def test_keyword_rule_and_related_obligation(small: KnowledgeBase) -> None:
     assert ranking.obligations[0].why.rules[0].terms == ["hang"]
     related = next(r for r in ranking.obligations if r.id == "t.retry.bounded")
     assert "related" in related.why.channels
-    assert any("related obligation t.timeout.enforced" in s for s in related.why.sentences)
+    assert any("It is related to obligation t.timeout.enforced" in s for s in related.why.sentences)
 
 
 def test_identifier_rule_on_code_diff(small: KnowledgeBase) -> None:

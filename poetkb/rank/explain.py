@@ -163,8 +163,16 @@ def _sentence(model: RankModel, kb: KnowledgeBase, c: Contribution, change: Chan
         return f"The change resembles learned test '{label}'{terms}, which is mapped to this obligation."
     if c.channel == "related":
         source = next((n for n in reversed(via) if n.startswith("obligation:")), seed)
-        return f"It is related to {_step(model, kb, source)}, which the change matches{terms}."
+        return (f"It is related to obligation {source.split(':', 1)[1]} ('{_label(model, kb, source)}'), "
+                f"which the change matches{terms}.")
     return f"Matched through {c.channel}{terms}."
+
+
+def _display_order(c: Contribution) -> tuple[int, float, str, list[str]]:
+    """Direct evidence first (rules, then words), evidence through a related obligation last."""
+    via_related = any(n.startswith("obligation:") for n in c.path[1:-1])
+    tier = 2 if via_related or c.channel == "related" else (0 if c.channel == "rule" else 1)
+    return tier, -c.strength, c.channel, c.path
 
 
 def explain(kb: KnowledgeBase, model: RankModel, scored: Scored, change: ChangeSummary) -> RankedObligation:
@@ -173,9 +181,9 @@ def explain(kb: KnowledgeBase, model: RankModel, scored: Scored, change: ChangeS
     rules: dict[str, RuleMatch] = {}
     paths: list[GraphPath] = []
     sentences: list[str] = []
-    seen_sentences: set[str] = set()
     terms: list[str] = []
-    for c in scored.contributions:
+    told: set[tuple[str, str]] = set()
+    for c in sorted(scored.contributions, key=_display_order):
         if c.rule_hit is not None and c.rule_hit.rule_id not in rules:
             hit = c.rule_hit
             rules[hit.rule_id] = RuleMatch(rule=hit.rule_id, kind=hit.rule["kind"], terms=hit.terms, where=hit.where,
@@ -185,11 +193,16 @@ def explain(kb: KnowledgeBase, model: RankModel, scored: Scored, change: ChangeS
         if len(paths) < 4 and not any(p.nodes == c.path for p in paths):
             paths.append(GraphPath(channel=c.channel, nodes=c.path, labels=[_label(model, kb, n) for n in c.path],
                                    strength=round(c.strength, 4)))
-        if len(sentences) < MAX_SENTENCES and (c.channel == "rule" or c.strength >= WEAK or not sentences):
-            text = _sentence(model, kb, c, change)
-            if text not in seen_sentences:
-                seen_sentences.add(text)
-                sentences.append(text)
+        if c.rule_hit is not None:
+            about = ("rule", c.rule_hit.rule_id)
+        elif c.channel == "related":
+            about = ("related", next(n for n in reversed(c.path[1:-1]) if n.startswith("obligation:")))
+        else:
+            about = (c.channel, c.path[1])
+        if len(sentences) < MAX_SENTENCES and about not in told and (c.channel == "rule" or c.strength >= WEAK
+                                                                     or not sentences):
+            told.add(about)
+            sentences.append(_sentence(model, kb, c, change))
     total = model.coverage.get(scored.id, 0)
     tests = learned_tests(kb, scored.id) if total else []
     if tests:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from poetkb.rank.change import ChangeSummary
 from poetkb.rank.matching import Matcher, RuleHit
 from poetkb.rank.model import SPREAD, RankModel
-from poetkb.rank.text import analyze
+from poetkb.rank.text import analyze, analyze_with_surface
 from poetkb.types import RISK_WEIGHT
 
 #: channel weights in the evidence total
@@ -113,16 +113,19 @@ def _key(words: str) -> str:
     return re.sub(r"[\s_\-]+", " ", words.lower()).strip()
 
 
-def _terms(model: RankModel, shared: list[tuple[float, str]], limit: int = 6) -> list[str]:
-    """The shared terms that weigh most, as written in the catalog; phrases first, no word shown twice."""
+def _terms(model: RankModel, shared: list[tuple[float, str]], written: dict[str, str], limit: int = 6) -> list[str]:
+    """The shared terms that weigh most, as the change wrote them; phrases first, no word shown twice."""
     ordered = sorted(shared, key=lambda pt: (-(pt[0] * (1.5 if " " in pt[1] or "_" in pt[1] else 1.0)), pt[1]))
     out: list[str] = []
     keys: list[str] = []
     for _, term in ordered:
-        shown = model.surface.get(term, term)
+        shown = written.get(term) or model.surface.get(term, term)
         key = _key(shown)
         if any(key == k or f" {key} " in f" {k} " for k in keys):
             continue
+        covered = [i for i, k in enumerate(keys) if f" {k} " in f" {key} "]
+        for i in reversed(covered):  # a phrase replaces the single words it contains
+            del out[i], keys[i]
         out.append(shown)
         keys.append(key)
         if len(out) == limit:
@@ -194,7 +197,11 @@ def score(model: RankModel, matcher: Matcher, change: ChangeSummary) -> list[Sco
         for obligation, factor, path in model.reach(f"rule:{hit.rule_id}"):
             found[obligation].append(Contribution("rule", strength * factor, ["change", *path],
                                                   list(hit.terms), hit))
-    sims, shared = similarities(model, change.query_text())
+    query = change.query_text()
+    sims, shared = similarities(model, query)
+    written: dict[str, str] = {}
+    for term, surface in analyze_with_surface(query):
+        written.setdefault(term, surface)
     patterns = sorted((-s, d) for d, s in sims.items() if model.doc(d)[0] == "pattern")
     keep = {d for _, d in patterns[:TOP_PATTERNS]}
     for doc, cosine in sims.items():
@@ -204,7 +211,7 @@ def score(model: RankModel, matcher: Matcher, change: ChangeSummary) -> list[Sco
         strength = text_strength(cosine)
         if strength <= 0:
             continue
-        terms = _terms(model, shared[doc])
+        terms = _terms(model, shared[doc], written)
         if kind == "obligation":
             found[key].append(Contribution("text", strength, ["change", f"obligation:{key}"], terms))
             for other in model.obligations[key]["related"]:
