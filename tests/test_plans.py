@@ -84,8 +84,9 @@ def test_runbook_signals_and_failure_modes(small: KnowledgeBase) -> None:
     assert book.components == ["nginx"]
     fields = {f.field: f for f in book.signals.access_log}
     assert fields["cache_status"].nginx == "$upstream_cache_status" and fields["host"].needed_by == ["t.cache.key"]
-    assert book.signals.log_formats == {
-        "nginx": "log_format poet 'host=$host uri=$request_uri cache_status=$upstream_cache_status';"}
+    assert book.signals.log_formats == {"nginx": (
+        "log_format poet escape=json "
+        """'{"host":"$host","uri":"$request_uri","cache_status":"$upstream_cache_status"}';""")}
     assert book.signals.metrics[0].query.startswith("sum(rate(cache_hits_total[5m]))")
     commands = [c.command for c in book.signals.captures]
     assert commands[0].startswith("tcpdump -i any -nn -A 'tcp port 8080'")  # from the catalog

@@ -62,6 +62,9 @@ LOG_FIELDS: dict[str, tuple[str | None, str | None]] = {
     "queue_time": (None, "%Tw"),
 }
 
+#: fields whose value is always a number (written unquoted, so `jq '.status >= 500'` compares numbers)
+NUMERIC_FIELDS = {"status", "bytes_sent", "body_bytes_sent", "request_time"}
+
 #: evidence kind -> [(component or None for any, purpose, command)]; $VARIABLES are set by the reader
 CAPTURES: dict[str, list[tuple[str | None, str, str]]] = {
     "packet_capture": [
@@ -136,6 +139,7 @@ class RunbookSignals(PoetModel):
 
     access_log: list[LogField] = Field(default_factory=list)
     log_formats: dict[str, str] = Field(default_factory=dict)
+    log_queries: list[RunbookSignal] = Field(default_factory=list)
     metrics: list[RunbookSignal] = Field(default_factory=list)
     captures: list[CaptureCommand] = Field(default_factory=list)
     other: list[RunbookSignal] = Field(default_factory=list)
@@ -200,16 +204,27 @@ def _log_fields(obligations: list[Obligation]) -> list[LogField]:
     return out
 
 
+def _json_pairs(fields: list[LogField], proxy: str, quote: str) -> list[str]:
+    pairs = []
+    for f in fields:
+        value = getattr(f, proxy)
+        if value:
+            shown = value if f.field in NUMERIC_FIELDS else f"{quote}{value}{quote}"
+            pairs.append(f"{quote}{f.field}{quote}:{shown}")
+    return pairs
+
+
 def _log_formats(fields: list[LogField], components: list[str]) -> dict[str, str]:
+    """One JSON log line per request, so the catalog's jq queries and the gate's log reader can read it."""
     formats = {}
     if "nginx" in components:
-        parts = [f"{f.field}={f.nginx}" for f in fields if f.nginx]
-        if parts:
-            formats["nginx"] = f"log_format poet '{' '.join(parts)}';"
+        pairs = _json_pairs(fields, "nginx", '"')
+        if pairs:
+            formats["nginx"] = f"log_format poet escape=json '{{{','.join(pairs)}}}';"
     if "haproxy" in components:
-        parts = [f"{f.field}={f.haproxy}" for f in fields if f.haproxy]
-        if parts:
-            formats["haproxy"] = f"log-format \"{' '.join(parts)}\""
+        pairs = _json_pairs(fields, "haproxy", '\\"')
+        if pairs:
+            formats["haproxy"] = f'log-format "{{{",".join(pairs)}}}"'
     return formats
 
 
@@ -289,8 +304,10 @@ def build_runbook(
         metrics=[RunbookSignal(kind=s.kind, name=s.name, query=s.query, description=s.description, failure_mode=m.id)
                  for m in mode_list for s in m.signals if s.kind == "metric"],
         captures=_captures(scoped, components, mode_list),
+        log_queries=[RunbookSignal(kind=s.kind, name=s.name, query=s.query, description=s.description,
+                                   failure_mode=m.id) for m in mode_list for s in m.signals if s.kind == "access_log"],
         other=[RunbookSignal(kind=s.kind, name=s.name, query=s.query, description=s.description, failure_mode=m.id)
-               for m in mode_list for s in m.signals if s.kind not in ("metric", "capture")],
+               for m in mode_list for s in m.signals if s.kind not in ("metric", "capture", "access_log")],
     )
     return Runbook(
         title=title, change=summary, understood=summary.describe() if summary else [], components=components,
