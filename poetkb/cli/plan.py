@@ -26,7 +26,8 @@ def plan() -> None:
 @click.option("--component", help=COMPONENT_HELP)
 @click.option("--top", default=5, show_default=True, type=click.IntRange(1, 50), help="How many obligations to plan.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
-@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True,
+              help="Markdown for people, or JSON for tools.")
 @click.pass_context
 def plan_test(ctx: click.Context, change: str | None, diff: str | None, component: str | None, top: int,
               out: Path | None, fmt: str) -> None:

@@ -92,7 +92,8 @@ def rank(ctx: click.Context, change: str | None, diff: str | None, component: st
 @click.option("--top", default=5, show_default=True, type=click.IntRange(1, 50),
               help="With a change: how many of the top obligations to cover.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
-@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True,
+              help="Markdown for people, or JSON for tools.")
 @click.pass_context
 def runbook(ctx: click.Context, obligations: tuple[str, ...], change: str | None, diff: str | None,
             component: str | None, top: int, out: Path | None, fmt: str) -> None:
