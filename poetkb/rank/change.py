@@ -218,7 +218,7 @@ def understand(
     for file_diff in parsed:
         kind, language = classify(file_diff)
         files.append(ChangedFile(
-            path=file_diff.path, kind=kind, language=language, status=file_diff.status,  # type: ignore[arg-type]
+            path=file_diff.path, kind=kind, language=language, status=file_diff.status,
             added=sum(1 for ln in file_diff.lines if ln.sign == "+"),
             removed=sum(1 for ln in file_diff.lines if ln.sign == "-"),
         ))
@@ -319,7 +319,7 @@ def _haproxy_statement(text: str) -> tuple[str, str] | None:
     return f"{prefix}{words[0]}", " ".join(words[1:])
 
 
-def directive_changes(file_diff: FileDiff, component: str) -> list[DirectiveChange]:
+def directive_changes(file_diff: FileDiff, component: Literal["nginx", "haproxy"]) -> list[DirectiveChange]:
     """Directives added, removed or changed in one configuration file's diff.
 
     A removed and an added statement with the same name (and, for directives
@@ -328,14 +328,14 @@ def directive_changes(file_diff: FileDiff, component: str) -> list[DirectiveChan
     """
     removed: list[tuple[str, str, int]] = []
     added: list[tuple[str, str, int]] = []
-    for line in file_diff.lines:
+    for changed in file_diff.lines:
         if component == "nginx":
-            statements = _nginx_statements(line.text)
+            statements = _nginx_statements(changed.text)
         else:
-            one = _haproxy_statement(line.text)
+            one = _haproxy_statement(changed.text)
             statements = [one] if one else []
         for name, value in statements:
-            (added if line.sign == "+" else removed).append((name, value, line.line))
+            (added if changed.sign == "+" else removed).append((name, value, changed.line))
     changes: list[DirectiveChange] = []
     unmatched_added = list(added)
 
@@ -351,13 +351,13 @@ def directive_changes(file_diff: FileDiff, component: str) -> list[DirectiveChan
             unmatched_added.remove(partner)
             if partner[1] == value:
                 continue  # moved, not changed
-            changes.append(DirectiveChange(component=component, name=name, action="changed", old=value,  # type: ignore[arg-type]
+            changes.append(DirectiveChange(component=component, name=name, action="changed", old=value,
                                            new=partner[1], file=file_diff.path, line=partner[2]))
         else:
-            changes.append(DirectiveChange(component=component, name=name, action="removed", old=value,  # type: ignore[arg-type]
+            changes.append(DirectiveChange(component=component, name=name, action="removed", old=value,
                                            file=file_diff.path, line=line))
     for name, value, line in unmatched_added:
-        changes.append(DirectiveChange(component=component, name=name, action="added", new=value,  # type: ignore[arg-type]
+        changes.append(DirectiveChange(component=component, name=name, action="added", new=value,
                                        file=file_diff.path, line=line))
     changes.sort(key=lambda c: (c.file, c.line, c.name))
     return changes

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from poetkb.errors import InputError
 
@@ -44,7 +45,7 @@ class FileDiff:
         return self.new_path or self.old_path or "?"
 
     @property
-    def status(self) -> str:
+    def status(self) -> Literal["modified", "added", "deleted", "renamed"]:
         if self.old_path is None:
             return "added"
         if self.new_path is None:

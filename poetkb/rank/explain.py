@@ -218,7 +218,7 @@ def explain(kb: KnowledgeBase, model: RankModel, scored: Scored, change: ChangeS
     return RankedObligation(
         id=scored.id, title=meta["title"], score=scored.score, risk=meta["risk"], domain=meta["domain"],
         why=Why(sentences=sentences, rules=list(rules.values()), terms=terms[:8], paths=paths, learned_tests=tests,
-                learned_tests_total=total, channels=scored.channels, component_fit=scored.component_fit),  # type: ignore[arg-type]
+                learned_tests_total=total, channels=scored.channels, component_fit=scored.component_fit),
     )
 
 

@@ -35,12 +35,15 @@ import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Literal
 
 from poetkb.rank.change import ChangeSummary
 from poetkb.rank.matching import Matcher, RuleHit
 from poetkb.rank.model import SPREAD, RankModel
 from poetkb.rank.text import analyze, analyze_with_surface
 from poetkb.types import RISK_WEIGHT
+
+Fit = Literal["applies", "generic", "off", "unknown"]
 
 #: channel weights in the evidence total
 WEIGHTS = {"rule": 1.0, "text": 0.75, "failure_mode": 0.6, "recipe": 0.4, "pattern": 0.5, "related": 0.8}
@@ -85,7 +88,7 @@ class Scored:
     channels: dict[str, float]
     contributions: list[Contribution]
     risk: str
-    component_fit: str  # "applies", "generic", "off", "unknown"
+    component_fit: Fit
     evidence: float = 0.0  # the unbounded total behind ``score`` (sorting uses it, so saturated scores still order)
 
 
@@ -152,7 +155,7 @@ def specificity(model: RankModel, terms: list[str]) -> float:
     return SPEC_FLOOR + (1.0 - SPEC_FLOOR) * best
 
 
-def component_fit(applies_to: list[str], components: list[str]) -> str:
+def component_fit(applies_to: list[str], components: list[str]) -> Fit:
     """Whether an obligation applies to the change's components."""
     if not components:
         return "unknown"
