@@ -116,10 +116,16 @@ class LogProblem:
 
 @dataclass
 class ParsedLog:
-    """Records and problems of a slice of an access log."""
+    """Records and problems of a slice of an access log.
+
+    ``other`` counts lines that are not JSON objects at all (a proxy's own notices, such as HAProxy's
+    "Proxy stopped" or connection errors, written to the same stream); they are not access records and
+    are skipped. A line that starts like a JSON object and does not parse is a problem.
+    """
 
     records: list[AccessRecord] = field(default_factory=list)
     problems: list[LogProblem] = field(default_factory=list)
+    other: int = 0
 
 
 def _empty(value: Any) -> bool:
@@ -206,7 +212,11 @@ def _str_or_none(value: Any) -> str | None:
 
 
 def parse(data: bytes, *, first_line: int = 1, final: bool = True) -> ParsedLog:
-    """Parse JSON lines; ``final`` marks that a last line without newline is truncated, not pending."""
+    """Parse JSON lines; ``final`` marks that a last line without newline is truncated, not pending.
+
+    A truncated last line is reported whatever its content: a cut-off JSON object no longer starts and
+    ends like one.
+    """
     parsed = ParsedLog()
     lines = data.split(b"\n")
     tail = lines.pop()  # after the last newline: empty when the data ends with one
@@ -214,7 +224,7 @@ def parse(data: bytes, *, first_line: int = 1, final: bool = True) -> ParsedLog:
         _parse_line(raw_line, first_line + offset, parsed)
     if tail.strip():
         number = first_line + len(lines)
-        if final:
+        if final and tail.strip().startswith((b"{", b"[")):
             parsed.problems.append(LogProblem(number, "truncated: the last line has no newline (cut off mid-write?)"))
         else:
             _parse_line(tail, number, parsed)
@@ -224,6 +234,9 @@ def parse(data: bytes, *, first_line: int = 1, final: bool = True) -> ParsedLog:
 def _parse_line(raw_line: bytes, number: int, parsed: ParsedLog) -> None:
     text = raw_line.strip()
     if not text:
+        return
+    if not text.startswith((b"{", b"[")):
+        parsed.other += 1
         return
     try:
         obj = json.loads(text.decode("utf-8", errors="strict"))

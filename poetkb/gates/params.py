@@ -137,6 +137,8 @@ class HostIsolated(PoetModel):
     hosts: list[str] = Field(default_factory=lambda: ["edge.test", "other.test"], min_length=2)
     path: Path_ = "/echo"
     cache_path: Path_ | None = None
+    identity_header: str | None = None
+    expect_identity: dict[str, str] = Field(default_factory=dict)
     unknown_host: str | None = None
     unknown_expect_status: list[Status] = Field(default_factory=lambda: [400, 404, 421, 403])
 
@@ -188,6 +190,7 @@ class TtlHonored(PoetModel):
     path: Path_ = "/cache/max-age/2"
     max_age_s: Seconds = 2.0
     margin_s: Seconds = 0.8
+    require_hit: bool = True
 
 
 class StaleBounded(PoetModel):

@@ -102,11 +102,15 @@ class Prober:
     """Sends requests through one httpx client and records every exchange."""
 
     def __init__(self, client: httpx.Client, sink: Sink, *, check_id: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT_S) -> None:
+                 timeout: float = DEFAULT_TIMEOUT_S, fresh_connections: bool = False) -> None:
         self.client = client
         self.sink = sink
         self.check_id = check_id
         self.timeout = timeout
+        #: ask for a new connection per request (``Connection: close``): while faults are injected an edge
+        #: may close a client connection after an error answer, and a request raced onto that closing
+        #: connection would be a failure of the probe, not of the edge
+        self.fresh_connections = fresh_connections
         self._seq = 0
         self._lock = threading.Lock()
 
@@ -122,6 +126,8 @@ class Prober:
         headers = dict(spec.headers)
         if spec.host:
             headers["Host"] = spec.host
+        if self.fresh_connections and not any(k.lower() == "connection" for k in headers):
+            headers["Connection"] = "close"
         body = spec.body.encode() if isinstance(spec.body, str) else spec.body
         seq = self._next_seq()
         started = time.time()

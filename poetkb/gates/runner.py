@@ -120,7 +120,7 @@ def _collect_one(item: Planned, notes: dict[str, Any], *, target: TargetInfo, wr
     """Run one check's collector; every way it can fail becomes the record's ``error``, never an exception."""
     check = item.check
     ctx = CollectContext(target=target, check_id=item.check_id, nonce=nonce, writer=writer, client=client,
-                         faults=faults, transport=transport, reload=reload)
+                         faults=faults, transport=transport, reload=reload, fresh_connections=item.fault)
     ctx.notes.update(notes)
     started, t0 = now_iso(), time.perf_counter()
     failure = None

@@ -103,7 +103,8 @@ class CollectContext:
 
     def __init__(self, *, target: TargetInfo, check_id: str, nonce: str, writer: EvidenceWriter,
                  client: httpx.Client, faults: FaultInjector | None, transport: Any = None,
-                 reload: Callable[[], None] | None = None, timeout: float = 5.0) -> None:
+                 reload: Callable[[], None] | None = None, timeout: float = 5.0,
+                 fresh_connections: bool = False) -> None:
         self.target = target
         self.check_id = check_id
         self.nonce = nonce
@@ -114,8 +115,14 @@ class CollectContext:
         self.reload_ = reload
         self.notes: dict[str, Any] = {}
         self.files: list[str] = []
-        self.prober = Prober(client, writer.exchange, check_id=check_id, timeout=timeout)
         self._extra_clients: list[httpx.Client] = []
+        # the check's own connections to the edge: a reload before it (clean state) closed the old ones
+        own = make_client(target.base_url, transport=transport) if target.base_url else client
+        if own is not client:
+            self._extra_clients.append(own)
+        self.edge = own
+        self.prober = Prober(own, writer.exchange, check_id=check_id, timeout=timeout,
+                             fresh_connections=fresh_connections)
 
     # -- traffic --------------------------------------------------------------------------------
     def url(self, path: str, extra: str = "") -> str:

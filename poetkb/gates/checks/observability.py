@@ -262,6 +262,19 @@ def collect_timing(ctx: CollectContext, params: p.UpstreamTimingLogged) -> None:
         ctx.send("GET", ctx.url(params.path, f"-{i}"), nonce=False, step=f"timed:{i}")
 
 
+def _seconds_factor(rec: AccessRecord, ex: HttpExchange | None) -> float:
+    """1.0 when the log writes times in seconds (NGINX), 0.001 for milliseconds (HAProxy).
+
+    Decided from the request's own time, compared with what the client measured, when both are known;
+    else from the size of the number (no request takes over 50 s here, nor under 50 ms in ms units).
+    """
+    logged = rec.request_time
+    if logged is not None and ex is not None and ex.elapsed_ms:
+        return 1.0 if abs(logged * 1000 - ex.elapsed_ms) <= abs(logged - ex.elapsed_ms) else 0.001
+    values = [a.response_time or a.header_time for a in rec.attempts] + [logged]
+    return 0.001 if any(v is not None and v > 50 for v in values) else 1.0
+
+
 def evaluate_timing(ev: CheckEvidence, params: p.UpstreamTimingLogged) -> Outcome:
     expected = (f"each access-log line carries {listing(params.fields, 5)}, with an upstream time of at least "
                 f"{params.min_upstream_s:g} s that does not exceed the request time")
@@ -271,34 +284,43 @@ def evaluate_timing(ev: CheckEvidence, params: p.UpstreamTimingLogged) -> Outcom
     assert ev.log is not None
     sent: list[HttpExchange] = ev.steps("timed")
     index = log_index(ev.log.records)
-    records = [index[m][0] for m in (marker_of(e.request.url) for e in sent) if m in index] if sent else \
-        [r for r in ev.log.records if r.attempts]
-    if not records:
+    pairs: list[tuple[AccessRecord, HttpExchange | None]] = []
+    for ex in sent:
+        found = index.get(marker_of(ex.request.url) or "")
+        if found:
+            pairs.append((found[0], ex))
+    if not sent:
+        pairs = [(r, None) for r in ev.log.records if r.attempts]
+    if not pairs:
         return no_evidence(expected, "no access-log line for this check's requests")
     problems: list[str] = []
-    for rec in records:
+    for rec, ex in pairs:
         absent = [f for f in params.fields if not rec.has(f)]
         if absent:
             problems.append(f"line {rec.line} lacks {listing(absent, 4)}")
             continue
-        times = [a.response_time for a in rec.attempts if a.response_time is not None]
-        if not times:
-            problems.append(f"line {rec.line} has no numeric upstream response time")
+        factor = _seconds_factor(rec, ex)
+        times = [(a.response_time if a.response_time is not None else a.header_time) for a in rec.attempts]
+        known = [t * factor for t in times if t is not None]
+        if not known:
+            problems.append(f"line {rec.line} has no numeric upstream response or header time")
             continue
-        if sum(times) < params.min_upstream_s:
-            problems.append(f"line {rec.line} logs {sum(times):.3f} s upstream time for a response that took at "
+        upstream = sum(known)
+        if upstream < params.min_upstream_s:
+            problems.append(f"line {rec.line} logs {upstream:.3f} s upstream time for a response that took at "
                             f"least {params.min_upstream_s:g} s")
-        if rec.request_time is not None and sum(times) > rec.request_time + 0.05:
-            problems.append(f"line {rec.line} logs more upstream time ({sum(times):.3f} s) than request time "
-                            f"({rec.request_time:.3f} s)")
-    missing = len(sent) - len(records) if sent else 0
+        total = rec.request_time * factor if rec.request_time is not None else None
+        if total is not None and upstream > total + 0.05:
+            problems.append(f"line {rec.line} logs more upstream time ({upstream:.3f} s) than request time "
+                            f"({total:.3f} s)")
+    missing = len(sent) - len(pairs) if sent else 0
     if missing:
         problems.append(f"{missing} of {len(sent)} requests have no access-log line")
-    details = {"lines": len(records), "problems": problems}
-    observed = f"{len(records)} lines checked" + (f"; {plural(len(problems), 'problem')}" if problems else "")
+    details = {"lines": len(pairs), "problems": problems}
+    observed = f"{len(pairs)} lines checked" + (f"; {plural(len(problems), 'problem')}" if problems else "")
     if problems:
-        return Outcome("fail", expected, observed, listing(problems), details, len(records))
-    return Outcome("pass", expected, observed, "", details, len(records))
+        return Outcome("fail", expected, observed, listing(problems), details, len(pairs))
+    return Outcome("pass", expected, observed, "", details, len(pairs))
 
 
 COLLECTORS = {

@@ -43,7 +43,7 @@ def evaluate_same_key(ev: CheckEvidence, params: p.SameKeySameBackend) -> Outcom
     expected = ("every request for a key reaches the backend the first one did"
                 + (f", and the keys spread over at least {params.min_backends} backends"
                    if params.min_backends > 1 else ""))
-    bad = precheck(ev, expected, ["captures.jsonl"]) or log_problem(ev, expected)
+    bad = precheck(ev, expected, ["captures.jsonl"]) or (None if ev.exchanges else log_problem(ev, expected))
     if bad:
         return bad
     groups: dict[str, list[str | None]] = defaultdict(list)
@@ -119,7 +119,8 @@ def collect_no_retry(ctx: CollectContext, params: p.NoRetryNonIdempotent) -> Non
 
 
 def _attempts(ev: CheckEvidence, path: str, max_attempts: int, expected: str) -> Outcome:
-    bad = precheck(ev, expected, ["counters.jsonl", "captures.jsonl"]) or log_problem(ev, expected)
+    bad = precheck(ev, expected, ["counters.jsonl", "captures.jsonl"]) or (
+        None if ev.counters else log_problem(ev, expected))
     if bad:
         return bad
     errors = counter_errors(ev.counters)
@@ -262,6 +263,18 @@ def evaluate_hosts(ev: CheckEvidence, params: p.HostIsolated) -> Outcome:
         seen[host] = received
         if received.split(":")[0] != host:
             problems.append(f"a request for host {host} reached the upstream as host {received or '(none)'}")
+        if params.identity_header:
+            shown = ex.header(params.identity_header)
+            want = params.expect_identity.get(host)
+            if want is not None and shown != want:
+                problems.append(f"host {host} was answered by virtual host {shown or '(none)'} "
+                                f"({params.identity_header}), expected {want}")
+    if params.identity_header and not params.expect_identity:
+        shown = [ev.steps(f"host:{h}")[0].header(params.identity_header) for h in params.hosts
+                 if ev.steps(f"host:{h}")]
+        if len(set(shown)) < len(shown):
+            problems.append(f"hosts {listing(params.hosts)} were answered by the same virtual host "
+                            f"({params.identity_header}: {shown[0]})")
     if params.cache_path:
         ids = {h: identity(ev.steps(f"cache:{h}")[0]) if ev.steps(f"cache:{h}") else None for h in params.hosts}
         known = [i for i in ids.values() if i]
