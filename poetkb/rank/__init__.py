@@ -46,6 +46,9 @@ def read_change(
     diff_text, diff_name = None, "diff"
     if isinstance(diff, Path):
         diff_text, diff_name = read_diff_file(diff)
+        if not diff_text.strip():
+            raise InputError("the diff is empty", file=diff_name,
+                             hint="pass the output of `git diff` for the change, or describe it with --change")
     elif diff is not None:
         diff_text = diff
     return understand(change, diff_text, diff_name=diff_name, component=component)

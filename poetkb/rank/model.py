@@ -231,7 +231,11 @@ def build_model(kb: KnowledgeBase, digest: str) -> RankModel:
             model.labels[f"rule:{data['id']}"] = data.get("why") or data["id"]
     if texts:
         vectorizer = TfidfVectorizer(analyzer=analyze, sublinear_tf=True, norm="l2", smooth_idf=True)
-        matrix = vectorizer.fit_transform(texts).tocsc()
+        try:
+            matrix = vectorizer.fit_transform(texts).tocsc()
+        except ValueError:  # no document has a single word: rank by rules alone
+            texts = []
+    if texts:
         for term, column in sorted(vectorizer.vocabulary_.items()):
             start, end = matrix.indptr[column], matrix.indptr[column + 1]
             model.terms.append(term)
