@@ -77,6 +77,21 @@ def test_a_pattern_written_into_the_file_invalidates_the_model(small_path: Path)
         assert "pattern" in timeout.why.channels
 
 
+def test_remapping_a_learned_test_in_place_invalidates_the_model(small_path: Path) -> None:
+    """A review that moves a learned test to another obligation (same counts, same weight) is seen as a change."""
+    with poetkb.open(small_path) as kb:
+        before = {r.id: r for r in kb.rank("retry only idempotent post").obligations}
+        assert [t.test for t in before["t.retry.bounded"].why.learned_tests] == ["test_retry_only_idempotent"]
+        old_digest = cache.digest(kb)
+        with kb.db.conn:
+            kb.db.execute("update edges set dst = 'obligation:t.timeout.enforced' "
+                          "where src like 'pattern:%test_retry_only_idempotent' and kind = 'learned_from'")
+        assert cache.digest(kb) != old_digest
+        after = {r.id: r for r in kb.rank("retry only idempotent post").obligations}
+    assert after["t.retry.bounded"].why.learned_tests == []
+    assert [t.test for t in after["t.timeout.enforced"].why.learned_tests] == ["test_retry_only_idempotent"]
+
+
 def test_a_rebuild_from_a_changed_catalog_refits_and_an_unchanged_one_does_not(small_path: Path,
                                                                               tmp_path: Path) -> None:
     """Rebuilding with the same catalog keeps the cached model (state survives); a changed catalog refits."""

@@ -10,9 +10,10 @@ knowledge base; a query takes milliseconds. So the fitted
   so the next ``poet rank`` process starts warm.
 
 The digest covers everything the model is derived from: the catalog
-fingerprint, and for each table the model reads (obligations, failure modes,
-recipes, rules, learned patterns, graph edges) its row count, largest rowid and
-total size of the stored items. Any build, and any learned pattern written
+fingerprint, for each table the model reads (obligations, failure modes,
+recipes, rules, learned patterns) its row count, largest rowid and total size
+of the stored items, and a hash of every graph edge (so remapping a learned
+test to another obligation counts as a change). Any build, and any learned pattern written
 straight into the file, changes it, and the model is refitted once. Computing
 it takes a few SQL aggregates, so it is reused while the file is the same one
 and no connection has written to it (SQLite's ``data_version`` and this
@@ -70,8 +71,12 @@ def _compute_digest(kb: KnowledgeBase) -> str:
             f"select count(*), coalesce(max(rowid), 0), coalesce(sum(length(data)), 0) from [{table}]"
         ).fetchone()
         parts.append(f"{table}={row[0]}/{row[1]}/{row[2]}")
-    row = kb.db.execute("select count(*), coalesce(max(rowid), 0), coalesce(sum(weight), 0) from edges").fetchone()
-    parts.append(f"edges={row[0]}/{row[1]}/{row[2]:.6f}")
+    # edges are hashed whole: a review that remaps a learned test to another obligation keeps every count
+    row = kb.db.execute(
+        "select group_concat(src || '>' || dst || '>' || kind || '>' || weight, '|') "
+        "from (select src, dst, kind, weight from edges order by src, dst, kind)"
+    ).fetchone()
+    parts.append("edges=" + hashlib.sha256((row[0] or "").encode()).hexdigest())
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
