@@ -156,8 +156,12 @@ def _start_upstreams(paths: RunPaths, ports: dict[str, int]) -> dict[str, int]:
         pids[name] = procs.spawn(argv, paths.logs / f"upstream-{name}.log")
     for name, _ in UPSTREAMS:
         url = f"http://{HOST}:{ports[name]}/__poet/health"
-        ok, last = health.wait_for(lambda url=url: health.http_request(url, timeout=1).status == 200,
-                                   timeout=START_TIMEOUT, abort=_died(pids[name], paths, f"upstream-{name}.log"))
+
+        def answers(url: str = url) -> bool:
+            return health.http_request(url, timeout=1).status == 200
+
+        ok, last = health.wait_for(answers, timeout=START_TIMEOUT,
+                                   abort=_died(pids[name], paths, f"upstream-{name}.log"))
         if not ok:
             raise EnvironmentProblem(f"upstream {name} did not become healthy on port {ports[name]}: {last}",
                                      hint=f"see {paths.logs / f'upstream-{name}.log'}")
