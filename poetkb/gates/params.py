@@ -152,6 +152,7 @@ class CacheKeyStable(PoetModel):
                                   min_length=1, max_length=20)
     requests: Annotated[int, Field(ge=2, le=50)] = 5
     max_fetches: Annotated[int, Field(ge=1, le=50)] = 1
+    new_connections: bool = True
 
 
 class CacheKeyComplete(PoetModel):

@@ -51,14 +51,17 @@ def collect_stable(ctx: CollectContext, params: p.CacheKeyStable) -> None:
         ctx.counters("before")
     for i in range(params.requests):
         headers = {h: _NOISE.get(h.lower(), "poet-{i}").format(i=i + 1) for h in params.variations}
+        if params.new_connections:
+            headers["Connection"] = "close"  # nor may the key depend on the client connection
         ctx.send("GET", params.path, step=f"noise:{i + 1}", headers=headers)
     if ctx.faults_ is not None and ctx.faults_.upstreams:
         ctx.counters("after")
 
 
 def evaluate_stable(ev: CheckEvidence, params: p.CacheKeyStable) -> Outcome:
-    expected = (f"{params.requests} requests for {params.path} differing only in {listing(params.variations, 5)} "
-                f"share one cache entry (at most {params.max_fetches} origin fetch)")
+    expected = (f"{params.requests} requests for {params.path} differing only in {listing(params.variations, 5)}"
+                f"{' and their connection' if params.new_connections else ''} share one cache entry "
+                f"(at most {params.max_fetches} origin fetch)")
     bad = precheck(ev, expected, ["captures.jsonl"])
     if bad:
         return bad
