@@ -1,0 +1,174 @@
+"""Words from code: how identifiers, strings and data files become the terms the mapping compares.
+
+Every feature of a test unit is kept per *field* (its name, its docstring and
+comments, string literals, called names, asserted values, ...) as lowercase words
+joined by spaces. Identifiers are split on ``_``, ``-``, ``.`` and camelCase, so
+``test_x_forwarded_for``, ``"X-Forwarded-For"`` and ``XForwardedFor`` all read
+``x forwarded for``. Separate items of one field are joined by `` | `` so a
+phrase never matches across two unrelated literals.
+
+Which field a word came from matters: a rule term in a test's name is strong
+evidence of what the test exercises, the same term in a string literal only says
+the test mentions it (:data:`FIELD_WEIGHT`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+#: The fields of a unit's features, in the order they are shown.
+FIELDS = (
+    "name", "cls", "doc", "markers", "path",
+    "members", "comments", "fixtures", "asserts", "calls", "strings", "module", "data",
+)
+#: Fields that say what a test is about; the others say what it touches (see poetkb.learn.mapping).
+PRIMARY_FIELDS = frozenset({"name", "cls", "doc", "markers", "path"})
+
+#: How much a rule term found in a field says about what the test exercises.
+FIELD_WEIGHT: dict[str, float] = {
+    "name": 1.0,  # the test function or method name
+    "cls": 0.8,  # the enclosing test class name
+    "doc": 0.8,  # the docstring: says what the test is for
+    "members": 0.5,  # a test class's test method names (each method is a unit of its own)
+    "comments": 0.5,  # comments: often about a detail on the way
+    "markers": 0.7,  # decorators and pytest markers
+    "fixtures": 0.6,  # fixtures the test requests
+    "asserts": 0.4,  # values the test asserts on (raw messages too: weak)
+    "calls": 0.45,  # called names and attribute chains
+    "strings": 0.35,  # string literals (URLs, header names, config snippets)
+    "path": 0.5,  # directories and file name (test_vary.py)
+    "module": 0.35,  # the module docstring (often a list of everything the file covers)
+    "data": 0.35,  # text of data files the test names
+}
+
+#: How many times a field's words count in the text the similarity model sees.
+DOC_REPEAT: dict[str, int] = {
+    "name": 3, "cls": 2, "doc": 2, "members": 1, "comments": 1, "markers": 1, "fixtures": 1, "asserts": 1,
+    "calls": 1, "strings": 1, "path": 1, "module": 1, "data": 1,
+}
+
+#: Caps that keep one unit's features (and the cache and output files) small.
+MAX_ITEMS_PER_FIELD = 200
+MAX_ITEM_CHARS = 300
+MAX_DATA_CHARS = 20_000
+
+SEPARATOR = " | "
+
+
+def _wordset(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+#: Words that say nothing about what a test exercises.
+STOP_WORDS = _wordset(
+    """
+    a an and are as at be by do does for from has have if in into is it its no not of on or so
+    that the then this to was when with without test tests testing self cls assert asserts equal
+    equals true false none def return py pytest mark unittest mock mocker monkeypatch fixture
+    fixtures tmp tmpdir tmp path str int bytes dict list len get set args kwargs value values
+    result res resp r e x y i j k n s t v assert equal is not in raises fail ok check should
+    data name obj object func function case cases param params parametrize expected actual
+    """
+)
+
+_WORD_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z]{2})|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_DATA_EXTENSIONS = _wordset(
+    "yaml yml json txt http har raw cfg conf ini toml xml html htm csv log gold out expected "
+    "golden snap snapshot req res response request headers md rst"
+)
+_PATHLIKE_RE = re.compile(r"^[\w./\-]+$")
+
+
+def words(text: str) -> list[str]:
+    """Split text or an identifier into lowercase words: ``maxAge_cache-control`` -> max age cache control."""
+    return [w.lower() for w in _WORD_RE.findall(text)]
+
+
+def normalise(text: str) -> str:
+    """Words of ``text`` joined by single spaces."""
+    return " ".join(words(text))
+
+
+def phrase(term: str) -> str:
+    """The normalised form of a rule term, compared as a whole-word phrase."""
+    return normalise(term)
+
+
+def contains_phrase(text: str, normalised_phrase: str) -> bool:
+    """Whether the normalised phrase occurs in the normalised field text as whole words."""
+    if not normalised_phrase:
+        return False
+    return f" {normalised_phrase} " in f" {text} "
+
+
+def looks_like_data_path(value: str) -> bool:
+    """Whether a string literal could name a data file beside the test (``data/vary.yaml``, ``gold.http``)."""
+    if not 3 <= len(value) <= 200 or not _PATHLIKE_RE.match(value) or value.startswith(("http", "/")):
+        return False
+    name = value.rsplit("/", 1)[-1]
+    if "." not in name:
+        return "/" in value and not value.endswith("/")
+    ext = name.rsplit(".", 1)[-1].lower()
+    return ext in _DATA_EXTENSIONS
+
+
+class FieldBag:
+    """Collects the items of each field for one unit, with caps, and renders them as normalised text."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: dict[str, list[str]] = {}
+
+    def add(self, field: str, text: str) -> None:
+        if not text:
+            return
+        bucket = self.items.setdefault(field, [])
+        if len(bucket) < MAX_ITEMS_PER_FIELD:
+            normalised = normalise(text[:MAX_ITEM_CHARS])
+            if normalised:
+                bucket.append(normalised)
+
+    def extend(self, field: str, texts: Iterable[str]) -> None:
+        for text in texts:
+            self.add(field, text)
+
+    def render(self) -> dict[str, str]:
+        return {f: SEPARATOR.join(self.items[f]) for f in FIELDS if self.items.get(f)}
+
+
+def data_text(text: str) -> str:
+    """The normalised words of a data file's text (capped)."""
+    return normalise(text[:MAX_DATA_CHARS])
+
+
+def field_words(text: str) -> list[str]:
+    """The words of a rendered field, separators dropped."""
+    return [w for w in text.split() if w != "|"]
+
+
+def document(fields: Mapping[str, str]) -> str:
+    """The text the similarity model sees for a unit: each field's words, repeated by its weight."""
+    parts: list[str] = []
+    for field in FIELDS:
+        text = fields.get(field)
+        if text:
+            kept = " ".join(w for w in field_words(text) if w not in STOP_WORDS and not w.isdigit())
+            parts.extend([kept] * DOC_REPEAT[field])
+    return " ".join(parts)
+
+
+def summary_terms(fields: Mapping[str, str], *, cap: int = 24) -> list[str]:
+    """The most telling words of a unit, for people and for the output file: name words first, then frequent ones."""
+    ranked: Counter[str] = Counter()
+    order: dict[str, int] = {}
+    for rank, field in enumerate(FIELDS):
+        for word in field_words(fields.get(field, "")):
+            if word in STOP_WORDS or len(word) < 2 or (word.isdigit() and len(word) != 3):
+                continue
+            ranked[word] += 1
+            order.setdefault(word, rank)
+    best = sorted(ranked, key=lambda w: (order[w], -ranked[w], w))
+    return best[:cap]

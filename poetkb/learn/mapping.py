@@ -1,0 +1,382 @@
+"""Map test units to obligations: interpretable rules, TF-IDF similarity and suite context, with reasons.
+
+Evidence, combined per (unit, obligation):
+
+1. **Rules** (``mappings/*.yaml``): a ``test_pattern`` rule's terms (whole-word
+   phrases after :func:`~poetkb.learn.features.normalise`) or regex (searched in
+   the normalised text) fire in some field of the unit, for ``rule weight x field
+   weight`` (:data:`~poetkb.learn.features.FIELD_WEIGHT`). Fields are *primary*
+   (the test's name, class, docstring, markers, file path: what the test says it
+   is about) or *context* (comments, fixtures, asserted values, calls, strings,
+   the module docstring, data files: what it happens to touch). Distinct rules
+   firing in primary fields add up (noisy-or; one rule repeated in the name, the
+   class and the path is one piece of evidence); context counts once, from a rule
+   silent in the primary fields, at most :data:`CONTEXT_CAP`, so a test that only
+   mentions a header never maps to the obligation about it. Only ``test_pattern`` rules are used
+   (:data:`KIND_FACTOR`): the ``keyword``, ``identifier`` and ``directive``
+   rules are written for change descriptions, code and configuration, and on test
+   suites they cost far more precision than they add recall (see docs/learn.md).
+   A rule naming failure modes maps to the obligations guarding them.
+2. **Similarity**: scikit-learn TF-IDF vectors of the unit's words (name words
+   counted thrice, see :func:`~poetkb.learn.features.document`) against each
+   obligation's text: title, statement, keywords, its failure modes, the terms of
+   its ``test_pattern`` rules, and known examples (terms of tests already mapped
+   to it in other sources). Cosine similarity, relative to the unit's most similar
+   obligation, becomes at most :data:`SIM_MAX` (see :func:`similarity_confidence`).
+3. **Suite context**: ambiguous words (``expires``, ``stale``, ``timeout``) mean
+   different things in a cookie jar and in an HTTP cache. When a unit already has
+   some primary evidence for an obligation, the share of the other units of its
+   file or suite that map confidently to the same domain (``cache``,
+   ``protocol``, ...) adds up to :data:`CONTEXT_BONUS` (from
+   :data:`CONTEXT_SHARE_MIN`, full at :data:`CONTEXT_SHARE_FULL`). Context alone
+   never maps a unit.
+
+The parts combine as a noisy-or, ``1 - prod(1 - p)``. Obligations at or above
+:data:`MAP_THRESHOLD` are mapped (at most :data:`MAX_OBLIGATIONS` per unit), each
+with the reasons that fired: rule ids, the terms and fields, the shared words, the
+context. The result is deterministic for the same catalog and units.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from poetkb.learn.features import (
+    FIELD_WEIGHT,
+    FIELDS,
+    PRIMARY_FIELDS,
+    STOP_WORDS,
+    contains_phrase,
+    document,
+    normalise,
+)
+from poetkb.models import FailureMode, MappingRule, Obligation, ObligationMatch
+
+#: Confidence at or above which a unit is mapped to an obligation.
+MAP_THRESHOLD = 0.6
+#: Mappings below this confidence are listed by ``poet learn review``.
+REVIEW_THRESHOLD = 0.7
+#: At most this many obligations per unit (the most confident).
+MAX_OBLIGATIONS = 4
+#: How much a rule of each kind counts; kinds not listed are not used on test suites.
+KIND_FACTOR: dict[str, float] = {"test_pattern": 1.0}
+#: A rule that names a failure mode counts this much for the obligations guarding it.
+FAILURE_MODE_FACTOR = 0.8
+#: The most that context fields (comments, strings, calls, ...) add up to.
+CONTEXT_CAP = 0.4
+#: Suite context: nothing below CONTEXT_SHARE_MIN of a file's or suite's units mapping to the domain, then
+#: growing to CONTEXT_BONUS at CONTEXT_SHARE_FULL.
+CONTEXT_BONUS = 0.25
+CONTEXT_SHARE_MIN = 0.05
+CONTEXT_SHARE_FULL = 0.3
+#: A unit counts for the suite context when its best mapping is at least this confident.
+CONTEXT_STRONG = 0.7
+#: Suite context applies only to a unit with at least this much primary rule evidence.
+CONTEXT_MIN_PRIMARY = 0.4
+#: Similarity: cosines of short tests against long obligation texts are small, but the obligation a test is
+#: most similar to is usually the right one (measured, docs/learn.md). So similarity counts relative to the
+#: unit's best match, squared, times a ramp on its absolute value from SIM_FLOOR to SIM_FULL; at most SIM_MAX,
+#: below the map threshold: similarity alone never maps, it supports or outweighs an ambiguous rule hit.
+SIM_FLOOR = 0.03
+SIM_FULL = 0.09
+SIM_MAX = 0.3
+#: A class maps to an obligation when at least this share of its test methods do.
+CLASS_MIN_SHARE = 0.2
+#: Known examples kept per obligation (terms of already-mapped tests of other sources).
+MAX_EXAMPLES = 40
+_MAX_REASONS = 4
+
+
+@dataclass
+class _Rule:
+    rule: MappingRule
+    phrases: list[tuple[str, str]]
+    regex: re.Pattern[str] | None
+    factor: float
+    targets: dict[str, float]
+
+
+@dataclass
+class _Evidence:
+    """Evidence gathered for one (unit, obligation) pair: per rule, its best primary and context hits."""
+
+    primary_hits: dict[str, tuple[float, str]] = field(default_factory=dict)  # rule id -> (p, reason)
+    context_hits: dict[str, tuple[float, str]] = field(default_factory=dict)
+    similarity: float = 0.0
+    top_similarity: float = 0.0  # the unit's similarity to its most similar obligation
+
+    def add(self, rule_id: str, fname: str, p: float, reason: str) -> None:
+        hits = self.primary_hits if fname in PRIMARY_FIELDS else self.context_hits
+        if p > hits.get(rule_id, (0.0, ""))[0]:
+            hits[rule_id] = (p, reason)
+
+    def primary(self) -> float:
+        """Noisy-or over distinct rules (one rule repeated in several fields is one piece of evidence)."""
+        miss = 1.0
+        for p, _ in self.primary_hits.values():
+            miss *= 1.0 - min(p, 0.99)
+        return 1.0 - miss
+
+    def context(self) -> float:
+        """The best context hit of a rule that said nothing in the primary fields, capped."""
+        best = max((p for rid, (p, _) in self.context_hits.items() if rid not in self.primary_hits), default=0.0)
+        return min(best, CONTEXT_CAP)
+
+    def reasons(self) -> list[str]:
+        ranked = sorted(self.primary_hits.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        reasons = [reason for _, (_, reason) in ranked]
+        extra = sorted(((p, r) for rid, (p, r) in self.context_hits.items() if rid not in self.primary_hits),
+                       key=lambda t: (-t[0], t[1]))
+        return reasons + [r for _, r in extra[:1]]
+
+
+def _compile(rule: MappingRule, targets: dict[str, float]) -> _Rule | None:
+    factor = KIND_FACTOR.get(rule.kind)
+    if factor is None or not targets:
+        return None
+    phrases = [(term, normalise(term)) for term in rule.terms]
+    regex = re.compile(rule.regex, re.IGNORECASE) if rule.regex else None
+    return _Rule(rule, [(t, p) for t, p in phrases if p], regex, factor, targets)
+
+
+def obligation_document(
+    ob: Obligation, failure_modes: Mapping[str, FailureMode], rules: Sequence[MappingRule], examples: Sequence[str]
+) -> str:
+    """The text an obligation is compared with: its words, its failure modes', its rules' terms, known examples."""
+    parts = [ob.title, ob.statement, " ".join(ob.keywords), " ".join(ob.keywords), ob.id.replace(".", " ")]
+    for fid in ob.failure_modes:
+        fm = failure_modes.get(fid)
+        if fm is not None:
+            parts.extend([fm.title, " ".join(fm.keywords)])
+    for rule in rules:
+        if rule.kind == "test_pattern" and ob.id in rule.obligations:
+            parts.extend([" ".join(rule.terms)] * 2)
+    parts.extend(examples)
+    text = normalise(" ".join(parts))
+    return " ".join(w for w in text.split() if w not in STOP_WORDS and not w.isdigit())
+
+
+class Mapper:
+    """Maps units' feature fields to obligations. Build once per run; :meth:`map` is pure."""
+
+    def __init__(
+        self,
+        obligations: Sequence[Obligation],
+        rules: Sequence[MappingRule],
+        failure_modes: Sequence[FailureMode] = (),
+        examples: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        self.obligations = sorted(obligations, key=lambda o: o.id)
+        known = {o.id for o in self.obligations}
+        modes = {fm.id: fm for fm in failure_modes}
+        guards: dict[str, set[str]] = {}
+        for ob in self.obligations:
+            for fid in ob.failure_modes:
+                guards.setdefault(fid, set()).add(ob.id)
+        for fm in failure_modes:
+            guards.setdefault(fm.id, set()).update(o for o in fm.guarded_by if o in known)
+        self.rules: list[_Rule] = []
+        for rule in sorted(rules, key=lambda r: r.id):
+            targets = {o: 1.0 for o in rule.obligations if o in known}
+            for fid in rule.failure_modes:
+                for oid in guards.get(fid, ()):
+                    targets.setdefault(oid, FAILURE_MODE_FACTOR)
+            compiled = _compile(rule, targets)
+            if compiled is not None:
+                self.rules.append(compiled)
+        examples = examples or {}
+        self.documents = [
+            obligation_document(ob, modes, rules, list(examples.get(ob.id, ()))[:MAX_EXAMPLES])
+            for ob in self.obligations
+        ]
+
+    # -- rules ----------------------------------------------------------------------------------
+    def rule_evidence(self, fields: Mapping[str, str]) -> dict[str, _Evidence]:
+        """Per obligation: each rule's best hit in the primary fields and in the context fields of the unit."""
+        found: dict[str, _Evidence] = {}
+        present = [(f, fields[f]) for f in FIELDS if fields.get(f)]
+        for compiled in self.rules:
+            for fname, text in present:
+                hit = next((term for term, p in compiled.phrases if contains_phrase(text, p)), None)
+                if hit is None and compiled.regex is not None and compiled.regex.search(text):
+                    hit = f"/{compiled.regex.pattern}/"
+                if hit is None:
+                    continue
+                base = compiled.rule.weight * compiled.factor * FIELD_WEIGHT[fname]
+                for oid, target_factor in compiled.targets.items():
+                    found.setdefault(oid, _Evidence()).add(
+                        compiled.rule.id, fname, base * target_factor, f"rule {compiled.rule.id}: {hit!r} in {fname}"
+                    )
+        return found
+
+    # -- similarity -----------------------------------------------------------------------------
+    def similarity(self, units: Sequence[Mapping[str, str]]) -> tuple[Any, Any, Any]:
+        """(unit x obligation cosine matrix, unit vectors, obligation vectors) of TF-IDF over both."""
+        import numpy as np
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        unit_docs = [document(u) for u in units]
+        vectorizer = TfidfVectorizer(
+            lowercase=False, token_pattern=r"(?u)\b[a-z][a-z0-9]+\b", sublinear_tf=True, ngram_range=(1, 2),
+            min_df=1, dtype=np.float64,
+        )
+        matrix = vectorizer.fit_transform([*self.documents, *unit_docs])
+        ob_vectors = matrix[: len(self.documents)]
+        unit_vectors = matrix[len(self.documents):]
+        sims = (unit_vectors @ ob_vectors.T).toarray()
+        self._vocabulary = vectorizer.get_feature_names_out()
+        return sims, unit_vectors, ob_vectors
+
+    def _shared_terms(self, unit_vec: Any, ob_vec: Any, limit: int = 4) -> list[str]:
+        product = unit_vec.multiply(ob_vec).tocoo()
+        ranked = sorted(zip(product.data, product.col, strict=True), key=lambda t: (-t[0], t[1]))
+        return [str(self._vocabulary[col]) for _, col in ranked[:limit]]
+
+    # -- combined -------------------------------------------------------------------------------
+    def map(
+        self, units: Sequence[Mapping[str, str]], groups: Sequence[str] | None = None
+    ) -> list[list[ObligationMatch]]:
+        """For each unit (its rendered feature fields), the obligations it maps to, most confident first.
+
+        ``groups`` names each unit's file, for the file part of the suite context.
+        """
+        if not units:
+            return []
+        sims, unit_vectors, ob_vectors = self.similarity(units)
+        evidence: list[dict[str, _Evidence]] = []
+        for i, fields in enumerate(units):
+            found = self.rule_evidence(fields)
+            row = sims[i]
+            top = float(row.max()) if len(row) else 0.0
+            for j, ob in enumerate(self.obligations):
+                if row[j] > SIM_FLOOR:
+                    ev = found.setdefault(ob.id, _Evidence())
+                    ev.similarity, ev.top_similarity = float(row[j]), top
+            evidence.append(found)
+        context = _SuiteContext(evidence, groups or [""] * len(units))
+        results: list[list[ObligationMatch]] = []
+        for i, found in enumerate(evidence):
+            matches = []
+            for oid, ev in found.items():
+                confidence, reasons = combine(ev)
+                primary = ev.primary()
+                if primary >= CONTEXT_MIN_PRIMARY and confidence < 1.0:
+                    bonus, why = context.bonus(i, oid)
+                    if bonus > 0.0:
+                        confidence = 1.0 - (1.0 - confidence) * (1.0 - bonus)
+                        reasons.append(why)
+                if confidence < MAP_THRESHOLD:
+                    continue
+                if similarity_confidence(ev.similarity, ev.top_similarity) > 0.05:
+                    shared = self._shared_terms(unit_vectors[i], ob_vectors[self._index(oid)])
+                    reasons.append(f"similar to the obligation ({ev.similarity:.2f}): {', '.join(shared)}")
+                matches.append(ObligationMatch(id=oid, confidence=round(confidence, 3), reasons=reasons[:_MAX_REASONS]))
+            matches.sort(key=lambda m: (-m.confidence, m.id))
+            results.append(matches[:MAX_OBLIGATIONS])
+        return results
+
+    def _index(self, oid: str) -> int:
+        if not hasattr(self, "_positions"):
+            self._positions = {ob.id: j for j, ob in enumerate(self.obligations)}
+        return self._positions[oid]
+
+
+def combine(ev: _Evidence) -> tuple[float, list[str]]:
+    """Rule evidence (primary fields add up, context capped) and similarity, as a noisy-or; with the reasons."""
+    primary, context = ev.primary(), ev.context()
+    sim = similarity_confidence(ev.similarity, ev.top_similarity)
+    confidence = 1.0 - (1.0 - primary) * (1.0 - context) * (1.0 - sim)
+    return confidence, ev.reasons()
+
+
+class _SuiteContext:
+    """Shares of units (per file and in the whole run) whose confident first-pass mapping is in each domain."""
+
+    def __init__(self, evidence: Sequence[Mapping[str, _Evidence]], groups: Sequence[str]) -> None:
+        self.groups = list(groups)
+        self.domains: list[set[str]] = []
+        for found in evidence:
+            strong = {oid.split(".", 1)[0] for oid, ev in found.items() if combine(ev)[0] >= CONTEXT_STRONG}
+            self.domains.append(strong)
+        self.suite = _shares(self.domains)
+        by_group: dict[str, list[set[str]]] = {}
+        for group, domains in zip(self.groups, self.domains, strict=True):
+            by_group.setdefault(group, []).append(domains)
+        self.files = {group: _shares(members) for group, members in by_group.items()}
+        self.sizes = {group: len(members) for group, members in by_group.items()}
+
+    def bonus(self, index: int, oid: str) -> tuple[float, str]:
+        domain = oid.split(".", 1)[0]
+        group = self.groups[index]
+        # the unit's own first-pass result does not count for itself
+        own = 1 if domain in self.domains[index] else 0
+        file_n, suite_n = self.sizes[group] - 1, len(self.domains) - 1
+        file_share = (self.files[group].get(domain, 0) - own) / file_n if file_n >= 3 else 0.0
+        suite_share = (self.suite.get(domain, 0) - own) / suite_n if suite_n >= 1 else 0.0
+        share, where = max((file_share, "file"), (suite_share, "suite"))
+        if share <= CONTEXT_SHARE_MIN:
+            return 0.0, ""
+        bonus = CONTEXT_BONUS * min(1.0, (share - CONTEXT_SHARE_MIN) / (CONTEXT_SHARE_FULL - CONTEXT_SHARE_MIN))
+        return bonus, f"context: {share:.0%} of the tests in this {where} map to {domain} obligations"
+
+
+def _shares(members: Sequence[set[str]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for domains in members:
+        for domain in domains:
+            counts[domain] = counts.get(domain, 0) + 1
+    return counts
+
+
+def aggregate_classes(
+    units: Sequence[Mapping[str, Any]], matches: list[list[ObligationMatch]]
+) -> list[list[ObligationMatch]]:
+    """A test class exercises what its tests exercise: add its methods' mappings to each class unit.
+
+    ``units`` carry ``file``, ``test`` and ``kind``. For each obligation that at
+    least :data:`CLASS_MIN_SHARE` of a class's methods (and at least two, in classes
+    of more than two) map to, the class gets the best method confidence, with the
+    reason "k of n tests in the class map to it"; its own evidence is kept.
+    """
+    members: dict[tuple[str, str], list[int]] = {}
+    for i, unit in enumerate(units):
+        test = unit.get("test")
+        if test and "." in test and unit.get("kind") != "class":
+            members.setdefault((unit["file"], test.rsplit(".", 1)[0]), []).append(i)
+    result = [list(m) for m in matches]
+    for i, unit in enumerate(units):
+        if unit.get("kind") != "class":
+            continue
+        found = members.get((unit["file"], unit["test"]), [])
+        if not found:
+            continue
+        best: dict[str, float] = {}
+        count: dict[str, int] = {}
+        for j in found:
+            for match in matches[j]:
+                best[match.id] = max(best.get(match.id, 0.0), match.confidence)
+                count[match.id] = count.get(match.id, 0) + 1
+        own = {m.id: m for m in result[i]}
+        needed = max(min(2, len(found)), CLASS_MIN_SHARE * len(found))
+        for oid in (o for o in best if count[o] >= needed):
+            reason = f"{count[oid]} of {len(found)} tests in the class map to it"
+            if oid in own:
+                old = own[oid]
+                own[oid] = ObligationMatch(id=oid, confidence=max(old.confidence, best[oid]),
+                                           reasons=[*old.reasons, reason][:_MAX_REASONS])
+            else:
+                own[oid] = ObligationMatch(id=oid, confidence=best[oid], reasons=[reason])
+        ranked = sorted(own.values(), key=lambda m: (-count.get(m.id, 0), -m.confidence, m.id))
+        result[i] = sorted(ranked[:MAX_OBLIGATIONS], key=lambda m: (-m.confidence, m.id))
+    return result
+
+
+def similarity_confidence(similarity: float, top: float) -> float:
+    """How much a cosine similarity counts: relative to the unit's best (squared), ramped on its own value."""
+    if similarity <= SIM_FLOOR or top <= 0.0:
+        return 0.0
+    ramp = min(1.0, (similarity - SIM_FLOOR) / (SIM_FULL - SIM_FLOOR))
+    return SIM_MAX * ramp * (similarity / top) ** 2

@@ -1,0 +1,151 @@
+"""Review of learned mappings: list the unsure ones, store a person's accept or reject, apply it later.
+
+A decision is keyed by (pattern id, obligation id) and kept in the state table
+``learn_decisions``, so it survives ``poet kb build`` and every later
+``poet learn`` run applies it: a rejected mapping is dropped, an accepted one is
+kept (or added, when the mapping had not found it) with confidence 1.0 and the
+reason ``accepted in review``. Deciding also updates the pattern stored in the
+knowledge base at once, in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
+
+from poetkb import store
+from poetkb.errors import InputError, UnknownEntity
+from poetkb.learn.mapping import REVIEW_THRESHOLD
+from poetkb.learn.models import ReviewItem
+from poetkb.models import LearnedPattern, ObligationMatch
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from poetkb.kb import KnowledgeBase
+
+TABLE = "learn_decisions"
+ACCEPTED_REASON = "accepted in review"
+Decision = Literal["accept", "reject"]
+
+
+def parse_pair(text: str, *, option: str = "--accept") -> tuple[str, str]:
+    """``PATTERN_ID:OBLIGATION_ID`` -> the two ids (the obligation id never holds a colon)."""
+    pattern_id, sep, obligation_id = text.rpartition(":")
+    if not sep or not pattern_id or not obligation_id:
+        raise InputError(
+            f"expected PATTERN_ID:OBLIGATION_ID, got {text!r}", field=option,
+            hint="copy the pair from `poet learn review`, e.g. httpx:tests/test_x.py::test_vary:cache.vary.honored",
+        )
+    return pattern_id, obligation_id
+
+
+def load_decisions(db: sqlite_utils.Database) -> dict[tuple[str, str], str]:
+    """Every stored decision: (pattern id, obligation id) -> "accept" or "reject"."""
+    if TABLE not in db.table_names():
+        return {}
+    return {(r["pattern_id"], r["obligation_id"]): r["decision"] for r in db.table(TABLE).rows}
+
+
+def apply_decisions(
+    pattern_id: str, matches: Sequence[ObligationMatch], decisions: Mapping[tuple[str, str], str]
+) -> list[ObligationMatch]:
+    """A pattern's matches with the stored decisions applied (rejected dropped, accepted at 1.0), best first."""
+    if not decisions:
+        return list(matches)
+    kept: dict[str, ObligationMatch] = {}
+    for match in matches:
+        decision = decisions.get((pattern_id, match.id))
+        if decision == "reject":
+            continue
+        if decision == "accept":
+            match = ObligationMatch(id=match.id, confidence=1.0, reasons=[ACCEPTED_REASON, *match.reasons][:5])
+        kept[match.id] = match
+    for (pid, oid), decision in sorted(decisions.items()):
+        if pid == pattern_id and decision == "accept" and oid not in kept:
+            kept[oid] = ObligationMatch(id=oid, confidence=1.0, reasons=[ACCEPTED_REASON])
+    return sorted(kept.values(), key=lambda m: (-m.confidence, m.id))
+
+
+def review_items(
+    kb: KnowledgeBase, *, threshold: float = REVIEW_THRESHOLD, source: str | None = None, decided: bool = False
+) -> list[ReviewItem]:
+    """Mappings below ``threshold`` confidence (and, with ``decided``, every decision taken), sorted."""
+    decisions = load_decisions(kb.db)
+    items: list[ReviewItem] = []
+    for pattern in kb.patterns(source=source):
+        for match in pattern.obligations:
+            decision = decisions.get((pattern.id, match.id))
+            if match.confidence < threshold or (decided and decision):
+                items.append(_item(pattern, match, decision))
+    if decided:
+        listed = {(i.pattern_id, i.obligation_id) for i in items}
+        for (pid, oid), decision in sorted(decisions.items()):
+            if decision == "reject" and (pid, oid) not in listed:
+                items.append(ReviewItem(pattern_id=pid, obligation_id=oid, confidence=0.0, file="?", line=1,
+                                        decision=decision))
+    items.sort(key=lambda i: (i.confidence, i.pattern_id, i.obligation_id))
+    return items
+
+
+def _item(pattern: LearnedPattern, match: ObligationMatch, decision: str | None) -> ReviewItem:
+    return ReviewItem(
+        pattern_id=pattern.id, obligation_id=match.id, confidence=match.confidence, file=pattern.file,
+        test=pattern.test, line=pattern.line, reasons=list(match.reasons), decision=decision,
+    )
+
+
+def decide(
+    kb: KnowledgeBase, pairs: Iterable[tuple[str, str]], decision: Decision, *, note: str = ""
+) -> list[ReviewItem]:
+    """Store decisions and apply them to the stored patterns, all in one transaction.
+
+    Raises :class:`~poetkb.errors.UnknownObligation` for an unknown obligation
+    and :class:`~poetkb.errors.UnknownEntity` for a pattern id the knowledge
+    base does not hold, before anything is written.
+    """
+    wanted = list(dict.fromkeys(pairs))
+    patterns: dict[str, LearnedPattern] = {}
+    for pattern_id, obligation_id in wanted:
+        kb.obligation(obligation_id)
+        if pattern_id not in patterns:
+            rows = list(kb.db.table("patterns").rows_where("id = ?", [pattern_id], limit=1))
+            if not rows:
+                raise UnknownEntity("learned pattern", pattern_id, known=_close_ids(kb, pattern_id))
+            patterns[pattern_id] = store.decode(rows[0], LearnedPattern)
+    stamp = store.now_iso()
+    done: list[ReviewItem] = []
+    with kb.db.atomic():
+        for pattern_id, obligation_id in wanted:
+            kb.db.table(TABLE).upsert(
+                {"pattern_id": pattern_id, "obligation_id": obligation_id, "decision": decision,
+                 "decided_at": stamp, "note": note},
+                pk=("pattern_id", "obligation_id"),
+            )
+        decisions = load_decisions(kb.db)
+        for pattern_id, pattern in patterns.items():
+            matches = apply_decisions(pattern_id, pattern.obligations, decisions)
+            updated = pattern.model_copy(update={"obligations": matches})
+            _store_pattern_matches(kb.db, updated)
+            for oid in (o for p, o in wanted if p == pattern_id):
+                match = next((m for m in matches if m.id == oid), None)
+                done.append(_item(updated, match or ObligationMatch(id=oid, confidence=0.0), decision))
+    kb._graph = None  # noqa: SLF001 - the graph view is rebuilt on next use
+    return done
+
+
+def _store_pattern_matches(db: sqlite_utils.Database, pattern: LearnedPattern) -> None:
+    node = f"pattern:{pattern.id}"
+    db.table("patterns").update(pattern.id, {"data": pattern.model_dump_json()})
+    db.execute("delete from edges where src = ? and kind = 'learned_from'", [node])
+    rows = [{"src": node, "dst": f"obligation:{m.id}", "kind": "learned_from", "weight": m.confidence}
+            for m in pattern.obligations]
+    if rows:
+        db.table("edges").insert_all(rows, pk=("src", "dst", "kind"), replace=True)
+
+
+def _close_ids(kb: KnowledgeBase, pattern_id: str) -> list[str]:
+    import difflib
+
+    ids = [r["id"] for r in kb.db.query("select id from patterns")]
+    return difflib.get_close_matches(pattern_id, ids, n=3, cutoff=0.6)

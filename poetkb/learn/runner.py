@@ -1,0 +1,468 @@
+"""Run the mining pipeline: discover, parse in parallel (or take from the cache), map, write atomically.
+
+Order of a run, and why:
+
+1. Discovery reads and hashes every test file (cheap) and looks the hashes up
+   in the cache; only misses are parsed.
+2. Misses are parsed over ``workers`` processes (default: the CPU count),
+   started by ``forkserver`` with the extractor preloaded, so each process pays
+   the libcst import once and nothing of the parent (threads, the open SQLite
+   connection) is inherited. A progress bar shows on a terminal only. A process
+   that dies (a parser crash) costs a retry of its files one by one; the file
+   that kills a parser is skipped as ``crashed the parser``.
+3. Units are assembled in a fixed order, data files they name are read (and
+   cached by hash), and the mapper scores them against the knowledge base's
+   obligations. Review decisions are applied.
+4. Writes come last: the learned file goes to a temporary name; then one
+   transaction stores the new cache rows and replaces this source's patterns,
+   nodes and edges in the knowledge base, and the file is renamed into place
+   inside it. An interrupted or failed run leaves the knowledge base and the
+   learned file as they were.
+
+The learned file is deterministic: the same suite, catalog and decisions give
+byte-identical output (no timestamps; patterns sorted by id; run statistics
+are reported to the caller but not written).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from poetkb.errors import EnvironmentProblem, InputError, StoreError
+from poetkb.learn import review
+from poetkb.learn.cache import LearnCache, data_key, test_key
+from poetkb.learn.discover import MAX_FILE_BYTES, Discovery, Skipped, TestFile, content_hash, discover, git_commit
+from poetkb.learn.features import FieldBag, data_text, summary_terms
+from poetkb.learn.models import LearnReport, LearnRunStats, LearnSummary, SkippedFile, SuiteRoot
+from poetkb.models import LearnedPattern, ObligationMatch
+
+if TYPE_CHECKING:
+    from poetkb.kb import KnowledgeBase
+
+#: Where learned files go when no --out is given (relative to the current directory).
+DEFAULT_OUT = Path("knowledge") / "learned"
+#: Terms kept per pattern in the learned file.
+MAX_TERMS = 12
+#: Data files read per unit, and the size above which a data file is ignored.
+MAX_DATA_REFS = 8
+MAX_DATA_BYTES = MAX_FILE_BYTES
+#: Below this many files to parse, parsing stays in this process (starting workers costs more).
+MIN_PARALLEL_FILES = 8
+_SOURCE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+Job = tuple[int, str, bool]
+
+
+def default_source(paths: Sequence[Path]) -> str:
+    """A source name for the first path: its git repository's directory name, else its own name."""
+    first = Path(paths[0]).resolve()
+    base = first if first.is_dir() else first.parent
+    for directory in (base, *base.parents):
+        if (directory / ".git").exists():
+            base = directory
+            break
+    return normalise_source(base.name or "suite")
+
+
+def normalise_source(name: str) -> str:
+    cleaned = re.sub(r"[^a-z0-9_.-]+", "-", name.lower()).strip("-.") or "suite"
+    return cleaned
+
+
+def check_source(name: str) -> str:
+    if not _SOURCE_RE.match(name):
+        raise InputError(
+            f"source name {name!r} is not usable", field="--source",
+            hint="use lowercase letters, digits, '.', '_' or '-' (it names the file <source>.json)",
+        )
+    return name
+
+
+# -- parsing ----------------------------------------------------------------------------------------
+def parse_files(
+    jobs: Sequence[Job], *, workers: int, progress: bool = False
+) -> dict[int, dict[str, Any]]:
+    """Extraction results by job index, parsed in this process or over ``workers`` processes."""
+    from poetkb.learn import extract
+
+    bar = _progress_bar(len(jobs), progress)
+    results: dict[int, dict[str, Any]] = {}
+    try:
+        if workers <= 1 or len(jobs) < MIN_PARALLEL_FILES:
+            for job in jobs:
+                index, result = extract.mine_job(job)
+                results[index] = result
+                bar.update(1)
+            return results
+        _parse_parallel(jobs, workers, results, bar)
+        return results
+    finally:
+        bar.close()
+
+
+def _parse_parallel(jobs: Sequence[Job], workers: int, results: dict[int, dict[str, Any]], bar: Any) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from poetkb.learn import extract
+
+    context = _mp_context()
+    ordered = sorted(jobs, key=lambda j: -len(j[1]))  # largest first: the pool finishes evenly
+    chunk = max(1, min(16, len(ordered) // (workers * 8)))
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=extract.worker_init) as pool:
+            for index, result in pool.map(extract.mine_job, ordered, chunksize=chunk):
+                results[index] = result
+                bar.update(1)
+    except BrokenProcessPool:
+        # A parser process died. Retry what is left one file per process, to find and skip the culprit.
+        crashes = successes = 0
+        for job in ordered:
+            if job[0] in results:
+                continue
+            try:
+                with ProcessPoolExecutor(1, mp_context=context) as single:
+                    index, result = single.submit(extract.mine_job, job).result()
+                successes += 1
+            except BrokenProcessPool:
+                crashes += 1
+                if crashes >= 3 and not successes:
+                    raise EnvironmentProblem(
+                        "parser processes die as soon as they start",
+                        hint="run with --workers 1 to parse in this process and see the error",
+                    ) from None
+                index, result = job[0], {"error": "crashed the parser", "detail": "the parser process died"}
+            results[index] = result
+            bar.update(1)
+
+
+def _mp_context() -> Any:
+    """``fork`` where there is one: workers start at once, inherit the loaded extractor, re-import nothing.
+
+    The parent holds no threads when it forks (the progress bar runs without its
+    monitor thread) and the children never touch its SQLite connection.
+    """
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    if not (enabled and sys.stderr.isatty()):
+        return _NoBar()
+    from tqdm import tqdm
+
+    class _Bar(tqdm):  # type: ignore[type-arg]
+        monitor_interval = 0  # no monitor thread: the pool forks from this process
+
+    return _Bar(total=total, unit="file", desc="mining", file=sys.stderr, leave=False)
+
+
+class _NoBar:
+    def update(self, _count: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+# -- assembly ---------------------------------------------------------------------------------------
+class _Assembler:
+    """Builds pattern inputs (ids, provenance, feature fields) from extraction records."""
+
+    def __init__(self, source: str, cache: LearnCache) -> None:
+        self.source = source
+        self.cache = cache
+        self.data_files: set[str] = set()
+        self.ids: Counter[str] = Counter()
+
+    def units(self, found: TestFile, record: dict[str, Any], commit: str | None) -> list[dict[str, Any]]:
+        rel = found.rel
+        stem = rel.rsplit("/", 1)[-1].removesuffix(".py")
+        file_bag = FieldBag()
+        file_bag.add("path", rel.removesuffix(".py"))
+        file_bag.add("module", record.get("module_doc", ""))
+        file_fields = file_bag.render()
+        out = []
+        for unit in record["units"]:
+            fields = {**unit["fields"], **file_fields}
+            if unit["kind"] == "file":
+                bag = FieldBag()
+                bag.add("name", stem)
+                fields["name"] = bag.render().get("name", "")
+            data = self.data_words(found, unit.get("refs", ()))
+            if data:
+                fields["data"] = data
+            base = f"{self.source}:{rel}" + (f"::{unit['test']}" if unit["test"] else "")
+            self.ids[base] += 1
+            pid = base if self.ids[base] == 1 else f"{base}#{self.ids[base]}"
+            out.append({
+                "id": pid, "file": rel, "test": unit["test"], "kind": unit["kind"], "line": unit["line"],
+                "end_line": unit["end_line"], "summary": unit.get("summary", ""), "fields": fields,
+                "commit": commit, "content_hash": found.content_hash,
+            })
+        return out
+
+    def data_words(self, found: TestFile, refs: Iterable[str]) -> str:
+        """Words of the data files a unit names that exist beside it, inside the suite."""
+        boundary = (found.root if found.root.is_dir() else found.root.parent).resolve()
+        texts: list[str] = []
+        seen: set[Path] = set()
+        for ref in list(refs)[: MAX_DATA_REFS * 4]:
+            path = self._resolve(found.path.parent, boundary, ref)
+            if path is None or path in seen:
+                continue
+            seen.add(path)
+            words = self._data_file_words(path, boundary)
+            if words:
+                texts.append(words)
+            if len(texts) >= MAX_DATA_REFS:
+                break
+        return " | ".join(texts)
+
+    @staticmethod
+    def _resolve(start: Path, boundary: Path, ref: str) -> Path | None:
+        directory = start.resolve()
+        bases = [directory, *[p for p in directory.parents if p == boundary or boundary in p.parents]]
+        for base in bases:
+            candidate = (base / ref).resolve()
+            if candidate.suffix == ".py" or boundary not in candidate.parents:
+                continue
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def _data_file_words(self, path: Path, boundary: Path) -> str:
+        try:
+            if path.stat().st_size > MAX_DATA_BYTES:
+                return ""
+            data = path.read_bytes()
+        except OSError:
+            return ""
+        key = data_key(content_hash(data))
+        cached = self.cache.get(key)
+        self.data_files.add(path.relative_to(boundary).as_posix())
+        if cached is not None:
+            return str(cached)
+        try:
+            words = data_text(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            words = ""
+        self.cache.put(key, path.relative_to(boundary).as_posix(), words)
+        return words
+
+
+def _summary_text(unit: dict[str, Any]) -> str:
+    if unit["summary"]:
+        return str(unit["summary"])
+    name = unit["fields"].get("name", "")
+    cls = unit["fields"].get("cls", "")
+    return f"{name} ({cls})" if cls else name
+
+
+# -- the run ----------------------------------------------------------------------------------------
+def learn(
+    kb: KnowledgeBase,
+    paths: Sequence[str | Path],
+    *,
+    source: str | None = None,
+    out_dir: str | Path | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+    store: bool = True,
+    write_file: bool = True,
+    on_phase: Callable[[str], None] | None = None,
+) -> LearnReport:
+    """Mine test suites into learned patterns; see the module docstring for the steps and guarantees."""
+    started = time.perf_counter()
+    roots = [Path(p) for p in paths]
+    name = check_source(source if source is not None else default_source(roots)) if roots else "suite"
+    workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+    found = discover(roots)
+    phase = on_phase or (lambda _: None)
+
+    cache = LearnCache(kb.db)
+    keys = [test_key(f.content_hash, f.script_style) for f in found.files]
+    cached = cache.get_many(keys)
+    jobs = [(i, f.text, f.script_style) for i, (f, k) in enumerate(zip(found.files, keys, strict=True))
+            if k not in cached]
+    phase(f"parsing {len(jobs)} of {len(found.files)} files")
+    parsed = parse_files(jobs, workers=workers, progress=progress)
+    for index, result in parsed.items():
+        cache.put(keys[index], found.files[index].rel, result)
+    records = [cached.get(k) if k in cached else parsed[i] for i, k in enumerate(keys)]
+
+    phase("mapping")
+    commits = {root: git_commit(root) for root in roots}
+    assembler = _Assembler(name, cache)
+    skipped = list(found.skipped)
+    units: list[dict[str, Any]] = []
+    for test_file, record in zip(found.files, records, strict=True):
+        if "error" in record:
+            skipped.append(Skipped(test_file.rel, record["error"], record.get("detail", "")))
+            continue
+        units.extend(assembler.units(test_file, record, commits.get(test_file.root)))
+    patterns = _map(kb, name, units)
+    summary = _summarise(kb, roots, commits, found, skipped, patterns)
+    stats = LearnRunStats(
+        files_parsed=len(jobs), files_cached=len(found.files) - len(jobs), data_files=len(assembler.data_files),
+        workers=workers if len(jobs) >= MIN_PARALLEL_FILES else 1,
+    )
+    report = LearnReport(source=name, summary=summary, run=stats, patterns=patterns)
+
+    phase("writing")
+    target = (Path(out_dir) if out_dir is not None else Path.cwd() / DEFAULT_OUT) / f"{name}.json"
+    _commit_results(kb, report, cache, target if write_file else None, store=store)
+    return report.model_copy(update={
+        "out_file": str(target) if write_file else None,
+        "stored_in_kb": store,
+        "run": stats.model_copy(update={"seconds": round(time.perf_counter() - started, 3)}),
+    })
+
+
+def _map(kb: KnowledgeBase, source: str, units: list[dict[str, Any]]) -> list[LearnedPattern]:
+    from poetkb.learn.mapping import Mapper, aggregate_classes
+
+    mapper = Mapper(kb.obligations(), kb.rules(), kb.failure_modes(), examples=known_examples(kb, source))
+    matches = mapper.map([u["fields"] for u in units], groups=[u["file"] for u in units])
+    matches = aggregate_classes(units, matches)
+    decisions = review.load_decisions(kb.db)
+    patterns = []
+    for unit, found in zip(units, matches, strict=True):
+        kept = review.apply_decisions(unit["id"], found, decisions)
+        patterns.append(LearnedPattern(
+            id=unit["id"], source=source, file=unit["file"], test=unit["test"], kind=unit["kind"],
+            line=unit["line"], end_line=unit["end_line"], commit=unit["commit"], content_hash=unit["content_hash"],
+            summary=_summary_text(unit), terms=summary_terms(unit["fields"], cap=MAX_TERMS), obligations=kept,
+        ))
+    patterns.sort(key=lambda p: p.id)
+    return patterns
+
+
+def known_examples(kb: KnowledgeBase, exclude_source: str) -> dict[str, list[str]]:
+    """Terms of tests other sources map confidently to each obligation (the mapper's known examples)."""
+    from poetkb.learn.mapping import REVIEW_THRESHOLD
+
+    examples: dict[str, list[str]] = {}
+    for pattern in kb.patterns():
+        if pattern.source == exclude_source:
+            continue
+        for match in pattern.obligations:
+            if match.confidence >= REVIEW_THRESHOLD:
+                examples.setdefault(match.id, []).append(" ".join(pattern.terms[:8]))
+    return examples
+
+
+def _summarise(
+    kb: KnowledgeBase,
+    roots: Sequence[Path],
+    commits: dict[Path, str | None],
+    found: Discovery,
+    skipped: list[Skipped],
+    patterns: list[LearnedPattern],
+) -> LearnSummary:
+    covered: Counter[str] = Counter(m.id for p in patterns for m in p.obligations)
+    all_ids = [ob.id for ob in kb.obligations()]
+    skipped = sorted(skipped, key=lambda s: (s.path, s.reason))
+    return LearnSummary(
+        roots=[SuiteRoot(name=r.resolve().name, commit=commits.get(r)) for r in roots],
+        files_mined=len(found.files) - sum(1 for s in skipped if s not in found.skipped),
+        files_skipped=len(skipped),
+        skipped_by_reason=dict(sorted(Counter(s.reason for s in skipped).items())),
+        skipped=[SkippedFile(path=s.path, reason=s.reason, detail=s.detail) for s in skipped],
+        units=len(patterns),
+        units_mapped=sum(1 for p in patterns if p.obligations),
+        units_by_kind=dict(sorted(Counter(p.kind for p in patterns).items())),
+        covered=dict(sorted(covered.items())),
+        gaps=[oid for oid in all_ids if oid not in covered],
+    )
+
+
+# -- writing ----------------------------------------------------------------------------------------
+def learned_file_text(report: LearnReport) -> str:
+    """The learned file: source and summary as indented JSON, then one pattern per line (sorted by id).
+
+    One line per pattern keeps the file small and a re-mine's diff readable.
+    """
+    head = json.dumps(
+        {"source": report.source, "summary": report.summary.model_dump(mode="json")},
+        indent=1, sort_keys=True, ensure_ascii=False,
+    )
+    lines = [
+        json.dumps(p.model_dump(mode="json", exclude_none=True, exclude_defaults=True) | {"id": p.id},
+                   sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        for p in report.patterns
+    ]
+    body = ",\n".join(lines)
+    return f'{head[:-2]},\n "patterns": [\n{body}\n ]\n}}\n' if lines else f'{head[:-2]},\n "patterns": []\n}}\n'
+
+
+def _commit_results(
+    kb: KnowledgeBase, report: LearnReport, cache: LearnCache, target: Path | None, *, store: bool
+) -> None:
+    tmp: Path | None = None
+    if target is not None:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            tmp.write_text(learned_file_text(report), encoding="utf-8")
+        except OSError as exc:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot write {target}: {exc.strerror or exc}", path=target,
+                             hint="pass --out to a writable directory") from exc
+    try:
+        with kb.db.atomic():
+            cache.write()
+            if store:
+                store_patterns(kb, report.source, report.patterns)
+            if tmp is not None and target is not None:
+                try:
+                    os.replace(tmp, target)
+                except OSError as exc:
+                    raise StoreError(f"cannot write {target}: {exc.strerror or exc}", path=target,
+                                     hint="pass --out to a writable directory") from exc
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    kb._graph = None  # noqa: SLF001 - the graph view is rebuilt on next use
+
+
+def store_patterns(kb: KnowledgeBase, source: str, patterns: Sequence[LearnedPattern]) -> None:
+    """Replace one source's patterns, pattern nodes and learned_from edges (the caller holds the transaction)."""
+    db = kb.db
+    old = [r["id"] for r in db.query("select id from patterns where source = ?", [source])]
+    for start in range(0, len(old), 500):
+        chunk = [f"pattern:{pid}" for pid in old[start:start + 500]]
+        marks = ", ".join("?" * len(chunk))
+        db.execute(f"delete from edges where src in ({marks})", chunk)
+        db.execute(f"delete from nodes where id in ({marks})", chunk)
+    db.execute("delete from patterns where source = ?", [source])
+    known = {r["id"] for r in db.query("select id from obligations")}
+    db.table("patterns").insert_all(
+        ({"id": p.id, "source": p.source, "file": p.file, "test": p.test, "line": p.line, "summary": p.summary,
+          "data": p.model_dump_json()} for p in patterns),
+        pk="id", replace=True,
+    )
+    db.table("nodes").insert_all(
+        ({"id": f"pattern:{p.id}", "kind": "pattern", "label": p.test or p.file} for p in patterns),
+        pk="id", replace=True,
+    )
+    db.table("edges").insert_all(
+        ({"src": f"pattern:{p.id}", "dst": f"obligation:{m.id}", "kind": "learned_from", "weight": m.confidence}
+         for p in patterns for m in p.obligations if m.id in known),
+        pk=("src", "dst", "kind"), replace=True,
+    )
+
+
+def matches_json(matches: Sequence[ObligationMatch]) -> list[dict[str, Any]]:
+    return [{"id": m.id, "confidence": m.confidence} for m in matches]
