@@ -10,6 +10,7 @@ only these records, never the network.
 from __future__ import annotations
 
 import json
+import re
 from functools import cached_property
 from typing import Any
 
@@ -19,6 +20,12 @@ from poetkb.models import PoetModel
 
 #: bodies longer than this are stored cut, with their full size and sha256 kept
 BODY_LIMIT = 16_384
+_MARKER = re.compile(r"([?&])poet=[^&]*&?")
+
+
+def shown(path: str) -> str:
+    """A request path for a diagnosis: without the gate's ``poet=`` marker (each run's own)."""
+    return _MARKER.sub(r"\1", path).rstrip("?&")
 
 
 class HttpRequestRecord(PoetModel):
@@ -117,7 +124,7 @@ class HttpExchange(PoetModel):
     def describe(self) -> str:
         """``GET /path -> 200`` or ``GET /path -> ReadTimeout``, for diagnoses."""
         outcome = str(self.status) if self.response else (self.error_type or "error")
-        return f"{self.request.method} {self.path} -> {outcome}"
+        return f"{self.request.method} {shown(self.path)} -> {outcome}"
 
 
 class TlsHandshake(PoetModel):

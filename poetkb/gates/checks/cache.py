@@ -183,9 +183,10 @@ def evaluate_vary(ev: CheckEvidence, params: p.VaryVariantsIsolated) -> Outcome:
     if wrong:
         value, counts = max(wrong.items(), key=lambda kv: sum(kv[1].values()))
         asked = sum(1 for e in got if e.step.endswith(f":{value}"))
+        others = listing(f"{k} x{v}" for k, v in counts.items())
         return Outcome("fail", expected, observed,
                        f"{sum(counts.values())} of {asked} responses for {params.header}: {value} carried another "
-                       f"variant's body ({listing(counts)}): the cache ignores Vary", details, len(got))
+                       f"variant's body ({others}): the cache ignores Vary", details, len(got))
     if failed:
         return Outcome("fail", expected, observed, f"requests failed: {listing(failed)}", details, len(got))
     return Outcome("pass", expected, observed, "", details, len(got))

@@ -24,6 +24,7 @@ from poetkb.gates.checks.base import (
 )
 from poetkb.gates.evidence import CheckEvidence
 from poetkb.gates.probes import RequestSpec
+from poetkb.gates.records import shown
 
 
 # -- same_key_same_backend ---------------------------------------------------------------------------
@@ -49,8 +50,7 @@ def evaluate_same_key(ev: CheckEvidence, params: p.SameKeySameBackend) -> Outcom
     groups: dict[str, list[str | None]] = defaultdict(list)
     if ev.exchanges:
         for ex in sorted(ev.exchanges, key=lambda e: e.seq):
-            key = ex.step.split(":", 1)[1] if ex.step.startswith("key:") else path_only(ex.path) + "?" + (
-                ex.path.split("?", 1)[1] if "?" in ex.path else "")
+            key = shown(ex.path)
             ok = ex.response is not None and ex.response.status < 500
             groups[key].append(_backend(ev, ex.upstream) if ok else None)
     elif ev.log is not None and ev.log.records:
@@ -264,17 +264,17 @@ def evaluate_hosts(ev: CheckEvidence, params: p.HostIsolated) -> Outcome:
         if received.split(":")[0] != host:
             problems.append(f"a request for host {host} reached the upstream as host {received or '(none)'}")
         if params.identity_header:
-            shown = ex.header(params.identity_header)
+            vhost = ex.header(params.identity_header)
             want = params.expect_identity.get(host)
-            if want is not None and shown != want:
-                problems.append(f"host {host} was answered by virtual host {shown or '(none)'} "
+            if want is not None and vhost != want:
+                problems.append(f"host {host} was answered by virtual host {vhost or '(none)'} "
                                 f"({params.identity_header}), expected {want}")
     if params.identity_header and not params.expect_identity:
-        shown = [ev.steps(f"host:{h}")[0].header(params.identity_header) for h in params.hosts
-                 if ev.steps(f"host:{h}")]
-        if len(set(shown)) < len(shown):
+        vhosts = [ev.steps(f"host:{h}")[0].header(params.identity_header) for h in params.hosts
+                  if ev.steps(f"host:{h}")]
+        if len(set(vhosts)) < len(vhosts):
             problems.append(f"hosts {listing(params.hosts)} were answered by the same virtual host "
-                            f"({params.identity_header}: {shown[0]})")
+                            f"({params.identity_header}: {vhosts[0]})")
     if params.cache_path:
         ids = {h: identity(ev.steps(f"cache:{h}")[0]) if ev.steps(f"cache:{h}") else None for h in params.hosts}
         known = [i for i in ids.values() if i]
