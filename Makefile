@@ -18,9 +18,14 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+# The main job: build the knowledge base, bring up the NGINX demo edge with its upstreams, gate it on every
+# edge obligation. The edge stays up afterwards (`poet demo status`, `poet gate run --all`, `poet demo down`).
+DEMO_PROXY ?= nginx
 demo: $(STAMP)
 	$(BIN)/poet kb build
-	$(BIN)/poet obligations list
+	$(BIN)/poet demo up --proxy $(DEMO_PROXY)
+	$(BIN)/poet gate run --all
+	@echo "the $(DEMO_PROXY) demo edge is still up: $(BIN)/poet demo status | $(BIN)/poet demo down"
 
 lint: $(STAMP)
 	$(BIN)/ruff check poetkb tests benchmarks
