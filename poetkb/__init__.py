@@ -65,6 +65,8 @@ _EXPORTS: dict[str, str] = {
     "Runbook": "poetkb.plans.runbook",
     "DemoState": "poetkb.demo.models",
     "DemoStatus": "poetkb.demo.models",
+    "LearnReport": "poetkb.learn.models",
+    "LearnSummary": "poetkb.learn.models",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -100,6 +102,7 @@ if TYPE_CHECKING:
     )
     from poetkb.gates.models import CheckResult, EvidenceManifest, GateReport, ObligationVerdict
     from poetkb.kb import KnowledgeBase, open
+    from poetkb.learn.models import LearnReport, LearnSummary
     from poetkb.models import (
         Check,
         Component,

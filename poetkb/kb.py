@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     import sqlite_utils
 
     from poetkb.gates.models import GateReport
+    from poetkb.learn.models import LearnReport
+    from poetkb.learn.models import ReviewItem as LearnReviewItem
     from poetkb.load.baselines import Baseline
     from poetkb.load.interpret import Interpretation
     from poetkb.load.metrics import MetricsSummary
@@ -325,6 +327,36 @@ class KnowledgeBase:
 
     # -- features: each section is a thin entry point into its own module ------------------------
     # --- learn (mining legacy test suites) ---
+    def learn(self, paths: Iterable[str | Path], *, source: str | None = None, out_dir: str | Path | None = None,
+              workers: int | None = None, progress: bool = False, store: bool = True,
+              write_file: bool = True, mapped_only: bool = False) -> LearnReport:
+        """Mine test suites into learned patterns mapped to obligations (see poetkb.learn.runner).
+
+        Static only (nothing is imported or run). Writes ``<out_dir>/<source>.json``
+        (default ``./knowledge/learned``) and stores the patterns in this knowledge
+        base, both atomically; re-runs parse only changed files.
+        """
+        from poetkb.learn.runner import learn
+
+        return learn(self, list(paths), source=source, out_dir=out_dir, workers=workers, progress=progress,
+                     store=store, write_file=write_file, mapped_only=mapped_only)
+
+    def learn_review(self, *, threshold: float | None = None, source: str | None = None,
+                     decided: bool = False) -> list[LearnReviewItem]:
+        """Learned mappings below ``threshold`` confidence (default 0.7), for a person to accept or reject."""
+        from poetkb.learn.mapping import REVIEW_THRESHOLD
+        from poetkb.learn.review import review_items
+
+        return review_items(self, threshold=REVIEW_THRESHOLD if threshold is None else threshold, source=source,
+                            decided=decided)
+
+    def learn_decide(self, pairs: Iterable[tuple[str, str]], decision: Literal["accept", "reject"], *,
+                     note: str = "") -> list[LearnReviewItem]:
+        """Accept or reject (pattern id, obligation id) mappings; stored, applied now and by later runs."""
+        from poetkb.learn.review import decide
+
+        return decide(self, pairs, decision, note=note)
+
     # --- rank and plans ---
     def rank(self, change: str | None = None, *, diff: str | Path | None = None, component: str | None = None,
              top: int = 10) -> Ranking:

@@ -36,6 +36,8 @@ SCHEMAS: dict[str, str] = {
     "demo-status": "poetkb.demo.models:DemoStatus",
     "demo-variant": "poetkb.demo.models:Variant",
     "demo-fault": "poetkb.demo.models:Fault",
+    "learn-report": "poetkb.learn.models:LearnReport",
+    "learn-review-item": "poetkb.learn.models:ReviewItem",
 }
 
 

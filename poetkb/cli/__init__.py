@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "poetkb.cli.load",
     "poetkb.cli.gate",
     "poetkb.cli.demo",
+    "poetkb.cli.learn",
 ]
 
 for _name in COMMAND_MODULES:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 #: Bump whenever extract.py or features.py change what they produce (invalidates every entry).
-CACHE_VERSION = "3"
+CACHE_VERSION = "4"
 TABLE = "learn_cache"
 _CHUNK = 500
 

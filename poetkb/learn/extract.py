@@ -470,12 +470,15 @@ def mine_job(job: tuple[int, str, bool]) -> tuple[int, dict[str, Any]]:
 
 
 def worker_init() -> None:
-    """Start of a mining process: move the inherited objects out of the collector's sight.
+    """Start of a mining process: ignore Ctrl-C, and move the inherited objects out of the collector's sight.
 
     ``gc.freeze()`` puts every object alive now (the modules and whatever the
     forked parent held) into the permanent generation, so the collections that
     still happen between files neither scan them again and again nor touch
     (and so copy) the pages shared with the parent.
     """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
     gc.collect()
     gc.freeze()

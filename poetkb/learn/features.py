@@ -161,14 +161,16 @@ def document(fields: Mapping[str, str]) -> str:
 
 
 def summary_terms(fields: Mapping[str, str], *, cap: int = 24) -> list[str]:
-    """The most telling words of a unit, for people and for the output file: name words first, then frequent ones."""
+    """The most telling words of a unit: its name words first (in order), then the most frequent others."""
     ranked: Counter[str] = Counter()
-    order: dict[str, int] = {}
+    order: dict[str, tuple[int, int]] = {}
+    position = 0
     for rank, field in enumerate(FIELDS):
         for word in field_words(fields.get(field, "")):
             if word in STOP_WORDS or len(word) < 2 or (word.isdigit() and len(word) != 3):
                 continue
             ranked[word] += 1
-            order.setdefault(word, rank)
-    best = sorted(ranked, key=lambda w: (order[w], -ranked[w], w))
+            position += 1
+            order.setdefault(word, (rank, position))
+    best = sorted(ranked, key=lambda w: (order[w][0], -ranked[w] if order[w][0] else 0, order[w][1]))
     return best[:cap]

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from poetkb import store
-from poetkb.errors import InputError, UnknownEntity
+from poetkb.errors import InputError
 from poetkb.learn.mapping import REVIEW_THRESHOLD
 from poetkb.learn.models import ReviewItem
 from poetkb.models import LearnedPattern, ObligationMatch
@@ -82,8 +82,11 @@ def review_items(
         listed = {(i.pattern_id, i.obligation_id) for i in items}
         for (pid, oid), decision in sorted(decisions.items()):
             if decision == "reject" and (pid, oid) not in listed:
-                items.append(ReviewItem(pattern_id=pid, obligation_id=oid, confidence=0.0, file="?", line=1,
-                                        decision=decision))
+                pattern = _stored_pattern(kb, pid)
+                if pattern is None or (source and pattern.source != source):
+                    continue
+                items.append(_item(pattern, ObligationMatch(id=oid, confidence=0.0, reasons=["rejected in review"]),
+                                   decision))
     items.sort(key=lambda i: (i.confidence, i.pattern_id, i.obligation_id))
     return items
 
@@ -101,18 +104,23 @@ def decide(
     """Store decisions and apply them to the stored patterns, all in one transaction.
 
     Raises :class:`~poetkb.errors.UnknownObligation` for an unknown obligation
-    and :class:`~poetkb.errors.UnknownEntity` for a pattern id the knowledge
-    base does not hold, before anything is written.
+    and :class:`~poetkb.errors.InputError` for a pattern id the knowledge base
+    does not hold, before anything is written.
     """
     wanted = list(dict.fromkeys(pairs))
     patterns: dict[str, LearnedPattern] = {}
     for pattern_id, obligation_id in wanted:
         kb.obligation(obligation_id)
         if pattern_id not in patterns:
-            rows = list(kb.db.table("patterns").rows_where("id = ?", [pattern_id], limit=1))
-            if not rows:
-                raise UnknownEntity("learned pattern", pattern_id, known=_close_ids(kb, pattern_id))
-            patterns[pattern_id] = store.decode(rows[0], LearnedPattern)
+            found = _stored_pattern(kb, pattern_id)
+            if found is None:
+                close = _close_ids(kb, pattern_id)
+                raise InputError(
+                    f"unknown learned pattern {pattern_id!r}", field=f"--{decision}",
+                    hint=(f"did you mean {', '.join(close)}? " if close else "")
+                    + "list the ids with `poet learn review --threshold 1`, or mine the suite first",
+                )
+            patterns[pattern_id] = found
     stamp = store.now_iso()
     done: list[ReviewItem] = []
     with kb.db.atomic():
@@ -132,6 +140,11 @@ def decide(
                 done.append(_item(updated, match or ObligationMatch(id=oid, confidence=0.0), decision))
     kb._graph = None  # noqa: SLF001 - the graph view is rebuilt on next use
     return done
+
+
+def _stored_pattern(kb: KnowledgeBase, pattern_id: str) -> LearnedPattern | None:
+    rows = list(kb.db.table("patterns").rows_where("id = ?", [pattern_id], limit=1))
+    return store.decode(rows[0], LearnedPattern) if rows else None
 
 
 def _store_pattern_matches(db: sqlite_utils.Database, pattern: LearnedPattern) -> None:

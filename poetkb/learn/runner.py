@@ -117,31 +117,59 @@ def _parse_parallel(jobs: Sequence[Job], workers: int, results: dict[int, dict[s
     context = _mp_context()
     ordered = sorted(jobs, key=lambda j: -len(j[1]))  # largest first: the pool finishes evenly
     chunk = max(1, min(16, len(ordered) // (workers * 8)))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=extract.worker_init)
     try:
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=extract.worker_init) as pool:
-            for index, result in pool.map(extract.mine_job, ordered, chunksize=chunk):
-                results[index] = result
-                bar.update(1)
-    except BrokenProcessPool:
-        # A parser process died. Retry what is left one file per process, to find and skip the culprit.
-        crashes = successes = 0
-        for job in ordered:
-            if job[0] in results:
-                continue
-            try:
-                with ProcessPoolExecutor(1, mp_context=context) as single:
-                    index, result = single.submit(extract.mine_job, job).result()
-                successes += 1
-            except BrokenProcessPool:
-                crashes += 1
-                if crashes >= 3 and not successes:
-                    raise EnvironmentProblem(
-                        "parser processes die as soon as they start",
-                        hint="run with --workers 1 to parse in this process and see the error",
-                    ) from None
-                index, result = job[0], {"error": "crashed the parser", "detail": "the parser process died"}
+        for index, result in pool.map(extract.mine_job, ordered, chunksize=chunk):
             results[index] = result
             bar.update(1)
+    except BrokenProcessPool:
+        pool.shutdown(wait=True)
+        _retry_one_by_one(ordered, results, context, bar)
+    except BaseException:
+        _stop(pool)  # interrupted: drop the queued files and end the workers now
+        raise
+    else:
+        pool.shutdown(wait=True)
+
+
+def _retry_one_by_one(ordered: Sequence[Job], results: dict[int, dict[str, Any]], context: Any, bar: Any) -> None:
+    """A parser process died: parse what is left one file per process, to find and skip the culprit."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from poetkb.learn import extract
+
+    crashes = successes = 0
+    for job in ordered:
+        if job[0] in results:
+            continue
+        try:
+            with ProcessPoolExecutor(1, mp_context=context) as single:
+                index, result = single.submit(extract.mine_job, job).result()
+            successes += 1
+        except BrokenProcessPool:
+            crashes += 1
+            if crashes >= 3 and not successes:
+                raise EnvironmentProblem(
+                    "parser processes die as soon as they start",
+                    hint="run with --workers 1 to parse in this process and see the error",
+                ) from None
+            index, result = job[0], {"error": "crashed the parser", "detail": "the parser process died"}
+        results[index] = result
+        bar.update(1)
+
+
+def _stop(pool: Any) -> None:
+    """Cancel queued work and end the worker processes without waiting for them."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):  # earlier Pythons: no public way
+        process.terminate()
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.join(timeout=5)
 
 
 def _mp_context() -> Any:
@@ -280,9 +308,15 @@ def learn(
     progress: bool = False,
     store: bool = True,
     write_file: bool = True,
+    mapped_only: bool = False,
     on_phase: Callable[[str], None] | None = None,
 ) -> LearnReport:
-    """Mine test suites into learned patterns; see the module docstring for the steps and guarantees."""
+    """Mine test suites into learned patterns; see the module docstring for the steps and guarantees.
+
+    ``store`` puts the patterns in the knowledge base, ``write_file`` writes
+    ``<out_dir>/<source>.json``; ``mapped_only`` keeps only mapped units in both (for
+    committed knowledge files; the summary still counts every unit).
+    """
     started = time.perf_counter()
     roots = [Path(p) for p in paths]
     name = check_source(source if source is not None else default_source(roots)) if roots else "suite"
@@ -317,7 +351,8 @@ def learn(
         files_parsed=len(jobs), files_cached=len(found.files) - len(jobs), data_files=len(assembler.data_files),
         workers=workers if len(jobs) >= MIN_PARALLEL_FILES else 1,
     )
-    report = LearnReport(source=name, summary=summary, run=stats, patterns=patterns)
+    kept = [p for p in patterns if p.obligations] if mapped_only else patterns
+    report = LearnReport(source=name, summary=summary, run=stats, patterns=kept)
 
     phase("writing")
     target = (Path(out_dir) if out_dir is not None else Path.cwd() / DEFAULT_OUT) / f"{name}.json"

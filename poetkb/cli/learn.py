@@ -1,0 +1,125 @@
+"""`poet learn`: mine legacy test suites into learned patterns, and review the unsure mappings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from poetkb.cli.common import emit_json, main, open_kb
+
+
+@main.group()
+def learn() -> None:
+    """Learn which tests exercise which obligations, from existing test suites (static: nothing is run)."""
+
+
+@learn.command("from-tests")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for <source>.json (default: ./knowledge/learned).")
+@click.option("--source", help="Name of what is mined, and of the output file (default: the repository's name).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Parser processes (default: the CPU count).")
+@click.option("--mapped-only", is_flag=True,
+              help="Keep only units mapped to an obligation in the file and the KB (the summary counts all).")
+@click.option("--no-store", is_flag=True, help="Write the file only; leave the knowledge base's patterns alone.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (per unit: file, test, line, "
+              "obligations with confidence and reasons).")
+@click.pass_context
+def from_tests(ctx: click.Context, paths: tuple[Path, ...], out_dir: Path | None, source: str | None,
+               workers: int | None, mapped_only: bool, no_store: bool, as_json: bool) -> None:
+    """Mine test files under PATHS into knowledge/learned/<source>.json and the knowledge base.
+
+    Finds test_*.py, *_test.py, *.test.py, conftest.py and test modules under tests/;
+    units are test functions (parametrized too), unittest methods, test classes, and
+    script-style files. Unparseable, non-UTF-8, huge (> 1 MiB) and too deeply nested
+    files and symlink loops are skipped and counted. A re-run parses only changed files.
+    """
+    with open_kb(ctx) as kb:
+        report = kb.learn(list(paths), source=source, out_dir=out_dir, workers=workers, progress=not as_json,
+                          store=not no_store, mapped_only=mapped_only)
+    if as_json:
+        emit_json(_report_json(report))
+        return
+    summary, run = report.summary, report.run
+    click.echo(f"{report.source}: {summary.files_mined} test files mined ({run.files_parsed} parsed, "
+               f"{run.files_cached} from the cache) in {run.seconds:.1f}s with {run.workers} "
+               f"worker{'s' if run.workers != 1 else ''}")
+    if summary.files_skipped:
+        reasons = ", ".join(f"{n} {r}" for r, n in summary.skipped_by_reason.items())
+        click.echo(f"skipped {summary.files_skipped} file{'s' if summary.files_skipped != 1 else ''}: {reasons}")
+        for skipped in summary.skipped[:10]:
+            detail = f" ({skipped.detail})" if skipped.detail else ""
+            click.echo(f"  {skipped.path}: {skipped.reason}{detail}")
+        if len(summary.skipped) > 10:
+            click.echo(f"  ... and {len(summary.skipped) - 10} more (see the learned file)")
+    click.echo(f"{summary.units} test units, {summary.units_mapped} mapped to obligations")
+    for oid, count in sorted(summary.covered.items(), key=lambda kv: (-kv[1], kv[0]))[:12]:
+        click.echo(f"  {count:>5}  {oid}")
+    click.echo(f"gaps: {len(summary.gaps)} obligations no mined test covers"
+               + (f" ({', '.join(summary.gaps[:6])}{', ...' if len(summary.gaps) > 6 else ''})" if summary.gaps
+                  else ""))
+    if report.out_file:
+        click.echo(f"wrote {report.out_file}")
+    if report.stored_in_kb:
+        click.echo("stored the patterns in the knowledge base; review unsure ones with `poet learn review`")
+
+
+def _report_json(report: Any) -> dict[str, Any]:
+    return {
+        "source": report.source,
+        "out_file": report.out_file,
+        "stored_in_kb": report.stored_in_kb,
+        "summary": report.summary.model_dump(mode="json"),
+        "run": report.run.model_dump(mode="json"),
+        "units": [
+            {"id": p.id, "file": p.file, "test": p.test, "kind": p.kind, "line": p.line, "end_line": p.end_line,
+             "obligations": [{"id": m.id, "confidence": m.confidence, "reasons": m.reasons} for m in p.obligations]}
+            for p in report.patterns
+        ],
+    }
+
+
+@learn.command("review")
+@click.option("--accept", "accepts", multiple=True, metavar="PATTERN_ID:OBLIGATION",
+              help="Accept a mapping (repeatable); an unmapped pair is added. Used by every later run.")
+@click.option("--reject", "rejects", multiple=True, metavar="PATTERN_ID:OBLIGATION",
+              help="Reject a mapping (repeatable). Used by every later run.")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), help="List mappings below this confidence "
+              "(default 0.7).")
+@click.option("--source", help="Only patterns mined from this source.")
+@click.option("--decided", is_flag=True, help="Also list the decisions already taken.")
+@click.option("--note", default="", help="A note stored with the decisions.")
+@click.option("--json", "as_json", is_flag=True, help="Print the items as JSON.")
+@click.pass_context
+def review(ctx: click.Context, accepts: tuple[str, ...], rejects: tuple[str, ...], threshold: float | None,
+           source: str | None, decided: bool, note: str, as_json: bool) -> None:
+    """List low-confidence learned mappings, or accept / reject them."""
+    from poetkb.learn.review import parse_pair
+
+    accepted = [parse_pair(a, option="--accept") for a in accepts]
+    rejected = [parse_pair(r, option="--reject") for r in rejects]
+    with open_kb(ctx) as kb:
+        if accepted or rejected:
+            done = []
+            if accepted:
+                done += kb.learn_decide(accepted, "accept", note=note)
+            if rejected:
+                done += kb.learn_decide(rejected, "reject", note=note)
+            if as_json:
+                emit_json(done)
+                return
+            for item in done:
+                click.echo(f"{item.decision}ed  {item.pattern_id} -> {item.obligation_id}")
+            click.echo("stored; later `poet learn from-tests` runs apply these decisions")
+            return
+        items = kb.learn_review(threshold=threshold, source=source, decided=decided)
+    if as_json:
+        emit_json(items)
+        return
+    for item in items:
+        mark = f" [{item.decision}]" if item.decision else ""
+        click.echo(f"{item.confidence:.2f}  {item.pattern_id}:{item.obligation_id}{mark}")
+        click.echo(f"      {item.file}:{item.line}  " + "; ".join(item.reasons[:3]))
+    click.echo(f"{len(items)} mapping{'s' if len(items) != 1 else ''} to review", err=True)
