@@ -211,7 +211,7 @@ def evaluate_request_id(ev: CheckEvidence, params: p.RequestIdPropagated) -> Out
     expected = (f"each request reaches the upstream with its own non-empty {params.header}"
                 + (f", returned in {params.response_header}" if params.response_header else "")
                 + ", the same id the access log records")
-    bad = precheck(ev, expected, ["captures.jsonl"]) or log_problem(ev, expected)
+    bad = precheck(ev, expected, ["captures.jsonl", "access.log"]) or log_problem(ev, expected)
     if bad:
         return bad
     sent = ev.steps("rid")
