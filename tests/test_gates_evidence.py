@@ -177,3 +177,14 @@ def test_foreign_files_without_a_selection_pick_the_checks_that_read_them(kb: An
     assert report.target is not None and report.target.source == "evidence"
     assert all(f.kind == "metrics" for f in report.evidence_files)
     json.loads(report.model_dump_json())
+
+
+def test_packet_capture_is_kept_with_its_hash(kb: Any) -> None:
+    """--capture records the run's loopback packets with tcpdump into capture.pcap, hashed in the manifest."""
+    with running_edge() as url:
+        report = kb.gate(obligations=["security.client.ip.preserved"], target=url, capture=True)
+    assert report.verdict == "pass", report.problems
+    pcap = next(f for f in report.evidence_files if f.path == "capture.pcap")
+    data = (Path(report.evidence_dir) / "capture.pcap").read_bytes()
+    assert pcap.bytes == len(data) > 24  # a pcap header and at least one packet
+    assert data[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")

@@ -10,6 +10,7 @@ the run ends.
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -49,31 +50,50 @@ class PacketCapture:
             return cls(None, path, f"--capture: tcpdump is not installed ({install_hint('tcpdump')})")
         ports = ports_of(target)
         expr = " or ".join(f"tcp port {p}" for p in ports) or "tcp"
-        argv = [binary, "-i", "lo", "-U", "-n", "-s", str(SNAPLEN), "-c", str(MAX_PACKETS), "-w", str(path), expr]
+        # immediate mode: packets reach the file as they come, not in kernel blocks lost when tcpdump stops
+        argv = [binary, "-i", "lo", "--immediate-mode", "-U", "-n", "-s", str(SNAPLEN), "-c", str(MAX_PACKETS),
+                "-w", str(path), expr]
         try:
             proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         except OSError as exc:
             return cls(None, path, f"--capture: tcpdump could not start: {exc}")
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline and proc.poll() is None and not path.exists():
-            time.sleep(0.05)
-        time.sleep(0.2)  # tcpdump opens the file before the interface is fully listening
-        if proc.poll() is not None:
-            err = (proc.stderr.read() if proc.stderr else b"").decode(errors="replace").strip()
-            return cls(None, path, f"--capture: tcpdump exited at once (permission?): {err[:200]}")
+        lines: list[str] = []
+        listening = threading.Event()
+
+        def read_stderr() -> None:  # tcpdump says "listening on lo" once packets are being captured
+            assert proc.stderr is not None
+            for raw in proc.stderr:
+                lines.append(raw.decode(errors="replace").strip())
+                if "listening on" in lines[-1]:
+                    listening.set()
+
+        threading.Thread(target=read_stderr, daemon=True, name="poet-tcpdump").start()
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and proc.poll() is None and not listening.is_set():
+            listening.wait(0.05)
+        if proc.poll() is not None or not listening.is_set():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=5)
+            time.sleep(0.05)  # let the reader drain what tcpdump said
+            if proc.stderr is not None:
+                proc.stderr.close()
+            return cls(None, path, f"--capture: tcpdump did not start listening (permission?): "
+                                   f"{' '.join(lines)[:200] or 'no output'}")
         return cls(proc, path, None)
 
     def stop(self) -> str | None:
         if self.proc is None:
             return self.problem
-        time.sleep(0.2)
+        time.sleep(0.2)  # the last packets of the run reach tcpdump
         self.proc.terminate()
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=5)
-        if self.proc.stderr:
+        if self.proc.stderr is not None:
+            time.sleep(0.05)  # the reader thread reaches end of file first
             self.proc.stderr.close()
         if not self.path.exists():
             return "--capture: tcpdump wrote no file"

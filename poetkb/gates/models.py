@@ -19,8 +19,8 @@ from poetkb.models import PoetModel
 #: error: the check could not run or its evidence is unusable (with why); no-evidence: nothing to judge by.
 Verdict = Literal["pass", "fail", "error", "no-evidence"]
 
-REPORT_SCHEMA = "poetkb.gate-report/1"
-MANIFEST_SCHEMA = "poetkb.evidence/1"
+REPORT_SCHEMA: Literal["poetkb.gate-report/1"] = "poetkb.gate-report/1"
+MANIFEST_SCHEMA: Literal["poetkb.evidence/1"] = "poetkb.evidence/1"
 
 
 class UpstreamInfo(PoetModel):

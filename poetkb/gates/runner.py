@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from poetkb import __version__
 from poetkb.errors import InputError, PoetError
@@ -247,7 +247,7 @@ def _foreign(paths: Sequence[Path]) -> Foreign | None:
 
 
 def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun | None, foreign: Foreign | None,
-           *, run_id: str, mode: str, started_at: str, duration: float, selection: Selection,
+           *, run_id: str, mode: Literal["run", "evaluate"], started_at: str, duration: float, selection: Selection,
            target: TargetInfo | None = None) -> GateReport:
     records: dict[str, CheckRecord] = {r.check_id: r for r in loaded.manifest.checks} if loaded else {}
     verdicts = []

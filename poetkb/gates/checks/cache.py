@@ -28,6 +28,10 @@ from poetkb.gates.checks.base import (
 from poetkb.gates.evidence import CheckEvidence
 from poetkb.gates.records import HttpExchange
 
+#: a proxy makes a stored response visible a moment after the client has it (NGINX renames the temporary
+#: file once the response is complete); requests meant to hit wait this long after the one that fills
+STORE_SETTLE_S = 0.15
+
 _NOISE = {
     "user-agent": "poet-probe/{i}",
     "referer": "http://referrer-{i}.test/page",
@@ -54,6 +58,8 @@ def collect_stable(ctx: CollectContext, params: p.CacheKeyStable) -> None:
         if params.new_connections:
             headers["Connection"] = "close"  # nor may the key depend on the client connection
         ctx.send("GET", params.path, step=f"noise:{i + 1}", headers=headers)
+        if i == 0:
+            time.sleep(STORE_SETTLE_S)
     if ctx.faults_ is not None and ctx.faults_.upstreams:
         ctx.counters("after")
 
@@ -95,11 +101,13 @@ def evaluate_stable(ev: CheckEvidence, params: p.CacheKeyStable) -> Outcome:
 def collect_complete(ctx: CollectContext, params: p.CacheKeyComplete) -> None:
     if "query" in params.differing:
         ctx.send("GET", f"{params.path}?q=a", step="query:fill")
+        time.sleep(STORE_SETTLE_S)
         ctx.send("GET", f"{params.path}?q=a", step="query:repeat")
         ctx.send("GET", f"{params.path}?q=b", step="query:other")
     if "host" in params.differing:
         first, second = params.hosts
         ctx.send("GET", params.path, step="host:fill", host=first)
+        time.sleep(STORE_SETTLE_S)
         ctx.send("GET", params.path, step="host:repeat", host=first)
         ctx.send("GET", params.path, step="host:other", host=second)
 
@@ -152,6 +160,8 @@ def collect_vary(ctx: CollectContext, params: p.VaryVariantsIsolated) -> None:
     for r in range(params.rounds):
         for value in params.values:
             ctx.send("GET", params.path, step=f"round{r + 1}:{value}", headers={params.header: value})
+        if r == 0:
+            time.sleep(STORE_SETTLE_S)
 
 
 def evaluate_vary(ev: CheckEvidence, params: p.VaryVariantsIsolated) -> Outcome:
@@ -235,6 +245,7 @@ def evaluate_private(ev: CheckEvidence, params: p.PrivateNotCached) -> Outcome:
 def collect_ttl(ctx: CollectContext, params: p.TtlHonored) -> None:
     start = time.monotonic()
     ctx.send("GET", params.path, step="fill")
+    time.sleep(STORE_SETTLE_S)
     ctx.send("GET", params.path, step="fresh")
     ctx.sleep_until(start + params.max_age_s + params.margin_s)
     ctx.send("GET", params.path, step="expired")

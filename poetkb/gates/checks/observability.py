@@ -294,12 +294,12 @@ def evaluate_timing(ev: CheckEvidence, params: p.UpstreamTimingLogged) -> Outcom
     if not pairs:
         return no_evidence(expected, "no access-log line for this check's requests")
     problems: list[str] = []
-    for rec, ex in pairs:
+    for rec, sent_ex in pairs:
         absent = [f for f in params.fields if not rec.has(f)]
         if absent:
             problems.append(f"line {rec.line} lacks {listing(absent, 4)}")
             continue
-        factor = _seconds_factor(rec, ex)
+        factor = _seconds_factor(rec, sent_ex)
         times = [(a.response_time if a.response_time is not None else a.header_time) for a in rec.attempts]
         known = [t * factor for t in times if t is not None]
         if not known:

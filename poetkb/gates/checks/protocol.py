@@ -300,8 +300,8 @@ def evaluate_framing(ev: CheckEvidence, params: p.AmbiguousFramingRejected) -> O
                           if str(item.get("path", "")).startswith(sp)}
                          | {case for snap in after for case, sp in smuggled_paths.items()
                             if any(k.startswith(sp) for k in snap.by_path())})
-        for case in reached:
-            problems.append(f"{case}: the hidden request {smuggled_paths[case]} reached an upstream (smuggled)")
+        for hidden in reached:
+            problems.append(f"{hidden}: the hidden request {smuggled_paths[hidden]} reached an upstream (smuggled)")
     details = {"cases": list(params.cases), "problems": problems}
     observed = "; ".join(problems) if problems else f"all {seen} cases were handled safely"
     if problems:
