@@ -129,3 +129,13 @@ def test_kinds_lists_the_vocabulary(kb_path: Path) -> None:
     assert "same_key_same_backend" in text.output and "drives traffic" in text.output
     kinds = json.loads(poet("gate", "kinds", "--json").output)
     assert any(k["kind"] == "manual" and not k["traffic"] for k in kinds)
+
+
+def test_evaluate_refuses_the_evidence_root(kb_path: Path, tmp_path: Path) -> None:
+    """Pointing --evidence at the folder of all runs asks for one run's directory instead."""
+    run = tmp_path / "evidence" / "20260101T000000Z-000001"
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text("{}")
+    result = poet("gate", "evaluate", "--evidence", str(tmp_path / "evidence"))
+    assert result.exit_code == 2
+    assert "holds evidence runs; pass one run's directory" in result.output
