@@ -139,3 +139,16 @@ def test_evaluate_refuses_the_evidence_root(kb_path: Path, tmp_path: Path) -> No
     result = poet("gate", "evaluate", "--evidence", str(tmp_path / "evidence"))
     assert result.exit_code == 2
     assert "holds evidence runs; pass one run's directory" in result.output
+
+
+def test_run_takes_evidence_from_other_tools_for_checks_it_cannot_drive(kb_path: Path) -> None:
+    """--evidence files judge the checks a run cannot collect itself (here a metric threshold), with their hash."""
+    metrics = Path(__file__).resolve().parent / "fixtures" / "gates" / "foreign" / "metrics.prom"
+    with running_edge() as url:
+        result = poet("gate", "run", "--obligation", "data.outbox.no_loss", "--target", url,
+                      "--evidence", str(metrics), "--json")
+    report = json.loads(result.stdout)
+    checks = {c["kind"]: c["verdict"] for c in report["obligations"][0]["checks"]}
+    assert checks == {"tests_pass": "no-evidence", "metric_threshold": "pass"}
+    assert result.exit_code == 1
+    assert any(f["path"] == str(metrics) and f["kind"] == "metrics" for f in report["evidence_files"])

@@ -78,6 +78,16 @@ def test_good_configuration_passes_every_edge_obligation(edge: Any, proxy: str) 
     assert report.duration_s < FULL_GATE_BUDGET_S
 
 
+def test_proxy_kind_must_match_the_running_demo(edge: Any) -> None:
+    """Asking to gate HAProxy while the demo runs NGINX is bad input that says how to fix it."""
+    from poetkb.errors import InputError
+
+    kb = edge("nginx", "good")
+    with pytest.raises(InputError, match="--proxy haproxy was given, but the running demo edge is nginx") as info:
+        kb.gate(all=True, proxy="haproxy")
+    assert "poet demo up --proxy haproxy" in str(info.value)
+
+
 @pytest.mark.parametrize(("proxy", "variant", "breaks"), _variants())
 def test_variant_fails_what_it_breaks(edge: Any, proxy: str, variant: str, breaks: list[str]) -> None:
     """Each seeded fault fails exactly the obligations it is built to break (fail, not error), and says why."""

@@ -243,7 +243,7 @@ def _foreign(paths: Sequence[Path]) -> Foreign | None:
         return None
     from poetkb.gates.foreign import load_foreign
 
-    return load_foreign(list(paths))
+    return load_foreign([Path(p) for p in paths])
 
 
 def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun | None, foreign: Foreign | None,
@@ -258,6 +258,9 @@ def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun |
             rec = records.get(check_id)
             ev: CheckEvidence | None = None
             judged = check
+            if rec is not None and rec.error and foreign is not None and check.kind in KINDS and \
+                    set(KINDS[check.kind].evidence) & foreign.kinds:
+                rec = None  # the run could not collect it, but evidence from other tools was given for it
             if rec is not None and loaded is not None:
                 ev = loaded.evidence_for(rec)
                 if rec.kind == check.kind:
