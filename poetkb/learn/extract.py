@@ -147,6 +147,21 @@ def _docstring(body: Any, skip: set[int] | None = None) -> str:
     return ""
 
 
+# What a field value is, by its type: decided once per type, because isinstance on libcst's abstract
+# node classes is slow and a file has hundreds of thousands of values.
+_OTHER, _NODE, _LEAF, _SEQUENCE = 0, 1, 2, 3
+_KINDS: dict[type, int] = {tuple: _SEQUENCE, list: _SEQUENCE}
+_LEAF_TYPES = (cst.SimpleWhitespace, cst.Newline, cst.MaybeSentinel)  # never hold a feature
+
+
+def _classify(value_type: type) -> int:
+    what = _OTHER
+    if issubclass(value_type, cst.CSTNode):
+        what = _LEAF if issubclass(value_type, _LEAF_TYPES) else _NODE
+    _KINDS[value_type] = what
+    return what
+
+
 class _Walker:
     """Collects the features of one subtree into a FieldBag (iteratively: deep trees raise nothing)."""
 
@@ -160,8 +175,7 @@ class _Walker:
     def walk(self, root: Any) -> None:
         simple_string, formatted_text, comment = cst.SimpleString, cst.FormattedStringText, cst.Comment
         call, attribute, integer, name = cst.Call, cst.Attribute, cst.Integer, cst.Name
-        assert_, cst_node = cst.Assert, cst.CSTNode
-        leaf_types = (cst.SimpleWhitespace, cst.Newline, cst.MaybeSentinel)
+        assert_, kinds = cst.Assert, _KINDS
         bag, refs, skip = self.bag, self.refs, self.skip
         stack: list[tuple[Any, bool]] = [(root, False)]
         pop, push = stack.pop, stack.append
@@ -215,12 +229,18 @@ class _Walker:
                 in_assert = True
             for field in reversed(_fields_of(kind)):
                 value = getattr(node, field)
-                if isinstance(value, cst_node):
-                    if not isinstance(value, leaf_types) and id(value) not in skip:
+                what = kinds.get(type(value))
+                if what is None:
+                    what = _classify(type(value))
+                if what == _NODE:
+                    if id(value) not in skip:
                         push((value, in_assert))
-                elif type(value) is tuple or type(value) is list:
+                elif what == _SEQUENCE:
                     for child in reversed(value):
-                        if isinstance(child, cst_node) and id(child) not in skip:
+                        child_what = kinds.get(type(child))
+                        if child_what is None:
+                            child_what = _classify(type(child))
+                        if child_what == _NODE and id(child) not in skip:
                             push((child, in_assert))
 
 

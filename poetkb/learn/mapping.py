@@ -44,15 +44,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from poetkb.learn.features import (
-    FIELD_WEIGHT,
-    FIELDS,
-    PRIMARY_FIELDS,
-    STOP_WORDS,
-    contains_phrase,
-    document,
-    normalise,
-)
+from poetkb.learn.features import FIELD_WEIGHT, FIELDS, PRIMARY_FIELDS, STOP_WORDS, document, normalise
 from poetkb.models import FailureMode, MappingRule, Obligation, ObligationMatch
 
 #: Confidence at or above which a unit is mapped to an obligation.
@@ -194,23 +186,62 @@ class Mapper:
         ]
 
     # -- rules ----------------------------------------------------------------------------------
+    def _build_index(self) -> None:
+        """First word of every rule phrase -> (rule index, term index, phrase): a field is scanned once."""
+        self._by_first_word: dict[str, list[tuple[int, int, str]]] = {}
+        self._regex_rules: list[int] = []
+        self._hit_memo: dict[str, list[tuple[int, str]]] = {}
+        for r, compiled in enumerate(self.rules):
+            for t, (_, phrase_text) in enumerate(compiled.phrases):
+                self._by_first_word.setdefault(phrase_text.split(" ", 1)[0], []).append((r, t, phrase_text))
+            if compiled.regex is not None:
+                self._regex_rules.append(r)
+
     def rule_evidence(self, fields: Mapping[str, str]) -> dict[str, _Evidence]:
         """Per obligation: each rule's best hit in the primary fields and in the context fields of the unit."""
+        if not hasattr(self, "_by_first_word"):
+            self._build_index()
         found: dict[str, _Evidence] = {}
-        present = [(f, fields[f]) for f in FIELDS if fields.get(f)]
-        for compiled in self.rules:
-            for fname, text in present:
-                hit = next((term for term, p in compiled.phrases if contains_phrase(text, p)), None)
-                if hit is None and compiled.regex is not None and compiled.regex.search(text):
-                    hit = f"/{compiled.regex.pattern}/"
-                if hit is None:
-                    continue
-                base = compiled.rule.weight * compiled.factor * FIELD_WEIGHT[fname]
+        for fname in FIELDS:
+            text = fields.get(fname)
+            if not text:
+                continue
+            weight = FIELD_WEIGHT[fname]
+            for r, hit in self._field_hits(text):
+                compiled = self.rules[r]
+                base = compiled.rule.weight * compiled.factor * weight
+                reason = f"rule {compiled.rule.id}: {hit!r} in {fname}"
                 for oid, target_factor in compiled.targets.items():
-                    found.setdefault(oid, _Evidence()).add(
-                        compiled.rule.id, fname, base * target_factor, f"rule {compiled.rule.id}: {hit!r} in {fname}"
-                    )
+                    found.setdefault(oid, _Evidence()).add(compiled.rule.id, fname, base * target_factor, reason)
         return found
+
+    def _field_hits(self, text: str) -> list[tuple[int, str]]:
+        """(rule index, the term or regex that fired) for one field's text, sorted; memoised per text.
+
+        Units of one file share their path and module text, methods of a class their class name:
+        the memo makes those free after the first unit.
+        """
+        memo = self._hit_memo
+        cached = memo.get(text)
+        if cached is not None:
+            return cached
+        padded = f" {text} "
+        hits: dict[int, str] = {}
+        first: dict[int, int] = {}
+        for word in set(text.split(" ")):
+            for r, t, phrase_text in self._by_first_word.get(word, ()):
+                if t < first.get(r, 1 << 30) and f" {phrase_text} " in padded:
+                    first[r] = t
+                    hits[r] = self.rules[r].phrases[t][0]
+        for r in self._regex_rules:
+            regex = self.rules[r].regex
+            if r not in hits and regex is not None and regex.search(text):
+                hits[r] = f"/{regex.pattern}/"
+        result = sorted(hits.items())
+        if len(memo) > 50_000:
+            memo.clear()
+        memo[text] = result
+        return result
 
     # -- similarity -----------------------------------------------------------------------------
     def similarity(self, units: Sequence[Mapping[str, str]]) -> tuple[Any, Any, Any]:
@@ -223,17 +254,32 @@ class Mapper:
             lowercase=False, token_pattern=r"(?u)\b[a-z][a-z0-9]+\b", sublinear_tf=True, ngram_range=(1, 2),
             min_df=1, dtype=np.float64,
         )
-        matrix = vectorizer.fit_transform([*self.documents, *unit_docs])
+        matrix = vectorizer.fit_transform([*self.documents, *unit_docs]).tocsr()
         ob_vectors = matrix[: len(self.documents)]
         unit_vectors = matrix[len(self.documents):]
         sims = (unit_vectors @ ob_vectors.T).toarray()
         self._vocabulary = vectorizer.get_feature_names_out()
         return sims, unit_vectors, ob_vectors
 
-    def _shared_terms(self, unit_vec: Any, ob_vec: Any, limit: int = 4) -> list[str]:
-        product = unit_vec.multiply(ob_vec).tocoo()
-        ranked = sorted(zip(product.data, product.col, strict=True), key=lambda t: (-t[0], t[1]))
-        return [str(self._vocabulary[col]) for _, col in ranked[:limit]]
+    def _shared_terms(self, unit_vectors: Any, i: int, ob_vectors: Any, j: int, limit: int = 4) -> list[str]:
+        """The words that weigh most in both vectors (read straight from the CSR arrays: row slicing is slow)."""
+        ob_terms = self._ob_terms(ob_vectors)[j]
+        start, end = unit_vectors.indptr[i], unit_vectors.indptr[i + 1]
+        scored = [(float(value) * ob_terms[col], int(col))
+                  for col, value in zip(unit_vectors.indices[start:end], unit_vectors.data[start:end], strict=True)
+                  if col in ob_terms]
+        scored.sort(key=lambda t: (-t[0], t[1]))
+        return [str(self._vocabulary[col]) for _, col in scored[:limit]]
+
+    def _ob_terms(self, ob_vectors: Any) -> list[dict[int, float]]:
+        if getattr(self, "_ob_terms_cache", None) is None or self._ob_terms_for is not ob_vectors:
+            rows = []
+            for j in range(ob_vectors.shape[0]):
+                start, end = ob_vectors.indptr[j], ob_vectors.indptr[j + 1]
+                rows.append({int(c): float(v) for c, v in
+                             zip(ob_vectors.indices[start:end], ob_vectors.data[start:end], strict=True)})
+            self._ob_terms_cache, self._ob_terms_for = rows, ob_vectors
+        return self._ob_terms_cache
 
     # -- combined -------------------------------------------------------------------------------
     def map(
@@ -261,17 +307,16 @@ class Mapper:
         for i, found in enumerate(evidence):
             matches = []
             for oid, ev in found.items():
-                confidence, reasons = combine(ev)
-                primary = ev.primary()
-                if primary >= CONTEXT_MIN_PRIMARY and confidence < 1.0:
+                confidence = confidence_of(ev)
+                why = ""
+                if confidence < 1.0 and ev.primary() >= CONTEXT_MIN_PRIMARY:
                     bonus, why = context.bonus(i, oid)
-                    if bonus > 0.0:
-                        confidence = 1.0 - (1.0 - confidence) * (1.0 - bonus)
-                        reasons.append(why)
+                    confidence = 1.0 - (1.0 - confidence) * (1.0 - bonus)
                 if confidence < MAP_THRESHOLD:
                     continue
+                reasons = ev.reasons() + ([why] if why else [])
                 if similarity_confidence(ev.similarity, ev.top_similarity) > 0.05:
-                    shared = self._shared_terms(unit_vectors[i], ob_vectors[self._index(oid)])
+                    shared = self._shared_terms(unit_vectors, i, ob_vectors, self._index(oid))
                     reasons.append(f"similar to the obligation ({ev.similarity:.2f}): {', '.join(shared)}")
                 matches.append(ObligationMatch(id=oid, confidence=round(confidence, 3), reasons=reasons[:_MAX_REASONS]))
             matches.sort(key=lambda m: (-m.confidence, m.id))
@@ -284,12 +329,10 @@ class Mapper:
         return self._positions[oid]
 
 
-def combine(ev: _Evidence) -> tuple[float, list[str]]:
-    """Rule evidence (primary fields add up, context capped) and similarity, as a noisy-or; with the reasons."""
-    primary, context = ev.primary(), ev.context()
+def confidence_of(ev: _Evidence) -> float:
+    """Rule evidence (distinct primary rules add up, context capped) and similarity, as a noisy-or."""
     sim = similarity_confidence(ev.similarity, ev.top_similarity)
-    confidence = 1.0 - (1.0 - primary) * (1.0 - context) * (1.0 - sim)
-    return confidence, ev.reasons()
+    return 1.0 - (1.0 - ev.primary()) * (1.0 - ev.context()) * (1.0 - sim)
 
 
 class _SuiteContext:
@@ -299,7 +342,7 @@ class _SuiteContext:
         self.groups = list(groups)
         self.domains: list[set[str]] = []
         for found in evidence:
-            strong = {oid.split(".", 1)[0] for oid, ev in found.items() if combine(ev)[0] >= CONTEXT_STRONG}
+            strong = {oid.split(".", 1)[0] for oid, ev in found.items() if confidence_of(ev) >= CONTEXT_STRONG}
             self.domains.append(strong)
         self.suite = _shares(self.domains)
         by_group: dict[str, list[set[str]]] = {}

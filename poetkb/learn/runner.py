@@ -91,6 +91,8 @@ def parse_files(
     jobs: Sequence[Job], *, workers: int, progress: bool = False
 ) -> dict[int, dict[str, Any]]:
     """Extraction results by job index, parsed in this process or over ``workers`` processes."""
+    if not jobs:
+        return {}
     from poetkb.learn import extract
 
     bar = _progress_bar(len(jobs), progress)
