@@ -41,9 +41,10 @@ class KindSpec:
     summary: str
 
 
-def _k(name: str, params: type[PoetModel], module: str, evidence: tuple[str, ...], traffic: bool = True) -> KindSpec:
+def _k(name: str, params: type[PoetModel], module: str, evidence: tuple[str, ...], traffic: bool = True,
+       summary: str | None = None) -> KindSpec:
     return KindSpec(name, params, f"poetkb.gates.checks.{module}", evidence, traffic,
-                    (params.__doc__ or "").strip().splitlines()[0])
+                    summary or (params.__doc__ or "").strip().splitlines()[0])
 
 
 _HTTP = ("http_capture",)
@@ -77,12 +78,18 @@ KINDS: dict[str, KindSpec] = {spec.name: spec for spec in [
     _k("metrics_exposed", p.MetricsExposed, "observability", ("metrics",)),
     _k("request_id_propagated", p.RequestIdPropagated, "observability", _HTTP + _LOG),
     _k("upstream_timing_logged", p.UpstreamTimingLogged, "observability", _LOG),
-    _k("slo_latency", p.LoadCheckParams, "offline", ("load_summary",), traffic=False),
-    _k("slo_error_rate", p.LoadCheckParams, "offline", ("load_summary",), traffic=False),
-    _k("slo_throughput", p.LoadCheckParams, "offline", ("load_summary",), traffic=False),
-    _k("baseline_regression", p.LoadCheckParams, "offline", ("load_summary",), traffic=False),
-    _k("soak_drift", p.LoadCheckParams, "offline", ("load_summary",), traffic=False),
-    _k("burst_recovery", p.LoadCheckParams, "offline", ("load_summary",), traffic=False),
+    _k("slo_latency", p.LoadCheckParams, "offline", ("load_summary",), traffic=False,
+       summary="Latency percentiles of a load test are within the SLO (judged by poetkb.load)."),
+    _k("slo_error_rate", p.LoadCheckParams, "offline", ("load_summary",), traffic=False,
+       summary="The error rate of a load test is within the SLO (judged by poetkb.load)."),
+    _k("slo_throughput", p.LoadCheckParams, "offline", ("load_summary",), traffic=False,
+       summary="A load test reaches the required throughput (judged by poetkb.load)."),
+    _k("baseline_regression", p.LoadCheckParams, "offline", ("load_summary",), traffic=False,
+       summary="A load test does not regress against its baseline (judged by poetkb.load)."),
+    _k("soak_drift", p.LoadCheckParams, "offline", ("load_summary",), traffic=False,
+       summary="Latency and memory do not drift during a soak test (judged by poetkb.load)."),
+    _k("burst_recovery", p.LoadCheckParams, "offline", ("load_summary",), traffic=False,
+       summary="Latency and errors recover in time after a burst (judged by poetkb.load)."),
     _k("tests_pass", p.TestsPass, "offline", ("test_results",), traffic=False),
     _k("metric_threshold", p.MetricThreshold, "offline", ("metrics",), traffic=False),
     _k("manual", p.Manual, "offline", (), traffic=False),
