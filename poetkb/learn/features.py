@@ -162,15 +162,22 @@ def document(fields: Mapping[str, str]) -> str:
 
 def summary_terms(fields: Mapping[str, str], *, cap: int = 24) -> list[str]:
     """The most telling words of a unit: its name words first (in order), then the most frequent others."""
-    ranked: Counter[str] = Counter()
-    order: dict[str, tuple[int, int]] = {}
-    position = 0
-    for rank, field in enumerate(FIELDS):
-        for word in field_words(fields.get(field, "")):
-            if word in STOP_WORDS or len(word) < 2 or (word.isdigit() and len(word) != 3):
+    name_words: list[str] = []
+    counts: Counter[str] = Counter()
+    first_seen: dict[str, int] = {}
+    for field in FIELDS:
+        text = fields.get(field)
+        if not text:
+            continue
+        for word in text.split():
+            if word in STOP_WORDS or len(word) < 2 or word == "|" or (word.isdigit() and len(word) != 3):
                 continue
-            ranked[word] += 1
-            position += 1
-            order.setdefault(word, (rank, position))
-    best = sorted(ranked, key=lambda w: (order[w][0], -ranked[w] if order[w][0] else 0, order[w][1]))
-    return best[:cap]
+            if field == "name":
+                if word not in first_seen:
+                    name_words.append(word)
+                    first_seen[word] = -1
+            else:
+                counts[word] += 1
+                first_seen.setdefault(word, len(first_seen))
+    others = sorted((w for w in counts if first_seen[w] >= 0), key=lambda w: (-counts[w], first_seen[w]))
+    return (name_words + others)[:cap]

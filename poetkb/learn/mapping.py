@@ -297,9 +297,10 @@ class Mapper:
             found = self.rule_evidence(fields)
             row = sims[i]
             top = float(row.max()) if len(row) else 0.0
-            for j, ob in enumerate(self.obligations):
+            # similarity only supports rule evidence (alone it stays below every threshold): attach it there
+            for oid, ev in found.items():
+                j = self._index(oid)
                 if row[j] > SIM_FLOOR:
-                    ev = found.setdefault(ob.id, _Evidence())
                     ev.similarity, ev.top_similarity = float(row[j]), top
             evidence.append(found)
         context = _SuiteContext(evidence, groups or [""] * len(units))

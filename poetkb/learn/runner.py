@@ -244,10 +244,13 @@ class _Assembler:
 
     def data_words(self, found: TestFile, refs: Iterable[str]) -> str:
         """Words of the data files a unit names that exist beside it, inside the suite."""
+        refs = list(refs)
+        if not refs:
+            return ""
         boundary = (found.root if found.root.is_dir() else found.root.parent).resolve()
         texts: list[str] = []
         seen: set[Path] = set()
-        for ref in list(refs)[: MAX_DATA_REFS * 4]:
+        for ref in refs[: MAX_DATA_REFS * 4]:
             path = self._resolve(found.path.parent, boundary, ref)
             if path is None or path in seen:
                 continue
@@ -390,12 +393,13 @@ def known_examples(kb: KnowledgeBase, exclude_source: str) -> dict[str, list[str
     from poetkb.learn.mapping import REVIEW_THRESHOLD
 
     examples: dict[str, list[str]] = {}
-    for pattern in kb.patterns():
-        if pattern.source == exclude_source:
-            continue
-        for match in pattern.obligations:
-            if match.confidence >= REVIEW_THRESHOLD:
-                examples.setdefault(match.id, []).append(" ".join(pattern.terms[:8]))
+    rows = kb.db.execute("select data from patterns where source != ? order by id", [exclude_source])
+    for (data,) in rows:
+        pattern = json.loads(data)
+        terms = " ".join(pattern.get("terms", [])[:8])
+        for match in pattern.get("obligations", []):
+            if match.get("confidence", 0.0) >= REVIEW_THRESHOLD:
+                examples.setdefault(match["id"], []).append(terms)
     return examples
 
 
@@ -476,28 +480,27 @@ def _commit_results(
 
 def store_patterns(kb: KnowledgeBase, source: str, patterns: Sequence[LearnedPattern]) -> None:
     """Replace one source's patterns, pattern nodes and learned_from edges (the caller holds the transaction)."""
-    db = kb.db
-    old = [r["id"] for r in db.query("select id from patterns where source = ?", [source])]
+    conn = kb.db.conn
+    old = [r[0] for r in conn.execute("select id from patterns where source = ?", [source])]
     for start in range(0, len(old), 500):
         chunk = [f"pattern:{pid}" for pid in old[start:start + 500]]
         marks = ", ".join("?" * len(chunk))
-        db.execute(f"delete from edges where src in ({marks})", chunk)
-        db.execute(f"delete from nodes where id in ({marks})", chunk)
-    db.execute("delete from patterns where source = ?", [source])
-    known = {r["id"] for r in db.query("select id from obligations")}
-    db.table("patterns").insert_all(
-        ({"id": p.id, "source": p.source, "file": p.file, "test": p.test, "line": p.line, "summary": p.summary,
-          "data": p.model_dump_json()} for p in patterns),
-        pk="id", replace=True,
+        conn.execute(f"delete from edges where src in ({marks})", chunk)
+        conn.execute(f"delete from nodes where id in ({marks})", chunk)
+    conn.execute("delete from patterns where source = ?", [source])
+    known = {r[0] for r in conn.execute("select id from obligations")}
+    conn.executemany(
+        "insert or replace into patterns (id, source, file, test, line, summary, data) values (?, ?, ?, ?, ?, ?, ?)",
+        ((p.id, p.source, p.file, p.test, p.line, p.summary, p.model_dump_json()) for p in patterns),
     )
-    db.table("nodes").insert_all(
-        ({"id": f"pattern:{p.id}", "kind": "pattern", "label": p.test or p.file} for p in patterns),
-        pk="id", replace=True,
+    conn.executemany(
+        "insert or replace into nodes (id, kind, label) values (?, 'pattern', ?)",
+        ((f"pattern:{p.id}", p.test or p.file) for p in patterns),
     )
-    db.table("edges").insert_all(
-        ({"src": f"pattern:{p.id}", "dst": f"obligation:{m.id}", "kind": "learned_from", "weight": m.confidence}
+    conn.executemany(
+        "insert or replace into edges (src, dst, kind, weight) values (?, ?, 'learned_from', ?)",
+        ((f"pattern:{p.id}", f"obligation:{m.id}", m.confidence)
          for p in patterns for m in p.obligations if m.id in known),
-        pk=("src", "dst", "kind"), replace=True,
     )
 
 
