@@ -188,3 +188,18 @@ def test_packet_capture_is_kept_with_its_hash(kb: Any) -> None:
     data = (Path(report.evidence_dir) / "capture.pcap").read_bytes()
     assert pcap.bytes == len(data) > 24  # a pcap header and at least one packet
     assert data[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")
+
+
+def test_a_catalog_changed_since_the_run_is_an_error(run: Any, kb: Any) -> None:
+    """A recorded check whose kind no longer matches the catalog's is an error that says to run again."""
+    manifest = Path(run.evidence_dir) / "manifest.json"
+    data = json.loads(manifest.read_text())
+    for check in data["checks"]:
+        if check["check_id"] == "security.client.ip.preserved#0":
+            check["kind"] = "tls_chain_valid"
+    manifest.write_text(json.dumps(data))
+    report = kb.gate_evaluate(run.evidence_dir)
+    verdicts = {o.obligation_id: (o.verdict, o.diagnosis) for o in report.obligations}
+    verdict, diagnosis = verdicts["security.client.ip.preserved"]
+    assert verdict == "error" and "the catalog changed since the run" in diagnosis
+    assert verdicts["routing.backend.selection"][0] == "pass"

@@ -135,8 +135,12 @@ class FaultInjector:
                 problems.append(exc.message)
         return problems
 
-    def snapshot(self, label: str, check_id: str | None) -> list[CounterSnapshot]:
-        """Counters of every upstream at this moment; an unreachable admin API is recorded, not raised."""
+    def snapshot(self, label: str, check_id: str | None, *, since: float | None = None) -> list[CounterSnapshot]:
+        """Counters of every upstream at this moment; an unreachable admin API is recorded, not raised.
+
+        ``since`` keeps only the ``recent`` requests from that time on (the counts are kept whole), so
+        evidence holds the requests of the check, not the upstream's last thousand.
+        """
         snaps = []
         for upstream in self.upstreams:
             if not upstream.admin_url:
@@ -144,6 +148,9 @@ class FaultInjector:
             taken = time.time()
             try:
                 data = self.admin(upstream).counters()
+                if since is not None and isinstance(data.get("recent"), list):
+                    data["recent"] = [r for r in data["recent"] if isinstance(r, dict)
+                                      and isinstance(r.get("ts"), int | float) and r["ts"] >= since]
                 snaps.append(CounterSnapshot(check=check_id, label=label, upstream=upstream.name,
                                              role=upstream.role, taken=taken, data=data))
             except TargetUnreachable as exc:

@@ -262,10 +262,16 @@ def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun |
                     set(KINDS[check.kind].evidence) & foreign.kinds:
                 rec = None  # the run could not collect it, but evidence from other tools was given for it
             if rec is not None and loaded is not None:
+                if rec.kind != check.kind:
+                    results.append(CheckResult(
+                        check_id=check_id, obligation_id=ob.id, kind=check.kind, description=check.description,
+                        params=dict(check.params), verdict="error",
+                        diagnosis=f"the catalog changed since the run: check {check_id} was {rec.kind} then and is "
+                                  f"{check.kind} now; run the gate again"))
+                    continue
                 ev = loaded.evidence_for(rec)
-                if rec.kind == check.kind:
-                    judged = Check(kind=rec.kind, params=rec.params, description=check.description,
-                                   evidence=check.evidence)
+                judged = Check(kind=rec.kind, params=rec.params, description=check.description,
+                               evidence=check.evidence)
             elif foreign is not None:
                 ev = foreign.evidence_for(check_id, check.kind)
             if ev is not None and foreign is not None and rec is not None:

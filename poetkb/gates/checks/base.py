@@ -115,6 +115,7 @@ class CollectContext:
         self.reload_ = reload
         self.notes: dict[str, Any] = {}
         self.files: list[str] = []
+        self.started = time.time()
         self._extra_clients: list[httpx.Client] = []
         # the check's own connections to the edge: a reload before it (clean state) closed the old ones
         own = make_client(target.base_url, transport=transport) if target.base_url else client
@@ -172,7 +173,7 @@ class CollectContext:
         self.notes.setdefault("faults", []).extend(self.faults.notes[-2:])
 
     def counters(self, label: str) -> None:
-        self.writer.counters(self.faults.snapshot(label, self.check_id))
+        self.writer.counters(self.faults.snapshot(label, self.check_id, since=self.started - 1.0))
 
     def metrics(self, label: str) -> str | None:
         """Scrape the metrics endpoint into ``metrics/<check>--<label>.prom``; None without an endpoint."""
