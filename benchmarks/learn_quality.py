@@ -100,6 +100,7 @@ def main() -> int:
     args = parser.parse_args()
 
     totals = {"all": Score(), "tune": Score(), "holdout": Score()}
+    reviewed = {"all": Score(), "tune": Score(), "holdout": Score()}
     per_suite: dict[str, Score] = {}
     per_obligation: dict[str, Score] = {}
     errors: list[str] = []
@@ -107,7 +108,7 @@ def main() -> int:
     sweep = {(t, part): Score() for t in thresholds for part in ("tune", "holdout")}
     chosen = mapping.MAP_THRESHOLD
     if args.sweep:
-        mapping.MAP_THRESHOLD = min(thresholds)
+        mapping.CANDIDATE_THRESHOLD = min(thresholds)
     with tempfile.TemporaryDirectory() as tmp:
         kb = scratch_kb(Path(tmp))
         for spec in args.suites:
@@ -127,8 +128,11 @@ def main() -> int:
                     continue
                 for t in thresholds if args.sweep else ():
                     sweep[(t, split_of(name, *key))].add(
-                        expected, {m.id for m in pattern.obligations if m.confidence >= t})
+                        expected, {m.id for m in [*pattern.obligations, *pattern.candidates] if m.confidence >= t})
                 predicted = {m.id for m in pattern.obligations if m.confidence >= chosen}
+                proposed = predicted | {c.id for c in pattern.candidates}
+                for bucket in (reviewed["all"], reviewed[split_of(name, *key)]):
+                    bucket.add(expected, proposed)
                 for bucket in (totals["all"], totals[split_of(name, *key)], score):
                     bucket.add(expected, predicted)
                 for oid in expected | predicted:
@@ -144,6 +148,9 @@ def main() -> int:
     print("learn mapping quality (pairs of unit and obligation)")
     for name in ("all", "tune", "holdout"):
         print(totals[name].line(name))
+    print("mapped + candidates (what `poet learn review` offers a person):")
+    for name in ("all", "tune", "holdout"):
+        print(reviewed[name].line(name))
     print()
     for name, score in sorted(per_suite.items()):
         print(score.line(name))

@@ -214,6 +214,8 @@ class LearnedPattern(PoetModel):
     summary: str = ""
     terms: list[str] = Field(default_factory=list)
     obligations: list[ObligationMatch] = Field(default_factory=list)
+    #: near misses (below the map threshold) for ``poet learn review``; never linked in the graph
+    candidates: list[ObligationMatch] = Field(default_factory=list)
 
 
 class KBStats(PoetModel):

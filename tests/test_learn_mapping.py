@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from poetkb.learn import mapping
-from poetkb.learn.mapping import MAP_THRESHOLD, SIM_MAX, Mapper, aggregate_classes, similarity_confidence
+from poetkb.learn.mapping import (
+    CANDIDATE_THRESHOLD,
+    MAP_THRESHOLD,
+    SIM_MAX,
+    Mapper,
+    aggregate_classes,
+    similarity_confidence,
+    split,
+)
 from poetkb.models import MappingRule, ObligationMatch
 
 
@@ -21,9 +29,14 @@ def ids(matches: list[ObligationMatch]) -> list[str]:
     return [m.id for m in matches]
 
 
+def mapped(mapper: Mapper, units: list[dict[str, str]]) -> list[list[ObligationMatch]]:
+    """What the mapper maps (candidates left out)."""
+    return [split(m)[0] for m in mapper.map(units)]
+
+
 def test_a_test_named_for_vary_maps_with_its_reasons(mapper: Mapper) -> None:
     """The rule, the term and the field that fired are the reasons; confidence is in [threshold, 1]."""
-    [matches] = mapper.map([{"name": "test vary header keeps variants apart", "doc": "each language its own variant"}])
+    [matches] = mapped(mapper, [{"name": "test vary header keeps variants apart", "doc": "each language its own variant"}])
     assert ids(matches)[0] == "cache.vary.honored"
     vary = matches[0]
     assert MAP_THRESHOLD <= vary.confidence <= 1.0
@@ -39,13 +52,22 @@ def test_a_test_that_only_mentions_a_header_does_not_map(mapper: Mapper) -> None
         "asserts": "vary | 201",
         "comments": "the vary header is echoed",
     }
-    [matches] = mapper.map([fields])
+    [matches] = mapped(mapper, [fields])
     assert "cache.vary.honored" not in ids(matches)
 
 
 def test_units_that_match_nothing_stay_unmapped(mapper: Mapper) -> None:
     """A unit about something no obligation covers gets an empty list (it is kept as an unmapped pattern)."""
     assert mapper.map([{"name": "test url quoting of unicode paths", "calls": "url quote"}]) == [[]]
+
+
+def test_near_misses_are_candidates_not_mappings(mapper: Mapper) -> None:
+    """A weak hint alone ('expires' in a name) lands between the thresholds: offered for review, not mapped."""
+    [matches] = mapper.map([{"name": "test expires header in the past"}])
+    confident, candidates = split(matches)
+    assert confident == []
+    assert ids(candidates) == ["cache.ttl.honored"]
+    assert CANDIDATE_THRESHOLD <= candidates[0].confidence < MAP_THRESHOLD
 
 
 def test_similarity_alone_never_reaches_the_map_threshold() -> None:
@@ -61,8 +83,8 @@ def test_ambiguous_words_lean_on_the_suite_context(mapper: Mapper) -> None:
     probe = {"name": "test expires header in the past"}
     cache_suite = [{"name": f"test vary variant {i}", "doc": "vary header"} for i in range(8)]
     cookie_suite = [{"name": f"test cookie jar {i}", "doc": "cookie attributes"} for i in range(8)]
-    in_cache = mapper.map([*cache_suite, probe])[-1]
-    in_cookies = mapper.map([*cookie_suite, probe])[-1]
+    in_cache = mapped(mapper, [*cache_suite, probe])[-1]
+    in_cookies = mapped(mapper, [*cookie_suite, probe])[-1]
     assert "cache.ttl.honored" in ids(in_cache)
     assert any(r.startswith("context:") for r in in_cache[0].reasons)
     assert "cache.ttl.honored" not in ids(in_cookies)
@@ -78,7 +100,8 @@ def test_only_test_pattern_rules_are_used(built_kb_file: object) -> None:
     own = Mapper(obligations, [rule])
     assert own.map([{"name": "test zebra crossing"}]) == [[]]
     pattern = rule.model_copy(update={"kind": "test_pattern"})
-    assert ids(Mapper(obligations, [pattern]).map([{"name": "test zebra crossing"}])[0]) == ["cache.vary.honored"]
+    assert ids(mapped(Mapper(obligations, [pattern]), [{"name": "test zebra crossing"}])[0]) == [
+        "cache.vary.honored"]
 
 
 def test_mapping_is_deterministic(mapper: Mapper) -> None:
@@ -105,7 +128,7 @@ def test_a_class_exercises_what_its_tests_exercise() -> None:
 def test_the_threshold_decides_what_is_mapped(mapper: Mapper, monkeypatch: pytest.MonkeyPatch) -> None:
     """Raising the map threshold above a match's confidence drops it."""
     fields = {"name": "test vary header"}
-    [before] = mapper.map([fields])
+    [before] = mapped(mapper, [fields])
     monkeypatch.setattr(mapping, "MAP_THRESHOLD", min(1.0, before[0].confidence + 0.001))
-    [after] = mapper.map([fields])
+    [after] = mapped(mapper, [fields])
     assert "cache.vary.honored" in ids(before) and "cache.vary.honored" not in ids(after)

@@ -13,6 +13,7 @@ from poetkb.learn.runner import learn
 
 HOP = "sample:tests/checks_hop_headers.py::test_connection_header_is_stripped"
 JSON = "sample:tests/test_api_client.py::test_sends_json"
+REPLAY = "sample:tests/test_cache_vary.py::test_replayed_exchanges"
 
 
 @pytest.fixture
@@ -27,14 +28,25 @@ def matches_of(kb: object, pattern_id: str) -> dict[str, float]:
     return {m.id: m.confidence for m in pattern.obligations}
 
 
-def test_review_lists_mappings_below_the_threshold(kb: object, mined: Path) -> None:
-    """Every listed item is below the threshold; a threshold of 1 lists every mapping."""
+def test_review_lists_mappings_and_candidates_below_the_threshold(kb: object, mined: Path) -> None:
+    """Every listed item is below the threshold; a threshold of 1 lists every mapping and candidate."""
     unsure = kb.learn_review(threshold=0.8)  # type: ignore[attr-defined]
     assert unsure and all(item.confidence < 0.8 for item in unsure)
     everything = kb.learn_review(threshold=1.0)  # type: ignore[attr-defined]
-    total = sum(len(p.obligations) for p in kb.patterns(source="sample"))  # type: ignore[attr-defined]
-    assert len(everything) == total
-    assert [i.confidence for i in everything] == sorted(i.confidence for i in everything)
+    patterns = kb.patterns(source="sample")  # type: ignore[attr-defined]
+    assert len(everything) == sum(len(p.obligations) + len(p.candidates) for p in patterns)
+    assert {i.status for i in everything} == {"mapped", "candidate"}
+    assert [i.confidence for i in everything] == sorted((i.confidence for i in everything), reverse=True)
+
+
+def test_accepting_a_candidate_maps_it(kb: object, mined: Path) -> None:
+    """A near miss offered for review becomes a mapping at confidence 1 once accepted."""
+    [candidate] = [i for i in kb.learn_review(threshold=1.0) if i.status == "candidate"  # type: ignore[attr-defined]
+                   and i.pattern_id == REPLAY]
+    kb.learn_decide([(REPLAY, candidate.obligation_id)], "accept")  # type: ignore[attr-defined]
+    assert matches_of(kb, REPLAY)[candidate.obligation_id] == 1.0
+    [pattern] = [p for p in kb.patterns(source="sample") if p.id == REPLAY]  # type: ignore[attr-defined]
+    assert candidate.obligation_id not in [c.id for c in pattern.candidates]
 
 
 def test_reject_drops_the_mapping_now_and_in_later_runs(kb: object, mined: Path, tmp_path: Path) -> None:

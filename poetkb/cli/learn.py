@@ -54,7 +54,8 @@ def from_tests(ctx: click.Context, paths: tuple[Path, ...], out_dir: Path | None
             click.echo(f"  {skipped.path}: {skipped.reason}{detail}")
         if len(summary.skipped) > 10:
             click.echo(f"  ... and {len(summary.skipped) - 10} more (see the learned file)")
-    click.echo(f"{summary.units} test units, {summary.units_mapped} mapped to obligations")
+    click.echo(f"{summary.units} test units, {summary.units_mapped} mapped to obligations, "
+               f"{summary.candidates} candidate mapping{'s' if summary.candidates != 1 else ''} to review")
     for oid, count in sorted(summary.covered.items(), key=lambda kv: (-kv[1], kv[0]))[:12]:
         click.echo(f"  {count:>5}  {oid}")
     click.echo(f"gaps: {len(summary.gaps)} obligations no mined test covers"
@@ -95,7 +96,11 @@ def _report_json(report: Any) -> dict[str, Any]:
 @click.pass_context
 def review(ctx: click.Context, accepts: tuple[str, ...], rejects: tuple[str, ...], threshold: float | None,
            source: str | None, decided: bool, note: str, as_json: bool) -> None:
-    """List low-confidence learned mappings, or accept / reject them."""
+    """List low-confidence learned mappings and near-miss candidates, or accept / reject them.
+
+    Mappings below the threshold are listed with the candidates (marked [candidate]),
+    which the mapper did not map on its own: accepting one maps it.
+    """
     from poetkb.learn.review import parse_pair
 
     accepted = [parse_pair(a, option="--accept") for a in accepts]
@@ -119,7 +124,7 @@ def review(ctx: click.Context, accepts: tuple[str, ...], rejects: tuple[str, ...
         emit_json(items)
         return
     for item in items:
-        mark = f" [{item.decision}]" if item.decision else ""
+        mark = f" [{item.decision}]" if item.decision else (" [candidate]" if item.status == "candidate" else "")
         click.echo(f"{item.confidence:.2f}  {item.pattern_id}:{item.obligation_id}{mark}")
         click.echo(f"      {item.file}:{item.line}  " + "; ".join(item.reasons[:3]))
     click.echo(f"{len(items)} mapping{'s' if len(items) != 1 else ''} to review", err=True)

@@ -32,8 +32,9 @@ Evidence, combined per (unit, obligation):
    never maps a unit.
 
 The parts combine as a noisy-or, ``1 - prod(1 - p)``. Obligations at or above
-:data:`MAP_THRESHOLD` are mapped (at most :data:`MAX_OBLIGATIONS` per unit), each
-with the reasons that fired: rule ids, the terms and fields, the shared words, the
+:data:`MAP_THRESHOLD` are mapped (at most :data:`MAX_OBLIGATIONS` per unit); those from
+:data:`CANDIDATE_THRESHOLD` are kept as candidates that ``poet learn review`` offers a
+person (see :func:`split`). Each carries the reasons that fired: rule ids, the terms and fields, the shared words, the
 context. The result is deterministic for the same catalog and units.
 """
 
@@ -48,9 +49,13 @@ from poetkb.learn.features import FIELD_WEIGHT, FIELDS, PRIMARY_FIELDS, STOP_WOR
 from poetkb.models import FailureMode, MappingRule, Obligation, ObligationMatch
 
 #: Confidence at or above which a unit is mapped to an obligation.
-MAP_THRESHOLD = 0.6
+MAP_THRESHOLD = 0.65
+#: Below the map threshold but at least this confident: kept as candidates for review (not mapped).
+CANDIDATE_THRESHOLD = 0.5
+#: At most this many candidates per unit.
+MAX_CANDIDATES = 2
 #: Mappings below this confidence are listed by ``poet learn review``.
-REVIEW_THRESHOLD = 0.7
+REVIEW_THRESHOLD = 0.8
 #: At most this many obligations per unit (the most confident).
 MAX_OBLIGATIONS = 4
 #: How much a rule of each kind counts; kinds not listed are not used on test suites.
@@ -61,7 +66,7 @@ FAILURE_MODE_FACTOR = 0.8
 CONTEXT_CAP = 0.4
 #: Suite context: nothing below CONTEXT_SHARE_MIN of a file's or suite's units mapping to the domain, then
 #: growing to CONTEXT_BONUS at CONTEXT_SHARE_FULL.
-CONTEXT_BONUS = 0.25
+CONTEXT_BONUS = 0.4
 CONTEXT_SHARE_MIN = 0.05
 CONTEXT_SHARE_FULL = 0.3
 #: A unit counts for the suite context when its best mapping is at least this confident.
@@ -285,9 +290,10 @@ class Mapper:
     def map(
         self, units: Sequence[Mapping[str, str]], groups: Sequence[str] | None = None
     ) -> list[list[ObligationMatch]]:
-        """For each unit (its rendered feature fields), the obligations it maps to, most confident first.
+        """For each unit (its rendered feature fields), every obligation at least a candidate, best first.
 
         ``groups`` names each unit's file, for the file part of the suite context.
+        :func:`split` separates the mapped obligations from the candidates.
         """
         if not units:
             return []
@@ -313,7 +319,7 @@ class Mapper:
                 if confidence < 1.0 and ev.primary() >= CONTEXT_MIN_PRIMARY:
                     bonus, why = context.bonus(i, oid)
                     confidence = 1.0 - (1.0 - confidence) * (1.0 - bonus)
-                if confidence < MAP_THRESHOLD:
+                if confidence < CANDIDATE_THRESHOLD:
                     continue
                 reasons = ev.reasons() + ([why] if why else [])
                 if similarity_confidence(ev.similarity, ev.top_similarity) > 0.05:
@@ -321,7 +327,7 @@ class Mapper:
                     reasons.append(f"similar to the obligation ({ev.similarity:.2f}): {', '.join(shared)}")
                 matches.append(ObligationMatch(id=oid, confidence=round(confidence, 3), reasons=reasons[:_MAX_REASONS]))
             matches.sort(key=lambda m: (-m.confidence, m.id))
-            results.append(matches[:MAX_OBLIGATIONS])
+            results.append(matches)
         return results
 
     def _index(self, oid: str) -> int:
@@ -373,6 +379,13 @@ def _shares(members: Sequence[set[str]]) -> dict[str, int]:
         for domain in domains:
             counts[domain] = counts.get(domain, 0) + 1
     return counts
+
+
+def split(matches: Sequence[ObligationMatch]) -> tuple[list[ObligationMatch], list[ObligationMatch]]:
+    """(mapped, candidates) of one unit's matches, by the thresholds, each capped and best first."""
+    mapped = [m for m in matches if m.confidence >= MAP_THRESHOLD][:MAX_OBLIGATIONS]
+    candidates = [m for m in matches if m.confidence < MAP_THRESHOLD][:MAX_CANDIDATES]
+    return mapped, candidates
 
 
 def aggregate_classes(

@@ -6,6 +6,8 @@ The mined units themselves are :class:`poetkb.models.LearnedPattern` objects
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from poetkb.models import LearnedPattern, PoetModel
@@ -37,6 +39,7 @@ class LearnSummary(PoetModel):
     units: int = 0
     units_mapped: int = 0
     units_by_kind: dict[str, int] = Field(default_factory=dict)
+    candidates: int = Field(default=0, description="near-miss mappings kept for review")
     covered: dict[str, int] = Field(default_factory=dict, description="obligation id -> units mapped to it")
     gaps: list[str] = Field(default_factory=list, description="obligations no mined unit covers")
 
@@ -63,7 +66,7 @@ class LearnReport(PoetModel):
 
 
 class ReviewItem(PoetModel):
-    """A low-confidence mapping (or a decision already taken) shown by ``poet learn review``."""
+    """A low-confidence mapping, a candidate, or a decision already taken, shown by ``poet learn review``."""
 
     pattern_id: str
     obligation_id: str
@@ -72,4 +75,5 @@ class ReviewItem(PoetModel):
     test: str | None = None
     line: int
     reasons: list[str] = Field(default_factory=list)
+    status: Literal["mapped", "candidate"] = "mapped"
     decision: str | None = None

@@ -48,29 +48,49 @@ def load_decisions(db: sqlite_utils.Database) -> dict[tuple[str, str], str]:
 
 
 def apply_decisions(
-    pattern_id: str, matches: Sequence[ObligationMatch], decisions: Mapping[tuple[str, str], str]
-) -> list[ObligationMatch]:
-    """A pattern's matches with the stored decisions applied (rejected dropped, accepted at 1.0), best first."""
+    pattern_id: str,
+    matches: Sequence[ObligationMatch],
+    decisions: Mapping[tuple[str, str], str],
+    *,
+    candidates: Sequence[ObligationMatch] = (),
+) -> tuple[list[ObligationMatch], list[ObligationMatch]]:
+    """A pattern's (mapped, candidates) with the stored decisions applied, best first.
+
+    Rejected pairs leave both lists; accepted ones are mapped at confidence 1.0
+    (a candidate is promoted, a pair the mapper never proposed is added).
+    """
     if not decisions:
-        return list(matches)
+        return list(matches), list(candidates)
     kept: dict[str, ObligationMatch] = {}
-    for match in matches:
+    near: dict[str, ObligationMatch] = {}
+    for match, into in [(m, kept) for m in matches] + [(c, near) for c in candidates]:
         decision = decisions.get((pattern_id, match.id))
         if decision == "reject":
             continue
         if decision == "accept":
-            match = ObligationMatch(id=match.id, confidence=1.0, reasons=[ACCEPTED_REASON, *match.reasons][:5])
-        kept[match.id] = match
+            match, into = ObligationMatch(id=match.id, confidence=1.0,
+                                          reasons=[ACCEPTED_REASON, *match.reasons][:5]), kept
+        into.setdefault(match.id, match)
     for (pid, oid), decision in sorted(decisions.items()):
         if pid == pattern_id and decision == "accept" and oid not in kept:
             kept[oid] = ObligationMatch(id=oid, confidence=1.0, reasons=[ACCEPTED_REASON])
-    return sorted(kept.values(), key=lambda m: (-m.confidence, m.id))
+    for oid in kept:
+        near.pop(oid, None)
+    return sorted(kept.values(), key=_best_first), sorted(near.values(), key=_best_first)
+
+
+def _best_first(match: ObligationMatch) -> tuple[float, str]:
+    return -match.confidence, match.id
 
 
 def review_items(
     kb: KnowledgeBase, *, threshold: float = REVIEW_THRESHOLD, source: str | None = None, decided: bool = False
 ) -> list[ReviewItem]:
-    """Mappings below ``threshold`` confidence (and, with ``decided``, every decision taken), sorted."""
+    """Mappings and candidates below ``threshold`` (with ``decided``, every decision too), most confident first.
+
+    Candidates are near misses the mapper did not map (below its map threshold):
+    accepting one maps it.
+    """
     decisions = load_decisions(kb.db)
     items: list[ReviewItem] = []
     for pattern in kb.patterns(source=source):
@@ -78,6 +98,9 @@ def review_items(
             decision = decisions.get((pattern.id, match.id))
             if match.confidence < threshold or (decided and decision):
                 items.append(_item(pattern, match, decision))
+        for match in pattern.candidates:
+            if match.confidence < threshold:
+                items.append(_item(pattern, match, None, status="candidate"))
     if decided:
         listed = {(i.pattern_id, i.obligation_id) for i in items}
         for (pid, oid), decision in sorted(decisions.items()):
@@ -87,14 +110,17 @@ def review_items(
                     continue
                 items.append(_item(pattern, ObligationMatch(id=oid, confidence=0.0, reasons=["rejected in review"]),
                                    decision))
-    items.sort(key=lambda i: (i.confidence, i.pattern_id, i.obligation_id))
+    items.sort(key=lambda i: (-i.confidence, i.pattern_id, i.obligation_id))
     return items
 
 
-def _item(pattern: LearnedPattern, match: ObligationMatch, decision: str | None) -> ReviewItem:
+def _item(
+    pattern: LearnedPattern, match: ObligationMatch, decision: str | None, *, status: str = "mapped"
+) -> ReviewItem:
     return ReviewItem(
         pattern_id=pattern.id, obligation_id=match.id, confidence=match.confidence, file=pattern.file,
-        test=pattern.test, line=pattern.line, reasons=list(match.reasons), decision=decision,
+        test=pattern.test, line=pattern.line, reasons=list(match.reasons), status=status,  # type: ignore[arg-type]
+        decision=decision,
     )
 
 
@@ -132,8 +158,8 @@ def decide(
             )
         decisions = load_decisions(kb.db)
         for pattern_id, pattern in patterns.items():
-            matches = apply_decisions(pattern_id, pattern.obligations, decisions)
-            updated = pattern.model_copy(update={"obligations": matches})
+            matches, near = apply_decisions(pattern_id, pattern.obligations, decisions, candidates=pattern.candidates)
+            updated = pattern.model_copy(update={"obligations": matches, "candidates": near})
             _store_pattern_matches(kb.db, updated)
             for oid in (o for p, o in wanted if p == pattern_id):
                 match = next((m for m in matches if m.id == oid), None)

@@ -370,19 +370,22 @@ def learn(
 
 
 def _map(kb: KnowledgeBase, source: str, units: list[dict[str, Any]]) -> list[LearnedPattern]:
-    from poetkb.learn.mapping import Mapper, aggregate_classes
+    from poetkb.learn.mapping import Mapper, aggregate_classes, split
 
     mapper = Mapper(kb.obligations(), kb.rules(), kb.failure_modes(), examples=known_examples(kb, source))
-    matches = mapper.map([u["fields"] for u in units], groups=[u["file"] for u in units])
-    matches = aggregate_classes(units, matches)
+    found = [split(m) for m in mapper.map([u["fields"] for u in units], groups=[u["file"] for u in units])]
+    mapped = aggregate_classes(units, [m for m, _ in found])
     decisions = review.load_decisions(kb.db)
     patterns = []
-    for unit, found in zip(units, matches, strict=True):
-        kept = review.apply_decisions(unit["id"], found, decisions)
+    for unit, matches, (_, candidates) in zip(units, mapped, found, strict=True):
+        taken = {m.id for m in matches}  # a class may map what its own name only hinted at
+        candidates = [c for c in candidates if c.id not in taken]
+        kept, near = review.apply_decisions(unit["id"], matches, decisions, candidates=candidates)
         patterns.append(LearnedPattern(
             id=unit["id"], source=source, file=unit["file"], test=unit["test"], kind=unit["kind"],
             line=unit["line"], end_line=unit["end_line"], commit=unit["commit"], content_hash=unit["content_hash"],
             summary=_summary_text(unit), terms=summary_terms(unit["fields"], cap=MAX_TERMS), obligations=kept,
+            candidates=[c.model_copy(update={"reasons": c.reasons[:2]}) for c in near],
         ))
     patterns.sort(key=lambda p: p.id)
     return patterns
@@ -423,6 +426,7 @@ def _summarise(
         units=len(patterns),
         units_mapped=sum(1 for p in patterns if p.obligations),
         units_by_kind=dict(sorted(Counter(p.kind for p in patterns).items())),
+        candidates=sum(len(p.candidates) for p in patterns),
         covered=dict(sorted(covered.items())),
         gaps=[oid for oid in all_ids if oid not in covered],
     )
