@@ -5,9 +5,12 @@ Usage (the suites must already be checked out; this script fetches nothing):
     .venv/bin/python benchmarks/learn_quality.py httpx=/tmp/suites/httpx urllib3=/tmp/suites/urllib3 ...
     .venv/bin/python benchmarks/learn_quality.py /tmp/suites/*  --errors
 
-Each argument is NAME=PATH or a PATH whose directory name is the label file's name. The mapping runs
-against a temporary knowledge base built from this checkout's catalog *without* knowledge/learned, so
-the committed mined knowledge of the same suites cannot leak into the evaluation.
+Each argument is NAME=PATH or a PATH whose directory name is the label file's name. With
+--write-learned knowledge/learned it also writes the committed mined knowledge of those suites (mapped units
+only, so the files stay small) from the same scratch knowledge base, so they do not depend on each other.
+
+The mapping runs against a temporary knowledge base built from this checkout's catalog *without*
+knowledge/learned, so the committed mined knowledge of the same suites cannot leak into the evaluation.
 
 Scoring is over (unit, obligation) pairs: precision = correct mapped pairs / mapped pairs, recall =
 correct mapped pairs / labelled pairs, on the labelled units only. Units are split deterministically
@@ -95,6 +98,8 @@ def main() -> int:
     parser.add_argument("--errors", choices=["tune", "holdout", "all"],
                         help="list the wrong or missed mappings of this part (tune while looking at 'tune' only)")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--write-learned", type=Path, metavar="DIR",
+                        help="also write each suite's mapped units to DIR/<name>.json (how knowledge/learned/ is made)")
     parser.add_argument("--sweep", action="store_true",
                         help="also print precision and recall at other map thresholds (calibration)")
     args = parser.parse_args()
@@ -118,6 +123,9 @@ def main() -> int:
                 print(f"skip {name}: no label file {label_file}", file=sys.stderr)
                 continue
             labels = load_labels(label_file)
+            if args.write_learned:
+                learn(kb, [Path(path)], source=name, workers=args.workers, store=False, out_dir=args.write_learned,
+                      mapped_only=True)
             report = learn(kb, [Path(path)], source=name, workers=args.workers, store=False, write_file=False)
             mined = {(p.file, p.test): p for p in report.patterns}
             score = per_suite.setdefault(name, Score())

