@@ -21,6 +21,15 @@ text = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=60
 ).map(str.strip).filter(bool)
 evidence_kinds = st.sampled_from(list(EvidenceKind.__args__))  # type: ignore[attr-defined]
+#: checks of kinds the gate registry knows, with parameters its models accept
+checks = st.one_of(
+    st.builds(Check, kind=st.just("manual"), params=st.dictionaries(segment, st.integers() | text, max_size=3),
+              description=text),
+    st.builds(Check, kind=st.just("tests_pass"), params=st.builds(lambda n: {"min_tests": n}, st.integers(1, 50))),
+    st.builds(Check, kind=st.just("metric_threshold"),
+              params=st.builds(lambda m, v: {"metric": m, "op": "<=", "value": v}, segment,
+                               st.floats(-1e6, 1e6, allow_nan=False))),
+)
 
 
 @st.composite
@@ -35,9 +44,7 @@ def obligations(draw: st.DrawFn, oid: str, mode_ids: list[str]) -> Obligation:
         failure_modes=draw(st.lists(st.sampled_from(mode_ids), unique=True, max_size=2)) if mode_ids else [],
         evidence=draw(st.lists(st.builds(EvidenceRequirement, kind=evidence_kinds, fields=st.lists(text, max_size=3),
                                          description=text), max_size=3)),
-        checks=draw(st.lists(st.builds(Check, kind=segment, params=st.dictionaries(segment, st.integers() | text,
-                                                                                    max_size=3),
-                                       description=text), max_size=2)),
+        checks=draw(st.lists(checks, max_size=2)),
         pass_criteria=draw(st.lists(text, max_size=3)),
         references=draw(st.lists(st.builds(Reference, title=text, url=st.none() | st.just("https://example.org/x")),
                                  max_size=2)),
