@@ -160,7 +160,7 @@ def _attempts(ev: CheckEvidence, path: str, max_attempts: int, expected: str) ->
         return Outcome("fail", expected, observed,
                        f"{len(over) or 'some'} of {len(per_request)} requests for {path} went to the upstreams more "
                        f"than {max_attempts} time{'s' if max_attempts != 1 else ''}: {where} "
-                       f"(counted at the upstreams: {listing(f'{k}={v}' for k, v in (total or {}).items())})",
+                       f"(upstream counters over the run: {listing(f'{k}={v}' for k, v in (total or {}).items())})",
                        details, len(per_request))
     return Outcome("pass", expected, observed, "", details, len(per_request))
 
@@ -180,7 +180,8 @@ def evaluate_no_retry(ev: CheckEvidence, params: p.NoRetryNonIdempotent) -> Outc
 def _fault(spec: p.FaultSpec) -> str:
     what = spec.action if spec.action != "none" else (f"status {spec.status}" if spec.status else
                                                         f"{spec.latency_ms} ms latency")
-    return f"the {spec.target} upstream{'s' if spec.target in ('all', 'healthy') else ''} {what}"
+    who = {"all": "all upstreams", "healthy": "the healthy upstreams"}.get(spec.target, f"the {spec.target} upstream")
+    return f"{who} {what}"
 
 
 # -- unhealthy_backend_avoided ---------------------------------------------------------------------
