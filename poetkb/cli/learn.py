@@ -62,7 +62,9 @@ def from_tests(ctx: click.Context, paths: tuple[Path, ...], out_dir: Path | None
                + (f" ({', '.join(summary.gaps[:6])}{', ...' if len(summary.gaps) > 6 else ''})" if summary.gaps
                   else ""))
     if report.out_file:
-        click.echo(f"wrote {report.out_file}")
+        out = Path(report.out_file)
+        shown = out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out
+        click.echo(f"wrote {shown}")
     if report.stored_in_kb:
         click.echo("stored the patterns in the knowledge base; review unsure ones with `poet learn review`")
 
