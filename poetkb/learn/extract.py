@@ -212,12 +212,12 @@ class _Walker:
                 if dotted is None:
                     push((node.func, False))
                 else:
-                    inner = node.func
+                    inner: Any = node.func
                     while type(inner) is attribute or type(inner) is call:
                         if type(inner) is call:
                             push((inner, False))  # a.b(x).c(): walk the inner call for its own features
                             break
-                        inner = inner.value
+                        inner = getattr(inner, "value", None)
                 continue
             if kind is attribute:
                 dotted = _dotted(node)
@@ -369,7 +369,7 @@ class _FileMiner:
     def add_function(
         self, node: Any, qual: str, line: int, end: int, decorators: list[str], in_class: str | None
     ) -> None:
-        bag, refs, skip = FieldBag(), [], set()
+        bag, refs, skip = FieldBag(), list[str](), set[int]()
         bag.add("name", node.name.value)
         if in_class:
             bag.add("cls", in_class)
@@ -389,7 +389,7 @@ class _FileMiner:
 
     def add_class(self, node: Any, qual: str, line: int, end: int) -> None:
         class_name = node.name.value
-        bag, refs, members = FieldBag(), [], set()
+        bag, refs, members = FieldBag(), list[str](), set[int]()
         bag.add("name", class_name)
         doc = _docstring(node.body, members)
         bag.add("doc", doc)
@@ -462,7 +462,7 @@ def extract(source: str, *, script_style: bool = False) -> dict[str, Any]:
             skip: set[int] = set()
             module_doc = _docstring(module, skip)
             if not miner.units and script_style:
-                bag, refs = FieldBag(), []
+                bag, refs = FieldBag(), list[str]()
                 bag.add("doc", module_doc)
                 _Walker(bag, refs, skip).walk(module)
                 lines = source.count("\n") + (0 if source.endswith("\n") else 1)

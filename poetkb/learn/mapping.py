@@ -277,7 +277,7 @@ class Mapper:
         return [str(self._vocabulary[col]) for _, col in scored[:limit]]
 
     def _ob_terms(self, ob_vectors: Any) -> list[dict[int, float]]:
-        if getattr(self, "_ob_terms_cache", None) is None or self._ob_terms_for is not ob_vectors:
+        if getattr(self, "_ob_terms_for", None) is not ob_vectors:
             rows = []
             for j in range(ob_vectors.shape[0]):
                 start, end = ob_vectors.indptr[j], ob_vectors.indptr[j + 1]

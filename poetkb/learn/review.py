@@ -105,10 +105,10 @@ def review_items(
         listed = {(i.pattern_id, i.obligation_id) for i in items}
         for (pid, oid), decision in sorted(decisions.items()):
             if decision == "reject" and (pid, oid) not in listed:
-                pattern = _stored_pattern(kb, pid)
-                if pattern is None or (source and pattern.source != source):
+                stored = _stored_pattern(kb, pid)
+                if stored is None or (source and stored.source != source):
                     continue
-                items.append(_item(pattern, ObligationMatch(id=oid, confidence=0.0, reasons=["rejected in review"]),
+                items.append(_item(stored, ObligationMatch(id=oid, confidence=0.0, reasons=["rejected in review"]),
                                    decision))
     items.sort(key=lambda i: (-i.confidence, i.pattern_id, i.obligation_id))
     return items

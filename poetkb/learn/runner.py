@@ -338,7 +338,7 @@ def learn(
     parsed = parse_files(jobs, workers=workers, progress=progress)
     for index, result in parsed.items():
         cache.put(keys[index], found.files[index].rel, result)
-    records = [cached.get(k) if k in cached else parsed[i] for i, k in enumerate(keys)]
+    records: list[dict[str, Any]] = [cached[k] if k in cached else parsed[i] for i, k in enumerate(keys)]
 
     phase("mapping")
     commits = {root: git_commit(root) for root in roots}
