@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.poetkb-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test demo lint typecheck docs clean
+.PHONY: install test demo lint typecheck docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,8 @@ clean:
 	rm -rf $(VENV) .poet .pytest_cache .ruff_cache .mypy_cache build dist
 docs:
 	$(BIN)/python -m poetkb.cli.reference > docs/cli.md
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/kb_speed.py
+	$(BIN)/python benchmarks/rank_speed.py
+	$(BIN)/python benchmarks/rank_eval.py
