@@ -11,8 +11,9 @@ of the heavy libraries (scikit-learn, libcst, networkx) until they are used.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from poetkb._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -72,17 +73,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'poetkb' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports("poetkb", _EXPORTS, globals())
 
 
 if TYPE_CHECKING:

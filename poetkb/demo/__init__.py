@@ -19,8 +19,9 @@ Names are loaded lazily so that the upstream processes, which import
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from poetkb._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "up": "poetkb.demo.lifecycle",
@@ -47,18 +48,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    target = _EXPORTS.get(name)
-    if target is None:
-        raise AttributeError(f"module 'poetkb.demo' has no attribute {name!r}")
-    module, _, attr = target.partition(":")
-    value = getattr(import_module(module), attr or name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports("poetkb.demo", _EXPORTS, globals())
 
 
 if TYPE_CHECKING:

@@ -14,8 +14,9 @@ Names are loaded lazily so importing this package stays cheap.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from poetkb._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "evaluate_check": "poetkb.load.checks",
@@ -43,17 +44,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'poetkb.load' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports("poetkb.load", _EXPORTS, globals())
 
 
 if TYPE_CHECKING:
