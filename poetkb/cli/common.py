@@ -68,3 +68,18 @@ def to_jsonable(data: Any) -> Any:
     if isinstance(data, dict):
         return {k: to_jsonable(v) for k, v in data.items()}
     return data
+
+
+def write_output(text: str, out: Path | None) -> None:
+    """Print ``text``, or write it to ``out`` (naming the file on failure)."""
+    if out is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    from poetkb.errors import InputError
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write the output file: {exc.strerror}", file=out, field="--out") from exc
+    click.echo(f"wrote {out}", err=True)

@@ -6,24 +6,10 @@ from pathlib import Path
 
 import click
 
-from poetkb.cli.common import emit_json, main, open_kb
+from poetkb.cli.common import emit_json, main, open_kb, write_output
 from poetkb.cli.plan import plan
 
 _PROFILE = click.Path(dir_okay=False, path_type=Path)
-
-
-def _write_or_echo(text: str, out: Path | None) -> None:
-    if out is None:
-        click.echo(text, nl=not text.endswith("\n"))
-        return
-    from poetkb.errors import InputError
-
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write the output file: {exc.strerror}", file=out, field="--out") from exc
-    click.echo(f"wrote {out}", err=True)
 
 
 def _log(record: dict[str, object], log: Path | None, no_log: bool) -> None:
@@ -72,7 +58,7 @@ def plan_load(profile_path: Path, fmt: str, out: Path | None, log: Path | None, 
         from poetkb.load.render import plan_markdown
 
         text = plan_markdown(load_plan)
-    _write_or_echo(text, out)
+    write_output(text, out)
     _log(plan_record(load_plan, profile_path=str(profile_path)), log, no_log)
 
 

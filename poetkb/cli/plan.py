@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from poetkb.cli.common import main, open_kb
-from poetkb.cli.rank import CHANGE_HELP, COMPONENT_HELP, DIFF_HELP, read_diff_option, render, write_output
+from poetkb.cli.common import main, open_kb, write_output
+from poetkb.cli.rank import CHANGE_HELP, COMPONENT_HELP, DIFF_HELP, read_diff_option, render
 
 
 @main.group()

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from poetkb.cli.common import emit_json, main, open_kb
+from poetkb.cli.common import emit_json, main, open_kb, write_output
 
 CHANGE_HELP = "The change in words, e.g. 'switch the cache key to include Accept-Language' (a unified diff works too)."
 DIFF_HELP = "A unified diff of the change (git diff output; '-' reads standard input)."
@@ -31,21 +31,6 @@ def read_diff_option(value: str | None) -> str | Path | None:
 
         return decode_diff(sys.stdin.buffer.read(), "<stdin>")
     return Path(value)
-
-
-def write_output(text: str, out: Path | None) -> None:
-    """Print ``text``, or write it to ``out`` (naming the file on failure)."""
-    if out is None:
-        click.echo(text, nl=not text.endswith("\n"))
-        return
-    from poetkb.errors import InputError
-
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write the output: {exc.strerror}", file=out) from exc
-    click.echo(f"wrote {out}", err=True)
 
 
 def _wrap(text: str, indent: str) -> str:
