@@ -51,3 +51,32 @@ def kb(kb_path: Path) -> Iterator[object]:
     base = poetkb.open(kb_path)
     yield base
     base.close()
+
+
+@pytest.fixture(scope="module")
+def shared_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One demo run directory per test module; at the end the demo is brought down and no process is left."""
+    from poetkb import demo
+    from poetkb.demo import procs
+
+    home = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    yield home
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POET_HOME", str(home))
+        demo.down()
+        assert procs.find_by_marker(f"{home}/demo/") == []
+
+
+@pytest.fixture
+def home(shared_home: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point POET_HOME at the module's shared demo run directory (after the per-test isolation)."""
+    monkeypatch.setenv("POET_HOME", str(shared_home))
+    return shared_home
+
+
+@pytest.fixture(scope="module")
+def base_port() -> int:
+    """A base port whose whole demo port range is free, one per test module."""
+    from demo_probes import free_base_port
+
+    return free_base_port()

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from demo_probes import PROBES, Edge, free_base_port
+from demo_probes import PROBES, Edge
 
 from poetkb import demo
 from poetkb.demo import procs
@@ -14,27 +14,10 @@ from poetkb.demo import procs
 pytestmark = pytest.mark.proxy
 
 
-@pytest.fixture(scope="module")
-def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One run directory for the module's edges, torn down (and checked empty) at the end."""
-    home = tmp_path_factory.mktemp("demo-edge")
-    yield home
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("POET_HOME", str(home))
-        demo.down()
-        assert procs.find_by_marker(f"{home}/demo/") == []
 
 
-@pytest.fixture
-def home(shared_home: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point POET_HOME at the module's shared run directory (after the per-test isolation)."""
-    monkeypatch.setenv("POET_HOME", str(shared_home))
-    return shared_home
 
 
-@pytest.fixture(scope="module")
-def base_port() -> int:
-    return free_base_port()
 
 
 @pytest.fixture(scope="module", params=["nginx", "haproxy"])

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from demo_probes import PROBES, Edge, free_base_port
+from demo_probes import PROBES, Edge
 
 from poetkb import demo
 from poetkb.cli import main
-from poetkb.demo import procs
 from poetkb.demo.layout import demo_root
 from poetkb.demo.overlays import EDGE_OBLIGATIONS, all_variants
 from poetkb.demo.render import RunPaths, validate_command
@@ -26,26 +24,10 @@ BROKEN = [v for v in all_variants() if v.name != "good"]
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "demo"
 
 
-@pytest.fixture(scope="module")
-def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One run directory for every variant (upstreams are kept between them); empty of processes at the end."""
-    home = tmp_path_factory.mktemp("demo-variants")
-    yield home
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("POET_HOME", str(home))
-        demo.down()
-        assert procs.find_by_marker(f"{home}/demo/") == []
 
 
-@pytest.fixture
-def home(shared_home: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("POET_HOME", str(shared_home))
-    return shared_home
 
 
-@pytest.fixture(scope="module")
-def base_port() -> int:
-    return free_base_port()
 
 
 @pytest.mark.parametrize("variant", BROKEN, ids=[f"{v.proxy}-{v.name}" for v in BROKEN])

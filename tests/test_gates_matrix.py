@@ -3,8 +3,6 @@ and every seeded-fault variant fails the obligations it breaks, with a diagnosis
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,35 +20,6 @@ FULL_GATE_BUDGET_S = 50.0
 def _variants() -> list[Any]:
     return [pytest.param(v.proxy, v.name, list(v.breaks), id=f"{v.proxy}-{v.name}")
             for v in demo.variants() if v.name != "good"]
-
-
-def _free_base_port() -> int:
-    from poetkb.demo.layout import PORT_SPAN, port_free
-
-    rnd = random.Random()
-    for _ in range(500):
-        base = rnd.randrange(20000, 32000, PORT_SPAN)  # below the ephemeral range clients take ports from
-        if all(port_free(base + i) for i in range(PORT_SPAN)):
-            return base
-    raise RuntimeError("no free port range between 20000 and 32000")
-
-
-@pytest.fixture(scope="module")
-def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One demo run directory for the module; the demo is brought down (no process left) at the end."""
-    home = tmp_path_factory.mktemp("gate-matrix")
-    yield home
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("POET_HOME", str(home))
-        demo.down()
-        from poetkb.demo import procs
-
-        assert procs.find_by_marker(f"{home}/demo/") == []
-
-
-@pytest.fixture(scope="module")
-def base_port() -> int:
-    return _free_base_port()
 
 
 @pytest.fixture
