@@ -15,6 +15,7 @@ HTTP/1.0 on request), and three ways for a handler to misbehave on purpose
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import struct
 from collections.abc import Awaitable, Callable
@@ -255,3 +256,14 @@ async def serve(handler: Handler, host: str, port: int, *, backlog: int = 1024) 
     """Start serving ``handler`` on ``host:port`` (SO_REUSEADDR so a quick restart can bind again)."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: _Connection(handler), host, port, backlog=backlog, reuse_address=True)
+
+
+async def serve_until_signalled(handler: Handler, host: str, port: int) -> None:
+    """Serve ``handler`` until the process gets SIGTERM or SIGINT, then close the listener."""
+    server = await serve(handler, host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()

@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import signal
 from urllib.parse import urlsplit
 
-from poetkb.demo.httpserver import Request, Response, serve
+from poetkb.demo.httpserver import Request, Response, serve_until_signalled
 
 _ACTIVE = re.compile(rb"Active connections:\s*(\d+)")
 _TOTALS = re.compile(rb"server accepts handled requests\s+(\d+)\s+(\d+)\s+(\d+)")
@@ -90,13 +89,7 @@ def make_handler(status_url: str):  # type: ignore[no-untyped-def]
 
 
 async def run(port: int, status_url: str, host: str = "127.0.0.1") -> None:
-    server = await serve(make_handler(status_url), host, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with server:
-        await stop.wait()
+    await serve_until_signalled(make_handler(status_url), host, port)
 
 
 def main(argv: list[str] | None = None) -> None:

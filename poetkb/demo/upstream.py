@@ -20,14 +20,13 @@ import gzip
 import itertools
 import json
 import re
-import signal
 import time
 from collections import Counter, deque
 from typing import Any
 
 from pydantic import ValidationError
 
-from poetkb.demo.httpserver import Request, Response, serve
+from poetkb.demo.httpserver import Request, Response, serve_until_signalled
 from poetkb.demo.models import Fault
 
 ADMIN_PREFIX = "/__poet/"
@@ -245,14 +244,7 @@ class Upstream:
 
 async def run(name: str, role: str, host: str, port: int) -> None:
     """Serve one upstream until SIGTERM or SIGINT."""
-    upstream = Upstream(name, role)
-    server = await serve(upstream.handle, host, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with server:
-        await stop.wait()
+    await serve_until_signalled(Upstream(name, role).handle, host, port)
 
 
 def main(argv: list[str] | None = None) -> None:

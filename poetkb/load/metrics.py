@@ -93,22 +93,12 @@ class MetricsSummary(PhaseMetrics):
         return self if phase is None else self.phases.get(phase)
 
 
-class _SummaryFile(PoetModel):
+class _SummaryFile(PhaseMetrics):
     """The simple JSON summary as written by people and scripts."""
 
     scenario: str | None = None
     service: str | None = None
     slo: SLO | None = None
-    p50_ms: float | None = Field(default=None, ge=0)
-    p90_ms: float | None = Field(default=None, ge=0)
-    p95_ms: float | None = Field(default=None, ge=0)
-    p99_ms: float | None = Field(default=None, ge=0)
-    error_rate: float | None = Field(default=None, ge=0, le=1)
-    throughput_rps: float | None = Field(default=None, ge=0)
-    cpu_percent: float | None = Field(default=None, ge=0)
-    memory_percent: float | None = Field(default=None, ge=0)
-    requests: int | None = Field(default=None, ge=0)
-    duration_s: float | None = Field(default=None, ge=0)
     phases: dict[str, PhaseMetrics] = Field(default_factory=dict)
     series: list[SeriesPoint] = Field(default_factory=list)
     samples_ms: list[float] = Field(default_factory=list)
