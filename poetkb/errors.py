@@ -7,7 +7,9 @@ subclasses that built-in too. Each error carries the context a person needs
 (file, line, field, obligation id) and a ``hint`` that says what to do next.
 
 The CLI turns these into a message and an exit code in one place: exit 2 for
-bad input or usage, exit 1 for a check or gate that ran and failed.
+bad input or usage, exit 1 for a check or gate that ran and failed, exit 3 for
+an internal error (anything that is not a PoetError), so a crash never reads
+as a verdict.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from poetkb.types import EntityId, EvidenceKind, NonEmptyStr, ObligationId, Risk
 class PoetModel(BaseModel):
     """Base of the public models: strict about unknown fields, immutable once built."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False)
 
 
 class Reference(PoetModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -12,8 +13,17 @@ import click
 from poetkb.errors import PoetError
 
 
+#: exit code of a crash: never 0 (pass) or 1 (a gate failed), so a crash never reads as a verdict
+EXIT_INTERNAL = 3
+
+
 class PoetGroup(click.Group):
-    """A click group that turns PoetError into a clear message and an exit code."""
+    """A click group that turns every error into a clear message and its exit code.
+
+    A :class:`PoetError` exits with its own code (2 bad input, 1 a gate failed).
+    Anything else is a crash: one line on stderr and exit 3; the traceback is
+    printed only under ``--debug`` or ``POET_DEBUG=1``.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -23,11 +33,37 @@ class PoetGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place a crash becomes exit 3
+            crash(ctx, exc)
 
 
 def fail(exc: PoetError) -> NoReturn:
     click.echo(f"error: {exc}", err=True)
     sys.exit(exc.exit_code)
+
+
+def debug_enabled(ctx: click.Context | None = None) -> bool:
+    """True under ``--debug`` or ``POET_DEBUG=1``."""
+    root = ctx.find_root() if ctx is not None else None
+    if root is not None and isinstance(root.obj, dict) and root.obj.get("debug"):
+        return True
+    return os.environ.get("POET_DEBUG", "") not in ("", "0")
+
+
+def crash(ctx: click.Context | None, exc: BaseException) -> NoReturn:
+    """Report an internal error in one line (traceback under --debug) and exit 3."""
+    if debug_enabled(ctx):
+        import traceback
+
+        traceback.print_exception(exc)
+    what = type(exc).__name__
+    detail = str(exc).splitlines()[0][:300] if str(exc) else ""
+    click.echo(f"internal error: {what}{': ' + detail if detail else ''}", err=True)
+    click.echo("  hint: this is a bug in poetkb, not a verdict; rerun with --debug (or POET_DEBUG=1) "
+               "for the traceback and report it", err=True)
+    sys.exit(EXIT_INTERNAL)
 
 
 @click.group(cls=PoetGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,12 +74,17 @@ def fail(exc: PoetError) -> NoReturn:
     envvar="POET_DB",
     help="Knowledge base file (default: $POET_DB or ~/.local/share/poetkb/kb.sqlite).",
 )
+@click.option("--debug", is_flag=True, help="Print the traceback of an internal error (also POET_DEBUG=1).")
 @click.version_option(package_name="poetkb", prog_name="poet")
 @click.pass_context
-def main(ctx: click.Context, db_path: Path | None) -> None:
-    """poetkb: obligations, evidence and release gates for risky changes."""
+def main(ctx: click.Context, db_path: Path | None, debug: bool) -> None:
+    """poetkb: obligations, evidence and release gates for risky changes.
+
+    Exit codes: 0 pass, 1 a gate or check failed, 2 bad input, 3 an internal error.
+    """
     ctx.ensure_object(dict)
     ctx.obj["db_path"] = db_path
+    ctx.obj["debug"] = debug
 
 
 def open_kb(ctx: click.Context, *, create: bool = True) -> Any:
