@@ -400,6 +400,14 @@ class KnowledgeBase:
         paths = [evidence] if isinstance(evidence, str | Path) else list(evidence)
         return evaluate_evidence(self, [Path(p) for p in paths], selection, record=record)
 
+    def last_coverage(self, selection: str) -> float | None:
+        """The pytest plugin's ratchet: the best obligation coverage stored for ``selection``."""
+        return store.last_coverage(self.db, selection)
+
+    def record_coverage(self, selection: str, coverage: float, *, passing: int, failing: int, total: int) -> None:
+        """Store ``coverage`` as the ratchet value of ``selection``."""
+        store.record_coverage(self.db, selection, coverage, passing=passing, failing=failing, total=total)
+
     def gate_runs(self, *, limit: int = 20) -> list[dict[str, Any]]:
         """The latest recorded gate runs, newest first."""
         from poetkb.gates.history import runs

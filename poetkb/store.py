@@ -111,6 +111,14 @@ def _m003_gates(db: sqlite_utils.Database) -> None:
     db.table("gate_results").create_index(["obligation_id"])
 
 
+def _m010_obligation_coverage(db: sqlite_utils.Database) -> None:
+    """State: the best obligation coverage seen per selection (the pytest plugin's ratchet)."""
+    db.table("obligation_coverage").create(
+        {"selection": str, "coverage": float, "passing": int, "failing": int, "total": int, "recorded_at": str},
+        pk="selection",
+    )
+
+
 #: Named migrations, applied in order; the schema version is how many have run.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_catalog", _m001_catalog),
@@ -118,6 +126,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("005_rank_cache", _m005_rank_cache),
     ("002_learn", _m002_learn),
     ("003_gates", _m003_gates),
+    ("010_obligation_coverage", _m010_obligation_coverage),
 ]
 
 
@@ -401,6 +410,21 @@ def build(catalog: Catalog, target: Path, *, source: str) -> Path:
         if stale.exists() and stale.stat().st_size == 0:
             stale.unlink(missing_ok=True)
     return target
+
+
+def last_coverage(db: sqlite_utils.Database, selection: str) -> float | None:
+    """The stored best obligation coverage of ``selection``, or None."""
+    rows = list(db.query("select coverage from obligation_coverage where selection = ?", [selection]))
+    return float(rows[0]["coverage"]) if rows else None
+
+
+def record_coverage(db: sqlite_utils.Database, selection: str, coverage: float, *, passing: int, failing: int,
+                    total: int) -> None:
+    """Store ``coverage`` as the ratchet value of ``selection``."""
+    with db.conn:
+        db.table("obligation_coverage").upsert(
+            {"selection": selection, "coverage": coverage, "passing": passing, "failing": failing, "total": total,
+             "recorded_at": now_iso()}, pk="selection")
 
 
 def decode(row: dict[str, Any], model: type[Any]) -> Any:
