@@ -130,3 +130,41 @@ def review(ctx: click.Context, accepts: tuple[str, ...], rejects: tuple[str, ...
         click.echo(f"{item.confidence:.2f}  {item.pattern_id}:{item.obligation_id}{mark}")
         click.echo(f"      {item.file}:{item.line}  " + "; ".join(item.reasons[:3]))
     click.echo(f"{len(items)} mapping{'s' if len(items) != 1 else ''} to review", err=True)
+
+
+@learn.command("suggest-markers")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Propose only mappings at least this confident.")
+@click.option("--apply", "apply_", is_flag=True, help="Rewrite the files (default: print the patch only).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the patch to this file.")
+@click.option("--workers", type=click.IntRange(1, 256), help="Parser processes (default: the CPU count).")
+@click.option("--json", "as_json", is_flag=True, help="Print the suggestions and the patch as JSON.")
+@click.pass_context
+def suggest_markers(ctx: click.Context, path: Path, min_confidence: float, apply_: bool, out: Path | None,
+                    workers: int | None, as_json: bool) -> None:
+    """Propose @pytest.mark.obligation markers for the tests under PATH, as a reviewable patch.
+
+    The suite is mined as `from-tests` does (statically; nothing is stored), and a
+    libcst codemod adds one marker per mapped test with the ids it lacks, plus
+    `import pytest` where needed. Files change only with --apply; the patch applies
+    with `git apply` or `patch -p1` from PATH.
+    """
+    from poetkb.cli.common import write_output
+    from poetkb.learn.markers import suggest_markers as suggest
+
+    with open_kb(ctx) as kb:
+        result = suggest(kb, path, min_confidence=min_confidence, apply=apply_, workers=workers)
+    if as_json:
+        emit_json(result)
+        return
+    if out is not None or not apply_:
+        write_output(result.patch or "", out)
+    tests = len(result.suggestions)
+    verb = "marked" if result.applied else "would mark"
+    click.echo(f"{verb} {tests} test{'s' if tests != 1 else ''} in {result.files_changed} "
+               f"file{'s' if result.files_changed != 1 else ''}"
+               + ("" if result.applied else " (review the patch; --apply writes it)"), err=True)
+    if result.unmarkable:
+        click.echo(f"{len(result.unmarkable)} mapped unit{'s' if len(result.unmarkable) != 1 else ''} cannot "
+                   f"carry a marker (script-style files): {', '.join(result.unmarkable[:5])}", err=True)
