@@ -22,6 +22,7 @@ test: $(STAMP)
 # edge obligation. The edge stays up afterwards (`poet demo status`, `poet gate run --all`, `poet demo down`).
 DEMO_PROXY ?= nginx
 demo: $(STAMP)
+	bash scripts/ensure-system-packages $(DEMO_PROXY) openssl
 	$(BIN)/poet kb build
 	$(BIN)/poet demo up --proxy $(DEMO_PROXY)
 	$(BIN)/poet gate run --all
