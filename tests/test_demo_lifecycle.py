@@ -134,3 +134,28 @@ def test_reload_without_a_running_demo(isolated_home: Path) -> None:
     """reload on a stopped demo says how to start it (exit 2 from the CLI, no traceback)."""
     result = CliRunner().invoke(main, ["demo", "reload"])
     assert result.exit_code == 2 and "the demo is not running" in result.output
+
+
+def test_reload_uses_the_configuration_on_disk(isolated_home: Path, base_port: int) -> None:
+    """reload never re-renders: a hand edit takes effect, and a broken edit is refused while the edge keeps serving."""
+    import httpx
+
+    state = demo.up(proxy="nginx", base_port=base_port)
+    config = Path(state.config_path)
+    try:
+        good = config.read_text()
+        edited = good.replace("add_header X-Vhost $poet_vhost always;",
+                              "add_header X-Vhost $poet_vhost always;\n            add_header X-Poet-Edited yes always;")
+        assert edited != good
+        config.write_text(edited)
+        demo.reload(state)
+        assert config.read_text() == edited  # the edit is what runs, not the template
+        response = httpx.get(state.base_url + "/", headers={"Host": state.hosts["default"]}, timeout=5)
+        assert response.headers.get("x-poet-edited") == "yes"
+        config.write_text(edited + "\nthis is not nginx;\n")
+        with pytest.raises(EnvironmentProblem, match="rejects"):
+            demo.reload(state)
+        response = httpx.get(state.base_url + "/", headers={"Host": state.hosts["default"]}, timeout=5)
+        assert response.headers.get("x-poet-edited") == "yes"  # the old configuration still serves
+    finally:
+        demo.down()

@@ -115,7 +115,7 @@ def demo_variants(proxy: str | None, as_json: bool) -> None:
 @demo.command("reload")
 @click.option("--json", "as_json", is_flag=True, help="Print the demo state after the reload as JSON.")
 def demo_reload(as_json: bool) -> None:
-    """Reload the running proxy's configuration (gracefully, unless the variant restarts it on purpose)."""
+    """Reload the running proxy with its configuration file as it is on disk (validated first; never re-rendered)."""
     from poetkb.demo.lifecycle import reload
 
     state = reload()

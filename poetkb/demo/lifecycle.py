@@ -364,7 +364,13 @@ def status() -> DemoStatus:
 
 # -- reload ---------------------------------------------------------------------------------------
 def reload(state: DemoState | None = None) -> DemoState:
-    """Reload the running proxy's configuration (rendered again from the templates).
+    """Reload the running proxy with the configuration file as it is on disk.
+
+    Nothing is rendered here: a reload never replaces what a person edited, so a
+    gate that reloads the edge tests the configuration that really runs (only
+    ``poet demo up --variant`` renders from the templates). The file is validated
+    first (``nginx -t`` / ``haproxy -c``); a broken edit is refused with the
+    proxy's message and the running edge keeps its old configuration.
 
     The good configuration reloads gracefully (nginx SIGHUP, HAProxy SIGUSR2 to the
     master): in-flight requests finish, the listeners never close. The
@@ -384,9 +390,8 @@ def reload(state: DemoState | None = None) -> DemoState:
             raise EnvironmentProblem(f"{proxy} (pid {pid}) is not running", hint="run `poet demo up` again")
         knobs = knobs_for(get_variant(proxy, current.variant))
         binary = require_binary(proxy)
-        ctx = context(proxy, current.variant, knobs, paths, ports_for(current.base_port), CertFiles(paths.certs))
-        write_config(proxy, ctx, paths)
-        validate(proxy, binary, paths)
+        validate(proxy, binary, paths, hint="fix the edit (the running edge keeps its previous configuration), "
+                                            "or render the original again with `poet demo up`")
         if knobs.get("reload") == "restart":
             procs.stop(pid)
             new_pid = _start_proxy(proxy, binary, paths)

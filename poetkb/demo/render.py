@@ -130,8 +130,9 @@ def validate_command(proxy: str, binary: str, paths: RunPaths) -> list[str]:
     return [binary, "-c", "-q", "-f", str(paths.config("haproxy"))]
 
 
-def validate(proxy: str, binary: str, paths: RunPaths) -> None:
-    """Run ``nginx -t`` or ``haproxy -c`` on the rendered file; raise with its output when it is invalid."""
+def validate(proxy: str, binary: str, paths: RunPaths,
+             hint: str = "the template or variant knobs produce an invalid configuration") -> None:
+    """Run ``nginx -t`` or ``haproxy -c`` on the configuration file; raise with its output when it is invalid."""
     cmd = validate_command(proxy, binary, paths)
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
@@ -139,5 +140,4 @@ def validate(proxy: str, binary: str, paths: RunPaths) -> None:
         raise EnvironmentProblem(f"cannot run {' '.join(cmd)}: {exc}") from exc
     if result.returncode != 0:
         output = (result.stderr + result.stdout).strip()[-1500:]
-        raise EnvironmentProblem(f"{proxy} rejects {paths.config(proxy)}:\n{output}",
-                                 hint="the template or variant knobs produce an invalid configuration")
+        raise EnvironmentProblem(f"{proxy} rejects {paths.config(proxy)}:\n{output}", hint=hint)
