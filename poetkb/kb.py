@@ -408,6 +408,14 @@ class KnowledgeBase:
         """Store ``coverage`` as the ratchet value of ``selection``."""
         store.record_coverage(self.db, selection, coverage, passing=passing, failing=failing, total=total)
 
+    def mutation_equivalents(self, proxy: str) -> dict[str, str]:
+        """Mutants recorded as equivalent on ``proxy`` (id -> note); they do not count in a mutation score."""
+        return store.mutation_equivalents(self.db, proxy)
+
+    def record_mutation_equivalent(self, mutant_id: str, proxy: str, note: str) -> None:
+        """Record that ``mutant_id`` leaves its obligations holding, with the reviewer's note."""
+        store.record_mutation_equivalent(self.db, mutant_id, proxy, note)
+
     def gate_runs(self, *, limit: int = 20) -> list[dict[str, Any]]:
         """The latest recorded gate runs, newest first."""
         from poetkb.gates.history import runs

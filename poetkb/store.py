@@ -119,6 +119,13 @@ def _m010_obligation_coverage(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m011_mutation_equivalents(db: sqlite_utils.Database) -> None:
+    """State: mutants a person judged equivalent (the obligation still holds); see poetkb.mutation."""
+    db.table("mutation_equivalents").create(
+        {"mutant_id": str, "proxy": str, "note": str, "decided_at": str}, pk=("mutant_id", "proxy"),
+    )
+
+
 #: Named migrations, applied in order; the schema version is how many have run.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_catalog", _m001_catalog),
@@ -127,6 +134,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("002_learn", _m002_learn),
     ("003_gates", _m003_gates),
     ("010_obligation_coverage", _m010_obligation_coverage),
+    ("011_mutation_equivalents", _m011_mutation_equivalents),
 ]
 
 
@@ -425,6 +433,19 @@ def record_coverage(db: sqlite_utils.Database, selection: str, coverage: float, 
         db.table("obligation_coverage").upsert(
             {"selection": selection, "coverage": coverage, "passing": passing, "failing": failing, "total": total,
              "recorded_at": now_iso()}, pk="selection")
+
+
+def mutation_equivalents(db: sqlite_utils.Database, proxy: str) -> dict[str, str]:
+    """Mutant id -> note, for the mutants recorded as equivalent on ``proxy``."""
+    return {r["mutant_id"]: r["note"] for r in db.query(
+        "select mutant_id, note from mutation_equivalents where proxy = ?", [proxy])}
+
+
+def record_mutation_equivalent(db: sqlite_utils.Database, mutant_id: str, proxy: str, note: str) -> None:
+    with db.conn:
+        db.table("mutation_equivalents").upsert(
+            {"mutant_id": mutant_id, "proxy": proxy, "note": note, "decided_at": now_iso()},
+            pk=("mutant_id", "proxy"))
 
 
 def decode(row: dict[str, Any], model: type[Any]) -> Any:

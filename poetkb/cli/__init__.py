@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "poetkb.cli.rank",
     "poetkb.cli.load",
     "poetkb.cli.gate",
+    "poetkb.cli.mutate",
     "poetkb.cli.demo",
     "poetkb.cli.learn",
 ]
