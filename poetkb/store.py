@@ -111,6 +111,11 @@ def _m003_gates(db: sqlite_utils.Database) -> None:
     db.table("gate_results").create_index(["obligation_id"])
 
 
+def _m006_gate_run_manifest_digest(db: sqlite_utils.Database) -> None:
+    """State: the sha256 of each gate run's evidence manifest, checked on re-evaluation; see poetkb.gates.history."""
+    db.table("gate_runs").add_column("manifest_sha256", str)
+
+
 #: Named migrations, applied in order; the schema version is how many have run.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_catalog", _m001_catalog),
@@ -118,6 +123,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("005_rank_cache", _m005_rank_cache),
     ("002_learn", _m002_learn),
     ("003_gates", _m003_gates),
+    ("006_gate_run_manifest_digest", _m006_gate_run_manifest_digest),
 ]
 
 
