@@ -10,7 +10,17 @@ unusable, with why) or no-evidence; an obligation takes the worst verdict of
 its automated checks (fail, then error, then no-evidence); manual checks never
 pass. Coverage is the share of selected obligations that pass on evidence. The
 exit code is 0 when every selected obligation passes, 1 when any fails (or
-lacks evidence), 2 when a check could not run (bad input, unreachable parts).
+lacks evidence, or nothing was judged at all), 2 when a check could not be
+judged (``error``: it could not run, or its evidence is missing, altered,
+unlisted or outside the evidence directory) and no check failed outright.
+``error`` is 2 because the remedy is the same as for bad input: fix what was
+given (the target, the evidence) and run again; it is never 0.
+
+What a check requires always comes from the catalog; a manifest's copy of the
+parameters is only reported. Selections and manifests that name obligations the
+catalog does not know are bad input. Re-evaluating an evidence directory
+compares its manifest with the digest the knowledge base recorded when the run
+finished (:func:`check_recorded`).
 """
 
 from __future__ import annotations
@@ -361,6 +371,41 @@ def check_recorded(kb: KnowledgeBase, loaded: LoadedRun) -> None:
                         "gate again")
     else:
         loaded.record = "recorded"
+
+
+def verify_report(kb: KnowledgeBase | None, report: GateReport) -> tuple[str, list[str]]:
+    """Check a stored report against what the knowledge base recorded of its run: ``(status, problems)``.
+
+    ``status`` is ``recorded`` (the report's verdict and, for a gate run whose evidence is still there, its
+    manifest digest match the record), ``unrecorded`` (no record to compare with) or ``mismatch`` (problems
+    say what differs: the report file or the evidence manifest was changed after the run).
+    """
+    from poetkb.gates.evidence import MANIFEST
+    from poetkb.gates.history import recorded_run
+    from poetkb.safefile import read_bytes
+
+    row = recorded_run(kb.db, report.run_id) if kb is not None else None
+    if row is None:
+        return "unrecorded", []
+    problems: list[str] = []
+    if row.get("verdict") != report.verdict or row.get("exit_code") != report.exit_code:
+        problems.append(f"the report of run {report.run_id} says {report.verdict} (exit {report.exit_code}) but the "
+                        f"knowledge base recorded {row.get('verdict')} (exit {row.get('exit_code')}): the report file "
+                        "was changed after the run")
+    digest = row.get("manifest_sha256")
+    evidence_dir = Path(report.evidence_dir) if report.evidence_dir else None
+    if row.get("mode") == "run" and digest and evidence_dir is not None and os.path.lexists(evidence_dir / MANIFEST):
+        import hashlib
+
+        try:
+            data = read_bytes(evidence_dir / MANIFEST, limit=16 * 1024 * 1024, root=evidence_dir)
+        except InputError as exc:
+            problems.append(f"the evidence manifest of run {report.run_id} cannot be read: {exc.message}")
+        else:
+            if hashlib.sha256(data).hexdigest() != digest:
+                problems.append(f"manifest.json of run {report.run_id} does not match the digest recorded when the "
+                                "run finished (the evidence was changed after the run)")
+    return ("mismatch" if problems else "recorded"), problems
 
 
 def evaluate_evidence(kb: KnowledgeBase, paths: Sequence[Path], selection: Selection | None = None, *,
