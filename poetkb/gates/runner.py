@@ -317,7 +317,8 @@ def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun |
             # the catalog is the authority on what a check requires; the manifest's copy is only reported
             result = checks.evaluate(check, check_id=check_id, obligation_id=ob.id, ev=ev)
             if rec is not None and rec.params != check.params:
-                result.details = {**result.details, "params_recorded": dict(rec.params)}
+                result = result.model_copy(update={"details": {**result.details,
+                                                               "params_recorded": dict(rec.params)}})
             results.append(result)
         verdicts.append(obligation_verdict(kb, ob, results))
     summary, overall, exit_code = summarize(verdicts)
