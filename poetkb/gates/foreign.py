@@ -26,6 +26,8 @@ from poetkb.gates.records import HttpExchange, HttpRequestRecord, HttpResponseRe
 from poetkb.safefile import EVIDENCE_FILE_LIMIT, read_bytes
 
 MAX_FILES = 200
+#: all files of one evaluation together (each is also bounded on its own)
+TOTAL_LIMIT = 1024 * 1024 * 1024
 
 
 @dataclass
@@ -119,8 +121,8 @@ def _listed(paths: list[Path]) -> list[tuple[Path, Path | None]]:
     files: list[tuple[Path, Path | None]] = []
     for path in paths:
         if path.is_dir():
-            files.extend((p, path) for p in sorted(path.iterdir())
-                         if not p.name.startswith(".") and (p.is_file() or p.is_symlink()))
+            # everything but hidden names and subdirectories: a FIFO, device or dangling link is named, not skipped
+            files.extend((p, path) for p in sorted(path.iterdir()) if not p.name.startswith(".") and not p.is_dir())
         elif path.exists() or path.is_symlink():
             files.append((path, None))
         else:
@@ -142,9 +144,11 @@ def load_foreign(paths: list[Path]) -> Foreign:
     if len(files) > MAX_FILES:
         raise InputError(f"{len(files)} evidence files is over the limit of {MAX_FILES}", field="evidence")
     bundle = Foreign()
+    total = 0
     for path, root in files:
         shown = str(path)
-        data = read_bytes(path, limit=EVIDENCE_FILE_LIMIT, root=root, display=shown)
+        data = read_bytes(path, limit=min(EVIDENCE_FILE_LIMIT, TOTAL_LIMIT - total), root=root, display=shown)
+        total += len(data)
         kind = _classify(path, data)
         if kind == "har":
             try:

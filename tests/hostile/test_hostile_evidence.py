@@ -334,3 +334,23 @@ def test_html_never_links_a_manifest_path_to_another_site(run: Any, kb_path: Pat
     for href in __import__("re").findall(r'href="([^"]*)"', page):
         assert "evil" not in href and not href.startswith(("//", "http")) and ":" not in href, href
         assert (out.parent / href).resolve().is_relative_to(dest.resolve()), href
+
+
+@pytest.mark.parametrize("how", ["fifo", "link-out", "dangling"])
+def test_foreign_evidence_that_is_not_a_plain_file_is_named_never_read(kb_path: Path, tmp_path: Path,
+                                                                       outside: Path, how: str) -> None:
+    """A FIFO, a link out of the given directory or a dangling link among foreign files is exit 2, named."""
+    given = tmp_path / "given"
+    given.mkdir()
+    shutil.copy(FOREIGN / "access.log", given / "access.log")
+    odd = given / "zz-odd.log"
+    if how == "fifo":
+        os.mkfifo(odd)
+    elif how == "link-out":
+        odd.symlink_to(outside)
+    else:
+        odd.symlink_to(tmp_path / "nowhere")
+    result = poet("gate", "evaluate", "--evidence", str(given), "--obligation", "routing.backend.selection")
+    assert result.exit_code == 2, result.output
+    assert "zz-odd.log" in result.output and "Traceback" not in result.output
+    assert CANARY not in result.output
