@@ -33,7 +33,15 @@ from pydantic import ValidationError
 
 from poetkb.errors import InputError
 from poetkb.gates import accesslog
-from poetkb.gates.models import CheckRecord, EvidenceFile, EvidenceManifest, LogSlice, TargetInfo, UpstreamInfo
+from poetkb.gates.models import (
+    CheckRecord,
+    EvidenceFile,
+    EvidenceManifest,
+    EvidenceRecord,
+    LogSlice,
+    TargetInfo,
+    UpstreamInfo,
+)
 from poetkb.gates.records import CounterSnapshot, HttpExchange, TlsHandshake
 from poetkb.paths import work_dir
 from poetkb.safefile import EVIDENCE_FILE_LIMIT, confine, read_bytes
@@ -256,7 +264,7 @@ class LoadedRun:
     handshakes: dict[str | None, list[TlsHandshake]]
     counters: dict[str | None, list[CounterSnapshot]]
     log_bytes: bytes | None
-    record: str = "self"
+    record: EvidenceRecord = "self"
     fatal: str | None = None
     _parsed: accesslog.ParsedLog | None = None
 
@@ -307,8 +315,8 @@ class LoadedRun:
         for rel in record.files:
             ev.required.append(rel)
             if rel not in listed:
-                ev.problems[rel] = (f"evidence file {rel} named by check {record.check_id} is not listed in the "
-                                    "manifest, so it was not read")
+                ev.problems[rel] = (f"evidence file {shown_path(rel)} named by check {record.check_id} is not "
+                                    "listed in the manifest, so it was not read")
             elif rel in self.problems:
                 ev.problems[rel] = self.problems[rel]
             elif rel.startswith("metrics/") and rel in self.data:
@@ -348,21 +356,28 @@ def read_verified(root: Path, entry: EvidenceFile) -> bytes:
     a link out: never read), missing, not a regular file, over the size limit, or not matching its size and
     sha256. The hash is taken of the very bytes returned, so a file changed between check and use cannot slip by.
     """
+    name = shown_path(entry.path)
     try:
         path = confine(root, entry.path, what="evidence file")
     except InputError as exc:
-        raise EvidenceProblem(f"evidence file {entry.path} lies outside the evidence directory (an absolute or "
+        raise EvidenceProblem(f"evidence file {name} lies outside the evidence directory (an absolute or "
                               "'..' path, or a link out of it); it was not read") from exc
     try:
         data = read_bytes(path, limit=EVIDENCE_FILE_LIMIT, root=root, display=entry.path)
     except InputError as exc:
         if "does not exist" in exc.message:
-            raise EvidenceProblem(f"evidence file {entry.path} is missing from {root}") from exc
-        raise EvidenceProblem(f"evidence file {entry.path} cannot be used: {exc.message.split(': ', 1)[-1]}") from exc
+            raise EvidenceProblem(f"evidence file {name} is missing from {root}") from exc
+        raise EvidenceProblem(f"evidence file {name} cannot be used: {exc.message.split(': ', 1)[-1]}") from exc
     if len(data) != entry.bytes or hashlib.sha256(data).hexdigest() != entry.sha256:
-        raise EvidenceProblem(f"evidence file {entry.path} does not match its sha256 in the manifest "
+        raise EvidenceProblem(f"evidence file {name} does not match its sha256 in the manifest "
                               "(changed after the run)")
     return data
+
+
+def shown_path(path: str, limit: int = 200) -> str:
+    """A path from a manifest as a message may show it: printable, and cut when absurdly long."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in path)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(path)} characters)"
 
 
 class EvidenceProblem(Exception):
@@ -399,7 +414,7 @@ def load_run(root: Path) -> LoadedRun:
     seen: set[str] = set()
     for entry in manifest.files:
         if entry.path in seen:
-            problems[entry.path] = f"evidence file {entry.path} is listed twice in the manifest"
+            problems[entry.path] = f"evidence file {shown_path(entry.path)} is listed twice in the manifest"
             data.pop(entry.path, None)
             continue
         seen.add(entry.path)

@@ -350,7 +350,7 @@ UNRECORDED = ("unrecorded evidence: this knowledge base holds no manifest digest
 
 def _record_kind(loaded: LoadedRun | None, foreign: Foreign | None) -> EvidenceRecord | None:
     if loaded is not None:
-        return loaded.record  # type: ignore[return-value]
+        return loaded.record
     return "foreign" if foreign is not None else None
 
 
