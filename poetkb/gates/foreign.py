@@ -95,7 +95,7 @@ def _classify(path: Path, data: bytes) -> str:
         first = head.split("\n", 1)[0]
         try:
             obj = json.loads(first)
-        except ValueError:
+        except (ValueError, RecursionError):
             obj = None
         if isinstance(obj, dict) and "request" in obj and ("seq" in obj or "step" in obj):
             return "captures"

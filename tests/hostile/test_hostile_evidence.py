@@ -8,6 +8,7 @@ anything outside the evidence directory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from gates_edge import running_edge
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from poetkb.cli import main
 
@@ -354,3 +357,73 @@ def test_foreign_evidence_that_is_not_a_plain_file_is_named_never_read(kb_path: 
     assert result.exit_code == 2, result.output
     assert "zz-odd.log" in result.output and "Traceback" not in result.output
     assert CANARY not in result.output
+
+
+_JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                    max_size=4), max_leaves=20)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.one_of(st.binary(max_size=600), _JSONISH.map(lambda v: json.dumps(v).encode())),
+       suffix=st.sampled_from([".har", ".log", ".prom", ".json", ".xml", ""]))
+def test_foreign_readers_give_a_result_or_a_poet_error(content: bytes, suffix: str) -> None:
+    """Whatever bytes a foreign evidence file holds, reading it yields evidence or a PoetError, nothing else."""
+    import tempfile
+
+    from poetkb.errors import PoetError
+    from poetkb.gates.foreign import load_foreign
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"evidence{suffix}"
+        path.write_bytes(content)
+        with contextlib.suppress(PoetError):
+            load_foreign([path])
+
+
+@settings(max_examples=60, deadline=None)
+@given(manifest=_JSONISH, files=st.lists(st.tuples(st.text(max_size=40), st.integers(-5, 50)), max_size=4))
+def test_load_run_gives_a_result_or_a_poet_error(manifest: Any, files: list[tuple[str, int]]) -> None:
+    """A manifest of any shape, listing any paths, is read into problems or refused with a PoetError."""
+    import tempfile
+
+    from poetkb.errors import PoetError
+    from poetkb.gates.evidence import load_run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "run"
+        root.mkdir()
+        doc = {"run_id": "r", "created_at": "t", "target": {},
+               "files": [{"path": p, "kind": "metrics", "sha256": "0" * 64, "bytes": n} for p, n in files],
+               "checks": [{"check_id": "a#0", "obligation_id": "a", "kind": "k", "started_at": "t",
+                           "finished_at": "t", "duration_ms": 1.0, "files": [p for p, _ in files]}]}
+        if isinstance(manifest, dict):
+            doc.update(manifest)
+        (root / "manifest.json").write_text(json.dumps(doc))
+        try:
+            loaded = load_run(root)
+        except PoetError:
+            return
+        for record in loaded.manifest.checks:
+            loaded.evidence_for(record)
+
+
+@pytest.mark.parametrize("name", ["deep.log", "deep.har", "manifest"])
+def test_deeply_nested_json_evidence_is_a_named_problem(kb_path: Path, tmp_path: Path, name: str) -> None:
+    """JSON nested a hundred thousand levels deep is bad input or a named line problem, never a crash (exit 3)."""
+    deep = "[" * 100_000 + "]" * 100_000
+    if name == "manifest":
+        target = tmp_path / "run"
+        target.mkdir()
+        (target / "manifest.json").write_text('{"run_id": ' + deep + "}")
+    elif name == "deep.har":
+        target = tmp_path / name
+        target.write_text('{"log": {"entries": ' + deep + "}}")
+    else:
+        target = tmp_path / name
+        target.write_text('{"uri": "/a", "status": 200}\n{"uri": ' + deep + "}\n")
+    result = poet("gate", "evaluate", "--evidence", str(target), "--obligation", "routing.backend.selection")
+    assert result.exit_code in (1, 2), result.output
+    assert "internal error" not in result.output and "Traceback" not in result.output
+    if name == "deep.log":
+        assert "line 2: JSON nested too deeply" in result.output
