@@ -111,6 +111,11 @@ def _m003_gates(db: sqlite_utils.Database) -> None:
     db.table("gate_results").create_index(["obligation_id"])
 
 
+def _m006_gate_run_manifest_digest(db: sqlite_utils.Database) -> None:
+    """State: the sha256 of each gate run's evidence manifest, checked on re-evaluation; see poetkb.gates.history."""
+    db.table("gate_runs").add_column("manifest_sha256", str)
+
+
 def _m010_obligation_coverage(db: sqlite_utils.Database) -> None:
     """State: the best obligation coverage seen per selection (the pytest plugin's ratchet)."""
     db.table("obligation_coverage").create(
@@ -133,6 +138,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("005_rank_cache", _m005_rank_cache),
     ("002_learn", _m002_learn),
     ("003_gates", _m003_gates),
+    ("006_gate_run_manifest_digest", _m006_gate_run_manifest_digest),
     ("010_obligation_coverage", _m010_obligation_coverage),
     ("011_mutation_equivalents", _m011_mutation_equivalents),
 ]

@@ -2,8 +2,8 @@
 
 It answers every path like the demo edge's good configuration does for routing and headers: a JSON echo
 naming one of two upstreams chosen by a hash of the URI, X-Forwarded-For with the client appended, a request
-id generated, passed on and returned, and (optionally) one JSON access-log line per request. ``split`` makes
-it route round robin instead, the way a broken edge would.
+id generated, passed on and returned, (optionally) one JSON access-log line per request, and Prometheus
+counters at ``/metrics``. ``split`` makes it route round robin instead, the way a broken edge would.
 """
 
 from __future__ import annotations
@@ -36,11 +36,26 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         self._answer()
 
+    def _metrics(self) -> None:
+        """Prometheus text with the connection and request counters the exporter names (requests so far)."""
+        served = next(self.server.serial) - 1
+        body = (f"# TYPE nginx_connections_active gauge\nnginx_connections_active 1\n"
+                f"# TYPE nginx_connections_accepted counter\nnginx_connections_accepted {served}\n"
+                f"# TYPE nginx_http_requests_total counter\nnginx_http_requests_total {served}\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def _answer(self) -> None:
         server = self.server
         length = int(self.headers.get("content-length") or 0)
         if length:
             self.rfile.read(length)
+        if self.path.split("?", 1)[0] == "/metrics":
+            self._metrics()
+            return
         serial = next(server.serial)
         names = ("healthy-a", "healthy-b")
         upstream = names[serial % 2] if server.split else names[zlib.crc32(self.path.encode()) % 2]

@@ -192,14 +192,27 @@ def test_packet_capture_is_kept_with_its_hash(kb: Any) -> None:
 
 def test_a_catalog_changed_since_the_run_is_an_error(run: Any, kb: Any) -> None:
     """A recorded check whose kind no longer matches the catalog's is an error that says to run again."""
-    manifest = Path(run.evidence_dir) / "manifest.json"
-    data = json.loads(manifest.read_text())
-    for check in data["checks"]:
-        if check["check_id"] == "security.client.ip.preserved#0":
-            check["kind"] = "tls_chain_valid"
-    manifest.write_text(json.dumps(data))
+    row = next(iter(kb.db.query("select data from obligations where id = ?", ["security.client.ip.preserved"])))
+    data = json.loads(row["data"])
+    data["checks"][0]["kind"] = "tls_chain_valid"
+    data["checks"][0]["params"] = {}
+    with kb.db.conn:
+        kb.db.execute("update obligations set data = ? where id = ?",
+                      [json.dumps(data), "security.client.ip.preserved"])
     report = kb.gate_evaluate(run.evidence_dir)
+    assert report.evidence_record == "recorded"
     verdicts = {o.obligation_id: (o.verdict, o.diagnosis) for o in report.obligations}
     verdict, diagnosis = verdicts["security.client.ip.preserved"]
     assert verdict == "error" and "the catalog changed since the run" in diagnosis
     assert verdicts["routing.backend.selection"][0] == "pass"
+
+
+def test_an_edited_manifest_is_an_error_for_every_check(run: Any, kb: Any) -> None:
+    """Editing the manifest after the run no longer matches the digest the knowledge base recorded: all errors."""
+    manifest = Path(run.evidence_dir) / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["checks"][0]["notes"]["edited"] = True
+    manifest.write_text(json.dumps(data))
+    report = kb.gate_evaluate(run.evidence_dir)
+    assert report.evidence_record == "mismatch" and report.verdict == "error" and report.exit_code == 2
+    assert all(o.verdict == "error" and "does not match the digest" in o.diagnosis for o in report.obligations)

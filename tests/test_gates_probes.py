@@ -140,3 +140,70 @@ def test_raw_exchange_to_a_closed_port_is_an_error() -> None:
     sock.close()
     ex = raw_exchange(f"http://127.0.0.1:{port}", b"GET / HTTP/1.1\r\n\r\n", timeout=1)
     assert ex.response is None and ex.error_type == "ConnectionRefusedError"
+
+
+def _rebinding_resolver(monkeypatch: pytest.MonkeyPatch, name: str, answers: list[str]) -> list[str]:
+    """Make ``name`` resolve to the next of ``answers`` on each lookup (the last one repeats), like a DNS
+    server that rebinds; other names resolve normally. Returns the log of lookups of ``name``."""
+    from poetkb.gates import probes
+
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        if host == name:
+            address = answers[min(len(asked), len(answers) - 1)]
+            asked.append(address)
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            return [(family, socket.SOCK_STREAM, 6, "", (address, 0))]
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(probes, "_PINS", {})
+    return asked
+
+
+def test_a_name_is_resolved_once_and_traffic_goes_where_the_check_looked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name that resolves to loopback for the check and elsewhere later still sends every request to loopback,
+    with the Host header keeping the name."""
+    from gates_edge import running_edge
+
+    asked = _rebinding_resolver(monkeypatch, "rebind.test", ["127.0.0.1", "192.0.2.1"])
+    with running_edge() as url:
+        port = url.rsplit(":", 1)[1]
+        target = f"http://rebind.test:{port}"
+        ensure_allowed(target, allow_remote=False)
+        with make_client(target, timeout=3.0) as client:
+            answers = [client.get(f"/echo?n={i}", headers={"connection": "close"}) for i in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert answers[0].json()["headers"]["host"] == f"rebind.test:{port}"
+    assert asked == ["127.0.0.1"]  # looked up once, by the check; the traffic never asked again
+
+
+@pytest.mark.parametrize(("answers", "host"), [(["192.0.2.1"], "sneaky.test"), (["127.0.0.1", "10.0.0.1"], "mixed.test")])
+def test_a_name_that_resolves_off_loopback_is_refused(monkeypatch: pytest.MonkeyPatch, answers: list[str],
+                                                      host: str) -> None:
+    """A name resolving (even partly, or on a second lookup) off loopback is refused at the check."""
+    from poetkb.gates import probes
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(name: object, *args: object, **kwargs: object) -> object:
+        if name == host:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 0)) for a in answers]
+        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(probes, "_PINS", {})
+    with pytest.raises(InputError, match="is not on this machine"):
+        ensure_allowed(f"http://{host}:8080", allow_remote=False)
+    assert host not in probes._PINS
+
+
+def test_localhost_means_loopback_even_when_it_resolves_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """localhost pointed elsewhere by a resolver is pinned to 127.0.0.1: traffic stays on this machine."""
+    from poetkb.gates import probes
+
+    _rebinding_resolver(monkeypatch, "localhost", ["192.0.2.7"])
+    ensure_allowed("http://localhost:8080", allow_remote=False)
+    assert probes.connect_address("localhost") == "127.0.0.1"

@@ -33,6 +33,8 @@ def _print_report(report: Any, *, verbose: bool = False) -> None:
     s = report.summary
     target = report.target
     where = f" on {target.proxy or 'edge'} {target.base_url}" if target is not None and target.base_url else ""
+    if report.evidence_record in ("unrecorded", "mismatch"):
+        where += f" ({report.evidence_record} evidence)"
     click.echo(f"gate {marks[report.verdict]}{where}: {s.passed} of {s.selected} obligations pass "
                f"(coverage {s.coverage:.0%}), {s.failed} fail, {s.errors} error, {s.no_evidence} no evidence; "
                f"{report.duration_s:.1f} s", err=True)
@@ -92,7 +94,7 @@ def gate_run(ctx: click.Context, all_: bool, obligations: tuple[str, ...], domai
     """Drive traffic at the edge, keep the evidence, and judge the selected obligations.
 
     Exit code: 0 every selected obligation passes; 1 one fails or lacks evidence; 2 bad input, an
-    unreachable target, or a check that could not run.
+    unreachable target, or a check that could not run or be judged (error).
     """
     with open_kb(ctx) as kb:
         report = kb.gate(all=all_, obligations=obligations, domains=domains, target=target, proxy=proxy,
@@ -116,7 +118,12 @@ def gate_evaluate(ctx: click.Context, evidence: tuple[Path, ...], all_: bool, ob
     """Judge stored evidence again, without sending any traffic.
 
     Without a selection, a gate's evidence directory is judged for the obligations it recorded, and other
-    files for the obligations whose checks read that kind of evidence.
+    files for the obligations whose checks read that kind of evidence. An evidence directory whose run this
+    knowledge base did not record is judged like evidence from another tool and reported as unrecorded; one
+    whose manifest changed since the run is an error.
+
+    Exit code: 0 every selected obligation passes; 1 one fails or lacks evidence, or nothing was judged;
+    2 bad input (unknown obligations, unreadable evidence) or a check whose evidence is unusable (error).
     """
     from poetkb.gates.models import Selection
 
@@ -131,11 +138,32 @@ def gate_evaluate(ctx: click.Context, evidence: tuple[Path, ...], all_: bool, ob
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html", "md", "junit"]), default="text",
               show_default=True, help="How to show the report.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file.")
-def gate_report(run_id: str | None, fmt: str, output: Path | None) -> None:
-    """Show the latest gate report, or the one of RUN_ID."""
+@click.pass_context
+def gate_report(ctx: click.Context, run_id: str | None, fmt: str, output: Path | None) -> None:
+    """Show the latest gate report, or the one of RUN_ID.
+
+    The report is checked against the knowledge base's record of its run (verdict, and the digest of the
+    evidence manifest when the evidence is still there). A report that differs from the record is refused
+    (exit 2); one the knowledge base has no record of is shown with a note saying so.
+    """
+    from poetkb.errors import PoetError
     from poetkb.gates.reports import load_report, render
+    from poetkb.gates.runner import verify_report
 
     report = load_report(run_id)
+    try:
+        with open_kb(ctx, create=False) as kb:
+            status, problems = verify_report(kb, report)
+    except PoetError:
+        status, problems = verify_report(None, report)
+    if problems:
+        from poetkb.errors import InputError
+
+        raise InputError("; ".join(problems), field="report",
+                         hint="run the gate again, or evaluate the evidence directory with `poet gate evaluate`")
+    if status == "unrecorded":
+        click.echo(f"note: run {report.run_id} is not recorded in this knowledge base, so this report and its "
+                   "evidence cannot be checked against a record", err=True)
     if fmt == "text":
         _print_report(report, verbose=False)
         return

@@ -246,6 +246,9 @@ def _parse_line(raw_line: bytes, number: int, parsed: ParsedLog) -> None:
     except json.JSONDecodeError as exc:
         parsed.problems.append(LogProblem(number, f"not valid JSON ({exc.msg} at column {exc.colno})"))
         return
+    except RecursionError:
+        parsed.problems.append(LogProblem(number, "JSON nested too deeply"))
+        return
     if not isinstance(obj, dict):
         parsed.problems.append(LogProblem(number, f"expected a JSON object, got {type(obj).__name__}"))
         return

@@ -7,10 +7,14 @@ Layout of ``.poet/evidence/<run-id>/`` (under :func:`poetkb.paths.work_dir`):
 - ``access.log``: the bytes the edge appended to its access log during the run (a slice by byte offset);
 - ``metrics/*.prom``: Prometheus text snapshots; ``capture.pcap``: loopback packets, with ``--capture``.
 
-:class:`EvidenceWriter` writes a run; :func:`load_run` reads one back, checks
-every file against its recorded size and sha256, and hands each check a
-:class:`CheckEvidence` bundle with the problems that affect it, so that a
-missing or altered file turns into an ``error`` verdict that names it.
+:class:`EvidenceWriter` writes a run; :func:`load_run` reads one back. It is
+the one reader of evidence directories: it reads only files the manifest
+lists, only inside the directory (:func:`poetkb.safefile.confine`, links out
+refused), bounded in size, and checks the very bytes it uses against their
+recorded size and sha256. It hands each check a :class:`CheckEvidence` bundle
+with the problems that affect it, so that a missing, altered, unlisted or
+out-of-tree file turns into an ``error`` verdict that names it, never into a
+fallback or a pass. Problems name files; they never quote what a file holds.
 """
 
 from __future__ import annotations
@@ -29,9 +33,18 @@ from pydantic import ValidationError
 
 from poetkb.errors import InputError
 from poetkb.gates import accesslog
-from poetkb.gates.models import CheckRecord, EvidenceFile, EvidenceManifest, LogSlice, TargetInfo, UpstreamInfo
+from poetkb.gates.models import (
+    CheckRecord,
+    EvidenceFile,
+    EvidenceManifest,
+    EvidenceRecord,
+    LogSlice,
+    TargetInfo,
+    UpstreamInfo,
+)
 from poetkb.gates.records import CounterSnapshot, HttpExchange, TlsHandshake
 from poetkb.paths import work_dir
+from poetkb.safefile import EVIDENCE_FILE_LIMIT, confine, read_bytes
 
 MANIFEST = "manifest.json"
 CAPTURES = "captures.jsonl"
@@ -217,6 +230,9 @@ class CheckEvidence:
     test_results: list[Path] = field(default_factory=list)
     foreign: bool = False
     duration_ms: float | None = None
+    #: files this check's own record names (its metrics snapshots, its access-log slice): a problem with any
+    #: of them makes the check an error, whatever its evaluator reads
+    required: list[str] = field(default_factory=list)
 
     def steps(self, prefix: str) -> list[HttpExchange]:
         """Exchanges whose step equals ``prefix`` or starts with ``prefix:``."""
@@ -232,16 +248,30 @@ class CheckEvidence:
 
 @dataclass
 class LoadedRun:
-    """An evidence directory read back: the manifest and per-file integrity problems."""
+    """An evidence directory read back: the manifest, the verified bytes of its files, per-file problems.
+
+    ``record`` says what the knowledge base knows of the run: ``recorded`` (its manifest digest matches),
+    ``unrecorded`` (no digest to compare with; judged like evidence from another tool), ``mismatch`` (the
+    manifest changed after the run: every check is an error) or ``self`` (judged right after collection).
+    """
 
     root: Path
     manifest: EvidenceManifest
+    manifest_sha256: str
     problems: dict[str, str]
+    data: dict[str, bytes]
     exchanges: dict[str | None, list[HttpExchange]]
     handshakes: dict[str | None, list[TlsHandshake]]
     counters: dict[str | None, list[CounterSnapshot]]
     log_bytes: bytes | None
+    record: EvidenceRecord = "self"
+    fatal: str | None = None
     _parsed: accesslog.ParsedLog | None = None
+
+    @property
+    def foreign(self) -> bool:
+        """True when the run's own account of itself cannot be checked (judged like another tool's files)."""
+        return self.record == "unrecorded"
 
     def _log_for(self, start: int, end: int) -> accesslog.ParsedLog:
         """Every line of the run (checks find theirs by the marker in the URI), with the problems of the
@@ -255,10 +285,16 @@ class LoadedRun:
             p for p in self._parsed.problems if first <= p.line <= last or p.line == final])
 
     def evidence_for(self, record: CheckRecord) -> CheckEvidence:
-        """The bundle of one check: its exchanges, log lines, counters, handshakes, metrics and notes."""
+        """The bundle of one check: its exchanges, log lines, counters, handshakes, metrics and notes.
+
+        Files the check's record names are its own: each must be listed in the manifest and verified, or the
+        bundle carries a problem for it (and :func:`poetkb.gates.checks.evaluate` makes the check an error).
+        Problems with the shared files (captures, handshakes, counters, the access log) are judged by the
+        evaluators that read them, so a damaged access log does not hit a check that judges captures alone.
+        """
         ev = CheckEvidence(check_id=record.check_id, kind=record.kind, notes=dict(record.notes),
                            upstreams=list(self.manifest.target.upstreams), collect_error=record.error,
-                           duration_ms=record.duration_ms)
+                           duration_ms=record.duration_ms, foreign=self.foreign)
         ev.exchanges = self.exchanges.get(record.check_id, [])
         ev.handshakes = self.handshakes.get(record.check_id, [])
         ev.counters = self.counters.get(record.check_id, [])
@@ -275,21 +311,27 @@ class LoadedRun:
             elif self.log_bytes is not None:
                 ev.log = self._log_for(*record.log_range)
                 ev.files.append(ACCESS_LOG)
+        listed = {entry.path for entry in self.manifest.files}
         for rel in record.files:
-            if rel in self.problems:
+            ev.required.append(rel)
+            if rel not in listed:
+                ev.problems[rel] = (f"evidence file {shown_path(rel)} named by check {record.check_id} is not "
+                                    "listed in the manifest, so it was not read")
+            elif rel in self.problems:
                 ev.problems[rel] = self.problems[rel]
-            elif rel.startswith("metrics/"):
+            elif rel.startswith("metrics/") and rel in self.data:
                 label = Path(rel).stem.rsplit("--", 1)[-1]
-                ev.metrics[label] = (self.root / rel).read_text(encoding="utf-8", errors="replace")
+                ev.metrics[label] = self.data[rel].decode("utf-8", errors="replace")
                 ev.files.append(rel)
         return ev
 
 
-def _read_lines(path: Path, model: type[Any], problems: dict[str, str], name: str) -> dict[str | None, list[Any]]:
+def _read_lines(data: bytes | None, model: type[Any], problems: dict[str, str], name: str
+                ) -> dict[str | None, list[Any]]:
     out: dict[str | None, list[Any]] = {}
-    if name in problems:
+    if name in problems or data is None:
         return out
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -301,42 +343,103 @@ def _read_lines(path: Path, model: type[Any], problems: dict[str, str], name: st
     return out
 
 
-def load_run(root: Path) -> LoadedRun:
-    """Read an evidence directory and verify every file against the manifest's size and sha256."""
+#: the manifest is small; a bigger one is not ours
+MANIFEST_LIMIT = 16 * 1024 * 1024
+#: files read into memory for the checks (others are only verified)
+_KEPT = (CAPTURES, TLS, COUNTERS, ACCESS_LOG)
+
+
+def read_verified(root: Path, entry: EvidenceFile) -> bytes:
+    """The bytes of one listed evidence file, read only inside ``root`` and only if they match the manifest.
+
+    Raises :class:`EvidenceProblem` naming the file: outside the directory (a ``..`` path, an absolute path or
+    a link out: never read), missing, not a regular file, over the size limit, or not matching its size and
+    sha256. The hash is taken of the very bytes returned, so a file changed between check and use cannot slip by.
+    """
+    name = shown_path(entry.path)
+    try:
+        path = confine(root, entry.path, what="evidence file")
+    except InputError as exc:
+        raise EvidenceProblem(f"evidence file {name} lies outside the evidence directory (an absolute or "
+                              "'..' path, or a link out of it); it was not read") from exc
+    try:
+        data = read_bytes(path, limit=EVIDENCE_FILE_LIMIT, root=root, display=entry.path)
+    except InputError as exc:
+        if "does not exist" in exc.message:
+            raise EvidenceProblem(f"evidence file {name} is missing from {root}") from exc
+        raise EvidenceProblem(f"evidence file {name} cannot be used: {exc.message.split(': ', 1)[-1]}") from exc
+    if len(data) != entry.bytes or hashlib.sha256(data).hexdigest() != entry.sha256:
+        raise EvidenceProblem(f"evidence file {name} does not match its sha256 in the manifest "
+                              "(changed after the run)")
+    return data
+
+
+def shown_path(path: str, limit: int = 200) -> str:
+    """A path from a manifest as a message may show it: printable, and cut when absurdly long."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in path)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(path)} characters)"
+
+
+class EvidenceProblem(Exception):
+    """One evidence file cannot be used; the message names it (and never quotes its content)."""
+
+
+def read_manifest(root: Path) -> tuple[EvidenceManifest, bytes]:
+    """The manifest of an evidence directory and its exact bytes (for the digest the knowledge base keeps)."""
     root = Path(root)
     manifest_path = root / MANIFEST
-    if not manifest_path.is_file():
+    if not root.is_dir() or not os.path.lexists(manifest_path):
         raise InputError(f"no {MANIFEST} in evidence directory {root}", file=root, field="evidence",
                          hint="pass a directory written by `poet gate run` (.poet/evidence/<run-id>/), "
                               "or a single access log, HAR or metrics file")
+    raw = read_bytes(manifest_path, limit=MANIFEST_LIMIT, root=root)
     try:
-        manifest = EvidenceManifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
-    except (ValidationError, UnicodeDecodeError) as exc:
+        manifest = EvidenceManifest.model_validate_json(raw)
+    except ValidationError as exc:
         raise InputError(f"{MANIFEST} is not a valid evidence manifest: {exc}".splitlines()[0], file=manifest_path,
                          hint="the directory was not written by this poetkb, or the manifest was edited") from exc
+    return manifest, raw
+
+
+def load_run(root: Path) -> LoadedRun:
+    """Read an evidence directory: every listed file is confined to it and verified against its size and sha256.
+
+    Only files the manifest lists are read. A file that is missing, altered, outside the directory or listed
+    twice becomes a problem naming it; the checks that need it become errors (see :meth:`LoadedRun.evidence_for`).
+    """
+    root = Path(root)
+    manifest, raw = read_manifest(root)
     problems: dict[str, str] = {}
+    data: dict[str, bytes] = {}
+    seen: set[str] = set()
     for entry in manifest.files:
-        path = root / entry.path
-        if not path.is_file():
-            problems[entry.path] = f"evidence file {entry.path} is missing from {root}"
-        elif path.stat().st_size != entry.bytes or sha256_file(path) != entry.sha256:
-            problems[entry.path] = (f"evidence file {entry.path} does not match its sha256 in the manifest "
-                                    "(changed after the run)")
-    listed = {entry.path for entry in manifest.files}
+        if entry.path in seen:
+            problems[entry.path] = f"evidence file {shown_path(entry.path)} is listed twice in the manifest"
+            data.pop(entry.path, None)
+            continue
+        seen.add(entry.path)
+        try:
+            content = read_verified(root, entry)
+        except EvidenceProblem as exc:
+            problems[entry.path] = str(exc)
+            continue
+        if entry.path in _KEPT or entry.path.startswith("metrics/"):
+            data[entry.path] = content
     for name in (CAPTURES, TLS, COUNTERS):
-        if name not in listed and name not in problems:
+        if name not in seen and name not in problems:
             problems[name] = f"evidence file {name} is not listed in the manifest"
-    exchanges = _read_lines(root / CAPTURES, HttpExchange, problems, CAPTURES)
-    handshakes = _read_lines(root / TLS, TlsHandshake, problems, TLS)
-    counters = _read_lines(root / COUNTERS, CounterSnapshot, problems, COUNTERS)
+    exchanges = _read_lines(data.get(CAPTURES), HttpExchange, problems, CAPTURES)
+    handshakes = _read_lines(data.get(TLS), TlsHandshake, problems, TLS)
+    counters = _read_lines(data.get(COUNTERS), CounterSnapshot, problems, COUNTERS)
     log_bytes = None
     if manifest.access_log is not None and ACCESS_LOG not in problems:
-        if ACCESS_LOG not in listed:
+        if ACCESS_LOG not in seen:
             problems[ACCESS_LOG] = f"evidence file {ACCESS_LOG} is not listed in the manifest"
         else:
-            log_bytes = (root / ACCESS_LOG).read_bytes()
-    return LoadedRun(root=root, manifest=manifest, problems=problems, exchanges=exchanges,
-                     handshakes=handshakes, counters=counters, log_bytes=log_bytes)
+            log_bytes = data.get(ACCESS_LOG)
+    return LoadedRun(root=root, manifest=manifest, manifest_sha256=hashlib.sha256(raw).hexdigest(),
+                     problems=problems, data=data, exchanges=exchanges, handshakes=handshakes, counters=counters,
+                     log_bytes=log_bytes)
 
 
 def new_run_id() -> str:

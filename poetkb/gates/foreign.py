@@ -10,6 +10,7 @@ one :class:`Foreign` bundle that every selected check is judged against.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,12 +19,15 @@ from typing import Any
 
 from poetkb.errors import InputError
 from poetkb.gates import accesslog
-from poetkb.gates.evidence import CheckEvidence, sha256_file
+from poetkb.gates.evidence import CheckEvidence
 from poetkb.gates.models import EvidenceFile
 from poetkb.gates.probes import body_record, headers_dict
 from poetkb.gates.records import HttpExchange, HttpRequestRecord, HttpResponseRecord
+from poetkb.safefile import EVIDENCE_FILE_LIMIT, read_bytes
 
 MAX_FILES = 200
+#: all files of one evaluation together (each is also bounded on its own)
+TOTAL_LIMIT = 1024 * 1024 * 1024
 
 
 @dataclass
@@ -80,12 +84,9 @@ def _har_exchanges(data: dict[str, Any], shown: str) -> list[HttpExchange]:
     return out
 
 
-def _classify(path: Path) -> str:
+def _classify(path: Path, data: bytes) -> str:
     """``har``, ``captures``, ``access_log``, ``metrics``, ``junit`` or ``load_summary``."""
-    try:
-        head = path.read_bytes()[:4096].decode("utf-8", errors="replace").lstrip()
-    except OSError as exc:
-        raise InputError(f"cannot read evidence file: {exc.strerror}", file=path) from exc
+    head = data[:4096].decode("utf-8", errors="replace").lstrip()
     if head.startswith("<"):
         if "<testsuite" in head or "<testsuites" in head:
             return "junit"
@@ -94,7 +95,7 @@ def _classify(path: Path) -> str:
         first = head.split("\n", 1)[0]
         try:
             obj = json.loads(first)
-        except ValueError:
+        except (ValueError, RecursionError):
             obj = None
         if isinstance(obj, dict) and "request" in obj and ("seq" in obj or "step" in obj):
             return "captures"
@@ -115,51 +116,68 @@ _KIND = {"har": "http_capture", "captures": "http_capture", "access_log": "acces
          "junit": "test_results", "load_summary": "load_summary"}
 
 
-def load_foreign(paths: list[Path]) -> Foreign:
-    """Read evidence files (directories are read one level deep); InputError names any unreadable one."""
-    files: list[Path] = []
+def _listed(paths: list[Path]) -> list[tuple[Path, Path | None]]:
+    """Each evidence file with the directory it must stay in (None for a file named on its own)."""
+    files: list[tuple[Path, Path | None]] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")))
-        elif path.is_file():
-            files.append(path)
+            # everything but hidden names and subdirectories: a FIFO, device or dangling link is named, not skipped
+            files.extend((p, path) for p in sorted(path.iterdir()) if not p.name.startswith(".") and not p.is_dir())
+        elif path.exists() or path.is_symlink():
+            files.append((path, None))
         else:
             raise InputError("evidence path does not exist", file=path, field="evidence")
+    return files
+
+
+def load_foreign(paths: list[Path]) -> Foreign:
+    """Read evidence files (directories are read one level deep); InputError names any unreadable one.
+
+    Every file goes through :func:`poetkb.safefile.read_bytes`: regular files only (no FIFO or device), size
+    checked before reading, and for files found in a directory, nothing that links out of it. The sha256 in
+    the report is of the very bytes judged.
+    """
+    files = _listed(paths)
     if not files:
         raise InputError("no evidence files found", file=", ".join(str(p) for p in paths), field="evidence",
                          hint="pass an access log, a HAR file, a metrics snapshot, JUnit XML or a load summary")
     if len(files) > MAX_FILES:
         raise InputError(f"{len(files)} evidence files is over the limit of {MAX_FILES}", field="evidence")
     bundle = Foreign()
-    for path in files:
-        kind = _classify(path)
+    total = 0
+    for path, root in files:
         shown = str(path)
+        data = read_bytes(path, limit=min(EVIDENCE_FILE_LIMIT, TOTAL_LIMIT - total), root=root, display=shown)
+        total += len(data)
+        kind = _classify(path, data)
         if kind == "har":
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise InputError(f"HAR file is not valid JSON: {exc}", file=shown) from exc
-            bundle.exchanges.extend(_har_exchanges(data, shown))
+                parsed_har = json.loads(data.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                raise InputError(f"HAR file is not valid JSON: {str(exc)[:200]}", file=shown) from exc
+            if not isinstance(parsed_har, dict):
+                raise InputError("HAR file is not a JSON object", file=shown)
+            bundle.exchanges.extend(_har_exchanges(parsed_har, shown))
         elif kind == "captures":
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
                 if line.strip():
                     try:
                         bundle.exchanges.append(HttpExchange.model_validate_json(line))
                     except ValueError as exc:
                         raise InputError("not a valid capture record", file=shown, line=number) from exc
         elif kind == "access_log":
-            parsed = accesslog.parse(path.read_bytes())
+            parsed = accesslog.parse(data)
             if bundle.log is None:
                 bundle.log = parsed
             else:
                 bundle.log.records.extend(parsed.records)
                 bundle.log.problems.extend(parsed.problems)
         elif kind == "metrics":
-            bundle.metrics[path.stem] = path.read_text(encoding="utf-8", errors="replace")
+            bundle.metrics[path.stem] = data.decode("utf-8", errors="replace")
         elif kind == "junit":
             bundle.test_results.append(path)
         else:
             bundle.load_summaries.append(path)
-        bundle.files.append(EvidenceFile(path=shown, kind=_KIND[kind], sha256=sha256_file(path),
-                                         bytes=path.stat().st_size, description=f"given as {kind.replace('_', ' ')}"))
+        bundle.files.append(EvidenceFile(path=shown, kind=_KIND[kind], sha256=hashlib.sha256(data).hexdigest(),
+                                         bytes=len(data), description=f"given as {kind.replace('_', ' ')}"))
     return bundle

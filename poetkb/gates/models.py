@@ -19,6 +19,12 @@ from poetkb.models import PoetModel
 #: error: the check could not run or its evidence is unusable (with why); no-evidence: nothing to judge by.
 Verdict = Literal["pass", "fail", "error", "no-evidence"]
 
+#: what the knowledge base knows of the evidence judged: ``self`` (collected by this very run), ``recorded``
+#: (the manifest matches the digest recorded when its run finished), ``unrecorded`` (no digest to compare with:
+#: judged like evidence from another tool), ``mismatch`` (the manifest changed after the run: every check is an
+#: error), ``foreign`` (files from other tools only).
+EvidenceRecord = Literal["self", "recorded", "unrecorded", "mismatch", "foreign"]
+
 REPORT_SCHEMA: Literal["poetkb.gate-report/1"] = "poetkb.gate-report/1"
 MANIFEST_SCHEMA: Literal["poetkb.evidence/1"] = "poetkb.evidence/1"
 
@@ -181,6 +187,8 @@ class GateReport(PoetModel):
     verdict: Verdict
     exit_code: int
     problems: list[str] = Field(default_factory=list)
+    manifest_sha256: str | None = None
+    evidence_record: EvidenceRecord | None = None
 
     model_config = ConfigDict(**PoetModel.model_config, validate_by_name=True, validate_by_alias=True,
                               serialize_by_alias=True)

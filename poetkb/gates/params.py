@@ -403,3 +403,30 @@ class Manual(PoetModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     procedure: str | None = None
+
+
+# -- demo calibration --------------------------------------------------------------------------------
+#: Parameters whose values describe the traffic a gate drives itself (mostly the demo edge's endpoints), not
+#: what the obligation states. They are applied to evidence a gate collected and the knowledge base recorded;
+#: evidence from other tools (and evidence directories this knowledge base has no record of) is judged without
+#: them, each replaced by the neutral value here. docs/gates.md lists them per kind and says how to set them
+#: for another edge. Parameters that only steer collection (paths, counts, concurrency, faults) never reach
+#: foreign evidence at all: it has no steps of the gate's own.
+CALIBRATION: dict[str, dict[str, Any]] = {
+    # the demo's /slow/200 endpoint answers after 200 ms, so the gate's own requests must log >= 0.2 s
+    "upstream_timing_logged": {"min_upstream_s": 0.0},
+    # the demo's fault-injection path /flaky/echo: a foreign log is counted whole, not filtered by it
+    "upstream_attempts_bounded": {"path": None},
+    "no_retry_non_idempotent": {"path": None},
+    # the gate sends `requests` requests between its two scrapes; between two foreign snapshots any growth counts
+    "metrics_exposed": {"requests": 1},
+}
+
+
+def without_calibration(kind: str, params: PoetModel) -> tuple[PoetModel, list[str]]:
+    """``params`` with the kind's demo-calibration values neutral, and the names that were neutralised."""
+    neutral = CALIBRATION.get(kind) or {}
+    changed = [name for name, value in neutral.items() if getattr(params, name, value) != value]
+    if not changed:
+        return params, []
+    return params.model_copy(update={name: neutral[name] for name in changed}), changed

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -36,34 +37,108 @@ DEFAULT_TIMEOUT_S = 5.0
 Sink = Callable[[HttpExchange], None]
 
 
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and for addresses in 127.0.0.0/8 or ::1 (names must resolve there only)."""
-    host = host.strip("[]")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
+#: host name -> the one address it was resolved to when the target was checked; every connection a gate
+#: makes to that name goes to this address (see :func:`connect_address`), so a name cannot resolve to
+#: loopback for the check and elsewhere for the traffic
+_PINS: dict[str, str] = {}
+_PINS_LOCK = threading.Lock()
+
+
+def _literal(host: str) -> str | None:
+    """The address when ``host`` is an IP literal (brackets and zone stripped), else None."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return str(ipaddress.ip_address(host.strip("[]").split("%")[0]))
     except ValueError:
-        pass
+        return None
+
+
+def resolve_host(host: str) -> list[str]:
+    """Every address ``host`` resolves to now (an IP literal is itself); empty when it does not resolve."""
+    literal = _literal(host)
+    if literal is not None:
+        return [literal]
     try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+        infos = socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    seen: list[str] = []
+    for info in infos:
+        address = str(info[4][0]).split("%")[0]
+        if address not in seen:
+            seen.append(address)
+    return seen
+
+
+def pin_host(host: str, *, allow_remote: bool) -> str | None:
+    """Resolve ``host`` once and remember the address connections will use; None when it is not allowed.
+
+    Without ``allow_remote`` every address the name resolves to must be loopback. ``localhost`` and names
+    under ``.localhost`` mean loopback by definition: when they do not resolve there, they are pinned to
+    127.0.0.1 rather than followed elsewhere.
+    """
+    name = host.strip("[]").lower()
+    addresses = resolve_host(name)
+    loopback = bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+    if not loopback and (name == "localhost" or name.endswith(".localhost")):
+        addresses, loopback = ["127.0.0.1"], True
+    if not addresses or not (loopback or allow_remote):
+        return None
+    if _literal(name) is None:
+        with _PINS_LOCK:
+            _PINS[name] = addresses[0]
+    return addresses[0]
+
+
+def connect_address(host: str) -> str:
+    """The address to connect to for ``host``: its pinned address, the literal itself, or (for a name no
+    target check pinned) the address it resolves to now, once, for this connection."""
+    name = host.strip("[]").lower()
+    literal = _literal(name)
+    if literal is not None:
+        return literal
+    with _PINS_LOCK:
+        pinned = _PINS.get(name)
+    if pinned is not None:
+        return pinned
+    found = resolve_host(name)
+    return found[0] if found else name
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when ``host`` is (or resolves only to) a loopback address; the address is pinned for traffic."""
+    return pin_host(host, allow_remote=False) is not None
 
 
 def ensure_allowed(url: str, *, allow_remote: bool, what: str = "target") -> None:
-    """Refuse a non-loopback URL unless the user passed the explicit allow option."""
+    """Refuse a non-loopback URL unless the user passed the explicit allow option; pin the address it
+    resolved to, so the traffic goes exactly where the check looked."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(f"{what} {url!r} is not an http:// or https:// URL with a host",
                          field=what, hint="pass a URL like http://127.0.0.1:8080")
-    if not allow_remote and not is_loopback_host(parts.hostname):
+    if pin_host(parts.hostname, allow_remote=allow_remote) is None:
+        if allow_remote:
+            raise InputError(f"{what} {url}: host {parts.hostname!r} does not resolve", field=what,
+                             hint="check the name, or pass an address")
         raise InputError(
             f"{what} {url} is not on this machine (loopback); gates send test traffic and faults only to "
             "loopback addresses by default",
             field=what, hint="pass --allow-remote if you really mean to probe that host",
         )
+
+
+def _pinned_backend() -> Any:
+    """An httpcore network backend that connects to :func:`connect_address` of the URL's host; the URL (so
+    the Host header and the TLS server name) keeps the name."""
+    import httpcore
+
+    class PinnedBackend(httpcore.SyncBackend):
+        def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                        local_address: str | None = None, socket_options: Any = None) -> Any:
+            return super().connect_tcp(connect_address(host), port, timeout=timeout, local_address=local_address,
+                                       socket_options=socket_options)
+
+    return PinnedBackend()
 
 
 def headers_dict(items: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -175,12 +250,23 @@ class Prober:
 
 def make_client(base_url: str, *, timeout: float = DEFAULT_TIMEOUT_S, verify: Any = False,
                 transport: Any = None, max_connections: int = 64) -> httpx.Client:
-    """An httpx client for probing: no proxies from the environment, no redirects, bounded pool."""
+    """An httpx client for probing: no proxies from the environment, no redirects, bounded pool, and every
+    connection made to the address its host name was pinned to (unless a transport is injected)."""
     import httpx
 
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=16)
+    if transport is None:
+        import httpcore
+
+        ssl_context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
+        transport = httpx.HTTPTransport(verify=ssl_context, limits=limits, trust_env=False)
+        transport._pool = httpcore.ConnectionPool(  # the public options, plus where connections go
+            ssl_context=ssl_context, max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_pinned_backend())
     return httpx.Client(
         base_url=base_url, timeout=timeout, verify=verify, trust_env=False, follow_redirects=False,
-        transport=transport, limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=16),
+        transport=transport, limits=limits,
     )
 
 
@@ -195,7 +281,7 @@ def raw_exchange(url: str, payload: bytes, *, timeout: float = 3.0, check_id: st
     error = error_type = None
     closed = False
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+        with socket.create_connection((connect_address(host), port), timeout=timeout) as sock:
             sock.sendall(payload)
             deadline = time.monotonic() + timeout
             received = 0

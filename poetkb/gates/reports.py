@@ -10,7 +10,9 @@ so a CI system never shows an unproven obligation as green.
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -33,22 +35,36 @@ def render_json(report: GateReport) -> str:
 
 
 def _evidence_href(report: GateReport, rel: str, base: Path | None) -> str | None:
-    if not report.evidence_dir:
+    """A relative link to an evidence file, or None (shown as plain text).
+
+    Paths come from a manifest, which is evidence and may be hostile: only a plain relative path that stays
+    inside the evidence directory gets a link, and the link is relative and percent-quoted, so a path such as
+    ``//host/x``, ``https://host`` or ``../../x`` never becomes a link to another site or file.
+    """
+    from urllib.parse import quote
+
+    if not report.evidence_dir or base is None:
         return None
-    target = Path(report.evidence_dir) / rel
-    if base is None:
-        return target.as_posix()
+    parts = rel.split("/")
+    if (not rel or rel.startswith(("/", "\\")) or "\\" in rel or ":" in rel or "\x00" in rel
+            or any(part in ("", ".", "..") for part in parts)):
+        return None
+    root = Path(report.evidence_dir)
     try:
-        return Path(os.path.relpath(target, base)).as_posix()
+        href = Path(os.path.relpath(root / rel, base)).as_posix()
     except ValueError:
-        return target.as_posix()
+        return None
+    if href.startswith("/") or ":" in href.split("/", 1)[0]:
+        return None
+    return quote(href, safe="/._-~")
 
 
 def render_html(report: GateReport, *, base: Path | None = None) -> str:
     """A self-contained page; ``base`` is the directory the page is written to (for relative evidence links)."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    env = Environment(loader=PackageLoader("poetkb.gates", "templates"), autoescape=select_autoescape(["html", "j2"]),
+    env = Environment(loader=PackageLoader("poetkb.gates", "templates"),
+                      autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
                       trim_blocks=True, lstrip_blocks=True)
     ordered = sorted(report.obligations, key=lambda o: ({"fail": 0, "error": 1, "no-evidence": 2, "pass": 3}[o.verdict],
                                                         o.obligation_id))
@@ -56,29 +72,47 @@ def render_html(report: GateReport, *, base: Path | None = None) -> str:
     return env.get_template("report.html.j2").render(report=report, obligations=ordered, links=links, icon=_ICON)
 
 
+#: characters with a meaning inside a Markdown line (escaped text never starts a line, so - + # need nothing)
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def md_text(text: object) -> str:
+    """Text from evidence made inert in Markdown: HTML escaped, Markdown syntax backslash-escaped, one line."""
+    escaped = html.escape(str(text), quote=False).replace("\r", " ").replace("\n", " ")
+    return _MD_SPECIAL.sub(r"\\\1", escaped)
+
+
+def md_code(text: object) -> str:
+    """An identifier in a Markdown code span that no backtick in it can end early."""
+    value = str(text).replace("\r", " ").replace("\n", " ")
+    fence = "``" if "`" in value else "`"
+    return f"{fence} {value} {fence}" if fence == "``" else f"`{value}`"
+
+
 def render_markdown(report: GateReport) -> str:
+    """A summary for a pull-request comment; everything that comes from evidence or a catalog is escaped."""
     s = report.summary
     target = report.target
     where = ""
     if target is not None and target.base_url:
-        where = f" on {target.proxy or 'edge'} {target.base_url}" + (f" ({target.variant})" if target.variant else "")
+        where = f" on {md_text(target.proxy or 'edge')} {md_text(target.base_url)}" + (
+            f" ({md_text(target.variant)})" if target.variant else "")
     lines = [f"### poet gate: {_ICON[report.verdict]}{where}", "",
              f"{s.passed} of {s.selected} obligations pass (coverage {s.coverage:.0%}); {s.failed} fail, {s.errors} "
-             f"error, {s.no_evidence} without evidence. Run `{report.run_id}`, {report.duration_s:.1f} s.", ""]
+             f"error, {s.no_evidence} without evidence. Run {md_code(report.run_id)}, {report.duration_s:.1f} s.", ""]
     bad = report.failures()
     if bad:
         lines += ["| Obligation | Verdict | Diagnosis |", "|---|---|---|"]
         for ob in bad:
-            diagnosis = (ob.diagnosis or "").replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| `{ob.obligation_id}` | {_ICON[ob.verdict]} | {diagnosis} |")
+            lines.append(f"| {md_code(ob.obligation_id)} | {_ICON[ob.verdict]} | {md_text(ob.diagnosis or '')} |")
         lines.append("")
     passed = [o for o in report.obligations if o.verdict == "pass"]
     if passed:
         lines += ["<details><summary>Passing obligations</summary>", ""]
-        lines += [f"- `{o.obligation_id}`: {o.title}" for o in passed]
+        lines += [f"- {md_code(o.obligation_id)}: {md_text(o.title)}" for o in passed]
         lines += ["", "</details>", ""]
     if report.problems:
-        lines += ["**Problems:** " + "; ".join(report.problems), ""]
+        lines += ["**Problems:** " + "; ".join(md_text(p) for p in report.problems), ""]
     return "\n".join(lines)
 
 

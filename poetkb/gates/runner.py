@@ -10,11 +10,22 @@ unusable, with why) or no-evidence; an obligation takes the worst verdict of
 its automated checks (fail, then error, then no-evidence); manual checks never
 pass. Coverage is the share of selected obligations that pass on evidence. The
 exit code is 0 when every selected obligation passes, 1 when any fails (or
-lacks evidence), 2 when a check could not run (bad input, unreachable parts).
+lacks evidence, or nothing was judged at all), 2 when a check could not be
+judged (``error``: it could not run, or its evidence is missing, altered,
+unlisted or outside the evidence directory) and no check failed outright.
+``error`` is 2 because the remedy is the same as for bad input: fix what was
+given (the target, the evidence) and run again; it is never 0.
+
+What a check requires always comes from the catalog; a manifest's copy of the
+parameters is only reported. Selections and manifests that name obligations the
+catalog does not know are bad input. Re-evaluating an evidence directory
+compares its manifest with the digest the knowledge base recorded when the run
+finished (:func:`check_recorded`).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +41,7 @@ from poetkb.gates.models import (
     CheckRecord,
     CheckResult,
     EvidenceFile,
+    EvidenceRecord,
     GateReport,
     GateSummary,
     ObligationVerdict,
@@ -37,7 +49,7 @@ from poetkb.gates.models import (
     TargetInfo,
     Verdict,
 )
-from poetkb.models import Check, Obligation
+from poetkb.models import Obligation
 from poetkb.store import now_iso
 
 if TYPE_CHECKING:
@@ -54,6 +66,7 @@ def select_obligations(kb: KnowledgeBase, selection: Selection, *, proxy: str | 
     """The obligations a selection names; ``all`` means every obligation with a check a gate run can drive."""
     chosen: dict[str, Obligation] = {}
     if selection.obligations:
+        require_known(kb, selection.obligations, where="the selection")
         for ob in kb.obligations(ids=selection.obligations):
             chosen[ob.id] = ob
     for domain in selection.domains:
@@ -75,6 +88,26 @@ def select_obligations(kb: KnowledgeBase, selection: Selection, *, proxy: str | 
     if not chosen:
         raise InputError("the selection holds no obligation with checks", hint="see `poet obligations list`")
     return [chosen[k] for k in sorted(chosen)]
+
+
+def require_known(kb: KnowledgeBase, ids: Sequence[str], *, where: str, file: Path | None = None) -> None:
+    """Bad input (exit 2) naming every id the catalog does not know, with close matches: no verdict without
+    obligations, and never a silent drop of what was asked for."""
+    import difflib
+
+    known = {ob.id for ob in kb.obligations()}
+    unknown = sorted({i for i in ids if i not in known})
+    if not unknown:
+        return
+    close = sorted({m for i in unknown for m in difflib.get_close_matches(i, known, n=2)})
+    hint = (f"did you mean {', '.join(close)}? " if close else "") + \
+        "see `poet obligations list`; evidence for obligations of another catalog needs that catalog's knowledge base"
+    from poetkb.errors import UnknownObligation
+
+    if len(unknown) == 1 and file is None:
+        raise UnknownObligation(unknown[0], suggestions=close)
+    raise InputError(f"{where} names {len(unknown)} obligation{'s' if len(unknown) != 1 else ''} the catalog does "
+                     f"not know: {', '.join(unknown)}", file=file, field="obligation_id", hint=hint)
 
 
 # -- verdicts -----------------------------------------------------------------------------------------
@@ -111,6 +144,8 @@ def summarize(verdicts: list[ObligationVerdict]) -> tuple[GateSummary, Verdict, 
                           no_evidence=count["no-evidence"], coverage=round(count["pass"] / total, 4) if total else 0.0)
     overall = worst([o.verdict for o in verdicts])
     exit_code = 1 if count["fail"] else 2 if count["error"] else 1 if count["no-evidence"] else 0
+    if not total:
+        overall, exit_code = "no-evidence", 1  # judging nothing proves nothing
     return summary, overall, exit_code
 
 
@@ -257,7 +292,12 @@ def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun |
             check_id = f"{ob.id}#{index}"
             rec = records.get(check_id)
             ev: CheckEvidence | None = None
-            judged = check
+            if loaded is not None and loaded.fatal and check.kind != "manual":
+                results.append(CheckResult(
+                    check_id=check_id, obligation_id=ob.id, kind=check.kind, description=check.description,
+                    params=dict(check.params), verdict="error", expected="evidence as the run recorded it",
+                    observed="the manifest changed after the run", diagnosis=loaded.fatal, evidence=["manifest.json"]))
+                continue
             if rec is not None and rec.error and foreign is not None and check.kind in KINDS and \
                     set(KINDS[check.kind].evidence) & foreign.kinds:
                 rec = None  # the run could not collect it, but evidence from other tools was given for it
@@ -270,13 +310,16 @@ def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun |
                                   f"{check.kind} now; run the gate again"))
                     continue
                 ev = loaded.evidence_for(rec)
-                judged = Check(kind=rec.kind, params=rec.params, description=check.description,
-                               evidence=check.evidence)
             elif foreign is not None:
                 ev = foreign.evidence_for(check_id, check.kind)
             if ev is not None and foreign is not None and rec is not None:
                 ev.test_results, ev.load_summaries = foreign.test_results, foreign.load_summaries
-            results.append(checks.evaluate(judged, check_id=check_id, obligation_id=ob.id, ev=ev))
+            # the catalog is the authority on what a check requires; the manifest's copy is only reported
+            result = checks.evaluate(check, check_id=check_id, obligation_id=ob.id, ev=ev)
+            if rec is not None and rec.params != check.params:
+                result = result.model_copy(update={"details": {**result.details,
+                                                               "params_recorded": dict(rec.params)}})
+            results.append(result)
         verdicts.append(obligation_verdict(kb, ob, results))
     summary, overall, exit_code = summarize(verdicts)
     files: list[EvidenceFile] = list(loaded.manifest.files) if loaded else []
@@ -285,11 +328,85 @@ def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun |
     problems = list(loaded.manifest.problems) if loaded else []
     if loaded:
         problems.extend(msg for msg in loaded.problems.values() if msg not in problems)
+        if loaded.fatal:
+            problems.insert(0, loaded.fatal)
+        elif loaded.record == "unrecorded":
+            problems.insert(0, UNRECORDED.format(run=loaded.manifest.run_id))
+    if not verdicts:
+        problems.append("no obligation was judged, so nothing is proven")
     return GateReport(
         run_id=run_id, mode=mode, poetkb_version=__version__, started_at=started_at, finished_at=now_iso(),
         duration_s=round(duration, 3), target=loaded.manifest.target if loaded else target, selection=selection,
         evidence_dir=str(loaded.root.resolve()) if loaded else None, evidence_files=files, obligations=verdicts,
-        summary=summary, verdict=overall, exit_code=exit_code, problems=problems)
+        summary=summary, verdict=overall, exit_code=exit_code, problems=problems,
+        manifest_sha256=loaded.manifest_sha256 if loaded else None,
+        evidence_record=_record_kind(loaded, foreign))
+
+
+UNRECORDED = ("unrecorded evidence: this knowledge base holds no manifest digest for run {run}, so nothing shows "
+              "the directory is as the run left it; it was judged like evidence from another tool (without demo "
+              "calibration)")
+
+
+def _record_kind(loaded: LoadedRun | None, foreign: Foreign | None) -> EvidenceRecord | None:
+    if loaded is not None:
+        return loaded.record
+    return "foreign" if foreign is not None else None
+
+
+def check_recorded(kb: KnowledgeBase, loaded: LoadedRun) -> None:
+    """Compare the manifest with the digest the knowledge base recorded for its run, and mark ``loaded``.
+
+    A match is ``recorded``; a different digest is ``mismatch`` (every check becomes an error); a run the
+    knowledge base does not know, or recorded before digests were kept, is ``unrecorded``.
+    """
+    from poetkb.gates.history import recorded_digest
+
+    found = recorded_digest(kb.db, loaded.manifest.run_id)
+    if found is None:
+        loaded.record = "unrecorded"
+    elif found != loaded.manifest_sha256:
+        loaded.record = "mismatch"
+        loaded.fatal = (f"manifest.json of run {loaded.manifest.run_id} does not match the digest this knowledge "
+                        "base recorded when the run finished (the manifest was changed after the run); run the "
+                        "gate again")
+    else:
+        loaded.record = "recorded"
+
+
+def verify_report(kb: KnowledgeBase | None, report: GateReport) -> tuple[str, list[str]]:
+    """Check a stored report against what the knowledge base recorded of its run: ``(status, problems)``.
+
+    ``status`` is ``recorded`` (the report's verdict and, for a gate run whose evidence is still there, its
+    manifest digest match the record), ``unrecorded`` (no record to compare with) or ``mismatch`` (problems
+    say what differs: the report file or the evidence manifest was changed after the run).
+    """
+    from poetkb.gates.evidence import MANIFEST
+    from poetkb.gates.history import recorded_run
+    from poetkb.safefile import read_bytes
+
+    row = recorded_run(kb.db, report.run_id) if kb is not None else None
+    if row is None:
+        return "unrecorded", []
+    problems: list[str] = []
+    if row.get("verdict") != report.verdict or row.get("exit_code") != report.exit_code:
+        problems.append(f"the report of run {report.run_id} says {report.verdict} (exit {report.exit_code}) but the "
+                        f"knowledge base recorded {row.get('verdict')} (exit {row.get('exit_code')}): the report file "
+                        "was changed after the run")
+    digest = row.get("manifest_sha256")
+    evidence_dir = Path(report.evidence_dir) if report.evidence_dir else None
+    if row.get("mode") == "run" and digest and evidence_dir is not None and os.path.lexists(evidence_dir / MANIFEST):
+        import hashlib
+
+        try:
+            data = read_bytes(evidence_dir / MANIFEST, limit=16 * 1024 * 1024, root=evidence_dir)
+        except InputError as exc:
+            problems.append(f"the evidence manifest of run {report.run_id} cannot be read: {exc.message}")
+        else:
+            if hashlib.sha256(data).hexdigest() != digest:
+                problems.append(f"manifest.json of run {report.run_id} does not match the digest recorded when the "
+                                "run finished (the evidence was changed after the run)")
+    return ("mismatch" if problems else "recorded"), problems
 
 
 def evaluate_evidence(kb: KnowledgeBase, paths: Sequence[Path], selection: Selection | None = None, *,
@@ -299,7 +416,9 @@ def evaluate_evidence(kb: KnowledgeBase, paths: Sequence[Path], selection: Selec
         raise InputError("no evidence given", field="evidence", hint="pass --evidence DIR or FILE")
     started_at, t0 = now_iso(), time.perf_counter()
     first = Path(paths[0])
-    loaded = load_run(first) if first.is_dir() and (first / "manifest.json").exists() else None
+    loaded = load_run(first) if first.is_dir() and os.path.lexists(first / "manifest.json") else None
+    if loaded is not None:
+        check_recorded(kb, loaded)
     if loaded is None and first.is_dir() and len(paths) == 1 and any(
             p.name == "manifest.json" for p in first.rglob("manifest.json")):
         raise InputError("this directory holds evidence runs; pass one run's directory", file=first,
@@ -311,9 +430,11 @@ def evaluate_evidence(kb: KnowledgeBase, paths: Sequence[Path], selection: Selec
     elif loaded is not None:
         ids = sorted({r.obligation_id for r in loaded.manifest.checks})
         if not ids:
-            raise InputError("the evidence directory records no checks", file=first)
-        known = {ob.id for ob in kb.obligations()}
-        obligations = kb.obligations(ids=[i for i in ids if i in known])
+            raise InputError("the evidence directory records no checks, so there is nothing to judge",
+                             file=first / "manifest.json", field="checks",
+                             hint="select obligations with --obligation or --domain, or run the gate again")
+        require_known(kb, ids, where="the evidence manifest", file=first / "manifest.json")
+        obligations = kb.obligations(ids=ids)
         chosen = Selection(obligations=ids)
     else:
         assert foreign is not None

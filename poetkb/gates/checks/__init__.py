@@ -20,6 +20,7 @@ from poetkb.gates.checks.base import CollectContext, CollectError, Outcome
 from poetkb.gates.evidence import CheckEvidence
 from poetkb.gates.kinds import KINDS
 from poetkb.gates.models import CheckResult
+from poetkb.gates.params import without_calibration
 from poetkb.models import Check
 
 
@@ -50,7 +51,13 @@ def collect(check: Check, ctx: CollectContext) -> None:
 
 
 def evaluate(check: Check, *, check_id: str, obligation_id: str, ev: CheckEvidence | None) -> CheckResult:
-    """Judge one check from its evidence bundle (None when nothing was collected for it)."""
+    """Judge one check from its evidence bundle (None when nothing was collected for it).
+
+    ``check`` comes from the catalog: its parameters are what the obligation requires, whatever the evidence
+    says it was collected with. A problem with a file the check's own record names (a tampered metrics
+    snapshot, an unlisted file) makes it an error before its evaluator runs. Evidence from other tools
+    (``ev.foreign``) is judged without the kind's demo-calibration parameters (:data:`params.CALIBRATION`).
+    """
     base: dict[str, Any] = {"check_id": check_id, "obligation_id": obligation_id, "kind": check.kind,
                             "description": check.description, "params": dict(check.params)}
     if check.kind == "manual":
@@ -71,12 +78,22 @@ def evaluate(check: Check, *, check_id: str, obligation_id: str, ev: CheckEviden
     if ev is None:
         return CheckResult(**base, verdict="no-evidence", expected=spec.summary, observed="nothing collected",
                            diagnosis=f"no evidence for this check (it needs {', '.join(spec.evidence)})")
+    unusable = [name for name in ev.required if name in ev.problems]
+    if unusable:
+        return CheckResult(**base, verdict="error", expected=spec.summary, observed="the evidence is unusable",
+                           diagnosis="; ".join(ev.problems[name] for name in unusable), evidence=list(unusable),
+                           duration_ms=ev.duration_ms)
+    neutralised: list[str] = []
+    if ev.foreign:
+        params, neutralised = without_calibration(check.kind, params)
     evaluator = _function(check.kind, "EVALUATORS")
     try:
         outcome: Outcome = evaluator(ev, params)
     except Exception as exc:  # noqa: BLE001 - an evaluator bug must not pass, nor crash the gate
         outcome = Outcome("error", spec.summary, "the evaluator failed",
                           f"evaluating {check.kind} failed: {type(exc).__name__}: {exc}")
+    if neutralised:
+        outcome.details = {**outcome.details, "calibration_not_applied": neutralised}
     return CheckResult(**base, verdict=outcome.verdict, expected=outcome.expected, observed=outcome.observed,
                        diagnosis=outcome.diagnosis, details=outcome.details, evidence=list(ev.files),
                        samples=outcome.samples, duration_ms=ev.duration_ms)

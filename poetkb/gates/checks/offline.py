@@ -19,9 +19,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from poetkb.errors import InputError
 from poetkb.gates import params as p
 from poetkb.gates.checks.base import CollectContext, CollectError, Outcome, error, listing, no_evidence, precheck
 from poetkb.gates.evidence import CheckEvidence
+from poetkb.safefile import EVIDENCE_FILE_LIMIT, read_bytes
 
 LOAD_KINDS = ("slo_latency", "slo_error_rate", "slo_throughput", "baseline_regression", "soak_drift",
               "burst_recovery")
@@ -91,9 +93,12 @@ def evaluate_tests(ev: CheckEvidence, params: p.TestsPass) -> Outcome:
     skipped = 0
     for path in ev.test_results:
         try:
-            root = ET.parse(path).getroot()  # noqa: S314 - CI-produced results, expat guards entity expansion
-        except (ET.ParseError, OSError) as exc:
+            data = read_bytes(path, limit=EVIDENCE_FILE_LIMIT)
+            root = ET.fromstring(data)  # noqa: S314 - CI-produced results, expat guards entity expansion
+        except ET.ParseError as exc:
             return error(expected, f"{path.name} is not readable JUnit XML: {exc}")
+        except InputError as exc:
+            return error(expected, exc.message)
         for case in root.iter("testcase"):
             if not _linked(case, obligation_id, pattern):
                 continue

@@ -118,7 +118,9 @@ def collect_no_retry(ctx: CollectContext, params: p.NoRetryNonIdempotent) -> Non
     _sequential_with_counters(ctx, params.methods, params.path, params.requests, params.fault, 6.0)
 
 
-def _attempts(ev: CheckEvidence, path: str, max_attempts: int, expected: str) -> Outcome:
+def _attempts(ev: CheckEvidence, path: str | None, max_attempts: int, expected: str) -> Outcome:
+    """Upstream attempts per request, from the gate's counters or (for evidence from elsewhere) the access log;
+    ``path`` None counts every logged request (a foreign log is not filtered by the demo's fault path)."""
     bad = precheck(ev, expected, ["counters.jsonl", "captures.jsonl"]) or (
         None if ev.counters else log_problem(ev, expected))
     if bad:
@@ -130,22 +132,23 @@ def _attempts(ev: CheckEvidence, path: str, max_attempts: int, expected: str) ->
     n = int(ev.notes.get("requests") or len(ev.exchanges))
     per_request: list[int] = []
     for i in range(1, n + 1):
-        delta = counter_deltas(ev.counters, f"r{i - 1}", f"r{i}", path_only(path))
+        delta = counter_deltas(ev.counters, f"r{i - 1}", f"r{i}", path_only(path) if path else None)
         if delta is None:
             break
         per_request.append(sum(delta.values()))
-    total = counter_deltas(ev.counters, "r0", "end", path_only(path))
+    total = counter_deltas(ev.counters, "r0", "end", path_only(path) if path else None)
     if not per_request or total is None:
         # evidence from elsewhere: count attempts in the access log
         if ev.log is not None and ev.log.records:
-            per_request = [max(1, len(r.attempts)) for r in ev.log.records if path_only(r.uri) == path_only(path)]
+            per_request = [max(1, len(r.attempts)) for r in ev.log.records
+                           if path is None or path_only(r.uri) == path_only(path)]
             total_attempts = sum(per_request)
         else:
             return no_evidence(expected, "no upstream counters or access-log lines for this check's requests")
     else:
         total_attempts = sum(total.values())
     if not per_request:
-        return no_evidence(expected, f"no request for {path} reached the edge's log or the upstreams")
+        return no_evidence(expected, f"no request for {path or 'any path'} reached the edge's log or the upstreams")
     worst = max(per_request)
     statuses = Counter(str(e.status) if e.response else (e.error_type or "error") for e in ev.exchanges)
     details = {"requests": len(per_request), "attempts_per_request": per_request, "total_attempts": total_attempts,
@@ -158,8 +161,8 @@ def _attempts(ev: CheckEvidence, path: str, max_attempts: int, expected: str) ->
         where = f"request {over[0]} produced {per_request[over[0] - 1]} attempts" if over else \
             f"{total_attempts} attempts reached the upstreams in all"
         return Outcome("fail", expected, observed,
-                       f"{len(over) or 'some'} of {len(per_request)} requests for {path} went to the upstreams more "
-                       f"than {max_attempts} time{'s' if max_attempts != 1 else ''}: {where} "
+                       f"{len(over) or 'some'} of {len(per_request)} requests for {path or 'any path'} went to the "
+                       f"upstreams more than {max_attempts} time{'s' if max_attempts != 1 else ''}: {where} "
                        f"(upstream counters over the run: {listing(f'{k}={v}' for k, v in (total or {}).items())})",
                        details, len(per_request))
     return Outcome("pass", expected, observed, "", details, len(per_request))

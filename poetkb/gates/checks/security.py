@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from poetkb.gates import params as p
 from poetkb.gates.checks.base import CollectContext, CollectError, Outcome, listing, no_evidence, precheck
 from poetkb.gates.evidence import CheckEvidence
-from poetkb.gates.probes import RequestSpec
+from poetkb.gates.probes import RequestSpec, connect_address
 from poetkb.gates.records import TlsHandshake
 
 _VERSIONS = {"TLSv1": 1, "TLSv1.1": 2, "TLSv1.2": 3, "TLSv1.3": 4}
@@ -32,7 +32,9 @@ def _chain(host: str, port: int, server_name: str) -> list[str]:
     if not binary:
         return []
     try:
-        out = subprocess.run([binary, "s_client", "-connect", f"{host}:{port}", "-servername", server_name,
+        address = connect_address(host)
+        where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        out = subprocess.run([binary, "s_client", "-connect", where, "-servername", server_name,
                               "-showcerts"], input=b"", capture_output=True, timeout=8)
     except (OSError, subprocess.TimeoutExpired):
         return []
@@ -51,7 +53,7 @@ def handshake(url: str, *, ca_cert: str | None, server_name: str, cert: tuple[st
         context.load_cert_chain(*cert)
     record: dict[str, object] = {"address": f"{host}:{port}", "server_name": server_name, "client_cert": bool(cert)}
     try:
-        with socket.create_connection((host, port), timeout=timeout) as raw, \
+        with socket.create_connection((connect_address(host), port), timeout=timeout) as raw, \
                 context.wrap_socket(raw, server_hostname=server_name) as tls:
             peer = tls.getpeercert() or {}
             not_after = peer.get("notAfter")
