@@ -10,19 +10,36 @@ state tables over from the old one, and swap it in with ``os.replace``. A
 failed build leaves the previous knowledge base intact and readable. The file
 runs in WAL mode with a busy timeout, so several reading processes and one
 writer work at once.
+
+A knowledge base file is material poetkb may not have written, so it is
+checked before it is trusted or replaced:
+
+- ``build`` writes only to a missing path, an empty file, or a poetkb
+  knowledge base this version can migrate (its state is carried over). A text
+  file, another application's SQLite database, a file from a newer poetkb, a
+  link or a device is refused, naming the file; ``force=True`` only lets a
+  *damaged* poetkb file be replaced, and keeps its bytes beside it first.
+- Opening runs ``PRAGMA quick_check`` (files up to :data:`QUICK_CHECK_MAX_BYTES`;
+  about 2 ms on the shipped knowledge base), and every connection turns SQLite's
+  "malformed"/"not a database" errors into a :class:`StoreError` naming the file,
+  so damage found later, by any query, is reported the same way.
+- Build files left by a killed build (``.NAME.build-PID``) are removed once their
+  process is gone; those of a live process are never touched.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
+import stat
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from poetkb.errors import SchemaVersionError, StoreError
+from poetkb.errors import InputError, SchemaVersionError, StoreError
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -31,6 +48,14 @@ if TYPE_CHECKING:
 
 BUSY_TIMEOUT_MS = 10_000
 SQLITE_MAGIC = b"SQLite format 3\x00"
+#: ``PRAGMA quick_check`` runs on every open of a file up to this size (it reads the whole file once).
+QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
+#: How many problems of an integrity check are reported (a badly damaged file lists thousands).
+MAX_CHECK_PROBLEMS = 20
+#: SQLite primary result codes that mean the file itself is damaged: SQLITE_CORRUPT, SQLITE_NOTADB.
+_DAMAGE_CODES = frozenset({11, 26})
+#: The meta value recording that ``source_file`` columns are relative to the catalog root.
+SOURCE_PATHS_RELATIVE = "catalog-root"
 
 #: Tables rebuilt from the catalog on every build. Every other table is state and survives rebuilds.
 CATALOG_TABLES = ("components", "obligations", "failure_modes", "recipes", "rules", "patterns", "nodes", "edges")
@@ -136,10 +161,126 @@ def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
-def connect(path: Path, *, must_exist: bool = True) -> sqlite_utils.Database:
-    """Open a knowledge base file with a busy timeout; raise StoreError on a bad file.
+def damaged_hint(path: Path) -> str:
+    """What is safe to do with a damaged knowledge base: keep it, never overwrite it blindly."""
+    return (f"nothing was changed; keep a copy of {path} if it holds gate runs, baselines or learn decisions you "
+            f"need, then build a new one: `poet kb build --force --db {path}` keeps the damaged file beside it "
+            "as NAME.damaged-TIME (or move it aside yourself and run `poet kb build`)")
+
+
+def raise_damaged(path: Path, exc: BaseException | str) -> NoReturn:
+    raise StoreError(f"knowledge base {path} is damaged: {exc}", path=path, hint=damaged_hint(path))
+
+
+def _summary(problems: list[str]) -> str:
+    """SQLite's check output on one line, without its ``*** in database main ***`` banner."""
+    text = "; ".join(" ".join(p.replace("*** in database main ***", "").split()) for p in problems)
+    return text.strip("; ") or "integrity check failed"
+
+
+def is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """True when SQLite says the file itself is damaged (not a busy lock, a constraint or a bug in a query)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _DAMAGE_CODES
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+class _GuardedCursor(sqlite3.Cursor):
+    """A cursor whose damage errors become a StoreError naming the file, wherever the query was made."""
+
+    def _damaged(self, exc: sqlite3.DatabaseError) -> None:
+        if is_damage(exc):
+            raise_damaged(getattr(self.connection, "poet_path", Path("?")), exc)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _GuardedCursor:
+        try:
+            return super().execute(sql, parameters)  # type: ignore[return-value]
+        except sqlite3.DatabaseError as exc:
+            self._damaged(exc)
+            raise
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> _GuardedCursor:
+        try:
+            return super().executemany(sql, seq_of_parameters)  # type: ignore[return-value]
+        except sqlite3.DatabaseError as exc:
+            self._damaged(exc)
+            raise
+
+    def executescript(self, sql_script: str, /) -> _GuardedCursor:
+        try:
+            return super().executescript(sql_script)  # type: ignore[return-value]
+        except sqlite3.DatabaseError as exc:
+            self._damaged(exc)
+            raise
+
+    def fetchone(self) -> Any:
+        try:
+            return super().fetchone()
+        except sqlite3.DatabaseError as exc:
+            self._damaged(exc)
+            raise
+
+    def fetchmany(self, size: int | None = 1) -> list[Any]:
+        try:
+            return super().fetchmany(size if size is not None else self.arraysize)
+        except sqlite3.DatabaseError as exc:
+            self._damaged(exc)
+            raise
+
+    def fetchall(self) -> list[Any]:
+        try:
+            return super().fetchall()
+        except sqlite3.DatabaseError as exc:
+            self._damaged(exc)
+            raise
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except sqlite3.DatabaseError as exc:
+            self._damaged(exc)
+            raise
+
+
+class GuardedConnection(sqlite3.Connection):
+    """An SQLite connection that knows its file and reports damage found by any query as a StoreError.
+
+    This is the one place where ``sqlite3.DatabaseError`` for a damaged file is
+    translated; every reader (typed reads, search, rank, stats, gates) goes through it.
+    """
+
+    poet_path: Path
+
+    def cursor(self, factory: Any = None) -> Any:  # type: ignore[override]
+        return super().cursor(factory or _GuardedCursor)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any:
+        return self.cursor().executemany(sql, parameters)
+
+    def executescript(self, sql_script: str, /) -> Any:
+        return self.cursor().executescript(sql_script)
+
+
+def _read_header(path: Path) -> bytes:
+    from poetkb.safefile import read_head
+
+    try:
+        return read_head(path, len(SQLITE_MAGIC))
+    except InputError as exc:
+        raise StoreError(f"cannot read knowledge base {path}: {exc.message.split(': ', 1)[-1]}", path=path,
+                         hint="pass the path of a knowledge base file built by `poet kb build`") from exc
+
+
+def connect(path: Path, *, must_exist: bool = True, check: bool = True) -> sqlite_utils.Database:
+    """Open a knowledge base file with a busy timeout; raise StoreError on a bad or damaged file.
 
     Builds set WAL mode, which SQLite records in the file, so every connection uses it.
+    With ``check`` an existing file gets ``PRAGMA quick_check`` when it is small enough to be cheap.
     """
     import sqlite_utils
 
@@ -148,29 +289,219 @@ def connect(path: Path, *, must_exist: bool = True) -> sqlite_utils.Database:
             raise StoreError(
                 f"no knowledge base at {path}", path=path, hint=f"build one with `poet kb build --db {path}`"
             )
-        try:
-            with path.open("rb") as fh:
-                header = fh.read(16)
-        except OSError as exc:
-            raise StoreError(f"cannot read knowledge base {path}: {exc.strerror}", path=path) from exc
-        if header != SQLITE_MAGIC:
+        if _read_header(path) != SQLITE_MAGIC:
             raise StoreError(
-                f"{path} is not a poetkb knowledge base (not an SQLite file, or corrupted)",
+                f"{path} is not a poetkb knowledge base (not an SQLite file, or its header is damaged)",
                 path=path,
-                hint=f"rebuild it with `poet kb build --db {path}` (the catalog files are the source of truth)",
+                hint="pass the path of a knowledge base built by `poet kb build`; poetkb never overwrites this file "
+                     "(if it is a damaged knowledge base, move it aside and run `poet kb build` to make a new one)",
             )
     try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
+                               factory=GuardedConnection)
+        conn.poet_path = path
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db = sqlite_utils.Database(conn)
         conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails here on a damaged file
+        if must_exist and check and path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)").fetchall()]
+            if problems != ["ok"]:
+                conn.close()
+                raise_damaged(path, _summary(problems))
     except sqlite3.DatabaseError as exc:
         raise StoreError(
-            f"cannot open knowledge base {path}: the file is corrupted ({exc})",
+            f"cannot open knowledge base {path}: the file is damaged or not a database ({exc})",
             path=path,
-            hint=f"rebuild it with `poet kb build --db {path}`",
+            hint=damaged_hint(path),
         ) from exc
     return db
+
+
+def integrity_problems(path: Path) -> list[str]:
+    """Every problem ``PRAGMA integrity_check`` finds in a knowledge base file (empty: the file is sound).
+
+    Also reports a file that is not SQLite, not poetkb's, or from a newer poetkb. Never writes to the file.
+    """
+    state = inspect(path)
+    if state.kind in ("missing", "empty", "not-sqlite", "foreign", "unreadable", "special"):
+        return [f"the file {state.detail}"]
+    problems: list[str] = []
+    if state.kind == "newer":
+        problems.append(f"the file {state.detail}")
+    try:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)  # poetkb's own file: read with its WAL
+        try:
+            rows = [r[0] for r in conn.execute(f"PRAGMA integrity_check({MAX_CHECK_PROBLEMS})").fetchall()]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return [*problems, f"damaged: {exc}"]
+    if rows != ["ok"]:
+        problems += [_summary([r]) for r in rows]
+    return problems
+
+
+FileKind = Literal["missing", "empty", "poetkb", "damaged", "newer", "foreign", "not-sqlite", "unreadable",
+                   "special"]
+
+
+class FileState:
+    """What a path holds, as far as replacing it is concerned: ``kind`` and a sentence for messages."""
+
+    def __init__(self, kind: FileKind, detail: str) -> None:
+        self.kind: FileKind = kind
+        self.detail = detail
+
+    def __repr__(self) -> str:
+        return f"<FileState {self.kind}: {self.detail}>"
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """Open a file that may not be poetkb's without creating or changing anything beside it.
+
+    ``immutable=1`` takes no locks and creates no ``-wal``/``-shm`` files, so
+    another application's database is left exactly as it was.
+    """
+    return sqlite3.connect(f"{path.absolute().as_uri()}?immutable=1", uri=True)
+
+
+def inspect(path: Path) -> FileState:
+    """Classify ``path`` before anything is written to it; reads at most the file's schema and migrations."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return FileState("missing", "does not exist")
+    except OSError as exc:
+        return FileState("unreadable", f"cannot be read: {exc.strerror}")
+    if stat.S_ISLNK(info.st_mode):
+        return FileState("special", "is a symbolic link (pass the path of the file itself)")
+    if not stat.S_ISREG(info.st_mode):
+        return FileState("special", "is not a regular file")
+    if info.st_size == 0:
+        return FileState("empty", "is an empty file")
+    try:
+        header = _read_header(path)
+    except StoreError as exc:
+        return FileState("unreadable", exc.message.replace(f" {path}", "", 1))
+    if header != SQLITE_MAGIC:
+        return FileState("not-sqlite", "is not an SQLite file, so not a poetkb knowledge base")
+    try:
+        conn = _open_readonly(path)
+    except sqlite3.DatabaseError as exc:
+        return FileState("unreadable", f"cannot be opened as SQLite: {exc}")
+    try:
+        tables = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
+        if "migrations" not in tables:
+            return FileState("foreign", "is an SQLite database of another application (no poetkb tables)")
+        applied = [r[0] for r in conn.execute("select name from migrations order by rowid")]
+        if not applied or applied[0] != MIGRATIONS[0][0]:
+            return FileState("foreign", "is an SQLite database of another application (its migrations "
+                                        "table is not poetkb's)")
+        known = {name for name, _ in MIGRATIONS}
+        unknown = [name for name in applied if name not in known]
+        if unknown:
+            return FileState("newer", f"was written by a newer poetkb (schema version {len(applied)}, "
+                                      f"migrations {', '.join(unknown)}); this poetkb knows schema version "
+                                      f"{schema_version()}")
+    except sqlite3.DatabaseError as exc:
+        return FileState("unreadable", f"is an SQLite file too damaged to tell whose it is ({exc})")
+    finally:
+        conn.close()
+    try:  # poetkb's own file: checked with locks and its WAL, so a writer checkpointing now is not "damage"
+        own = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            problems = [r[0] for r in own.execute("PRAGMA quick_check(3)")]
+        finally:
+            own.close()
+    except sqlite3.DatabaseError as exc:
+        problems = [str(exc)]
+    if problems != ["ok"]:
+        return FileState("damaged", "is a damaged poetkb knowledge base: "
+                                    + _summary(problems))
+    return FileState("poetkb", "is a poetkb knowledge base")
+
+
+def _refuse(path: Path, state: FileState, *, force: bool) -> NoReturn:
+    """The error for a build target that must not be overwritten, with what is safe to do instead."""
+    elsewhere = "pass another --db path"
+    if state.kind == "newer":
+        raise SchemaVersionError(
+            f"refusing to overwrite {path}: it {state.detail}",
+            path=path,
+            hint="build it with that newer poetkb (`pip install -U poetkb`), or " + elsewhere
+                 + "; a newer knowledge base is never overwritten, --force included",
+        )
+    if state.kind == "damaged":
+        raise StoreError(
+            f"refusing to overwrite {path}: it {state.detail}",
+            path=path,
+            hint=f"it may hold gate runs, baselines or learn decisions; `poet kb build --force --db {path}` keeps it "
+                 f"beside the new file as {path.name}.damaged-TIME, or " + elsewhere,
+        )
+    also = " (--force only replaces a damaged poetkb knowledge base)" if force else ""
+    raise StoreError(
+        f"refusing to overwrite {path}: it {state.detail}{also}",
+        path=path,
+        hint=f"{elsewhere}; poetkb writes only to a missing file or a poetkb knowledge base, so if {path} is not "
+             "needed, move or delete it yourself",
+    )
+
+
+def writable_target(path: Path, *, force: bool = False) -> FileState:
+    """The state of ``path`` if a build may write there; otherwise a StoreError saying why and what is safe."""
+    state = inspect(path)
+    if state.kind in ("missing", "empty", "poetkb") or (state.kind == "damaged" and force):
+        return state
+    _refuse(path, state, force=force)
+
+
+# -- build files of killed builds ---------------------------------------------------------------
+
+
+def build_file(target: Path, pid: int) -> Path:
+    """The file a build by process ``pid`` writes before swapping it in at ``target``."""
+    return target.with_name(f".{target.name}.build-{pid}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # not a process id we wrote: leave the file alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def remove_stale_build_files(target: Path) -> list[Path]:
+    """Remove ``.NAME.build-PID`` files (and their journals) whose build process is gone; return them.
+
+    A file whose process is alive, or whose name does not end in a process id, is left alone.
+    """
+    prefix = f".{target.name}.build-"
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        pid_text, _, suffix = entry.name[len(prefix):].partition("-")
+        if not pid_text.isdigit() or suffix not in ("", "journal", "wal", "shm"):
+            continue
+        pid = int(pid_text)
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
 
 
 def read_meta(db: sqlite_utils.Database) -> dict[str, str]:
@@ -181,17 +512,12 @@ def read_meta(db: sqlite_utils.Database) -> dict[str, str]:
 
 def ensure_schema(db: sqlite_utils.Database, path: Path) -> None:
     """Refuse files from a newer poetkb; bring older files up to date with the pending migrations."""
-    try:
-        names = set(db.table_names())
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(
-            f"{path} is corrupted: {exc}", path=path, hint=f"rebuild it with `poet kb build --db {path}`"
-        ) from exc
+    names = set(db.table_names())  # a damaged file raises StoreError here (GuardedConnection)
     if "migrations" not in names:
         raise StoreError(
             f"{path} is an SQLite file but not a poetkb knowledge base",
             path=path,
-            hint="pass the path of a knowledge base built by `poet kb build`, or build one there",
+            hint="pass the path of a knowledge base built by `poet kb build`; poetkb never overwrites this file",
         )
     applied = [row["name"] for row in db.table("migrations").rows_where(order_by="rowid")]
     known = [name for name, _ in MIGRATIONS]
@@ -201,7 +527,8 @@ def ensure_schema(db: sqlite_utils.Database, path: Path) -> None:
             f"{path} was written by a newer poetkb (schema version {len(applied)}, migrations "
             f"{', '.join(unknown)}); this poetkb knows schema version {schema_version()}",
             path=path,
-            hint="upgrade poetkb (`pip install -U poetkb`), or rebuild the file with this version",
+            hint="open it with the newer poetkb that wrote it (upgrade: `pip install -U poetkb`); the file is left "
+                 "as it is. To use this version, build a separate knowledge base with `poet kb build --db OTHER-PATH`",
         )
     pending = [(n, m) for n, m in MIGRATIONS if n not in applied]
     if pending:
@@ -211,7 +538,7 @@ def ensure_schema(db: sqlite_utils.Database, path: Path) -> None:
             raise StoreError(
                 f"cannot upgrade knowledge base {path}: {exc}",
                 path=path,
-                hint="make the file writable, or rebuild it with `poet kb build`",
+                hint="make the file and its directory writable, then open it again (its state is kept)",
             ) from exc
 
 
@@ -230,7 +557,7 @@ def _obligation_rows(catalog: Catalog) -> Iterable[dict[str, Any]]:
             "id": oid, "title": ob.title, "statement": ob.statement, "rationale": ob.rationale,
             "domain": ob.domain, "risk": ob.risk, "safe_in_prod": int(ob.safe_in_prod),
             "applies_to": json.dumps(ob.applies_to), "tags": json.dumps(ob.tags),
-            "keywords": " ".join(ob.keywords), "source_file": src.file, "source_line": src.line,
+            "keywords": " ".join(ob.keywords), "source_file": src.path or src.file, "source_line": src.line,
             "data": ob.model_dump_json(),
         }
 
@@ -291,7 +618,7 @@ def graph_rows(catalog: Catalog) -> tuple[list[dict[str, Any]], list[dict[str, A
 def _write_catalog(db: sqlite_utils.Database, catalog: Catalog, source: str) -> None:
     def src(kind: str, key: str) -> tuple[str, int | None]:
         ref = catalog.sources[(kind, key)]
-        return ref.file, ref.line
+        return ref.path or ref.file, ref.line
 
     with db.conn:
         db.table("components").insert_all(
@@ -330,20 +657,20 @@ def _write_catalog(db: sqlite_utils.Database, catalog: Catalog, source: str) -> 
             "built_at": now_iso(),
             "catalog_fingerprint": catalog.fingerprint,
             "catalog_source": source,
+            "source_paths": SOURCE_PATHS_RELATIVE,
         }.items():
             db.table("meta").upsert({"key": key, "value": value}, pk="key")
 
 
 def _copy_state(db: sqlite_utils.Database, old_path: Path) -> None:
     """Carry state tables (runs, baselines, caches, decisions) from the old file into the new one."""
+    old = connect(old_path)  # errors propagate: state is never dropped because the old file could not be read
     try:
-        old = connect(old_path)
         ensure_schema(old, old_path)
         old_tables = set(old.table_names())
         old.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
         old.conn.close()
-    except StoreError:
-        return  # an unreadable old file has no state worth keeping; the new build replaces it
     new_tables = set(db.table_names())
     skip = set(CATALOG_TABLES) | {"meta", "migrations"}
     keep = sorted(
@@ -364,8 +691,14 @@ def _copy_state(db: sqlite_utils.Database, old_path: Path) -> None:
         db.conn.execute("DETACH DATABASE old")
 
 
-def build(catalog: Catalog, target: Path, *, source: str) -> Path:
-    """Write ``catalog`` into a new knowledge base file and atomically swap it in at ``target``."""
+def build(catalog: Catalog, target: Path, *, source: str, force: bool = False) -> Path:
+    """Write ``catalog`` into a new knowledge base file and atomically swap it in at ``target``.
+
+    ``target`` must be missing, empty, or a poetkb knowledge base this version can
+    migrate (its state tables are carried over); anything else is refused with a
+    StoreError before a byte is written. ``force`` lets a *damaged* poetkb file be
+    replaced: its bytes are kept beside the new file as ``NAME.damaged-TIME``.
+    """
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -377,8 +710,10 @@ def build(catalog: Catalog, target: Path, *, source: str) -> Path:
             path=target,
             hint="pass --db (or set POET_DB) to a writable location",
         )
-    tmp = target.with_name(f".{target.name}.build-{os.getpid()}")
-    for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+    state = writable_target(target, force=force)
+    remove_stale_build_files(target)
+    tmp = build_file(target, os.getpid())
+    for leftover in (tmp, *_companions(tmp)):
         leftover.unlink(missing_ok=True)
     try:
         db = connect(tmp, must_exist=False)
@@ -388,19 +723,46 @@ def build(catalog: Catalog, target: Path, *, source: str) -> Path:
                 db.table("migrations").create({"name": str, "applied_at": str}, pk="name")
             _apply(db, MIGRATIONS)
             _write_catalog(db, catalog, source)
-            if target.exists():
+            if state.kind == "poetkb":
                 _copy_state(db, target)
             db.conn.execute("PRAGMA journal_mode = WAL")
         finally:
             db.conn.close()
+        if state.kind == "damaged":
+            _keep_damaged(target)
         os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for leftover in (tmp, *_companions(tmp)):
+            leftover.unlink(missing_ok=True)
         raise
-    for stale in (target.with_name(target.name + "-wal"), target.with_name(target.name + "-shm")):
-        if stale.exists() and stale.stat().st_size == 0:
+    for stale in _companions(target):
+        if stale.name.endswith(("-wal", "-shm")) and stale.exists() and stale.stat().st_size == 0:
             stale.unlink(missing_ok=True)
     return target
+
+
+def _companions(path: Path) -> tuple[Path, ...]:
+    return tuple(path.with_name(path.name + suffix) for suffix in ("-journal", "-wal", "-shm"))
+
+
+def _keep_damaged(target: Path) -> Path:
+    """Keep a damaged knowledge base (and its WAL) beside ``target`` before a forced build replaces it."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    kept = target.with_name(f"{target.name}.damaged-{stamp}")
+    for n in range(1, 1000):
+        if not kept.exists():
+            break
+        kept = target.with_name(f"{target.name}.damaged-{stamp}.{n}")
+    for src, dst in ((target, kept), (target.with_name(target.name + "-wal"), kept.with_name(kept.name + "-wal"))):
+        if not src.exists():
+            continue
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+    target.with_name(target.name + "-wal").unlink(missing_ok=True)
+    target.with_name(target.name + "-shm").unlink(missing_ok=True)
+    return kept
 
 
 def decode(row: dict[str, Any], model: type[Any]) -> Any:

@@ -119,7 +119,7 @@ def test_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
     ("content", "expected"),
     [
         (b"this is not a database at all" * 100, "not a poetkb knowledge base"),
-        (b"SQLite format 3\x00" + b"\xff" * 4000, "corrupted"),
+        (b"SQLite format 3\x00" + b"\xff" * 4000, "is damaged"),
         (b"", "not a poetkb knowledge base"),
     ],
     ids=["text-file", "damaged-sqlite", "empty-file"],
