@@ -31,15 +31,28 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import stat
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from poetkb.errors import InputError, SchemaVersionError, StoreError
+from poetkb.dbfile import (
+    SQLITE_MAGIC,
+    FileState,
+    GuardedConnection,
+    build_file,
+    companions,
+    damaged_hint,
+    keep_damaged,
+    open_readonly,
+    raise_damaged,
+    read_header,
+    remove_stale_build_files,
+    summary,
+)
+from poetkb.errors import SchemaVersionError, StoreError
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -47,13 +60,10 @@ if TYPE_CHECKING:
     from poetkb.catalog import Catalog
 
 BUSY_TIMEOUT_MS = 10_000
-SQLITE_MAGIC = b"SQLite format 3\x00"
 #: ``PRAGMA quick_check`` runs on every open of a file up to this size (it reads the whole file once).
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
 #: How many problems of an integrity check are reported (a badly damaged file lists thousands).
 MAX_CHECK_PROBLEMS = 20
-#: SQLite primary result codes that mean the file itself is damaged: SQLITE_CORRUPT, SQLITE_NOTADB.
-_DAMAGE_CODES = frozenset({11, 26})
 #: The meta value recording that ``source_file`` columns are relative to the catalog root.
 SOURCE_PATHS_RELATIVE = "catalog-root"
 
@@ -161,121 +171,6 @@ def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
-def damaged_hint(path: Path) -> str:
-    """What is safe to do with a damaged knowledge base: keep it, never overwrite it blindly."""
-    return (f"nothing was changed; keep a copy of {path} if it holds gate runs, baselines or learn decisions you "
-            f"need, then build a new one: `poet kb build --force --db {path}` keeps the damaged file beside it "
-            "as NAME.damaged-TIME (or move it aside yourself and run `poet kb build`)")
-
-
-def raise_damaged(path: Path, exc: BaseException | str) -> NoReturn:
-    raise StoreError(f"knowledge base {path} is damaged: {exc}", path=path, hint=damaged_hint(path))
-
-
-def _summary(problems: list[str]) -> str:
-    """SQLite's check output on one line, without its ``*** in database main ***`` banner."""
-    text = "; ".join(" ".join(p.replace("*** in database main ***", "").split()) for p in problems)
-    return text.strip("; ") or "integrity check failed"
-
-
-def is_damage(exc: sqlite3.DatabaseError) -> bool:
-    """True when SQLite says the file itself is damaged (not a busy lock, a constraint or a bug in a query)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return code & 0xFF in _DAMAGE_CODES
-    text = str(exc)
-    return "malformed" in text or "not a database" in text
-
-
-class _GuardedCursor(sqlite3.Cursor):
-    """A cursor whose damage errors become a StoreError naming the file, wherever the query was made."""
-
-    def _damaged(self, exc: sqlite3.DatabaseError) -> None:
-        if is_damage(exc):
-            raise_damaged(getattr(self.connection, "poet_path", Path("?")), exc)
-
-    def execute(self, sql: str, parameters: Any = (), /) -> _GuardedCursor:
-        try:
-            return super().execute(sql, parameters)  # type: ignore[return-value]
-        except sqlite3.DatabaseError as exc:
-            self._damaged(exc)
-            raise
-
-    def executemany(self, sql: str, seq_of_parameters: Any, /) -> _GuardedCursor:
-        try:
-            return super().executemany(sql, seq_of_parameters)  # type: ignore[return-value]
-        except sqlite3.DatabaseError as exc:
-            self._damaged(exc)
-            raise
-
-    def executescript(self, sql_script: str, /) -> _GuardedCursor:
-        try:
-            return super().executescript(sql_script)  # type: ignore[return-value]
-        except sqlite3.DatabaseError as exc:
-            self._damaged(exc)
-            raise
-
-    def fetchone(self) -> Any:
-        try:
-            return super().fetchone()
-        except sqlite3.DatabaseError as exc:
-            self._damaged(exc)
-            raise
-
-    def fetchmany(self, size: int | None = 1) -> list[Any]:
-        try:
-            return super().fetchmany(size if size is not None else self.arraysize)
-        except sqlite3.DatabaseError as exc:
-            self._damaged(exc)
-            raise
-
-    def fetchall(self) -> list[Any]:
-        try:
-            return super().fetchall()
-        except sqlite3.DatabaseError as exc:
-            self._damaged(exc)
-            raise
-
-    def __next__(self) -> Any:
-        try:
-            return super().__next__()
-        except sqlite3.DatabaseError as exc:
-            self._damaged(exc)
-            raise
-
-
-class GuardedConnection(sqlite3.Connection):
-    """An SQLite connection that knows its file and reports damage found by any query as a StoreError.
-
-    This is the one place where ``sqlite3.DatabaseError`` for a damaged file is
-    translated; every reader (typed reads, search, rank, stats, gates) goes through it.
-    """
-
-    poet_path: Path
-
-    def cursor(self, factory: Any = None) -> Any:  # type: ignore[override]
-        return super().cursor(factory or _GuardedCursor)
-
-    def execute(self, sql: str, parameters: Any = (), /) -> Any:
-        return self.cursor().execute(sql, parameters)
-
-    def executemany(self, sql: str, parameters: Any, /) -> Any:
-        return self.cursor().executemany(sql, parameters)
-
-    def executescript(self, sql_script: str, /) -> Any:
-        return self.cursor().executescript(sql_script)
-
-
-def _read_header(path: Path) -> bytes:
-    from poetkb.safefile import read_head
-
-    try:
-        return read_head(path, len(SQLITE_MAGIC))
-    except InputError as exc:
-        raise StoreError(f"cannot read knowledge base {path}: {exc.message.split(': ', 1)[-1]}", path=path,
-                         hint="pass the path of a knowledge base file built by `poet kb build`") from exc
-
-
 def connect(path: Path, *, must_exist: bool = True, check: bool = True) -> sqlite_utils.Database:
     """Open a knowledge base file with a busy timeout; raise StoreError on a bad or damaged file.
 
@@ -289,7 +184,7 @@ def connect(path: Path, *, must_exist: bool = True, check: bool = True) -> sqlit
             raise StoreError(
                 f"no knowledge base at {path}", path=path, hint=f"build one with `poet kb build --db {path}`"
             )
-        if _read_header(path) != SQLITE_MAGIC:
+        if read_header(path) != SQLITE_MAGIC:
             raise StoreError(
                 f"{path} is not a poetkb knowledge base (not an SQLite file, or its header is damaged)",
                 path=path,
@@ -307,7 +202,7 @@ def connect(path: Path, *, must_exist: bool = True, check: bool = True) -> sqlit
             problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)").fetchall()]
             if problems != ["ok"]:
                 conn.close()
-                raise_damaged(path, _summary(problems))
+                raise_damaged(path, summary(problems))
     except sqlite3.DatabaseError as exc:
         raise StoreError(
             f"cannot open knowledge base {path}: the file is damaged or not a database ({exc})",
@@ -337,32 +232,8 @@ def integrity_problems(path: Path) -> list[str]:
     except sqlite3.DatabaseError as exc:
         return [*problems, f"damaged: {exc}"]
     if rows != ["ok"]:
-        problems += [_summary([r]) for r in rows]
+        problems += [summary([r]) for r in rows]
     return problems
-
-
-FileKind = Literal["missing", "empty", "poetkb", "damaged", "newer", "foreign", "not-sqlite", "unreadable",
-                   "special"]
-
-
-class FileState:
-    """What a path holds, as far as replacing it is concerned: ``kind`` and a sentence for messages."""
-
-    def __init__(self, kind: FileKind, detail: str) -> None:
-        self.kind: FileKind = kind
-        self.detail = detail
-
-    def __repr__(self) -> str:
-        return f"<FileState {self.kind}: {self.detail}>"
-
-
-def _open_readonly(path: Path) -> sqlite3.Connection:
-    """Open a file that may not be poetkb's without creating or changing anything beside it.
-
-    ``immutable=1`` takes no locks and creates no ``-wal``/``-shm`` files, so
-    another application's database is left exactly as it was.
-    """
-    return sqlite3.connect(f"{path.absolute().as_uri()}?immutable=1", uri=True)
 
 
 def inspect(path: Path) -> FileState:
@@ -380,13 +251,13 @@ def inspect(path: Path) -> FileState:
     if info.st_size == 0:
         return FileState("empty", "is an empty file")
     try:
-        header = _read_header(path)
+        header = read_header(path)
     except StoreError as exc:
         return FileState("unreadable", exc.message.replace(f" {path}", "", 1))
     if header != SQLITE_MAGIC:
         return FileState("not-sqlite", "is not an SQLite file, so not a poetkb knowledge base")
     try:
-        conn = _open_readonly(path)
+        conn = open_readonly(path)
     except sqlite3.DatabaseError as exc:
         return FileState("unreadable", f"cannot be opened as SQLite: {exc}")
     try:
@@ -417,7 +288,7 @@ def inspect(path: Path) -> FileState:
         problems = [str(exc)]
     if problems != ["ok"]:
         return FileState("damaged", "is a damaged poetkb knowledge base: "
-                                    + _summary(problems))
+                                    + summary(problems))
     return FileState("poetkb", "is a poetkb knowledge base")
 
 
@@ -453,55 +324,6 @@ def writable_target(path: Path, *, force: bool = False) -> FileState:
     if state.kind in ("missing", "empty", "poetkb") or (state.kind == "damaged" and force):
         return state
     _refuse(path, state, force=force)
-
-
-# -- build files of killed builds ---------------------------------------------------------------
-
-
-def build_file(target: Path, pid: int) -> Path:
-    """The file a build by process ``pid`` writes before swapping it in at ``target``."""
-    return target.with_name(f".{target.name}.build-{pid}")
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return True  # not a process id we wrote: leave the file alone
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
-
-
-def remove_stale_build_files(target: Path) -> list[Path]:
-    """Remove ``.NAME.build-PID`` files (and their journals) whose build process is gone; return them.
-
-    A file whose process is alive, or whose name does not end in a process id, is left alone.
-    """
-    prefix = f".{target.name}.build-"
-    removed: list[Path] = []
-    try:
-        entries = list(os.scandir(target.parent))
-    except OSError:
-        return removed
-    for entry in entries:
-        if not entry.name.startswith(prefix):
-            continue
-        pid_text, _, suffix = entry.name[len(prefix):].partition("-")
-        if not pid_text.isdigit() or suffix not in ("", "journal", "wal", "shm"):
-            continue
-        pid = int(pid_text)
-        if pid == os.getpid() or _pid_alive(pid):
-            continue
-        try:
-            if entry.is_file(follow_symlinks=False):
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-        except OSError:
-            continue
-    return removed
 
 
 def read_meta(db: sqlite_utils.Database) -> dict[str, str]:
@@ -713,7 +535,7 @@ def build(catalog: Catalog, target: Path, *, source: str, force: bool = False) -
     state = writable_target(target, force=force)
     remove_stale_build_files(target)
     tmp = build_file(target, os.getpid())
-    for leftover in (tmp, *_companions(tmp)):
+    for leftover in (tmp, *companions(tmp)):
         leftover.unlink(missing_ok=True)
     try:
         db = connect(tmp, must_exist=False)
@@ -729,40 +551,16 @@ def build(catalog: Catalog, target: Path, *, source: str, force: bool = False) -
         finally:
             db.conn.close()
         if state.kind == "damaged":
-            _keep_damaged(target)
+            keep_damaged(target)
         os.replace(tmp, target)
     except BaseException:
-        for leftover in (tmp, *_companions(tmp)):
+        for leftover in (tmp, *companions(tmp)):
             leftover.unlink(missing_ok=True)
         raise
-    for stale in _companions(target):
+    for stale in companions(target):
         if stale.name.endswith(("-wal", "-shm")) and stale.exists() and stale.stat().st_size == 0:
             stale.unlink(missing_ok=True)
     return target
-
-
-def _companions(path: Path) -> tuple[Path, ...]:
-    return tuple(path.with_name(path.name + suffix) for suffix in ("-journal", "-wal", "-shm"))
-
-
-def _keep_damaged(target: Path) -> Path:
-    """Keep a damaged knowledge base (and its WAL) beside ``target`` before a forced build replaces it."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    kept = target.with_name(f"{target.name}.damaged-{stamp}")
-    for n in range(1, 1000):
-        if not kept.exists():
-            break
-        kept = target.with_name(f"{target.name}.damaged-{stamp}.{n}")
-    for src, dst in ((target, kept), (target.with_name(target.name + "-wal"), kept.with_name(kept.name + "-wal"))):
-        if not src.exists():
-            continue
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copyfile(src, dst)
-    target.with_name(target.name + "-wal").unlink(missing_ok=True)
-    target.with_name(target.name + "-shm").unlink(missing_ok=True)
-    return kept
 
 
 def decode(row: dict[str, Any], model: type[Any]) -> Any:
