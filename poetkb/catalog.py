@@ -36,10 +36,15 @@ _FILE_KEYS = {
 
 @dataclass(frozen=True)
 class SourceRef:
-    """Where an item was defined."""
+    """Where an item was defined: ``file`` as shown in messages, ``path`` relative to the catalog root.
+
+    The store keeps ``path`` (so it is right whatever directory the build ran in)
+    and readers resolve it against the catalog root the knowledge base records.
+    """
 
     file: str
     line: int | None
+    path: str = ""
 
 
 @dataclass
@@ -96,6 +101,7 @@ class _Loader:
         self.root = root
         self.catalog = Catalog(root=root)
         self.problems: list[Problem] = []
+        self.relative: dict[str, str] = {}  # shown name -> path relative to the catalog root
 
     def display(self, path: Path) -> str:
         try:
@@ -111,6 +117,7 @@ class _Loader:
             )
         for section, path in catalog_files(self.root):
             shown = self.display(path)
+            self.relative[shown] = path.relative_to(self.root).as_posix()
             try:
                 data = load_with_lines(path, display=shown)
             except InputError as exc:
@@ -201,7 +208,7 @@ class _Loader:
                 self.problems.append(Problem(shown, line, f"{key}[{index}].id", message))
                 continue
             into[obj_id] = obj
-            self.catalog.sources[(kind, obj_id)] = SourceRef(shown, line)
+            self.catalog.sources[(kind, obj_id)] = SourceRef(shown, line, self.relative.get(shown, ""))
 
     def check_references(self) -> None:
         cat = self.catalog

@@ -54,10 +54,14 @@ def open(path: str | Path | None = None, *, create: bool = True) -> KnowledgeBas
     (unless ``create=False``), and a file built from the shipped catalog is
     rebuilt when the shipped catalog has changed since (after an upgrade, or an
     edit in a source checkout). Files built from another catalog are left as they are.
+
+    Build files left by a killed build of this file are removed (only those whose
+    process is gone). A damaged file raises :class:`StoreError` naming it.
     """
     from poetkb.catalog import fingerprint, load_catalog, shipped_catalog_root
 
     target = default_db_path() if path is None else Path(path).expanduser()
+    store.remove_stale_build_files(target)
     if not target.exists():
         if not create:
             raise StoreError(
@@ -69,7 +73,8 @@ def open(path: str | Path | None = None, *, create: bool = True) -> KnowledgeBas
     meta = kb.meta()
     if meta.get("catalog_source") == SHIPPED:
         root = shipped_catalog_root()
-        if meta.get("catalog_fingerprint") != fingerprint(root):
+        outdated = meta.get("source_paths") != store.SOURCE_PATHS_RELATIVE  # source_file relative to the cwd
+        if outdated or meta.get("catalog_fingerprint") != fingerprint(root):
             kb.close()
             store.build(load_catalog(root), target, source=SHIPPED)
             kb = KnowledgeBase(target)
@@ -101,18 +106,19 @@ class KnowledgeBase:
     def meta(self) -> dict[str, str]:
         return store.read_meta(self.db)
 
-    def build(self, source: str | Path | None = None) -> KBStats:
+    def build(self, source: str | Path | None = None, *, force: bool = False) -> KBStats:
         """Rebuild this knowledge base from a catalog directory (default: the shipped catalog).
 
         The new file is swapped in atomically; state (gate runs, baselines, review
-        decisions, mining cache) is carried over.
+        decisions, mining cache) is carried over. ``force`` only matters for a damaged
+        file (see :func:`poetkb.store.build`).
         """
         from poetkb.catalog import load_catalog, shipped_catalog_root
 
         root = Path(source) if source is not None else shipped_catalog_root()
         catalog = load_catalog(root)
         self.close()
-        store.build(catalog, self.path, source=SHIPPED if source is None else str(root.resolve()))
+        store.build(catalog, self.path, source=SHIPPED if source is None else str(root.resolve()), force=force)
         self.db = store.connect(self.path)
         self._graph = None
         return self.stats()
@@ -160,11 +166,32 @@ class KnowledgeBase:
         return store.decode(row, Obligation)
 
     def source_of(self, obligation_id: str) -> tuple[str, int | None]:
-        """The catalog file and line an obligation was defined at."""
+        """The catalog file (an absolute path) and line an obligation was defined at.
+
+        The store keeps the file relative to the catalog root; it is resolved here
+        against the root this knowledge base was built from, so it is right whatever
+        the current directory is.
+        """
         row = self._row("obligations", obligation_id)
         if row is None:
             raise UnknownObligation(obligation_id)
-        return row["source_file"], row["source_line"]
+        file = row["source_file"]
+        root = self.catalog_root()
+        if root is not None and file and not Path(file).is_absolute():
+            file = str(root / file)
+        return file, row["source_line"]
+
+    def catalog_root(self) -> Path | None:
+        """The catalog directory this knowledge base was built from (None for files that did not record it)."""
+        meta = self.meta()
+        if meta.get("source_paths") != store.SOURCE_PATHS_RELATIVE:
+            return None
+        source = meta.get("catalog_source", "")
+        if source == SHIPPED:
+            from poetkb.catalog import shipped_catalog_root
+
+            return shipped_catalog_root()
+        return Path(source) if source else None
 
     def failure_modes(self, *, obligation: str | None = None, component: str | None = None) -> list[FailureMode]:
         """Failure modes, optionally those an obligation guards against or that affect a component."""

@@ -111,6 +111,27 @@ def read_text(path: Path, *, limit: int, root: Path | None = None, display: str 
         raise InputError("file is not UTF-8 text", file=display or str(path), hint="save it as UTF-8") from exc
 
 
+def read_head(path: Path, size: int, *, display: str | None = None) -> bytes:
+    """The first ``size`` bytes of a regular file (a header probe: FIFOs and devices are refused, never read)."""
+    shown = display or str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as exc:
+        raise InputError("file does not exist (or is a dangling link)", file=shown) from exc
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror}", file=shown) from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"not a regular file ({_kind(info.st_mode)})", file=shown,
+                             hint="only regular files are read")
+        os.set_blocking(fd, True)
+        return os.read(fd, size)
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror}", file=shown) from exc
+    finally:
+        os.close(fd)
+
 def _kind(mode: int) -> str:
     if stat.S_ISFIFO(mode):
         return "a FIFO"

@@ -10,6 +10,21 @@ state tables over from the old one, and swap it in with ``os.replace``. A
 failed build leaves the previous knowledge base intact and readable. The file
 runs in WAL mode with a busy timeout, so several reading processes and one
 writer work at once.
+
+A knowledge base file is material poetkb may not have written, so it is
+checked before it is trusted or replaced:
+
+- ``build`` writes only to a missing path, an empty file, or a poetkb
+  knowledge base this version can migrate (its state is carried over). A text
+  file, another application's SQLite database, a file from a newer poetkb, a
+  link or a device is refused, naming the file; ``force=True`` only lets a
+  *damaged* poetkb file be replaced, and keeps its bytes beside it first.
+- Opening runs ``PRAGMA quick_check`` (files up to :data:`QUICK_CHECK_MAX_BYTES`;
+  about 2 ms on the shipped knowledge base), and every connection turns SQLite's
+  "malformed"/"not a database" errors into a :class:`StoreError` naming the file,
+  so damage found later, by any query, is reported the same way.
+- Build files left by a killed build (``.NAME.build-PID``) are removed once their
+  process is gone; those of a live process are never touched.
 """
 
 from __future__ import annotations
@@ -17,11 +32,26 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from poetkb.dbfile import (
+    SQLITE_MAGIC,
+    FileState,
+    GuardedConnection,
+    build_file,
+    companions,
+    damaged_hint,
+    keep_damaged,
+    open_readonly,
+    raise_damaged,
+    read_header,
+    remove_stale_build_files,
+    summary,
+)
 from poetkb.errors import SchemaVersionError, StoreError
 
 if TYPE_CHECKING:
@@ -30,7 +60,12 @@ if TYPE_CHECKING:
     from poetkb.catalog import Catalog
 
 BUSY_TIMEOUT_MS = 10_000
-SQLITE_MAGIC = b"SQLite format 3\x00"
+#: ``PRAGMA quick_check`` runs on every open of a file up to this size (it reads the whole file once).
+QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
+#: How many problems of an integrity check are reported (a badly damaged file lists thousands).
+MAX_CHECK_PROBLEMS = 20
+#: The meta value recording that ``source_file`` columns are relative to the catalog root.
+SOURCE_PATHS_RELATIVE = "catalog-root"
 
 #: Tables rebuilt from the catalog on every build. Every other table is state and survives rebuilds.
 CATALOG_TABLES = ("components", "obligations", "failure_modes", "recipes", "rules", "patterns", "nodes", "edges")
@@ -159,10 +194,11 @@ def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
-def connect(path: Path, *, must_exist: bool = True) -> sqlite_utils.Database:
-    """Open a knowledge base file with a busy timeout; raise StoreError on a bad file.
+def connect(path: Path, *, must_exist: bool = True, check: bool = True) -> sqlite_utils.Database:
+    """Open a knowledge base file with a busy timeout; raise StoreError on a bad or damaged file.
 
     Builds set WAL mode, which SQLite records in the file, so every connection uses it.
+    With ``check`` an existing file gets ``PRAGMA quick_check`` when it is small enough to be cheap.
     """
     import sqlite_utils
 
@@ -171,29 +207,146 @@ def connect(path: Path, *, must_exist: bool = True) -> sqlite_utils.Database:
             raise StoreError(
                 f"no knowledge base at {path}", path=path, hint=f"build one with `poet kb build --db {path}`"
             )
-        try:
-            with path.open("rb") as fh:
-                header = fh.read(16)
-        except OSError as exc:
-            raise StoreError(f"cannot read knowledge base {path}: {exc.strerror}", path=path) from exc
-        if header != SQLITE_MAGIC:
+        if read_header(path) != SQLITE_MAGIC:
             raise StoreError(
-                f"{path} is not a poetkb knowledge base (not an SQLite file, or corrupted)",
+                f"{path} is not a poetkb knowledge base (not an SQLite file, or its header is damaged)",
                 path=path,
-                hint=f"rebuild it with `poet kb build --db {path}` (the catalog files are the source of truth)",
+                hint="pass the path of a knowledge base built by `poet kb build`; poetkb never overwrites this file "
+                     "(if it is a damaged knowledge base, move it aside and run `poet kb build` to make a new one)",
             )
     try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
+                               factory=GuardedConnection)
+        conn.poet_path = path
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db = sqlite_utils.Database(conn)
         conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails here on a damaged file
+        if must_exist and check and path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)").fetchall()]
+            if problems != ["ok"]:
+                conn.close()
+                raise_damaged(path, summary(problems))
     except sqlite3.DatabaseError as exc:
         raise StoreError(
-            f"cannot open knowledge base {path}: the file is corrupted ({exc})",
+            f"cannot open knowledge base {path}: the file is damaged or not a database ({exc})",
             path=path,
-            hint=f"rebuild it with `poet kb build --db {path}`",
+            hint=damaged_hint(path),
         ) from exc
     return db
+
+
+def integrity_problems(path: Path) -> list[str]:
+    """Every problem ``PRAGMA integrity_check`` finds in a knowledge base file (empty: the file is sound).
+
+    Also reports a file that is not SQLite, not poetkb's, or from a newer poetkb. Never writes to the file.
+    """
+    state = inspect(path)
+    if state.kind in ("missing", "empty", "not-sqlite", "foreign", "unreadable", "special"):
+        return [f"the file {state.detail}"]
+    problems: list[str] = []
+    if state.kind == "newer":
+        problems.append(f"the file {state.detail}")
+    try:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)  # poetkb's own file: read with its WAL
+        try:
+            rows = [r[0] for r in conn.execute(f"PRAGMA integrity_check({MAX_CHECK_PROBLEMS})").fetchall()]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return [*problems, f"damaged: {exc}"]
+    if rows != ["ok"]:
+        problems += [summary([r]) for r in rows]
+    return problems
+
+
+def inspect(path: Path) -> FileState:
+    """Classify ``path`` before anything is written to it; reads at most the file's schema and migrations."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return FileState("missing", "does not exist")
+    except OSError as exc:
+        return FileState("unreadable", f"cannot be read: {exc.strerror}")
+    if stat.S_ISLNK(info.st_mode):
+        return FileState("special", "is a symbolic link (pass the path of the file itself)")
+    if not stat.S_ISREG(info.st_mode):
+        return FileState("special", "is not a regular file")
+    if info.st_size == 0:
+        return FileState("empty", "is an empty file")
+    try:
+        header = read_header(path)
+    except StoreError as exc:
+        return FileState("unreadable", exc.message.replace(f" {path}", "", 1))
+    if header != SQLITE_MAGIC:
+        return FileState("not-sqlite", "is not an SQLite file, so not a poetkb knowledge base")
+    try:
+        conn = open_readonly(path)
+    except sqlite3.DatabaseError as exc:
+        return FileState("unreadable", f"cannot be opened as SQLite: {exc}")
+    try:
+        tables = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
+        if "migrations" not in tables:
+            return FileState("foreign", "is an SQLite database of another application (no poetkb tables)")
+        applied = [r[0] for r in conn.execute("select name from migrations order by rowid")]
+        if not applied or applied[0] != MIGRATIONS[0][0]:
+            return FileState("foreign", "is an SQLite database of another application (its migrations "
+                                        "table is not poetkb's)")
+        known = {name for name, _ in MIGRATIONS}
+        unknown = [name for name in applied if name not in known]
+        if unknown:
+            return FileState("newer", f"was written by a newer poetkb (schema version {len(applied)}, "
+                                      f"migrations {', '.join(unknown)}); this poetkb knows schema version "
+                                      f"{schema_version()}")
+    except sqlite3.DatabaseError as exc:
+        return FileState("unreadable", f"is an SQLite file too damaged to tell whose it is ({exc})")
+    finally:
+        conn.close()
+    try:  # poetkb's own file: checked with locks and its WAL, so a writer checkpointing now is not "damage"
+        own = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            problems = [r[0] for r in own.execute("PRAGMA quick_check(3)")]
+        finally:
+            own.close()
+    except sqlite3.DatabaseError as exc:
+        problems = [str(exc)]
+    if problems != ["ok"]:
+        return FileState("damaged", "is a damaged poetkb knowledge base: "
+                                    + summary(problems))
+    return FileState("poetkb", "is a poetkb knowledge base")
+
+
+def _refuse(path: Path, state: FileState, *, force: bool) -> NoReturn:
+    """The error for a build target that must not be overwritten, with what is safe to do instead."""
+    elsewhere = "pass another --db path"
+    if state.kind == "newer":
+        raise SchemaVersionError(
+            f"refusing to overwrite {path}: it {state.detail}",
+            path=path,
+            hint="build it with that newer poetkb (`pip install -U poetkb`), or " + elsewhere
+                 + "; a newer knowledge base is never overwritten, --force included",
+        )
+    if state.kind == "damaged":
+        raise StoreError(
+            f"refusing to overwrite {path}: it {state.detail}",
+            path=path,
+            hint=f"it may hold gate runs, baselines or learn decisions; `poet kb build --force --db {path}` keeps it "
+                 f"beside the new file as {path.name}.damaged-TIME, or " + elsewhere,
+        )
+    also = " (--force only replaces a damaged poetkb knowledge base)" if force else ""
+    raise StoreError(
+        f"refusing to overwrite {path}: it {state.detail}{also}",
+        path=path,
+        hint=f"{elsewhere}; poetkb writes only to a missing file or a poetkb knowledge base, so if {path} is not "
+             "needed, move or delete it yourself",
+    )
+
+
+def writable_target(path: Path, *, force: bool = False) -> FileState:
+    """The state of ``path`` if a build may write there; otherwise a StoreError saying why and what is safe."""
+    state = inspect(path)
+    if state.kind in ("missing", "empty", "poetkb") or (state.kind == "damaged" and force):
+        return state
+    _refuse(path, state, force=force)
 
 
 def read_meta(db: sqlite_utils.Database) -> dict[str, str]:
@@ -204,17 +357,12 @@ def read_meta(db: sqlite_utils.Database) -> dict[str, str]:
 
 def ensure_schema(db: sqlite_utils.Database, path: Path) -> None:
     """Refuse files from a newer poetkb; bring older files up to date with the pending migrations."""
-    try:
-        names = set(db.table_names())
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(
-            f"{path} is corrupted: {exc}", path=path, hint=f"rebuild it with `poet kb build --db {path}`"
-        ) from exc
+    names = set(db.table_names())  # a damaged file raises StoreError here (GuardedConnection)
     if "migrations" not in names:
         raise StoreError(
             f"{path} is an SQLite file but not a poetkb knowledge base",
             path=path,
-            hint="pass the path of a knowledge base built by `poet kb build`, or build one there",
+            hint="pass the path of a knowledge base built by `poet kb build`; poetkb never overwrites this file",
         )
     applied = [row["name"] for row in db.table("migrations").rows_where(order_by="rowid")]
     known = [name for name, _ in MIGRATIONS]
@@ -224,7 +372,8 @@ def ensure_schema(db: sqlite_utils.Database, path: Path) -> None:
             f"{path} was written by a newer poetkb (schema version {len(applied)}, migrations "
             f"{', '.join(unknown)}); this poetkb knows schema version {schema_version()}",
             path=path,
-            hint="upgrade poetkb (`pip install -U poetkb`), or rebuild the file with this version",
+            hint="open it with the newer poetkb that wrote it (upgrade: `pip install -U poetkb`); the file is left "
+                 "as it is. To use this version, build a separate knowledge base with `poet kb build --db OTHER-PATH`",
         )
     pending = [(n, m) for n, m in MIGRATIONS if n not in applied]
     if pending:
@@ -234,7 +383,7 @@ def ensure_schema(db: sqlite_utils.Database, path: Path) -> None:
             raise StoreError(
                 f"cannot upgrade knowledge base {path}: {exc}",
                 path=path,
-                hint="make the file writable, or rebuild it with `poet kb build`",
+                hint="make the file and its directory writable, then open it again (its state is kept)",
             ) from exc
 
 
@@ -253,7 +402,7 @@ def _obligation_rows(catalog: Catalog) -> Iterable[dict[str, Any]]:
             "id": oid, "title": ob.title, "statement": ob.statement, "rationale": ob.rationale,
             "domain": ob.domain, "risk": ob.risk, "safe_in_prod": int(ob.safe_in_prod),
             "applies_to": json.dumps(ob.applies_to), "tags": json.dumps(ob.tags),
-            "keywords": " ".join(ob.keywords), "source_file": src.file, "source_line": src.line,
+            "keywords": " ".join(ob.keywords), "source_file": src.path or src.file, "source_line": src.line,
             "data": ob.model_dump_json(),
         }
 
@@ -314,7 +463,7 @@ def graph_rows(catalog: Catalog) -> tuple[list[dict[str, Any]], list[dict[str, A
 def _write_catalog(db: sqlite_utils.Database, catalog: Catalog, source: str) -> None:
     def src(kind: str, key: str) -> tuple[str, int | None]:
         ref = catalog.sources[(kind, key)]
-        return ref.file, ref.line
+        return ref.path or ref.file, ref.line
 
     with db.conn:
         db.table("components").insert_all(
@@ -353,20 +502,20 @@ def _write_catalog(db: sqlite_utils.Database, catalog: Catalog, source: str) -> 
             "built_at": now_iso(),
             "catalog_fingerprint": catalog.fingerprint,
             "catalog_source": source,
+            "source_paths": SOURCE_PATHS_RELATIVE,
         }.items():
             db.table("meta").upsert({"key": key, "value": value}, pk="key")
 
 
 def _copy_state(db: sqlite_utils.Database, old_path: Path) -> None:
     """Carry state tables (runs, baselines, caches, decisions) from the old file into the new one."""
+    old = connect(old_path)  # errors propagate: state is never dropped because the old file could not be read
     try:
-        old = connect(old_path)
         ensure_schema(old, old_path)
         old_tables = set(old.table_names())
         old.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
         old.conn.close()
-    except StoreError:
-        return  # an unreadable old file has no state worth keeping; the new build replaces it
     new_tables = set(db.table_names())
     skip = set(CATALOG_TABLES) | {"meta", "migrations"}
     keep = sorted(
@@ -387,8 +536,14 @@ def _copy_state(db: sqlite_utils.Database, old_path: Path) -> None:
         db.conn.execute("DETACH DATABASE old")
 
 
-def build(catalog: Catalog, target: Path, *, source: str) -> Path:
-    """Write ``catalog`` into a new knowledge base file and atomically swap it in at ``target``."""
+def build(catalog: Catalog, target: Path, *, source: str, force: bool = False) -> Path:
+    """Write ``catalog`` into a new knowledge base file and atomically swap it in at ``target``.
+
+    ``target`` must be missing, empty, or a poetkb knowledge base this version can
+    migrate (its state tables are carried over); anything else is refused with a
+    StoreError before a byte is written. ``force`` lets a *damaged* poetkb file be
+    replaced: its bytes are kept beside the new file as ``NAME.damaged-TIME``.
+    """
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -400,8 +555,10 @@ def build(catalog: Catalog, target: Path, *, source: str) -> Path:
             path=target,
             hint="pass --db (or set POET_DB) to a writable location",
         )
-    tmp = target.with_name(f".{target.name}.build-{os.getpid()}")
-    for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+    state = writable_target(target, force=force)
+    remove_stale_build_files(target)
+    tmp = build_file(target, os.getpid())
+    for leftover in (tmp, *companions(tmp)):
         leftover.unlink(missing_ok=True)
     try:
         db = connect(tmp, must_exist=False)
@@ -411,17 +568,20 @@ def build(catalog: Catalog, target: Path, *, source: str) -> Path:
                 db.table("migrations").create({"name": str, "applied_at": str}, pk="name")
             _apply(db, MIGRATIONS)
             _write_catalog(db, catalog, source)
-            if target.exists():
+            if state.kind == "poetkb":
                 _copy_state(db, target)
             db.conn.execute("PRAGMA journal_mode = WAL")
         finally:
             db.conn.close()
+        if state.kind == "damaged":
+            keep_damaged(target)
         os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for leftover in (tmp, *companions(tmp)):
+            leftover.unlink(missing_ok=True)
         raise
-    for stale in (target.with_name(target.name + "-wal"), target.with_name(target.name + "-shm")):
-        if stale.exists() and stale.stat().st_size == 0:
+    for stale in companions(target):
+        if stale.name.endswith(("-wal", "-shm")) and stale.exists() and stale.stat().st_size == 0:
             stale.unlink(missing_ok=True)
     return target
 

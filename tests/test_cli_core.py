@@ -53,9 +53,19 @@ def test_show_renders_and_unknown_id_suggests(kb_path: Path) -> None:
 
 
 def test_kb_check_passes_on_the_shipped_catalog() -> None:
-    """`poet kb check` on the shipped catalog reports it ok with exit 0."""
+    """`poet kb check` on the shipped catalog reports it ok with exit 0 (no knowledge base built yet: nothing to check)."""
     code, out, _ = invoke("kb", "check")
-    assert code == 0 and out.startswith("catalog ok:")
+    assert code == 0 and out.startswith("catalog ok:") and "knowledge base: none at" in out
+
+
+def test_kb_check_also_checks_the_knowledge_base_file(kb_path: Path, tmp_path: Path) -> None:
+    """`poet kb check` runs the integrity check on the knowledge base; a foreign file is exit 2 naming it."""
+    code, out, _ = invoke("kb", "check")
+    assert code == 0 and f"knowledge base ok: {kb_path}" in out
+    other = tmp_path / "notes.txt"
+    other.write_text("not a knowledge base")
+    code, out, err = invoke("kb", "check", "--db-only", "--db", str(other))
+    assert code == 2 and f"{other}: the file is not an SQLite file" in err and "catalog ok" not in out
 
 
 def test_kb_check_lists_duplicate_and_typo_with_file_and_line(tmp_path: Path) -> None:

@@ -119,7 +119,7 @@ def test_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
     ("content", "expected"),
     [
         (b"this is not a database at all" * 100, "not a poetkb knowledge base"),
-        (b"SQLite format 3\x00" + b"\xff" * 4000, "corrupted"),
+        (b"SQLite format 3\x00" + b"\xff" * 4000, "is damaged"),
         (b"", "not a poetkb knowledge base"),
     ],
     ids=["text-file", "damaged-sqlite", "empty-file"],
@@ -197,3 +197,45 @@ def test_concurrent_writer_and_readers_share_the_file(tmp_path: Path) -> None:
         writer.db.conn.execute("COMMIT")
     assert reader.returncode == 0, reader.stderr
     assert json.loads(reader.stdout) == [2]
+
+
+def test_inspect_classifies_what_a_build_may_replace(tmp_path: Path) -> None:
+    """inspect() tells missing, empty, poetkb, newer, foreign, non-SQLite and special files apart, writing nothing."""
+    kb = _mini_kb(tmp_path)
+    newer = tmp_path / "newer.sqlite"
+    shutil.copyfile(kb, newer)
+    with sqlite3.connect(newer) as conn:
+        conn.execute("insert into migrations (name, applied_at) values ('901_next', 'x')")
+    conn.close()
+    foreign = tmp_path / "app.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("create table migrations (name text)")
+        conn.execute("insert into migrations values ('v1_users')")
+    conn.close()
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "text").write_text("hello")
+    (tmp_path / "link").symlink_to(kb)
+    expected = {
+        "missing": "missing", "empty": "empty", "mini.sqlite": "poetkb", "newer.sqlite": "newer",
+        "app.db": "foreign", "text": "not-sqlite", "link": "special",
+    }
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and not p.is_symlink()}
+    for name, kind in expected.items():
+        assert store.inspect(tmp_path / name).kind == kind, name
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and not p.is_symlink()} == before
+    assert not list(tmp_path.glob("app.db-*"))
+
+
+def test_build_refuses_unless_the_target_is_poetkb(tmp_path: Path) -> None:
+    """store.build refuses a newer knowledge base even with force, and writes an empty file's path."""
+    kb = _mini_kb(tmp_path)
+    with sqlite3.connect(kb) as conn:
+        conn.execute("insert into migrations (name, applied_at) values ('901_next', 'x')")
+    conn.close()
+    with pytest.raises(SchemaVersionError, match="refusing to overwrite"):
+        store.build(load_catalog(MINI), kb, source=str(MINI), force=True)
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    store.build(load_catalog(MINI), empty, source=str(MINI))
+    with poetkb.open(empty) as built:
+        assert len(built.obligations()) == 2

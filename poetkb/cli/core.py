@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -83,21 +84,32 @@ def kb() -> None:
               help="Catalog directory (default: the catalog shipped with poetkb).")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Knowledge base file to write (default: --db of `poet`, $POET_DB, or the user data directory).")
+@click.option("--force", is_flag=True,
+              help="Replace a damaged poetkb knowledge base (kept beside it as NAME.damaged-TIME). Never "
+                   "overwrites a file that is not poetkb's or one from a newer poetkb.")
 @click.pass_context
-def kb_build(ctx: click.Context, source: Path | None, db_path: Path | None) -> None:
-    """Build the knowledge base from the catalog files; the old file stays intact if anything fails."""
+def kb_build(ctx: click.Context, source: Path | None, db_path: Path | None, force: bool) -> None:
+    """Build the knowledge base from the catalog files; the old file stays intact if anything fails.
+
+    Writes only to a missing file or a poetkb knowledge base (its gate runs, baselines,
+    learn decisions and caches are carried over); any other file is refused with exit 2.
+    """
     from poetkb import store
     from poetkb.catalog import load_catalog, shipped_catalog_root
     from poetkb.kb import SHIPPED, KnowledgeBase
     from poetkb.paths import default_db_path
 
-    target = db_path or ctx.find_root().obj.get("db_path") or default_db_path()
+    target = Path(db_path or ctx.find_root().obj.get("db_path") or default_db_path())
     root = source or shipped_catalog_root()
+    state = store.writable_target(target, force=force)  # refuse before reading the catalog
     catalog = load_catalog(root)
-    store.build(catalog, Path(target), source=SHIPPED if source is None else str(root.resolve()))
-    with KnowledgeBase(Path(target)) as built:
+    store.build(catalog, target, source=SHIPPED if source is None else str(root.resolve()), force=force)
+    with KnowledgeBase(target) as built:
         stats = built.stats()
     counts = stats.counts
+    if state.kind == "damaged":
+        kept = sorted(target.parent.glob(f"{target.name}.damaged-*"))
+        click.echo(f"kept the damaged file as {kept[-1] if kept else '?'}", err=True)
     click.echo(
         f"built {stats.path}: {counts['obligations']} obligations, {counts['failure_modes']} failure modes, "
         f"{counts['recipes']} recipes, {counts['rules']} rules, {counts['patterns']} learned patterns, "
@@ -108,25 +120,53 @@ def kb_build(ctx: click.Context, source: Path | None, db_path: Path | None) -> N
 @kb.command("check")
 @click.option("--from", "source", type=click.Path(file_okay=False, path_type=Path),
               help="Catalog directory (default: the catalog shipped with poetkb).")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Knowledge base file to check (default: --db of `poet`, $POET_DB, or the user data directory).")
+@click.option("--catalog-only", is_flag=True, help="Check only the catalog files.")
+@click.option("--db-only", is_flag=True, help="Check only the knowledge base file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
-def kb_check(source: Path | None, as_json: bool) -> None:
-    """Validate the catalog: schema, unknown fields, duplicate ids, dangling references.
+@click.pass_context
+def kb_check(ctx: click.Context, source: Path | None, db_path: Path | None, catalog_only: bool, db_only: bool,
+             as_json: bool) -> None:
+    """Validate the catalog and the knowledge base file.
 
-    Lists every problem with file and line; exits 2 when there is any.
+    The catalog: schema, unknown fields, duplicate ids, dangling references. The
+    knowledge base file (when it exists, or when --db names it): that it is poetkb's,
+    of a schema this version knows, and passes SQLite's integrity check. Lists every
+    problem with its file; exits 2 when there is any.
     """
+    from poetkb import store
     from poetkb.catalog import check_catalog, shipped_catalog_root
+    from poetkb.errors import Problem
+    from poetkb.paths import default_db_path
 
-    catalog, problems = check_catalog(source or shipped_catalog_root())
+    if catalog_only and db_only:
+        raise click.UsageError("--catalog-only and --db-only exclude each other")
+    problems: list[Problem] = []
+    lines: list[str] = []
+    if not db_only:
+        catalog, found = check_catalog(source or shipped_catalog_root())
+        problems += found
+        if not found:
+            lines.append(
+                f"catalog ok: {len(catalog.obligations)} obligations, {len(catalog.failure_modes)} failure modes, "
+                f"{len(catalog.recipes)} recipes, {len(catalog.rules)} rules, {len(catalog.patterns)} patterns"
+            )
+    target = Path(db_path or ctx.find_root().obj.get("db_path") or default_db_path())
+    if not catalog_only and not (db_path or db_only or os.path.lexists(target)):
+        lines.append(f"knowledge base: none at {target} yet (nothing to check)")
+    elif not catalog_only:
+        found_db = [Problem(str(target), None, None, text) for text in store.integrity_problems(target)]
+        problems += found_db
+        if not found_db:
+            lines.append(f"knowledge base ok: {target} (integrity check passed)")
     if as_json:
         emit_json({"ok": not problems, "problems": [p.__dict__ for p in problems]})
     else:
         for problem in problems:
             click.echo(str(problem), err=True)
-        if not problems:
-            click.echo(
-                f"catalog ok: {len(catalog.obligations)} obligations, {len(catalog.failure_modes)} failure modes, "
-                f"{len(catalog.recipes)} recipes, {len(catalog.rules)} rules, {len(catalog.patterns)} patterns"
-            )
+        for line in lines:
+            click.echo(line)
     if problems:
         if not as_json:
             click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''}", err=True)
