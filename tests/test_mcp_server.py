@@ -250,6 +250,19 @@ def test_bad_arguments_are_tool_errors_with_the_reason(server: Any, tool: str, a
     assert result.is_error and message in result.content[0].text
 
 
+def test_fifos_and_links_out_of_the_root_are_refused(kb_path: Path, tmp_path: Path) -> None:
+    """A FIFO in the root is refused without being opened (no hang); a link pointing out of the root is refused."""
+    root = tmp_path / "root"
+    root.mkdir()
+    os.mkfifo(root / "change.diff")
+    (root / "outside.diff").symlink_to(REPO / DIFF)
+    server = build_server(ServerOptions(db_path=kb_path, root=root))
+    fifo = call(server, "rank_change", {"diff_file": "change.diff"})
+    assert fifo.is_error and "diff is not a regular file" in fifo.content[0].text
+    link = call(server, "test_plan", {"diff_file": "outside.diff"})
+    assert link.is_error and "diff path leaves" in link.content[0].text
+
+
 def test_inputs_outside_the_schema_are_refused(server: Any) -> None:
     """Arguments the tool's input schema forbids (depth 9) are refused before the tool runs."""
     result = call(server, "related", {"name": "cache.vary.honored", "depth": 9})

@@ -24,7 +24,8 @@ run a command (``--reload-command``) or capture packets are not offered.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp.types import ToolAnnotations
 from pydantic import Field
@@ -52,7 +53,8 @@ class MappingRef(PoetModel):
 
 def register(server: MCPServer, session: Session) -> list[str]:
     """Add the acting tools to ``server``; return their names."""
-    tools = [(gate_run, ADDITIVE), (demo_up, REPLACING), (demo_down, REPLACING), (learn_decide, REPLACING)]
+    tools: list[tuple[Callable[..., Any], ToolAnnotations]] = [
+        (gate_run, ADDITIVE), (demo_up, REPLACING), (demo_down, REPLACING), (learn_decide, REPLACING)]
     return [add_tool(server, session, tool, hints) for tool, hints in tools]
 
 

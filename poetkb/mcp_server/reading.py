@@ -12,7 +12,9 @@ does; that is a cache, not a record.)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp.types import ToolAnnotations
 from pydantic import Field
@@ -26,6 +28,7 @@ from poetkb.models import Obligation
 from poetkb.plans.runbook import Runbook
 from poetkb.plans.testplan import TestPlan
 from poetkb.rank.explain import Ranking
+from poetkb.safefile import EVIDENCE_FILE_LIMIT
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -43,8 +46,9 @@ Component = Annotated[str | None, Field(description="The component the change is
 
 def register(server: MCPServer, session: Session) -> list[str]:
     """Add the read-only tools to ``server``; return their names."""
-    tools = [obligations_list, obligation_show, obligations_search, related, rank_change, test_plan, runbook,
-             gate_runs, gate_report, gate_evaluate, load_interpret, demo_status, learn_review]
+    tools: list[Callable[..., Any]] = [
+        obligations_list, obligation_show, obligations_search, related, rank_change, test_plan, runbook,
+        gate_runs, gate_report, gate_evaluate, load_interpret, demo_status, learn_review]
     return [add_tool(server, session, tool, READ_ONLY) for tool in tools]
 
 
@@ -114,7 +118,7 @@ def runbook(session: Session,
                           component=component, top=top)
 
 
-def _diff(session: Session, text: str | None, file: str | None) -> object:
+def _diff(session: Session, text: str | None, file: str | None) -> str | Path | None:
     if text is not None and file is not None:
         from poetkb.errors import InputError
 
@@ -156,7 +160,7 @@ def gate_evaluate(session: Session,
     from poetkb.gates.runner import evaluate_evidence
 
     with session.kb() as kb:
-        paths = [session.path(p, what="evidence") for p in evidence]
+        paths = [session.path(p, what="evidence", directory=True, limit=EVIDENCE_FILE_LIMIT) for p in evidence]
         selection = Selection(all=all, obligations=obligations or [], domains=domains or [])
         return evaluate_evidence(kb, paths, selection, record=False, write_reports=False)
 

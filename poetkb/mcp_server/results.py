@@ -60,7 +60,7 @@ class GateRun(PoetModel):
         summary = GateSummary.model_validate(json.loads(row["counts"])) if row.get("counts") else None
         fields = {k: row.get(k) for k in ("run_id", "mode", "started_at", "finished_at", "duration_s", "target",
                                           "proxy", "variant", "verdict", "exit_code", "coverage", "evidence_dir")}
-        return cls(**fields, selection=selection, summary=summary)
+        return cls.model_validate({**fields, "selection": selection, "summary": summary})
 
 
 class GateRunList(PoetModel):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 
 from poetkb.errors import InputError, PoetError
-from poetkb.safefile import confine, is_within
+from poetkb.safefile import INPUT_FILE_LIMIT, confine, is_within
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -73,16 +74,33 @@ class Session:
         with tool_errors(), KnowledgeBase(self.db_path) as kb:
             yield kb
 
-    def path(self, text: str, *, what: str = "file") -> Path:
-        """A file argument resolved inside the root: relative to it, or absolute but below it."""
+    def path(self, text: str, *, what: str = "file", directory: bool = False, limit: int = INPUT_FILE_LIMIT) -> Path:
+        """A file argument resolved inside the root (relative to it, or absolute but below it).
+
+        Only a regular file of at most ``limit`` bytes (or, with
+        ``directory``, a directory) is handed on: a FIFO would block a worker thread forever, a device
+        or a huge file would exhaust it.
+        """
         candidate = Path(text).expanduser()
         if candidate.is_absolute():
             resolved = candidate.resolve()
             if not is_within(resolved, self.root):
                 raise InputError(f"{what} lies outside the directory this server reads ({self.root})", file=text,
                                  hint="pass a path inside it, or start `poet mcp --root DIR` over another directory")
+        else:
+            resolved = confine(self.root, text, what=what)
+        try:
+            info = resolved.stat()
+        except OSError as exc:
+            raise InputError(f"{what} does not exist or cannot be read ({exc.strerror})", file=text) from exc
+        if stat.S_ISDIR(info.st_mode) and directory:
             return resolved
-        return confine(self.root, text, what=what)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise InputError(f"{what} is {kind}", file=text, hint="pass a regular file")
+        if info.st_size > limit:
+            raise InputError(f"{what} is {info.st_size:,} bytes, over the limit of {limit:,}", file=text)
+        return resolved
 
 
 def checked_run_id(text: str) -> str:
