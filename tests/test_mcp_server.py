@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import httpx
 import pytest
 from click.testing import CliRunner
 from mcp.client._memory import InMemoryTransport  # the SDK's in-memory transport for tests
@@ -322,6 +323,16 @@ def test_learn_decide_records_a_decision(acting_server: Any, kb_path: Path) -> N
         [(item.pattern_id, item.obligation_id, "reject")]
 
 
+def test_gate_run_refuses_targets_off_loopback_and_needs_an_edge(acting_server: Any, kb_path: Path) -> None:
+    """gate_run sends nothing to a non-loopback target, and without a running demo says how to start one."""
+    remote = call(acting_server, "gate_run", {"all": True, "target": "http://192.0.2.1:80"})
+    assert remote.is_error and "is not on this machine (loopback)" in remote.content[0].text
+    nothing = call(acting_server, "gate_run", {"obligations": ["cache.vary.honored"]})
+    assert nothing.is_error and "no demo edge is running" in nothing.content[0].text
+    with KnowledgeBase(kb_path) as kb:
+        assert kb.gate_runs() == []
+
+
 @pytest.mark.proxy
 @pytest.mark.slow
 def test_demo_up_gate_run_and_down_through_the_server(acting_server: Any, kb_path: Path, home: Path,
@@ -410,7 +421,7 @@ def _free_loopback_port() -> int:
 
 
 def test_poet_mcp_over_http_on_loopback(kb_path: Path, tmp_path: Path) -> None:
-    """`poet mcp --http` on a free loopback port serves streamable HTTP to the SDK client, then stops on SIGTERM."""
+    """`poet mcp --http` on a free loopback port serves the SDK client, refuses a foreign Host, stops on SIGTERM."""
     port = _free_loopback_port()
     proc = subprocess.Popen([sys.executable, "-m", "poetkb", "mcp", "--http", "--port", str(port)],
                             env=_subprocess_env(kb_path), cwd=tmp_path, stdout=subprocess.PIPE,
@@ -431,6 +442,9 @@ def test_poet_mcp_over_http_on_loopback(kb_path: Path, tmp_path: Path) -> None:
 
         found = anyio.run(run)
         assert not found.is_error and found.structured_content["count"] >= 1
+        rebound = httpx.post(f"http://127.0.0.1:{port}/mcp", headers={"Host": f"attacker.example:{port}"},
+                             json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, timeout=10)
+        assert rebound.status_code == 421, rebound.status_code  # DNS rebinding: a foreign Host is misdirected
     finally:
         proc.terminate()
         try:

@@ -23,13 +23,13 @@ import re
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 
 from poetkb.errors import InputError, PoetError
+from poetkb.models import PoetModel
 from poetkb.safefile import INPUT_FILE_LIMIT, confine, is_within
 
 if TYPE_CHECKING:
@@ -42,8 +42,7 @@ if TYPE_CHECKING:
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
-@dataclass(frozen=True)
-class ServerOptions:
+class ServerOptions(PoetModel):
     """How a server is set up: which knowledge base, which directory files may come from, what it may do.
 
     ``allow_actions`` registers the tools that act (run a gate, start and stop the demo, record a
