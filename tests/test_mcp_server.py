@@ -371,6 +371,17 @@ def test_non_loopback_host_is_refused_unless_allowed() -> None:
         check_host("example.org", allow_remote=False)
 
 
+def test_busy_port_exits_2_naming_it(kb_path: Path) -> None:
+    """`poet mcp --http` on a port already in use exits 2 saying it cannot listen there (not a crash, not exit 1)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["mcp", "--http", "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output and "--port" in result.output
+
+
 def _subprocess_env(kb_path: Path) -> dict[str, str]:
     return {**os.environ, "POET_DB": str(kb_path), "PYTHONPATH": str(REPO)}
 

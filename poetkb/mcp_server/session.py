@@ -138,18 +138,13 @@ def add_tool(server: MCPServer, session: Session, tool: Callable[..., Any], anno
     return name
 
 
-def message(exc: PoetError) -> str:
-    """The text an agent sees for an error: the message and, when there is one, what to do."""
-    return str(exc)
-
-
 @contextmanager
 def tool_errors() -> Iterator[None]:
     """Turn a PoetError raised inside a tool into an MCP tool error with the same message."""
     try:
         yield
     except PoetError as exc:
-        raise ToolError(message(exc)) from exc
+        raise ToolError(str(exc)) from exc  # the message and its hint
 
 
 @contextmanager
@@ -159,4 +154,4 @@ def resource_errors() -> Iterator[None]:
         yield
     except PoetError as exc:
         kind = ResourceNotFoundError if isinstance(exc, LookupError) else ResourceError
-        raise kind(message(exc)) from exc
+        raise kind(str(exc)) from exc
