@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "poetkb.cli.mutate",
     "poetkb.cli.demo",
     "poetkb.cli.learn",
+    "poetkb.cli.mcp",
 ]
 
 for _name in COMMAND_MODULES:
