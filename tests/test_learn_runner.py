@@ -162,6 +162,18 @@ def test_a_failed_write_leaves_the_kb_and_the_file_as_they_were(kb: object, suit
     assert (out / "sample.json").read_bytes() == old_file
 
 
+def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(kb: object, suite: Path, tmp_path: Path) -> None:
+    """A .<name>.<pid>.tmp of a process that is gone is removed; one of a live process is left alone."""
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = out / ".sample.json.4194305.tmp"  # above any pid_max: no such process
+    live = out / ".sample.json.1.tmp"  # init is alive: maybe a concurrent run's
+    dead.write_text("{half")
+    live.write_text("{half")
+    learn(kb, [suite], out_dir=out, workers=1)
+    assert sorted(p.name for p in out.iterdir()) == [".sample.json.1.tmp", "sample.json"]
+
+
 def test_an_interrupt_while_storing_rolls_everything_back(kb: object, suite: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A KeyboardInterrupt after the old patterns were deleted, before the new ones land, changes nothing."""
