@@ -240,3 +240,18 @@ def _children(pid: int) -> list[int]:
         return [int(c) for c in path.read_text().split()]
     except OSError:
         return []
+
+
+def test_damaged_cache_rows_are_misses_not_crashes(kb: object, suite: Path, tmp_path: Path) -> None:
+    """Cache rows that are not JSON, or not the shape their key promises, are parsed again and replaced."""
+    first = learn(kb, [suite], out_dir=tmp_path / "out", workers=1)
+    db = kb.db  # type: ignore[attr-defined]
+    keys = [r["key"] for r in db.query("select key from learn_cache where key like 'test:%' order by key")]
+    spoilt = ["{not json", json.dumps({"units": [{"fields": 3}]}), json.dumps([1, 2]), json.dumps({"error": 5})]
+    for key, text in zip(keys, spoilt, strict=False):
+        db.execute("update learn_cache set features = ? where key = ?", [text, key])
+    db.conn.commit()
+    second = learn(kb, [suite], out_dir=tmp_path / "out", workers=1)
+    assert second.run.files_parsed == len(spoilt)
+    assert second.patterns == first.patterns
+    assert learn(kb, [suite], out_dir=tmp_path / "out", workers=1).run.files_parsed == 0

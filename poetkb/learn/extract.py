@@ -480,13 +480,17 @@ def mine_job(job: tuple[int, str, bool]) -> tuple[int, dict[str, Any]]:
     """Worker entry point: ``(index, text, script_style)`` -> ``(index, result)``.
 
     The result is the extraction record, or ``{"error": reason, "detail": ...}``
-    for a file that cannot be mined. Both are cached by the caller.
+    for a file that cannot be mined. Both are cached by the caller. An unexpected
+    exception from the parsers is such an error too (``parser error``, named in the
+    report): a suite is untrusted input, and one file must not end the run.
     """
     index, text, script_style = job
     try:
         return index, extract(text, script_style=script_style)
     except ExtractError as exc:
         return index, {"error": exc.reason, "detail": exc.detail}
+    except Exception as exc:  # noqa: BLE001 - one hostile file must not end the whole run
+        return index, {"error": "parser error", "detail": f"{type(exc).__name__}: {str(exc)[:200]}"}
 
 
 def worker_init(parent_pid: int | None = None) -> None:
