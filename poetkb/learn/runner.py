@@ -501,7 +501,10 @@ def _commit_results(
             target.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temp_files(target)
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            with open(tmp, "w", encoding="utf-8") as handle:
+            tmp.unlink(missing_ok=True)  # a leftover of a process that had this pid before
+            # Created afresh, never through a link planted under the temporary name.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+            with os.fdopen(os.open(tmp, flags, 0o644), "w", encoding="utf-8") as handle:
                 handle.write(learned_file_text(report))
                 handle.flush()
                 os.fsync(handle.fileno())
