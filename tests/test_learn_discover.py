@@ -186,3 +186,16 @@ def test_git_metadata_is_read_bounded_and_only_as_commit_ids(tmp_path: Path) -> 
     assert git_commit(tmp_path / "repo") is None
     (git / "HEAD").write_text("e" * 40 + "\n")
     assert git_commit(tmp_path / "repo") == "e" * 40
+
+
+def test_a_run_reads_at_most_its_byte_budget(suite: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the run's byte budget is spent, further test files are skipped as `suite too large`, not read."""
+    from poetkb.learn import discover as module
+
+    total = discover([suite]).bytes_read
+    monkeypatch.setattr(module, "MAX_SUITE_BYTES", total // 2)
+    found = discover([suite])
+    over = [s for s in found.skipped if s.reason == "suite too large"]
+    assert over and found.files
+    assert found.bytes_read <= total // 2
+    assert len(found.files) + len(over) == 10  # the nine mined files and the latin-1 one

@@ -45,7 +45,7 @@ from poetkb.safefile import SOURCE_FILE_LIMIT, is_within, read_bytes
 #: Files above this size are not mined (generated fixtures, vendored blobs); below safefile's source limit.
 MAX_FILE_BYTES = min(1024 * 1024, SOURCE_FILE_LIMIT)
 #: Bytes of test files one run reads in all (they are held until parsed); further files are skipped.
-MAX_SUITE_BYTES = 256 * 1024 * 1024
+MAX_SUITE_BYTES = 128 * 1024 * 1024
 #: Directory levels below a PATH that are entered.
 MAX_DEPTH = 64
 #: Directory names whose Python files are test files when they define tests.
