@@ -537,7 +537,7 @@ def remove_stale_temp_files(target: Path) -> list[Path]:
     leaves that file behind. Only files whose process is gone are removed, so a
     concurrent run's file is left alone.
     """
-    removed = []
+    removed: list[Path] = []
     prefix = f".{target.name}."
     try:
         names = os.listdir(target.parent)
