@@ -138,3 +138,64 @@ def test_git_commit_is_read_without_running_git(tmp_path: Path) -> None:
     (git / "refs" / "heads" / "main").write_text("b" * 40 + "\n")
     assert git_commit(tmp_path / "repo") == "b" * 40
     assert git_commit(tmp_path) is None
+
+
+def test_special_files_are_reported_not_read(suite: Path) -> None:
+    """A FIFO named like a test (or a tests/ module) is skipped as not a regular file; the rest is mined."""
+    os.mkfifo(suite / "tests" / "test_pipe.py")
+    os.mkfifo(suite / "tests" / "helpers_pipe.py")
+    found = discover([suite])
+    skipped = {s.path: s for s in found.skipped}
+    assert skipped["tests/test_pipe.py"].reason == "not a regular file"
+    assert "FIFO" in skipped["tests/test_pipe.py"].detail
+    assert skipped["tests/helpers_pipe.py"].reason == "not a regular file"
+    assert len(found.files) == 9
+
+
+def test_links_are_followed_only_inside_the_path(suite: Path, tmp_path: Path) -> None:
+    """A file or directory link leaving PATH is reported and not read; one staying inside is mined."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "test_far.py").write_text("def test_far():\n    pass\n")
+    os.symlink(tmp_path / "elsewhere" / "test_far.py", suite / "tests" / "test_far.py")
+    os.symlink(tmp_path / "elsewhere", suite / "tests" / "far_dir")
+    (suite / "shared").mkdir()
+    (suite / "shared" / "cases.py").write_text("def test_shared():\n    pass\n")
+    os.symlink("../shared/cases.py", suite / "tests" / "test_shared.py")
+    found = discover([suite])
+    reasons = {s.path: s.reason for s in found.skipped}
+    assert reasons["tests/test_far.py"] == "link leaves PATH"
+    assert reasons["tests/far_dir"] == "link leaves PATH"
+    assert "tests/test_shared.py" in [f.rel for f in found.files]
+    assert not [f for f in found.files if "far" in f.rel]
+
+
+def test_a_path_given_through_a_link_is_mined_inside_its_target(suite: Path, tmp_path: Path) -> None:
+    """A PATH that is itself a link is the user's choice: mined, confined to where it points."""
+    os.symlink(suite, tmp_path / "alias")
+    assert len(discover([tmp_path / "alias"]).files) == 9
+
+
+def test_git_metadata_is_read_bounded_and_only_as_commit_ids(tmp_path: Path) -> None:
+    """A ref that climbs out of .git, or a HEAD that is not a commit id, gives no commit."""
+    git = tmp_path / "repo" / ".git"
+    (git / "refs" / "heads").mkdir(parents=True)
+    (tmp_path / "outside").write_text("c" * 40 + "\n")
+    (git / "HEAD").write_text("ref: refs/heads/../../../../outside\n")
+    assert git_commit(tmp_path / "repo") is None
+    (git / "HEAD").write_text("not a commit\n")
+    assert git_commit(tmp_path / "repo") is None
+    (git / "HEAD").write_text("e" * 40 + "\n")
+    assert git_commit(tmp_path / "repo") == "e" * 40
+
+
+def test_a_run_reads_at_most_its_byte_budget(suite: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the run's byte budget is spent, further test files are skipped as `suite too large`, not read."""
+    from poetkb.learn import discover as module
+
+    total = discover([suite]).bytes_read
+    monkeypatch.setattr(module, "MAX_SUITE_BYTES", total // 2)
+    found = discover([suite])
+    over = [s for s in found.skipped if s.reason == "suite too large"]
+    assert over and found.files
+    assert found.bytes_read <= total // 2
+    assert len(found.files) + len(over) == 10  # the nine mined files and the latin-1 one

@@ -172,3 +172,15 @@ def test_summary_terms_put_the_name_first_and_drop_noise() -> None:
     terms = summary_terms({"name": "test vary variants", "strings": "accept language | the | accept language"})
     assert terms[:2] == ["vary", "variants"]
     assert "the" not in terms and "test" not in terms
+
+
+def test_an_unexpected_parser_exception_is_one_files_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception the parsers were not expected to raise becomes that file's `parser error`, not the run's end."""
+    from poetkb.learn import extract as module
+
+    def explode(source: str, *, script_style: bool = False) -> dict:
+        raise ValueError("libcst disliked this file")
+
+    monkeypatch.setattr(module, "extract", explode)
+    assert mine_job((3, "def test_x():\n    pass\n", False)) == (
+        3, {"error": "parser error", "detail": "ValueError: libcst disliked this file"})

@@ -162,6 +162,18 @@ def test_a_failed_write_leaves_the_kb_and_the_file_as_they_were(kb: object, suit
     assert (out / "sample.json").read_bytes() == old_file
 
 
+def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(kb: object, suite: Path, tmp_path: Path) -> None:
+    """A .<name>.<pid>.tmp of a process that is gone is removed; one of a live process is left alone."""
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = out / ".sample.json.4194305.tmp"  # above any pid_max: no such process
+    live = out / ".sample.json.1.tmp"  # init is alive: maybe a concurrent run's
+    dead.write_text("{half")
+    live.write_text("{half")
+    learn(kb, [suite], out_dir=out, workers=1)
+    assert sorted(p.name for p in out.iterdir()) == [".sample.json.1.tmp", "sample.json"]
+
+
 def test_an_interrupt_while_storing_rolls_everything_back(kb: object, suite: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A KeyboardInterrupt after the old patterns were deleted, before the new ones land, changes nothing."""
@@ -228,3 +240,18 @@ def _children(pid: int) -> list[int]:
         return [int(c) for c in path.read_text().split()]
     except OSError:
         return []
+
+
+def test_damaged_cache_rows_are_misses_not_crashes(kb: object, suite: Path, tmp_path: Path) -> None:
+    """Cache rows that are not JSON, or not the shape their key promises, are parsed again and replaced."""
+    first = learn(kb, [suite], out_dir=tmp_path / "out", workers=1)
+    db = kb.db  # type: ignore[attr-defined]
+    keys = [r["key"] for r in db.query("select key from learn_cache where key like 'test:%' order by key")]
+    spoilt = ["{not json", json.dumps({"units": [{"fields": 3}]}), json.dumps([1, 2]), json.dumps({"error": 5})]
+    for key, text in zip(keys, spoilt, strict=False):
+        db.execute("update learn_cache set features = ? where key = ?", [text, key])
+    db.conn.commit()
+    second = learn(kb, [suite], out_dir=tmp_path / "out", workers=1)
+    assert second.run.files_parsed == len(spoilt)
+    assert second.patterns == first.patterns
+    assert learn(kb, [suite], out_dir=tmp_path / "out", workers=1).run.files_parsed == 0

@@ -34,7 +34,9 @@ def from_tests(ctx: click.Context, paths: tuple[Path, ...], out_dir: Path | None
     Finds test_*.py, *_test.py, *.test.py, conftest.py and test modules under tests/;
     units are test functions (parametrized too), unittest methods, test classes, and
     script-style files. Unparseable, non-UTF-8, huge (> 1 MiB) and too deeply nested
-    files and symlink loops are skipped and counted. A re-run parses only changed files.
+    files, FIFOs and devices, links leaving PATH and symlink loops are skipped, named
+    and counted. A PATH that is missing, unreadable or a symlink loop is exit 2. A
+    re-run parses only changed files.
     """
     with open_kb(ctx) as kb:
         report = kb.learn(list(paths), source=source, out_dir=out_dir, workers=workers, progress=not as_json,

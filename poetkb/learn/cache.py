@@ -7,6 +7,9 @@ nothing; an edited file gets a new hash and is parsed again. Failures (a file
 that does not parse) are cached too, so they are not retried either. Data files
 named by tests are cached the same way, by their own hash.
 
+A row that does not decode to the shape its key promises (a damaged or edited
+knowledge base) is treated as a miss: the file is parsed again and the row replaced.
+
 Rows carry the extractor version; rows from another version are ignored and
 pruned on the next write. The table is state (it survives ``poet kb build``).
 New rows are written together with the run's results, in one transaction, by
@@ -61,7 +64,9 @@ class LearnCache:
                 f"select key, features from {TABLE} where version = ? and key in ({marks})", [self.version, *chunk]
             ).fetchall()
             for key, features in rows:
-                found[key] = json.loads(features)
+                value = _decode(key, features)
+                if value is not None:
+                    found[key] = value
         self.hits += len(found)
         self.misses += len(wanted) - len(found)
         return found
@@ -84,3 +89,37 @@ class LearnCache:
         written = len(self.pending)
         self.pending = {}
         return written
+
+
+def _decode(key: str, features: object) -> Any | None:
+    """A cached value, or None when the row is not what its kind of key holds."""
+    try:
+        value = json.loads(features) if isinstance(features, (str, bytes)) else None
+    except ValueError:
+        return None
+    if key.startswith("data:"):
+        return value if isinstance(value, str) else None
+    if not isinstance(value, dict):
+        return None
+    if "error" in value:
+        ok = isinstance(value["error"], str) and isinstance(value.get("detail", ""), str)
+        return value if ok else None
+    units = value.get("units")
+    if not isinstance(units, list) or not all(_is_unit(u) for u in units):
+        return None
+    return value
+
+
+def _is_unit(unit: object) -> bool:
+    return (
+        isinstance(unit, dict)
+        and unit.keys() >= _UNIT_KEYS
+        and isinstance(unit["fields"], dict)
+        and all(isinstance(v, str) for v in unit["fields"].values())
+        and isinstance(unit["line"], int)
+        and isinstance(unit["end_line"], int)
+        and isinstance(unit.get("refs", []), list)
+    )
+
+
+_UNIT_KEYS = frozenset({"test", "kind", "line", "end_line", "fields"})

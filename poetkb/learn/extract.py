@@ -480,17 +480,25 @@ def mine_job(job: tuple[int, str, bool]) -> tuple[int, dict[str, Any]]:
     """Worker entry point: ``(index, text, script_style)`` -> ``(index, result)``.
 
     The result is the extraction record, or ``{"error": reason, "detail": ...}``
-    for a file that cannot be mined. Both are cached by the caller.
+    for a file that cannot be mined. Both are cached by the caller. An unexpected
+    exception from the parsers is such an error too (``parser error``, named in the
+    report): a suite is untrusted input, and one file must not end the run.
     """
     index, text, script_style = job
     try:
         return index, extract(text, script_style=script_style)
     except ExtractError as exc:
         return index, {"error": exc.reason, "detail": exc.detail}
+    except Exception as exc:  # noqa: BLE001 - one hostile file must not end the whole run
+        return index, {"error": "parser error", "detail": f"{type(exc).__name__}: {str(exc)[:200]}"}
 
 
-def worker_init() -> None:
-    """Start of a mining process: ignore Ctrl-C, and move the inherited objects out of the collector's sight.
+def worker_init(parent_pid: int | None = None) -> None:
+    """Start of a mining process: die with the parent, ignore Ctrl-C, hide inherited objects from the collector.
+
+    A parser process must not outlive the run that started it, even when that run
+    is killed with ``kill -9`` (it cannot clean up then): :func:`die_with_parent`
+    arranges for the kernel to kill this process when its parent goes.
 
     ``gc.freeze()`` puts every object alive now (the modules and whatever the
     forked parent held) into the permanent generation, so the collections that
@@ -499,6 +507,47 @@ def worker_init() -> None:
     """
     import signal
 
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
     gc.collect()
     gc.freeze()
+
+
+#: prctl option: the signal this process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this process when ``parent_pid`` (its parent) ends, however it ends.
+
+    On Linux the kernel does it: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``. The parent
+    may have died before the call took effect, so the parent is checked once more
+    after it. Elsewhere (or if prctl fails) a daemon thread watches the parent id
+    and ends the process when it changes (the process was re-parented).
+    """
+    import os
+    import signal
+    import sys
+
+    armed = False
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the parent is already gone
+    if not armed:
+        import threading
+        import time
+
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="poetkb-parent-watch", daemon=True).start()

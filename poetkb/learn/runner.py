@@ -5,11 +5,13 @@ Order of a run, and why:
 1. Discovery reads and hashes every test file (cheap) and looks the hashes up
    in the cache; only misses are parsed.
 2. Misses are parsed over ``workers`` processes (default: the CPU count),
-   started by ``forkserver`` with the extractor preloaded, so each process pays
-   the libcst import once and nothing of the parent (threads, the open SQLite
-   connection) is inherited. A progress bar shows on a terminal only. A process
-   that dies (a parser crash) costs a retry of its files one by one; the file
-   that kills a parser is skipped as ``crashed the parser``.
+   forked with the extractor loaded, so no process imports libcst again. The
+   workers die with this process: each asks the kernel for a parent-death
+   signal (``PR_SET_PDEATHSIG``) as it starts, or, off Linux, watches its
+   parent, so even a ``kill -9`` of the run leaves no parser behind. A progress
+   bar shows on a terminal only. A process that dies (a parser crash) costs a
+   retry of its files one by one; the file that kills a parser is skipped as
+   ``crashed the parser``.
 3. Units are assembled in a fixed order, data files they name are read (and
    cached by hash), and the mapper scores them against the knowledge base's
    obligations. Review decisions are applied.
@@ -17,7 +19,8 @@ Order of a run, and why:
    transaction stores the new cache rows and replaces this source's patterns,
    nodes and edges in the knowledge base, and the file is renamed into place
    inside it. An interrupted or failed run leaves the knowledge base and the
-   learned file as they were.
+   learned file as they were; a temporary file a killed run left behind is
+   removed by the next run.
 
 The learned file is deterministic: the same suite, catalog and decisions give
 byte-identical output (no timestamps; patterns sorted by id; run statistics
@@ -39,10 +42,20 @@ from typing import TYPE_CHECKING, Any
 from poetkb.errors import EnvironmentProblem, InputError, StoreError
 from poetkb.learn import review
 from poetkb.learn.cache import LearnCache, data_key, test_key
-from poetkb.learn.discover import MAX_FILE_BYTES, Discovery, Skipped, TestFile, content_hash, discover, git_commit
+from poetkb.learn.discover import (
+    MAX_FILE_BYTES,
+    Discovery,
+    Skipped,
+    TestFile,
+    content_hash,
+    discover,
+    git_commit,
+    real_path,
+)
 from poetkb.learn.features import FieldBag, data_text, summary_terms
 from poetkb.learn.models import LearnReport, LearnRunStats, LearnSummary, SkippedFile, SuiteRoot
 from poetkb.models import LearnedPattern, ObligationMatch
+from poetkb.safefile import read_bytes
 
 if TYPE_CHECKING:
     from poetkb.kb import KnowledgeBase
@@ -63,7 +76,10 @@ Job = tuple[int, str, bool]
 
 def default_source(paths: Sequence[Path]) -> str:
     """A source name for the first path: its git repository's directory name, else its own name."""
-    first = Path(paths[0]).resolve()
+    try:
+        first = real_path(Path(paths[0]))
+    except OSError:
+        first = Path(os.path.abspath(paths[0]))
     base = first if first.is_dir() else first.parent
     for directory in (base, *base.parents):
         if (directory / ".git").exists():
@@ -119,7 +135,8 @@ def _parse_parallel(jobs: Sequence[Job], workers: int, results: dict[int, dict[s
     context = _mp_context()
     ordered = sorted(jobs, key=lambda j: -len(j[1]))  # largest first: the pool finishes evenly
     chunk = max(1, min(16, len(ordered) // (workers * 8)))
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=extract.worker_init)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=extract.worker_init,
+                               initargs=(os.getpid(),))
     try:
         for index, result in pool.map(extract.mine_job, ordered, chunksize=chunk):
             results[index] = result
@@ -146,7 +163,8 @@ def _retry_one_by_one(ordered: Sequence[Job], results: dict[int, dict[str, Any]]
         if job[0] in results:
             continue
         try:
-            with ProcessPoolExecutor(1, mp_context=context) as single:
+            with ProcessPoolExecutor(1, mp_context=context, initializer=extract.worker_init,
+                                     initargs=(os.getpid(),)) as single:
                 index, result = single.submit(extract.mine_job, job).result()
             successes += 1
         except BrokenProcessPool:
@@ -214,6 +232,7 @@ class _Assembler:
         self.cache = cache
         self.data_files: set[str] = set()
         self.ids: Counter[str] = Counter()
+        self.words: dict[Path, str] = {}  # data file -> its words, read once per run
 
     def units(self, found: TestFile, record: dict[str, Any], commit: str | None) -> list[dict[str, Any]]:
         rel = found.rel
@@ -247,7 +266,10 @@ class _Assembler:
         refs = list(refs)
         if not refs:
             return ""
-        boundary = (found.root if found.root.is_dir() else found.root.parent).resolve()
+        try:
+            boundary = real_path(found.root if found.root.is_dir() else found.root.parent)
+        except OSError:
+            return ""
         texts: list[str] = []
         seen: set[Path] = set()
         for ref in refs[: MAX_DATA_REFS * 4]:
@@ -264,10 +286,16 @@ class _Assembler:
 
     @staticmethod
     def _resolve(start: Path, boundary: Path, ref: str) -> Path | None:
-        directory = start.resolve()
+        try:
+            directory = real_path(start)
+        except OSError:
+            return None
         bases = [directory, *[p for p in directory.parents if p == boundary or boundary in p.parents]]
         for base in bases:
-            candidate = (base / ref).resolve()
+            try:
+                candidate = real_path(base / ref)
+            except (OSError, ValueError):  # missing, a loop, a NUL byte
+                continue
             if candidate.suffix == ".py" or boundary not in candidate.parents:
                 continue
             if candidate.is_file():
@@ -275,11 +303,15 @@ class _Assembler:
         return None
 
     def _data_file_words(self, path: Path, boundary: Path) -> str:
+        if path not in self.words:
+            self.words[path] = self._read_data_file(path, boundary)
+        return self.words[path]
+
+    def _read_data_file(self, path: Path, boundary: Path) -> str:
+        """Words of one data file: a regular file inside the suite of at most MAX_DATA_BYTES, else nothing."""
         try:
-            if path.stat().st_size > MAX_DATA_BYTES:
-                return ""
-            data = path.read_bytes()
-        except OSError:
+            data = read_bytes(path, limit=MAX_DATA_BYTES, root=boundary)
+        except (InputError, OSError, RuntimeError):
             return ""
         key = data_key(content_hash(data))
         cached = self.cache.get(key)
@@ -324,9 +356,11 @@ def learn(
     """
     started = time.perf_counter()
     roots = [Path(p) for p in paths]
-    name = check_source(source if source is not None else default_source(roots)) if roots else "suite"
+    if source is not None:
+        check_source(source)
+    found = discover(roots)  # bad PATHs (missing, a loop, unreadable) fail here, before anything else
+    name = check_source(source if source is not None else default_source(roots))
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
-    found = discover(roots)
     phase = on_phase or (lambda _: None)
 
     cache = LearnCache(kb.db)
@@ -418,7 +452,7 @@ def _summarise(
     all_ids = [ob.id for ob in kb.obligations()]
     skipped = sorted(skipped, key=lambda s: (s.path, s.reason))
     return LearnSummary(
-        roots=[SuiteRoot(name=r.resolve().name, commit=commits.get(r)) for r in roots],
+        roots=[SuiteRoot(name=_root_name(r), commit=commits.get(r)) for r in roots],
         files_mined=len(found.files) - sum(1 for s in skipped if s not in found.skipped),
         files_skipped=len(skipped),
         skipped_by_reason=dict(sorted(Counter(s.reason for s in skipped).items())),
@@ -430,6 +464,13 @@ def _summarise(
         covered=dict(sorted(covered.items())),
         gaps=[oid for oid in all_ids if oid not in covered],
     )
+
+
+def _root_name(root: Path) -> str:
+    try:
+        return real_path(root).name
+    except OSError:
+        return root.name
 
 
 # -- writing ----------------------------------------------------------------------------------------
@@ -458,8 +499,15 @@ def _commit_results(
     if target is not None:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(target)
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            tmp.write_text(learned_file_text(report), encoding="utf-8")
+            tmp.unlink(missing_ok=True)  # a leftover of a process that had this pid before
+            # Created afresh, never through a link planted under the temporary name.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+            with os.fdopen(os.open(tmp, flags, 0o644), "w", encoding="utf-8") as handle:
+                handle.write(learned_file_text(report))
+                handle.flush()
+                os.fsync(handle.fileno())
         except OSError as exc:
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
@@ -480,6 +528,43 @@ def _commit_results(
         if tmp is not None:
             tmp.unlink(missing_ok=True)
     kb._graph = None  # noqa: SLF001 - the graph view is rebuilt on next use
+
+
+def remove_stale_temp_files(target: Path) -> list[Path]:
+    """Remove ``.<name>.<pid>.tmp`` files beside ``target`` left by runs that were killed; return them.
+
+    A run killed (``kill -9``) between writing its temporary file and renaming it
+    leaves that file behind. Only files whose process is gone are removed, so a
+    concurrent run's file is left alone.
+    """
+    removed: list[Path] = []
+    prefix = f".{target.name}."
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix):-len(".tmp")]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            os.unlink(target.parent / name)
+        except OSError:
+            continue
+        removed.append(target.parent / name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def store_patterns(kb: KnowledgeBase, source: str, patterns: Sequence[LearnedPattern]) -> None:
