@@ -40,6 +40,9 @@ def craft_run(root: Path, run_id: str, *, logged: int, grew: int) -> Path:
                          "body": body, "body_size": len(body)}}))
     lines = [json.dumps({"time": f"2026-01-01T00:00:0{i}Z", "method": "GET", "uri": f"{PATHS[i]}?poet=vw{i}",
                          "status": STATUSES[i], "user_agent": INJECTION}) for i in range(logged)]
+    # a line of another check that ran at the same time: not this check's evidence
+    lines.append(json.dumps({"time": "2026-01-01T00:00:05Z", "method": "GET", "uri": "/parallel?poet=other7",
+                             "status": 200}))
     log = ("\n".join(lines) + "\n").encode()
     writer.write_file("access.log", log, "access_log", "the edge's access log during the run")
     writer.log_slice = LogSlice(source=target.access_log or "", start=0, end=len(log))

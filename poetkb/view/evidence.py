@@ -17,6 +17,7 @@ What is shown is cut to a bounded size, and cut text says so.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -170,10 +171,11 @@ def check_evidence(report: GateReport, result: CheckResult, cache: RunCache) -> 
         return CheckEvidenceView(record=record, unavailable=f"the evidence cannot be read: {exc}")
     view = CheckEvidenceView(record=record, exchanges=ev.exchanges[:MAX_EXCHANGES],
                              exchanges_total=len(ev.exchanges), counters=ev.counters, handshakes=ev.handshakes,
-                             problems=dict(ev.problems), snapshots=sorted(ev.metrics))
+                             problems=dict(ev.problems),
+                             snapshots=sorted(ev.metrics, key=lambda label: (label != "before", label)))
     if record.log_range is not None and loaded.log_bytes is not None:
         view.log_range = record.log_range
-        view.log = log_slice(loaded.log_bytes, *record.log_range)
+        view.log = log_slice(loaded.log_bytes, *record.log_range, markers_of(ev.exchanges))
         if ev.log is not None:
             view.log_records = len(ev.log.records)
             view.log_problems = [str(p) for p in ev.log.problems]
@@ -181,16 +183,32 @@ def check_evidence(report: GateReport, result: CheckResult, cache: RunCache) -> 
     return view
 
 
-def log_slice(data: bytes, start: int, end: int) -> Shown:
-    """The access-log lines a check wrote (its byte range of the run's slice), bounded."""
+_MARKER = re.compile(r"[?&]poet=([A-Za-z0-9_.-]+)")
+
+
+def markers_of(exchanges: list[HttpExchange]) -> set[str]:
+    """The ``poet=`` markers a check put in its request URLs (how its log lines are told from others')."""
+    found = set()
+    for exchange in exchanges:
+        match = _MARKER.search(exchange.request.url)
+        if match:
+            found.add(match.group(1))
+    return found
+
+
+def log_slice(data: bytes, start: int, end: int, markers: set[str] | None = None) -> Shown:
+    """The access-log lines of a check: those in its byte range of the run's slice that carry one of its
+    markers (checks that ran in parallel share a range), or the whole range when none does; bounded."""
     lo = max(0, min(start, len(data)))
     hi = max(lo, min(end, len(data)))
-    window = data[lo:min(hi, lo + 4 * MAX_LOG_CHARS)]
+    window = data[lo:min(hi, lo + 16 * MAX_LOG_CHARS)]
     lines = window.decode("utf-8", errors="replace").splitlines()
+    if markers:
+        own = [line for line in lines if any(m.group(1) in markers for m in _MARKER.finditer(line))]
+        lines = own or lines
     joined = "\n".join(lines[:MAX_LOG_LINES])
-    total = data[lo:hi].count(b"\n") + (0 if data[lo:hi].endswith(b"\n") or lo == hi else 1)
-    return Shown(text=joined[:MAX_LOG_CHARS], cut=total > MAX_LOG_LINES or len(joined) > MAX_LOG_CHARS
-                 or hi - lo > len(window), total=total)
+    return Shown(text=joined[:MAX_LOG_CHARS], cut=len(lines) > MAX_LOG_LINES or len(joined) > MAX_LOG_CHARS
+                 or hi - lo > len(window), total=len(lines))
 
 
 def metric_deltas(snapshots: dict[str, str]) -> tuple[list[MetricDelta], int]:
