@@ -29,7 +29,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 10_000
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -42,6 +41,8 @@ class Site:
     kb_path: Path
     metrics_fail: str
     log_fail: str
+    no_evidence_dir: str
+    no_report: str
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,11 @@ def site(built_kb_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         with poetkb.open(kb_path) as kb:
             first = kb.gate_evaluate(craft_run(root / "ev" / "a", "a", logged=3, grew=3))
             second = kb.gate_evaluate(craft_run(root / "ev" / "b", "b", logged=1, grew=10))
+            gone = kb.gate_evaluate(craft_run(root / "ev" / "c", "c", logged=3, grew=10))
+            unreported = kb.gate_evaluate(craft_run(root / "ev" / "d", "d", logged=3, grew=10))
             record_baseline(kb)
+    shutil.rmtree(root / "ev" / "c")
+    (root / "home" / "reports" / f"{unreported.run_id}.json").unlink()
     assert (first.verdict_of("observability.metrics.exposed"), second.verdict_of("observability.access.logged")) \
         == ("fail", "fail")
     # an evidence listing that points out of the directory, and a link that does (the report is edited after
@@ -76,7 +81,8 @@ def site(built_kb_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     thread.start()
     try:
         yield Site(url=server.url.rstrip("/"), host="127.0.0.1", port=server.port, kb_path=kb_path,
-                   metrics_fail=first.run_id, log_fail=second.run_id)
+                   metrics_fail=first.run_id, log_fail=second.run_id, no_evidence_dir=gone.run_id,
+                   no_report=unreported.run_id)
     finally:
         server.shutdown()
         server.server_close()
@@ -239,6 +245,18 @@ def test_evidence_files_are_confined_to_the_evidence_directory(page: Any, site: 
     assert "nginx_http_requests_total 110" in page.locator("pre").inner_text()
 
 
+def test_runs_whose_evidence_or_report_is_gone_still_show_what_is_known(page: Any, site: Site) -> None:
+    """Deleted evidence is a notice on the check page; a deleted report falls back to the recorded verdicts."""
+    response = page.goto(f"{site.url}/runs/{site.no_evidence_dir}/checks/observability.access.logged/0")
+    assert response.status == 200
+    assert "is gone (moved or deleted after the run)" in page.locator("main").inner_text()
+    assert page.locator("#expected").inner_text().startswith("every request, errors included")
+    response = page.goto(f"{site.url}/runs/{site.no_report}")
+    assert response.status == 200
+    text = page.locator("main").inner_text()
+    assert "cannot read the report" in text and "observability.metrics.exposed" in text
+
+
 def test_only_get_and_head_are_served(site: Site) -> None:
     """POST, PUT, DELETE and made-up methods get 405 with Allow: GET, HEAD; HEAD has headers and no body."""
     for method in ("POST", "PUT", "DELETE", "PATCH", "BREW"):
@@ -309,10 +327,12 @@ def test_svg_plots_escape_every_label() -> None:
 
 
 def test_datasette_metadata_describes_every_table_and_column(built_kb_file: Path) -> None:
-    """poetkb/datasette-metadata.json names every table the store creates (FTS internals aside), and each column."""
+    """The shipped datasette-metadata.json names every table the store creates (FTS internals aside), and each column."""
+    from importlib.resources import files
+
     import sqlite_utils
 
-    metadata = json.loads((REPO / "poetkb" / "datasette-metadata.json").read_text(encoding="utf-8"))
+    metadata = json.loads(files("poetkb").joinpath("datasette-metadata.json").read_text(encoding="utf-8"))
     described = metadata["databases"]["kb"]["tables"]
     db = sqlite_utils.Database(built_kb_file)
     try:
