@@ -271,7 +271,8 @@ def test_requests_for_another_host_or_too_long_are_refused(site: Site) -> None:
     """A Host header naming another site (DNS rebinding) gets 400; an over-long request line gets 414."""
     assert _raw(site, "GET", "/", host="attacker.example")[0] == 400
     assert _raw(site, "GET", "/", host=f"localhost:{site.port}")[0] == 200
-    assert _raw(site, "GET", "/obligations/" + "a" * 9000)[0] == 414
+    status, headers, body = _raw(site, "GET", "/obligations/" + "a" * 9000)
+    assert status == 414 and "script-src 'none'" in headers["content-security-policy"] and "too long" in body
     status, headers, _ = _raw(site, "GET", "/")
     assert headers["x-content-type-options"] == "nosniff" and headers["cache-control"] == "no-store"
 

@@ -25,6 +25,7 @@ import socket
 import sys
 import threading
 import traceback
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,15 @@ class ViewHandler(BaseHTTPRequestHandler):
             self.send_error(414, "Request line too long")
             return False
         return super().parse_request()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors http.server raises itself (bad request line, 414, 505) as our page, with our headers."""
+        self.close_connection = True
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "Error"
+        self._send(code, self._error_page(code, phrase, message or phrase), head=self.command == "HEAD")
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
         self._serve(head=False)
