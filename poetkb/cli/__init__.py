@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "poetkb.cli.demo",
     "poetkb.cli.learn",
     "poetkb.cli.mcp",
+    "poetkb.cli.view",
 ]
 
 for _name in COMMAND_MODULES:
