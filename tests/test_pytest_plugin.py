@@ -208,3 +208,20 @@ def test_gate_tests_pass_reads_the_plugins_junit(tmp_path: Path, kb_path: Path) 
     (root / "test_forged.py").write_text(body.replace("def test_alg_none():\n    assert True",
                                                       "def test_alg_none():\n    assert False"), encoding="utf-8")
     assert verdict() == "fail"
+
+
+def test_tests_pass_reads_the_requirements_property(tmp_path: Path, kb_path: Path) -> None:
+    """A JUnit file from another tool that links tests only through `requirements` is read by tests_pass."""
+    cases = "".join(
+        f'<testcase classname="suite" name="case_{i}"><properties>'
+        f'<property name="requirements" value="cache.vary.honored,auth.jwt.signature.verified"/>'
+        f"</properties></testcase>" for i in range(5))
+    junit = tmp_path / "other-tool.xml"
+    junit.write_text(f'<?xml version="1.0"?><testsuites><testsuite name="s" tests="5">{cases}</testsuite>'
+                     f"</testsuites>", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "poetkb", "gate", "evaluate", "--evidence", str(junit),
+                           "--obligation", "auth.jwt.signature.verified", "--json"],
+                          env={**os.environ, "POET_DB": str(kb_path)}, capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    verdicts = {r["obligation_id"]: r["verdict"] for r in json.loads(proc.stdout)["obligations"]}
+    assert verdicts["auth.jwt.signature.verified"] == "pass"

@@ -74,7 +74,7 @@ def _linked(case: ET.Element, obligation_id: str, pattern: re.Pattern[str] | Non
     forms = {obligation_id, obligation_id.replace(".", "_")}
     if any(form in name for form in forms):
         return True
-    return any(prop.get("name") in ("obligation", "obligations") and obligation_id in
+    return any(prop.get("name") in ("obligation", "obligations", "requirements") and obligation_id in
                re.split(r"[\s,]+", prop.get("value", "")) for prop in case.iter("property"))
 
 
