@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from view_support import INJECTION, SCRIPT, craft_run, record_baseline
+from view_support import INJECTION, SCRIPT, craft_run, record_as_gate_run, record_baseline
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -57,10 +57,12 @@ def site(built_kb_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("POET_HOME", str(root / "home"))
         with poetkb.open(kb_path) as kb:
-            first = kb.gate_evaluate(craft_run(root / "ev" / "a", "a", logged=3, grew=3))
-            second = kb.gate_evaluate(craft_run(root / "ev" / "b", "b", logged=1, grew=10))
-            gone = kb.gate_evaluate(craft_run(root / "ev" / "c", "c", logged=3, grew=10))
-            unreported = kb.gate_evaluate(craft_run(root / "ev" / "d", "d", logged=3, grew=10))
+            runs = {}
+            for run_id, logged, grew in (("a", 3, 3), ("b", 1, 10), ("c", 3, 10), ("d", 3, 10)):
+                directory = craft_run(root / "ev" / run_id, run_id, logged=logged, grew=grew)
+                record_as_gate_run(kb, directory, run_id)
+                runs[run_id] = kb.gate_evaluate(directory)
+            first, second, gone, unreported = runs["a"], runs["b"], runs["c"], runs["d"]
             record_baseline(kb)
     shutil.rmtree(root / "ev" / "c")
     (root / "home" / "reports" / f"{unreported.run_id}.json").unlink()

@@ -38,8 +38,12 @@ def craft_run(root: Path, run_id: str, *, logged: int, grew: int) -> Path:
                         "headers": {"user-agent": INJECTION}},
             "response": {"status": status, "headers": {"content-type": "text/html", "x-note": INJECTION},
                          "body": body, "body_size": len(body)}}))
-    lines = [json.dumps({"time": f"2026-01-01T00:00:0{i}Z", "method": "GET", "uri": f"{PATHS[i]}?poet=vw{i}",
-                         "status": STATUSES[i], "user_agent": INJECTION}) for i in range(logged)]
+    lines = [json.dumps({"time": f"2026-01-01T00:00:0{i}Z", "request_id": f"rid{i}", "host": "edge.test",
+                         "client": "127.0.0.1", "method": "GET", "uri": f"{PATHS[i]}?poet=vw{i}",
+                         "status": STATUSES[i], "bytes_sent": 120, "request_time": 0.004,
+                         "upstream_addr": "127.0.0.1:9001", "upstream_status": str(STATUSES[i]),
+                         "upstream_response_time": "0.003", "cache_status": "-", "user_agent": INJECTION})
+             for i in range(logged)]
     # a line of another check that ran at the same time: not this check's evidence
     lines.append(json.dumps({"time": "2026-01-01T00:00:05Z", "method": "GET", "uri": "/parallel?poet=other7",
                              "status": 200}))
@@ -64,6 +68,21 @@ def craft_run(root: Path, run_id: str, *, logged: int, grew: int) -> Path:
         files=files))
     writer.finalize()
     return root
+
+
+def record_as_gate_run(kb: object, root: Path, run_id: str) -> None:
+    """Record the crafted directory the way a finished `poet gate run` records its own evidence (the manifest's
+    digest in gate_runs), so it is judged as poetkb's own evidence, demo calibration included."""
+    import hashlib
+
+    from poetkb.gates.evidence import MANIFEST
+
+    digest = hashlib.sha256((root / MANIFEST).read_bytes()).hexdigest()
+    kb.db.table("gate_runs").insert({  # type: ignore[attr-defined]
+        "run_id": run_id, "mode": "run", "started_at": "2026-01-01T00:00:00+00:00",
+        "finished_at": "2026-01-01T00:00:02+00:00", "duration_s": 2.0, "target": "http://127.0.0.1:9",
+        "proxy": "nginx", "variant": "crafted", "selection": "{}", "verdict": "pass", "exit_code": 0,
+        "coverage": 1.0, "counts": "{}", "evidence_dir": str(root), "report_path": None, "manifest_sha256": digest})
 
 
 def record_baseline(kb: object) -> None:
