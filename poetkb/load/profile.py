@@ -279,28 +279,24 @@ def parse_profile(data: Any, *, source: str = "<profile>") -> ServiceProfile:
 
 
 def load_profile(path: str | Path) -> ServiceProfile:
-    """Read and validate a service profile from a YAML or JSON file."""
+    """Read and validate a service profile from a YAML or JSON file (bounded, depth- and alias-limited)."""
     from poetkb.yamlfile import load_with_lines
 
     target = Path(path)
-    if not target.is_file():
+    if not target.exists() and not target.is_symlink():
         raise InputError("no such profile file", file=target,
                          hint="pass the path of a service profile (see docs/examples/profiles/)")
-    data = load_with_lines(target)
-    if target.suffix == ".json":
-        data = json_with_lines(target, data)
+    data = load_with_lines(target, json_lines=True)
     return parse_profile(data, source=str(target))
 
 
-def json_with_lines(path: Path, data: Any) -> Any:
-    """Re-read valid JSON with the YAML line loader (JSON is YAML) so messages can name lines."""
-    import yaml
-
-    from poetkb.yamlfile import _LineLoader
+def json_with_lines(text: str, data: Any, *, file: str) -> Any:
+    """Re-read valid JSON ``text`` with the YAML line loader (JSON is YAML) so messages can name lines."""
+    from poetkb.yamlfile import parse_yaml
 
     try:
-        lined = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506 - a SafeLoader
-    except yaml.YAMLError:
+        lined = parse_yaml(text, file=file)
+    except InputError:
         return data
     return lined if lined == data else data
 
