@@ -217,6 +217,26 @@ def _finite_float(text: str) -> float:
     return value
 
 
+class JsonTooDeep(ValueError):
+    """JSON nested deeper than :data:`MAX_DEPTH`; ``line`` is where the limit was crossed."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(f"JSON nested deeper than {MAX_DEPTH} levels")
+        self.line = line
+
+
+def strict_json(text: str) -> Any:
+    """``json.loads`` with poetkb's limits, for callers that report problems themselves (log lines).
+
+    Raises ``json.JSONDecodeError`` for bad syntax, :class:`JsonTooDeep` for
+    deep nesting and ``ValueError`` for NaN, Infinity or an overflowing number.
+    """
+    deep = json_depth_problem(text)
+    if deep is not None:
+        raise JsonTooDeep(deep[0])
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def loads_json(text: str | bytes, *, file: str, first_line: int = 1) -> Any:
     """Parse JSON refusing NaN, Infinity, overflowing numbers and nesting deeper than :data:`MAX_DEPTH`.
 
@@ -228,12 +248,11 @@ def loads_json(text: str | bytes, *, file: str, first_line: int = 1) -> Any:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InputError("file is not UTF-8 text", file=file, hint="save it as UTF-8") from exc
-    deep = json_depth_problem(text)
-    if deep is not None:
-        raise InputError(f"JSON nested deeper than {MAX_DEPTH} levels", file=file, line=deep[0] + first_line - 1,
-                         hint="real files nest a few levels; this one is malformed or hostile")
     try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return strict_json(text)
+    except JsonTooDeep as exc:
+        raise InputError(str(exc), file=file, line=exc.line + first_line - 1,
+                         hint="real files nest a few levels; this one is malformed or hostile") from exc
     except json.JSONDecodeError as exc:
         line = exc.lineno + first_line - 1
         if text.strip() and exc.pos >= len(text.rstrip()):
