@@ -12,7 +12,6 @@ import click
 
 from poetkb.errors import PoetError
 
-
 #: exit code of a crash: never 0 (pass) or 1 (a gate failed), so a crash never reads as a verdict
 EXIT_INTERNAL = 3
 
