@@ -10,7 +10,6 @@ one :class:`Foreign` bundle that every selected check is judged against.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from poetkb.gates.evidence import CheckEvidence, sha256_file
 from poetkb.gates.models import EvidenceFile
 from poetkb.gates.probes import body_record, headers_dict
 from poetkb.gates.records import HttpExchange, HttpRequestRecord, HttpResponseRecord
+from poetkb.yamlfile import loads_json, strict_json
 
 MAX_FILES = 200
 
@@ -49,8 +49,9 @@ class Foreign:
         return ev
 
 
-def _har_exchanges(data: dict[str, Any], shown: str) -> list[HttpExchange]:
-    entries = data.get("log", {}).get("entries")
+def _har_exchanges(data: Any, shown: str) -> list[HttpExchange]:
+    log = data.get("log") if isinstance(data, dict) else None
+    entries = log.get("entries") if isinstance(log, dict) else None
     if not isinstance(entries, list):
         raise InputError("HAR file has no log.entries list", file=shown)
     out = []
@@ -74,7 +75,7 @@ def _har_exchanges(data: dict[str, Any], shown: str) -> list[HttpExchange]:
             else:
                 exchange.error, exchange.error_type = str(resp.get("_error") or "no response"), "NoResponse"
             out.append(exchange)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(f"HAR entry {n} is malformed: {type(exc).__name__}: {exc}", file=shown,
                              field=f"log.entries[{n - 1}]") from exc
     return out
@@ -93,7 +94,7 @@ def _classify(path: Path) -> str:
     if head.startswith("{"):
         first = head.split("\n", 1)[0]
         try:
-            obj = json.loads(first)
+            obj = strict_json(first)
         except ValueError:
             obj = None
         if isinstance(obj, dict) and "request" in obj and ("seq" in obj or "step" in obj):
@@ -135,10 +136,7 @@ def load_foreign(paths: list[Path]) -> Foreign:
         kind = _classify(path)
         shown = str(path)
         if kind == "har":
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise InputError(f"HAR file is not valid JSON: {exc}", file=shown) from exc
+            data = loads_json(path.read_bytes(), file=shown)  # InputError names the file and line
             bundle.exchanges.extend(_har_exchanges(data, shown))
         elif kind == "captures":
             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):

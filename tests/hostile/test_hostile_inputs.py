@@ -431,3 +431,17 @@ def test_access_log_lines_that_are_deep_or_non_finite_become_problems() -> None:
     assert "nested deeper" in parsed.problems[0].message
     assert [r.line for r in parsed.records] == [1, 5]
     assert parsed.records[1].request_time is None
+
+
+def test_har_that_is_deep_or_not_a_mapping_is_input_error(tmp_path: Path) -> None:
+    """A HAR file nested thousands deep, or whose top level is a list, is an InputError naming it, not a crash."""
+    from poetkb.gates.foreign import load_foreign
+
+    deep = tmp_path / "deep.har"
+    deep.write_text('{"log": {"entries": ' + "[" * 5000)
+    with pytest.raises(InputError, match="nested deeper"):
+        load_foreign([deep])
+    listed = tmp_path / "list.har"
+    listed.write_text('{"log": [], "entries": 1}')
+    with pytest.raises(InputError, match="HAR file has no log.entries list"):
+        load_foreign([listed])
