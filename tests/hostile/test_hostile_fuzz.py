@@ -34,7 +34,9 @@ SYNTAX = "-:[]{}&*!|>'\"#%@`,?\\ \n\t\r.~+=<>/_01289aeEfinNxyz\x00\u00e9\u2028"
 #: nesting far past any limit, in JSON and YAML flow style
 deep = st.builds(lambda n, opener: opener * n, st.integers(min_value=200, max_value=2000),
                  st.sampled_from(["[", "{", '{"a": ', "[{\"k\": ", "- "]))
-texts = st.text(alphabet=SYNTAX, max_size=300) | st.text(max_size=200) | deep
+#: mostly syntax-heavy and arbitrary text; deep nesting now and then (each costs the YAML scanner a fraction of a second)
+texts = st.one_of(st.text(alphabet=SYNTAX, max_size=300), st.text(alphabet=SYNTAX, max_size=300),
+                  st.text(max_size=200), st.text(max_size=200), st.text(alphabet=SYNTAX, max_size=60), deep)
 numbers = st.integers(min_value=-10**30, max_value=10**30) | st.floats(allow_nan=False, allow_infinity=False)
 json_leaf = st.none() | st.booleans() | numbers | st.text(max_size=20)
 json_values = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=5)
@@ -99,6 +101,38 @@ def test_profiles_give_a_profile_or_input_error(workdir: Path, text: str, data: 
                 "slo": {"latency_ms": {"p95": 100}, "error_rate": 0.01}, "endpoints": [{"path": "/"}]}
         for key in base:
             only_poet_errors(parse_profile, {**base, key: data})
+
+
+extreme = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0, 1e-300, 1e300, 1.7e308, 9_999_999, 1e7, -1])
+
+
+PROFILE_NUMBERS = {"baseline_rps": 10.0, "peak_rps": 20.0, "burst_factor": 2.0, "p50": 50.0, "p95": 400.0,
+                   "p99": 800.0, "error_rate": 0.01, "min_throughput_rps": 9.5, "weight": 3.0}
+
+
+@FUZZ
+@given(changes=st.dictionaries(st.sampled_from(sorted(PROFILE_NUMBERS)), extreme, min_size=1, max_size=3))
+def test_profile_numbers_give_a_plan_and_scripts_or_input_error(changes: dict[str, float]) -> None:
+    """Extreme, tiny, negative and non-finite profile numbers give a finite plan, k6 and Locust scripts, or bad input."""
+    from poetkb.load.export_k6 import export_k6
+    from poetkb.load.export_locust import export_locust
+    from poetkb.load.plan import build_plan
+    from poetkb.load.profile import parse_profile
+    from poetkb.load.render import plan_markdown
+
+    n = {**PROFILE_NUMBERS, **changes}
+    data = {"service": "s", "traffic": {"baseline_rps": n["baseline_rps"], "peak_rps": n["peak_rps"],
+                                        "burst_factor": n["burst_factor"]},
+            "slo": {"latency_ms": {"p50": n["p50"], "p95": n["p95"], "p99": n["p99"]}, "error_rate": n["error_rate"],
+                    "min_throughput_rps": n["min_throughput_rps"]},
+            "endpoints": [{"path": "/a", "weight": n["weight"]}, {"path": "/b", "weight": 1, "critical": True}]}
+    profile = only_poet_errors(parse_profile, data)
+    if profile is None:
+        return
+    plan = build_plan(profile)
+    json.dumps(plan.model_dump(mode="json"), allow_nan=False)
+    for script in (export_k6(plan), export_locust(plan), plan_markdown(plan)):
+        assert "Infinity" not in script and "NaN" not in script
 
 
 @FEW
