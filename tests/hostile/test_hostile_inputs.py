@@ -181,6 +181,15 @@ def test_profile_with_infinite_peak_is_exit_2_naming_the_field(tmp_path: Path) -
     assert not out.exists()
 
 
+def test_profile_with_a_rate_beyond_any_service_is_exit_2(tmp_path: Path) -> None:
+    """`peak_rps: 1e308` (finite, but a burst of it overflows) is bad input naming the field, not a crash."""
+    profile = tmp_path / "huge.yaml"
+    profile.write_text(PROFILE.read_text().replace("peak_rps: 20", "peak_rps: 1e308"))
+    code, _, err = invoke("plan", "load", "--profile", str(profile), "--format", "k6", "--no-log")
+    assert code == 2
+    assert f"{profile}:2: [traffic.peak_rps]" in err and "beyond any service" in err
+
+
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_json_profile_with_non_finite_numbers_is_refused(tmp_path: Path, value: str) -> None:
     """NaN, Infinity and numbers beyond a double in a JSON profile are refused naming the file and line."""
