@@ -410,6 +410,18 @@ def test_poet_errors_keep_their_codes_and_usage_errors_stay_2(tmp_path: Path) ->
         assert "Traceback" not in missing.stderr + usage.stderr + unknown.stderr
 
 
+def test_output_reader_going_away_is_not_a_crash(tmp_path: Path) -> None:
+    """`poet ... | head` closing the pipe early exits 141 (as SIGPIPE would) without an 'internal error' line."""
+    with subprocess.Popen([*POET, "schema", "service-profile"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env={**os.environ, "POET_DEBUG": ""}) as child:
+        assert child.stdout is not None and child.stderr is not None
+        child.stdout.close()  # before the interpreter has even started writing
+        err = child.stderr.read().decode()
+        child.wait(timeout=60)
+    assert child.returncode == 141
+    assert "internal error" not in err and "Traceback" not in err
+
+
 def test_every_command_routes_through_the_error_handling_group() -> None:
     """Every `poet` command hangs below the one PoetGroup, and both entry points run that group."""
     from poetkb.cli.common import PoetGroup
