@@ -75,7 +75,7 @@ class _LineLoader(yaml.SafeLoader):
                 raise yaml.composer.ComposerError(
                     None, None, "YAML aliases (*name) are not allowed here; write the value out", event.start_mark)
             node = super().compose_node(parent, index)
-            self._count(self._size(node), event.start_mark)
+            self._count(self._size(node) if node is not None else 1, event.start_mark)
             return node
         if self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent):
             if self._depth >= MAX_DEPTH:
@@ -86,10 +86,10 @@ class _LineLoader(yaml.SafeLoader):
                 node = super().compose_node(parent, index)
             finally:
                 self._depth -= 1
-            self._count(1, node.start_mark)
+            self._count(1, _mark(node))
             return node
         node = super().compose_node(parent, index)
-        self._count(1, node.start_mark)
+        self._count(1, _mark(node))
         return node
 
     def _size(self, node: yaml.Node) -> int:
@@ -111,6 +111,10 @@ class _LineLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None, None, f"the document expands to more than {MAX_EXPANDED_NODES:,} nodes (nested aliases?)",
                 mark)
+
+
+def _mark(node: yaml.Node | None) -> Any:
+    return node.start_mark if node is not None else None
 
 
 class _CatalogLoader(_LineLoader):

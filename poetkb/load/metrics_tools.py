@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic import ValidationError
 
@@ -45,7 +45,7 @@ def _phase_name(metric_part: str) -> str:
 
 
 # -- k6 end-of-test summary ---------------------------------------------------------------------
-def _num(value: Any) -> bool:
+def _num(value: Any) -> TypeGuard[int | float]:
     """True for a JSON number (not a bool); the JSON reader has already refused NaN and Infinity."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -125,7 +125,7 @@ def read_k6_summary(data: dict[str, Any], shown: str) -> MetricsSummary:
         elif _num(vals.get("count")):
             phase["requests"] = int(vals["count"])
     poet: dict[str, Any] = data["poet"] if isinstance(data.get("poet"), dict) else {}
-    listed = poet.get("phases") if isinstance(poet.get("phases"), list) else []
+    listed: list[Any] = poet["phases"] if isinstance(poet.get("phases"), list) else []
     windows = {p["name"]: p for p in listed if isinstance(p, dict) and isinstance(p.get("name"), str)}
     scale = float(poet["time_scale"]) if _num(poet.get("time_scale")) and poet["time_scale"] > 0 else 1.0
     for name, phase in phases.items():
@@ -183,7 +183,9 @@ def read_k6_stream(path: Path, shown: str) -> MetricsSummary:
             if not isinstance(record, dict) or record.get("type") != "Point":
                 continue
             metric, data = record.get("metric"), record.get("data")
-            value = data.get("value") if isinstance(data, dict) else None
+            if not isinstance(data, dict):
+                continue
+            value = data.get("value")
             if not _num(value):
                 continue
             if metric == "http_req_duration":
