@@ -264,17 +264,27 @@ def loads_json(text: str | bytes, *, file: str, first_line: int = 1) -> Any:
                              hint="re-run the export, or wait until the tool has finished writing") from exc
         raise InputError(f"malformed JSON: {exc.msg}", file=file, line=line) from exc
     except ValueError as exc:
-        raise InputError(f"malformed JSON: {exc}", file=file, line=_line_of_error(text, exc) + first_line - 1,
+        line, key = _where_refused(text, exc)
+        raise InputError(str(exc), file=file, line=line + first_line - 1, field=key,
                          hint="NaN, Infinity and numbers beyond a double are refused") from exc
     except RecursionError as exc:  # pragma: no cover - the depth scan comes first
         raise InputError(f"JSON nested deeper than {MAX_DEPTH} levels", file=file) from exc
 
 
-def _line_of_error(text: str, exc: ValueError) -> int:
-    """Best line for a refused constant: the first line holding the offending token."""
+def _where_refused(text: str, exc: ValueError) -> tuple[int, str | None]:
+    """(line, key) of a refused constant: its first occurrence outside strings, and the key it is the value of."""
     token = str(exc).split(" ", 1)[0]
-    index = text.find(token) if token else -1
-    return text.count("\n", 0, index) + 1 if index >= 0 else 1
+    if not token:
+        return 1, None
+    pattern = re.compile(r'"((?:[^"\\]|\\.)*)"\s*(:)?|(?<![\w.+-])' + re.escape(token) + r"(?![\w.])")
+    key: str | None = None
+    for match in pattern.finditer(text):
+        if match.group(0).startswith('"'):
+            key = match.group(1) if match.group(2) else key
+            continue
+        before = text[:match.start()].rstrip()
+        return text.count("\n", 0, match.start()) + 1, key if before.endswith(":") else None
+    return 1, None
 
 
 def problems_from_validation(
