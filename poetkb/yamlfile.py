@@ -188,15 +188,32 @@ def parse_yaml(text: str, *, file: str, aliases: bool = True) -> Any:
         raise InputError(f"malformed YAML: nested too deeply (limit {MAX_DEPTH} levels)", file=file) from exc
 
 
-_JSON_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_JSON_STRING = r'"[^"\\]*(?:\\.[^"\\]*)*"'
+_JSON_STRUCTURE = re.compile(_JSON_STRING + r"|[\[\]{}]")
+_JSON_STRINGS = re.compile(_JSON_STRING)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 
 def json_depth_problem(text: str) -> tuple[int, int] | None:
     """(line, depth) where ``text`` first nests deeper than :data:`MAX_DEPTH`, or None.
 
-    A linear scan that skips strings, so the check itself cannot recurse.
+    Nothing here recurses. The fast path (C-speed string operations) strips
+    strings and everything but brackets, then peels innermost pairs at most
+    :data:`MAX_DEPTH` times: well-formed JSON within the limit is gone by then.
+    Anything left (too deep, or unbalanced) gets the exact scan, which finds
+    the line.
     """
     if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return None
+    brackets = _NOT_BRACKETS.sub("", _JSON_STRINGS.sub("", text))
+    for _ in range(MAX_DEPTH):
+        if not brackets:
+            return None
+        peeled = brackets.replace("[]", "").replace("{}", "")
+        if peeled == brackets:
+            break
+        brackets = peeled
+    if not brackets:
         return None
     depth = 0
     for match in _JSON_STRUCTURE.finditer(text):
@@ -221,6 +238,10 @@ def _finite_float(text: str) -> float:
     return value
 
 
+#: one decoder for every call (json.loads with hooks would build a new one each time)
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 class JsonTooDeep(ValueError):
     """JSON nested deeper than :data:`MAX_DEPTH`; ``line`` is where the limit was crossed."""
 
@@ -238,7 +259,7 @@ def strict_json(text: str) -> Any:
     deep = json_depth_problem(text)
     if deep is not None:
         raise JsonTooDeep(deep[0])
-    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    return _STRICT_DECODER.decode(text)
 
 
 def loads_json(text: str | bytes, *, file: str, first_line: int = 1) -> Any:

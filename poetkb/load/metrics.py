@@ -203,17 +203,25 @@ def open_stream(path: Path, shown: str, *, newline: str | None = None) -> TextIO
 
 
 def stream_lines(fh: TextIO, shown: str) -> Iterator[tuple[int, str]]:
-    """(line number, line) of a stream; a line longer than :data:`MAX_LINE` is an error, not a memory spike."""
-    number = 0
-    while True:
-        line = fh.readline(MAX_LINE + 1)
-        if not line:
-            return
-        number += 1
-        if len(line) > MAX_LINE:
-            raise InputError(f"line is longer than {MAX_LINE:,} characters", file=shown, line=number,
+    """(line number, line without its newline) of a stream, read in chunks.
+
+    A line longer than :data:`MAX_LINE` is an error, not a memory spike.
+    """
+    number, pending = 0, ""
+    while chunk := fh.read(_CHUNK):
+        lines = (pending + chunk).split("\n")
+        pending = lines.pop()
+        if len(pending) > MAX_LINE:
+            raise InputError(f"line is longer than {MAX_LINE:,} characters", file=shown, line=number + len(lines) + 1,
                              hint="metrics files hold one short record per line")
-        yield number, line
+        for line in lines:
+            number += 1
+            if len(line) > MAX_LINE:
+                raise InputError(f"line is longer than {MAX_LINE:,} characters", file=shown, line=number,
+                                 hint="metrics files hold one short record per line")
+            yield number, line
+    if pending:
+        yield number + 1, pending
 
 
 def _read_line_samples(path: Path, shown: str, sink: SampleSink, *, skip_header: bool) -> None:
