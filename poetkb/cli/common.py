@@ -100,7 +100,8 @@ def crash(ctx: click.Context | None, exc: BaseException) -> NoReturn:
 def main(ctx: click.Context, db_path: Path | None, debug: bool) -> None:
     """poetkb: obligations, evidence and release gates for risky changes.
 
-    Exit codes: 0 pass, 1 a gate or check failed, 2 bad input, 3 an internal error.
+    Exit codes: 0 pass, 1 a gate or check failed, 2 bad input, 3 an internal error
+    (141 when the reader of the output closed it early, as with `| head`).
     """
     ctx.ensure_object(dict)
     ctx.obj["db_path"] = db_path
