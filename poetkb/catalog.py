@@ -275,3 +275,4 @@ def load_catalog(root: Path | None = None) -> Catalog:
 
 
 import poetkb.gates.kinds  # noqa: E402,F401  (registers the check-kind validation; light: pydantic only)
+import poetkb.verify.claims  # noqa: E402,F401  (registers the claim -> probe check)

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "poetkb.cli.gate",
     "poetkb.cli.demo",
     "poetkb.cli.learn",
+    "poetkb.cli.verify",
 ]
 
 for _name in COMMAND_MODULES:
