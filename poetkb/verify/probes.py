@@ -112,7 +112,7 @@ class Probe(PoetModel):
     shows: NonEmptyStr
     config: NonEmptyStr
     #: small files written into the run directory first (name -> content), e.g. an HAProxy errorfile
-    files: dict[str, str] = Field(default_factory=dict)
+    files: dict[str, Annotated[str, StringConstraints(strip_whitespace=False)]] = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1, max_length=60)
 
 
