@@ -47,6 +47,15 @@ class IndexedDocument(PoetModel):
     anchors: dict[str, str | None] = Field(default_factory=dict)
     #: section -> keywords documented in it (HAProxy ``#4.2-retry-on`` anchors)
     keywords: dict[str, list[str]] = Field(default_factory=dict)
+    #: true when ``sections`` is the document's whole table of contents, not only the sections cited
+    complete: bool = False
+
+    def missing(self, what: str) -> str:
+        """How to say that ``what`` (a section or an anchor) is not known for this document."""
+        if self.complete:
+            return f"{what} does not exist in {self.title}"
+        return (f"{what} is not in the index of {self.title}; check the document and add it to "
+                f"{INDEX_FILE} if it exists")
 
 
 class ReferenceIndex(PoetModel):
@@ -120,14 +129,14 @@ def check_reference(doc: IndexedDocument, ref: Reference) -> list[str]:
                 known = doc.keywords.get(number)
                 hint = f"section {number} has no keyword {keyword!r}" if known is not None else \
                     f"section {number} holds no keywords in the index"
-                wrong.append(f"anchor #{fragment} does not exist in {doc.title}: {hint}")
+                wrong.append(f"{doc.missing(f'anchor #{fragment}')}: {hint}")
         elif fragment in doc.anchors:
             url_section = doc.anchors[fragment]
         else:
-            wrong.append(f"anchor #{fragment} does not exist in {doc.title}")
+            wrong.append(doc.missing(f"anchor #{fragment}"))
     for number in (cited_section, url_section, ref.section):
         if number and doc.sections and number not in doc.sections:
-            wrong.append(f"section {number} does not exist in {doc.title}")
+            wrong.append(doc.missing(f"section {number}"))
     if cited_section and url_section and cited_section != url_section:
         wrong.append(f"the title cites section {cited_section} but the link opens section {url_section}")
     number = cited_section or url_section
@@ -135,7 +144,7 @@ def check_reference(doc: IndexedDocument, ref: Reference) -> list[str]:
         indexed = doc.sections[number]
         if not _titles_agree(cited_title, indexed):
             wrong.append(f"section {number} of {doc.title} is {indexed!r}, not {cited_title.strip()!r}")
-    return wrong
+    return list(dict.fromkeys(wrong))
 
 
 def _references(catalog: Catalog) -> list[tuple[str, str, Reference]]:
