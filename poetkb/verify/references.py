@@ -134,16 +134,16 @@ def check_reference(doc: IndexedDocument, ref: Reference) -> list[str]:
             url_section = doc.anchors[fragment]
         else:
             wrong.append(doc.missing(f"anchor #{fragment}"))
-    for number in (cited_section, url_section, ref.section):
-        if number and doc.sections and number not in doc.sections:
-            wrong.append(doc.missing(f"section {number}"))
+    for cited in (cited_section, url_section, ref.section):
+        if cited and doc.sections and cited not in doc.sections:
+            wrong.append(doc.missing(f"section {cited}"))
     if cited_section and url_section and cited_section != url_section:
         wrong.append(f"the title cites section {cited_section} but the link opens section {url_section}")
-    number = cited_section or url_section
-    if number and number in doc.sections and cited_title and not wrong:
-        indexed = doc.sections[number]
+    shown = cited_section or url_section
+    if shown and shown in doc.sections and cited_title and not wrong:
+        indexed = doc.sections[shown]
         if not _titles_agree(cited_title, indexed):
-            wrong.append(f"section {number} of {doc.title} is {indexed!r}, not {cited_title.strip()!r}")
+            wrong.append(f"section {shown} of {doc.title} is {indexed!r}, not {cited_title.strip()!r}")
     return list(dict.fromkeys(wrong))
 
 

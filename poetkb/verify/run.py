@@ -63,6 +63,9 @@ def select(probes: ProbeSet, by_probe: dict[str, list[str]], *, claim: str | Non
                              hint="add a probe under knowledge/probes/ and name it in the claim's verified_by")
     if proxy is not None:
         chosen = [p for p in chosen if probes.probes[p].proxy == proxy]
+        if claim is not None and not chosen:
+            raise InputError(f"claim {claim!r} has no {proxy} probe", field="--proxy",
+                             hint="drop --proxy, or name a claim about this proxy")
     return chosen
 
 

@@ -27,7 +27,7 @@ from pydantic import Field
 from poetkb.demo import health, procs
 from poetkb.errors import EnvironmentProblem
 from poetkb.models import PoetModel
-from poetkb.verify.probes import Expect, Probe, ProbeRequest, Step
+from poetkb.verify.probes import Expect, Probe, ProbeRequest, Proxy, Step
 from poetkb.verify.render import render_config
 
 HOST = "127.0.0.1"
@@ -40,7 +40,7 @@ class ProbeResult(PoetModel):
     """The outcome of one probe on one proxy binary."""
 
     id: str
-    proxy: str
+    proxy: Proxy
     version: str | None = None
     passed: bool
     failures: list[str] = Field(default_factory=list)
@@ -355,7 +355,8 @@ def compare(expect: Expect, reply: Reply, saved: dict[str, tuple[int | None, str
     if needs_echo and reply.echo is None:
         return f"expected an answer from an upstream, got status {reply.status} with body {reply.body[:120]!r}"
     echo = reply.echo or {}
-    received = echo.get("headers") if isinstance(echo.get("headers"), dict) else {}
+    headers = echo.get("headers")
+    received: dict[str, Any] = headers if isinstance(headers, dict) else {}
     for name, value in expect.upstream_headers.items():
         actual = received.get(name.lower())
         if not _matches(value, actual):
