@@ -80,8 +80,34 @@ class CountStep(PoetModel):
     reset: bool = False
 
 
+class RemapStep(PoetModel):
+    """How many keys changed upstream between two rounds of saved requests (``before[i]`` vs ``after[i]``).
+
+    Keys that were on an upstream listed in ``ignore_from`` (the one taken away) are not counted.
+    """
+
+    before: list[NonEmptyStr] = Field(min_length=1)
+    after: list[NonEmptyStr] = Field(min_length=1)
+    ignore_from: list[Literal["a", "b", "c"]] = Field(default_factory=list)
+    moved_at_least: int | None = Field(default=None, ge=0)
+    moved_at_most: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _pairs(self) -> RemapStep:
+        if len(self.before) != len(self.after):
+            raise ValueError("`before` and `after` need the same number of labels")
+        return self
+
+
+class RuntimeStep(PoetModel):
+    """A command to HAProxy's runtime API (the frame opens ``{{run}}/admin.sock``), and what its answer holds."""
+
+    command: NonEmptyStr
+    reply_contains: str | None = None
+
+
 class Step(PoetModel):
-    """One step of a probe: exactly one of request, fault, sleep_s, counters."""
+    """One step of a probe: exactly one of request, fault, sleep_s, counters, remap, runtime."""
 
     request: ProbeRequest | None = None
     expect: Expect | None = None
@@ -91,12 +117,16 @@ class Step(PoetModel):
     fault: FaultStep | None = None
     sleep_s: float | None = Field(default=None, gt=0, le=5)
     counters: CountStep | None = None
+    remap: RemapStep | None = None
+    runtime: RuntimeStep | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> Step:
-        actions = [a for a in (self.request, self.fault, self.sleep_s, self.counters) if a is not None]
+        actions = [a for a in (self.request, self.fault, self.sleep_s, self.counters, self.remap, self.runtime)
+                   if a is not None]
         if len(actions) != 1:
-            raise ValueError("a step needs exactly one of `request`, `fault`, `sleep_s` or `counters`")
+            raise ValueError("a step needs exactly one of `request`, `fault`, `sleep_s`, `counters`, `remap` "
+                             "or `runtime`")
         if self.expect is not None and self.request is None:
             raise ValueError("`expect` belongs to a `request` step")
         return self

@@ -33,6 +33,7 @@ http {{
 HAPROXY_FRAME = """\
 global
     pidfile {run}/haproxy.pid
+    stats socket {run}/admin.sock level admin
 defaults
     mode http
     timeout connect 1s

@@ -27,7 +27,7 @@ from pydantic import Field
 from poetkb.demo import health, procs
 from poetkb.errors import EnvironmentProblem
 from poetkb.models import PoetModel
-from poetkb.verify.probes import Expect, Probe, ProbeRequest, Proxy, Step
+from poetkb.verify.probes import Expect, Probe, ProbeRequest, Proxy, RemapStep, RuntimeStep, Step
 from poetkb.verify.render import render_config
 
 HOST = "127.0.0.1"
@@ -176,7 +176,7 @@ def run_probe(probe: Probe, harness: Harness, binary: str, version: str | None =
         if not ok:
             failures.append(f"{probe.proxy} did not start: {_tail(log)} {_tail(run / 'error.log')}".strip())
         else:
-            failures = _run_steps(probe, harness, listen)
+            failures = _run_steps(probe, harness, listen, run)
     finally:
         if procs.owned(pid, harness.marker):
             procs.stop(pid, timeout=3.0)
@@ -190,16 +190,17 @@ def _tail(path: Path, lines: int = 4) -> str:
     return ""
 
 
-def _run_steps(probe: Probe, harness: Harness, listen: int) -> list[str]:
+def _run_steps(probe: Probe, harness: Harness, listen: int, run: Path) -> list[str]:
     saved: dict[str, tuple[int | None, str | None]] = {}
     for number, step in enumerate(probe.steps, start=1):
-        problem = _run_step(step, harness, listen, saved)
+        problem = _run_step(step, harness, listen, run, saved)
         if problem:
             return [f"step {number}: {problem}"]
     return []
 
 
-def _run_step(step: Step, harness: Harness, listen: int, saved: dict[str, tuple[int | None, str | None]]) -> str | None:
+def _run_step(step: Step, harness: Harness, listen: int, run: Path,
+              saved: dict[str, tuple[int | None, str | None]]) -> str | None:
     if step.sleep_s is not None:
         time.sleep(step.sleep_s)
         return None
@@ -212,6 +213,10 @@ def _run_step(step: Step, harness: Harness, listen: int, saved: dict[str, tuple[
         return None
     if step.counters is not None:
         return _check_counters(step, harness)
+    if step.remap is not None:
+        return _check_remap(step.remap, saved)
+    if step.runtime is not None:
+        return _runtime(step.runtime, run / "admin.sock")
     assert step.request is not None
     for attempt in range(step.repeat):
         try:
@@ -225,6 +230,42 @@ def _run_step(step: Step, harness: Harness, listen: int, saved: dict[str, tuple[
                 return f"{_what(step.request)}{where}: {problem}"
         if step.save:
             saved[step.save] = (_serial(reply), _upstream(reply))
+    return None
+
+
+def _runtime(step: RuntimeStep, sock_path: Path) -> str | None:
+    """Send one command to HAProxy's runtime API and check its answer."""
+    chunks: list[bytes] = []
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2.0)
+            sock.connect(str(sock_path))
+            sock.sendall(step.command.encode() + b"\n")
+            while sum(map(len, chunks)) < MAX_REPLY:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    except OSError as exc:
+        return f"runtime API: {step.command!r} failed: {exc}"
+    answer = b"".join(chunks).decode(errors="replace").strip()
+    if step.reply_contains is not None and step.reply_contains not in answer:
+        return f"runtime API: {step.command!r} answered {answer[:200]!r}, expected {step.reply_contains!r} in it"
+    return None
+
+
+def _check_remap(remap: RemapStep, saved: dict[str, tuple[int | None, str | None]]) -> str | None:
+    missing = [label for label in [*remap.before, *remap.after] if label not in saved]
+    if missing:
+        return f"no request was saved under {', '.join(missing)}"
+    pairs = [(saved[b][1], saved[a][1]) for b, a in zip(remap.before, remap.after, strict=True)]
+    counted = [(was, now) for was, now in pairs if was not in remap.ignore_from]
+    moved = sum(1 for was, now in counted if was != now)
+    where = f"{moved} of {len(counted)} keys moved to another upstream"
+    if remap.moved_at_least is not None and moved < remap.moved_at_least:
+        return f"{where}, expected at least {remap.moved_at_least}"
+    if remap.moved_at_most is not None and moved > remap.moved_at_most:
+        return f"{where}, expected at most {remap.moved_at_most}"
     return None
 
 
