@@ -114,6 +114,9 @@ class Step(PoetModel):
     save: str | None = None
     #: send the same request this many times, each reply checked against ``expect``
     repeat: int = Field(default=1, ge=1, le=40)
+    #: send the request this many times at once; ``statuses`` then counts the replies by status
+    parallel: int = Field(default=1, ge=1, le=16)
+    statuses: dict[int, int] = Field(default_factory=dict)
     fault: FaultStep | None = None
     sleep_s: float | None = Field(default=None, gt=0, le=5)
     counters: CountStep | None = None
@@ -129,6 +132,8 @@ class Step(PoetModel):
                              "or `runtime`")
         if self.expect is not None and self.request is None:
             raise ValueError("`expect` belongs to a `request` step")
+        if (self.parallel > 1) != bool(self.statuses):
+            raise ValueError("`parallel` requests are checked with `statuses` (status: how many), and only they are")
         return self
 
 

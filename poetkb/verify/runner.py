@@ -218,6 +218,8 @@ def _run_step(step: Step, harness: Harness, listen: int, run: Path,
     if step.runtime is not None:
         return _runtime(step.runtime, run / "admin.sock")
     assert step.request is not None
+    if step.parallel > 1:
+        return _parallel(step, step.request, listen)
     for attempt in range(step.repeat):
         try:
             reply = send(step.request, listen)
@@ -266,6 +268,25 @@ def _check_remap(remap: RemapStep, saved: dict[str, tuple[int | None, str | None
         return f"{where}, expected at least {remap.moved_at_least}"
     if remap.moved_at_most is not None and moved > remap.moved_at_most:
         return f"{where}, expected at most {remap.moved_at_most}"
+    return None
+
+
+def _parallel(step: Step, request: ProbeRequest, listen: int) -> str | None:
+    """Send ``step.parallel`` copies of the request at once and count the replies by status (0: no reply)."""
+    from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_: int) -> int:
+        try:
+            return send(request, listen).status
+        except (OSError, http.client.HTTPException):
+            return 0
+
+    with ThreadPoolExecutor(max_workers=step.parallel) as pool:
+        got = Counter(pool.map(one, range(step.parallel)))
+    if dict(got) != step.statuses:
+        return f"{_what(request)} x{step.parallel} at once: replies by status {dict(sorted(got.items()))}, " \
+               f"expected {dict(sorted(step.statuses.items()))}"
     return None
 
 
