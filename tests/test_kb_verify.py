@@ -147,3 +147,17 @@ def test_obligations_show_marks_claims_verified_or_unverified(kb_path: Path) -> 
     assert "verified: nginx proxy_cache: Since 1.19.3 the origin's stale-if-error is ignored" in out
     assert "[probe: nginx.cache.stale_if_error_ignored_on_500]" in out
     assert "unverified: haproxy max-age" in out
+
+
+def test_test_plans_mark_each_claim_verified_or_unverified(kb: object) -> None:
+    """A test plan lists the proxy behaviour each item relies on; claims without a probe read **unverified**."""
+    plan = kb.test_plan("Change the HAProxy cache max-age and cache-store rules", component="haproxy",  # type: ignore[attr-defined]
+                        top=8)
+    claims = [c for item in plan.items for c in item.claims]
+    assert claims and all(c.component == "haproxy" for c in claims)
+    text = plan.to_markdown()
+    assert "**Proxy behaviour relied on.**" in text
+    verified = [c for c in claims if c.verified_by]
+    unverified = [c for c in claims if not c.verified_by]
+    assert verified and f"- verified (haproxy `{verified[0].directive}`)" in text
+    assert unverified and f"- **unverified** (haproxy `{unverified[0].directive}`)" in text
