@@ -122,14 +122,16 @@ class Step(PoetModel):
     counters: CountStep | None = None
     remap: RemapStep | None = None
     runtime: RuntimeStep | None = None
+    #: a new configuration fragment for an NGINX probe, applied by a reload (SIGHUP)
+    reconfigure: str | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> Step:
-        actions = [a for a in (self.request, self.fault, self.sleep_s, self.counters, self.remap, self.runtime)
-                   if a is not None]
+        actions = [a for a in (self.request, self.fault, self.sleep_s, self.counters, self.remap, self.runtime,
+                               self.reconfigure) if a is not None]
         if len(actions) != 1:
-            raise ValueError("a step needs exactly one of `request`, `fault`, `sleep_s`, `counters`, `remap` "
-                             "or `runtime`")
+            raise ValueError("a step needs exactly one of `request`, `fault`, `sleep_s`, `counters`, `remap`, "
+                             "`runtime` or `reconfigure`")
         if self.expect is not None and self.request is None:
             raise ValueError("`expect` belongs to a `request` step")
         if (self.parallel > 1) != bool(self.statuses):
@@ -149,6 +151,14 @@ class Probe(PoetModel):
     #: small files written into the run directory first (name -> content), e.g. an HAProxy errorfile
     files: dict[str, Annotated[str, StringConstraints(strip_whitespace=False)]] = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1, max_length=60)
+
+    @model_validator(mode="after")
+    def _steps_fit_the_proxy(self) -> Probe:
+        if self.proxy != "nginx" and any(s.reconfigure is not None for s in self.steps):
+            raise ValueError("`reconfigure` steps reload NGINX; HAProxy probes use `runtime` commands")
+        if self.proxy != "haproxy" and any(s.runtime is not None for s in self.steps):
+            raise ValueError("`runtime` steps talk to HAProxy's runtime API; NGINX probes use `reconfigure`")
+        return self
 
 
 class ProbeRecord(PoetModel):

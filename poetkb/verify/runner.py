@@ -13,11 +13,14 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -34,6 +37,8 @@ HOST = "127.0.0.1"
 START_TIMEOUT = 5.0
 MAX_REPLY = 256 * 1024
 PROBE_HOST = "probe.test"
+#: time for the new workers of a reloaded NGINX to take over the listening socket
+RELOAD_SETTLE_S = 0.6
 
 
 class ProbeResult(PoetModel):
@@ -176,7 +181,7 @@ def run_probe(probe: Probe, harness: Harness, binary: str, version: str | None =
         if not ok:
             failures.append(f"{probe.proxy} did not start: {_tail(log)} {_tail(run / 'error.log')}".strip())
         else:
-            failures = _run_steps(probe, harness, listen, run)
+            failures = _run_steps(probe, harness, _Live(run=run, listen=listen, pid=pid, conf=conf))
     finally:
         if procs.owned(pid, harness.marker):
             procs.stop(pid, timeout=3.0)
@@ -190,17 +195,28 @@ def _tail(path: Path, lines: int = 4) -> str:
     return ""
 
 
-def _run_steps(probe: Probe, harness: Harness, listen: int, run: Path) -> list[str]:
+@dataclass(frozen=True)
+class _Live:
+    """The running proxy of one probe: its run directory, port, pid and configuration file."""
+
+    run: Path
+    listen: int
+    pid: int
+    conf: Path
+
+
+def _run_steps(probe: Probe, harness: Harness, live: _Live) -> list[str]:
     saved: dict[str, tuple[int | None, str | None]] = {}
     for number, step in enumerate(probe.steps, start=1):
-        problem = _run_step(step, harness, listen, run, saved)
+        problem = _run_step(step, harness, live, saved)
         if problem:
             return [f"step {number}: {problem}"]
     return []
 
 
-def _run_step(step: Step, harness: Harness, listen: int, run: Path,
+def _run_step(step: Step, harness: Harness, live: _Live,
               saved: dict[str, tuple[int | None, str | None]]) -> str | None:
+    listen, run = live.listen, live.run
     if step.sleep_s is not None:
         time.sleep(step.sleep_s)
         return None
@@ -217,6 +233,8 @@ def _run_step(step: Step, harness: Harness, listen: int, run: Path,
         return _check_remap(step.remap, saved)
     if step.runtime is not None:
         return _runtime(step.runtime, run / "admin.sock")
+    if step.reconfigure is not None:
+        return _reconfigure(step.reconfigure, harness, live)
     assert step.request is not None
     if step.parallel > 1:
         return _parallel(step, step.request, listen)
@@ -232,6 +250,22 @@ def _run_step(step: Step, harness: Harness, listen: int, run: Path,
                 return f"{_what(step.request)}{where}: {problem}"
         if step.save:
             saved[step.save] = (_serial(reply), _upstream(reply))
+    return None
+
+
+def _reconfigure(fragment: str, harness: Harness, live: _Live) -> str | None:
+    """Rewrite an NGINX probe's configuration and reload it (SIGHUP to the master), as an operator would."""
+    try:
+        config = render_config("nginx", fragment, harness.placeholders(live.run, live.listen))
+    except KeyError as exc:
+        return f"reconfigure: {exc.args[0]}"
+    live.conf.write_text(config, encoding="utf-8")
+    if not procs.alive(live.pid):
+        return "reconfigure: nginx is no longer running"
+    os.kill(live.pid, signal.SIGHUP)
+    time.sleep(RELOAD_SETTLE_S)
+    if not procs.alive(live.pid):
+        return f"reconfigure: nginx exited on reload: {_tail(live.run / 'error.log')}"
     return None
 
 
