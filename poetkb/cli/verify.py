@@ -45,7 +45,9 @@ def kb_verify(source: Path | None, claim: str | None, proxy: str | None, record:
     else:
         for result in report.results:
             mark = "ok  " if result.passed else "FAIL"
-            click.echo(f"{mark} {result.proxy} {result.version}  {result.id}  ({result.seconds:.1f}s)")
+            moved = result.recorded_version is not None and result.recorded_version != result.version
+            note = f"  [recorded on {result.recorded_version}; --record to update]" if moved and result.passed else ""
+            click.echo(f"{mark} {result.proxy} {result.version}  {result.id}  ({result.seconds:.1f}s){note}")
             for failure in result.failures:
                 click.echo(f"       {failure}")
             if not result.passed:
