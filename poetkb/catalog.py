@@ -328,3 +328,5 @@ def load_catalog(root: Path | None = None) -> Catalog:
 
 
 import poetkb.gates.kinds  # noqa: E402,F401  (registers the check-kind validation; light: pydantic only)
+import poetkb.verify.claims  # noqa: E402,F401  (registers the claim -> probe check)
+import poetkb.verify.references  # noqa: E402,F401  (registers the cited-section check)
