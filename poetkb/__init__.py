@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "load_catalog": "poetkb.catalog",
     "check_catalog": "poetkb.catalog",
     "Check": "poetkb.models",
+    "Claim": "poetkb.models",
     "Component": "poetkb.models",
     "Directive": "poetkb.models",
     "EvidenceRequirement": "poetkb.models",
@@ -96,6 +97,7 @@ if TYPE_CHECKING:
     from poetkb.learn.models import LearnReport, LearnSummary
     from poetkb.models import (
         Check,
+        Claim,
         Component,
         Directive,
         EvidenceRequirement,

@@ -6,6 +6,13 @@ A catalog is a directory with ``obligations/*.yaml``, ``knowledge/packs/*.yaml``
 validates every item with the pydantic models, then checks cross references,
 and reports *all* problems at once with file, line and field. Only a catalog
 with no problems reaches the store.
+
+Catalog files may come from anywhere, so discovery lists every entry whose name
+looks like a catalog file and reading goes through :mod:`poetkb.safefile`: an
+empty file, a FIFO, a socket, a dangling link or a file over
+:data:`~poetkb.safefile.CATALOG_FILE_LIMIT` is a problem naming the file (never
+skipped silently, never a hang). YAML aliases are refused and nesting is
+limited (:mod:`poetkb.yamlfile`).
 """
 
 from __future__ import annotations
@@ -19,10 +26,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from poetkb import safefile
 from poetkb.errors import CatalogError, InputError, Problem
 from poetkb.legacy import convert_legacy_obligation, is_legacy_obligation
 from poetkb.models import Component, FailureMode, LearnedPattern, MappingRule, Obligation, Recipe
-from poetkb.yamlfile import LineDict, load_with_lines, problems_from_validation
+from poetkb.yamlfile import LineDict, loads_json, parse_yaml, problems_from_validation
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -72,25 +80,45 @@ def shipped_catalog_root() -> Path:
 
 
 def catalog_files(root: Path) -> Iterator[tuple[str, Path]]:
-    """Yield (section, path) for every catalog file below ``root``, in a stable order."""
+    """Yield (section, path) for every entry below ``root`` named like a catalog file, in a stable order.
+
+    Nothing is filtered by kind here: FIFOs, dangling links and directories
+    named ``*.yaml`` are yielded too, so that reading reports them.
+    """
     for section in CATALOG_DIRS:
         directory = root / section
         if not directory.is_dir():
             continue
-        pattern = ("*.json",) if section == "knowledge/learned" else ("*.yaml", "*.yml")
-        files = sorted({p for pat in pattern for p in directory.glob(pat) if p.is_file()})
-        for path in files:
-            yield section, path
+        suffixes = (".json",) if section == "knowledge/learned" else (".yaml", ".yml")
+        try:
+            names = sorted(entry.name for entry in os.scandir(directory) if entry.name.endswith(suffixes))
+        except OSError:
+            continue
+        for name in names:
+            yield section, directory / name
+
+
+def read_catalog_bytes(path: Path, *, display: str | None = None) -> bytes:
+    """The bytes of one catalog file: a regular file of at most CATALOG_FILE_LIMIT bytes (else InputError)."""
+    return safefile.read_bytes(path, limit=safefile.CATALOG_FILE_LIMIT, display=display)
+
+
+def _digest_file(digest: Any, root: Path, path: Path, data: bytes | None) -> None:
+    digest.update(path.relative_to(root).as_posix().encode())
+    digest.update(b"\0")
+    digest.update(data if data is not None else b"\0unreadable\0")
+    digest.update(b"\0")
 
 
 def fingerprint(root: Path) -> str:
     """A hash of every catalog file's name and bytes: changes whenever the catalog does."""
     digest = hashlib.sha256()
     for _, path in catalog_files(root):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(path.read_bytes())
-        digest.update(b"\0")
+        try:
+            data: bytes | None = read_catalog_bytes(path)
+        except InputError:
+            data = None
+        _digest_file(digest, root, path, data)
     return digest.hexdigest()
 
 
@@ -115,19 +143,22 @@ class _Loader:
                 f"no obligations/ directory in {self.root}",
                 hint="point --from at a catalog directory holding obligations/, knowledge/ and mappings/",
             )
+        digest = hashlib.sha256()
         for section, path in catalog_files(self.root):
             shown = self.display(path)
             self.relative[shown] = path.relative_to(self.root).as_posix()
+            raw: bytes | None = None
             try:
-                data = load_with_lines(path, display=shown)
+                raw = read_catalog_bytes(path, display=shown)
+                data = _parse_catalog_file(path, raw, shown)
             except InputError as exc:
                 self.problems.append(Problem(file=shown, line=exc.line, field=None, message=_strip_where(exc)))
                 continue
-            if data is None:
-                continue
+            finally:
+                _digest_file(digest, self.root, path, raw)
             self.read_file(section, shown, data)
         self.check_references()
-        self.catalog.fingerprint = fingerprint(self.root)
+        self.catalog.fingerprint = digest.hexdigest()
         return self.catalog
 
     def read_file(self, section: str, shown: str, data: Any) -> None:
@@ -253,6 +284,21 @@ def register_catalog_check(func: Callable[[Catalog], list[Problem]]) -> Callable
     return func
 
 
+def _parse_catalog_file(path: Path, raw: bytes, shown: str) -> Any:
+    """Parse one catalog file's bytes; an empty file (or one with only comments) is a problem."""
+    if not raw.strip():
+        raise InputError("file is empty", file=shown, hint="write the catalog entries, or delete the file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError("file is not UTF-8 text", file=shown, hint="save it as UTF-8") from exc
+    data = loads_json(text, file=shown) if path.suffix == ".json" else parse_yaml(text, file=shown, aliases=False)
+    if data is None:
+        raise InputError("file holds no YAML document (only comments?)", file=shown,
+                         hint="write the catalog entries, or delete the file")
+    return data
+
+
 def _as_list(data: dict[str, Any], key: str) -> list[Any]:
     value = data.get(key)
     if value is None:
@@ -282,3 +328,5 @@ def load_catalog(root: Path | None = None) -> Catalog:
 
 
 import poetkb.gates.kinds  # noqa: E402,F401  (registers the check-kind validation; light: pydantic only)
+import poetkb.verify.claims  # noqa: E402,F401  (registers the claim -> probe check)
+import poetkb.verify.references  # noqa: E402,F401  (registers the cited-section check)

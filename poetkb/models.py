@@ -58,6 +58,27 @@ class Check(PoetModel):
     evidence: list[EvidenceKind] = Field(default_factory=list)
 
 
+class Claim(PoetModel):
+    """A behaviour claim about a proxy directive, with the probes that check it on the real binary.
+
+    ``statement`` says exactly what the proxy does; ``verified_by`` names probes
+    under ``knowledge/probes/`` that ``poet kb verify`` runs against NGINX or
+    HAProxy on loopback. A claim with no probe is *unverified*, and says so
+    wherever it is shown.
+    """
+
+    id: EntityId
+    component: EntityId
+    directive: NonEmptyStr
+    statement: NonEmptyStr
+    verified_by: list[EntityId] = Field(default_factory=list)
+
+    @property
+    def status(self) -> Literal["verified", "unverified"]:
+        """``verified`` when at least one probe checks the claim, else ``unverified``."""
+        return "verified" if self.verified_by else "unverified"
+
+
 class Directive(PoetModel):
     """A concrete configuration directive of one component, with what it should be set to."""
 
@@ -106,6 +127,8 @@ class Obligation(PoetModel):
     related: list[ObligationId] = Field(default_factory=list)
     tags: list[EntityId] = Field(default_factory=list)
     keywords: list[NonEmptyStr] = Field(default_factory=list)
+    #: behaviour claims its statement, checks or assumptions make about a proxy directive
+    claims: list[Claim] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -150,6 +173,8 @@ class Recipe(PoetModel):
     steps: list[NonEmptyStr] = Field(default_factory=list)
     directives: list[Directive] = Field(default_factory=list)
     references: list[Reference] = Field(default_factory=list)
+    #: behaviour claims its steps and directive notes make
+    claims: list[Claim] = Field(default_factory=list)
 
 
 class MappingRule(PoetModel):
@@ -169,6 +194,8 @@ class MappingRule(PoetModel):
     failure_modes: list[EntityId] = Field(default_factory=list)
     weight: float = Field(default=1.0, gt=0.0, le=1.0)
     why: str = ""
+    #: behaviour claims ``why`` makes about the directive (defaults, what counts, what is ignored)
+    claims: list[Claim] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _needs_a_matcher(self) -> MappingRule:

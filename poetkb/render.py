@@ -51,6 +51,13 @@ def obligation_text(kb: KnowledgeBase, ob: Obligation) -> str:
     if ob.assumptions:
         lines.append("Assumptions:")
         lines += [f"  - {a}" for a in ob.assumptions]
+    recipe_claims = [c for recipe in kb.recipes(obligation=ob.id) for c in recipe.claims]
+    claims = list({c.id: c for c in [*ob.claims, *recipe_claims]}.values())
+    if claims:
+        lines.append("Proxy behaviour relied on (verified by a probe run by `poet kb verify`, or unverified):")
+        for claim in claims:
+            probe = f" [probe: {', '.join(claim.verified_by)}]" if claim.verified_by else ""
+            lines.append(f"  - {claim.status}: {claim.component} {claim.directive}: {claim.statement}{probe}")
     if ob.references:
         lines.append("References:")
         lines += [f"  - {r.title}{' <' + r.url + '>' if r.url else ''}" for r in ob.references]

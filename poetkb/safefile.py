@@ -17,9 +17,11 @@ Errors are :class:`~poetkb.errors.InputError` naming the file and what to do.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from pathlib import Path
+from typing import TextIO
 
 from poetkb.errors import InputError
 
@@ -59,6 +61,70 @@ def is_within(path: Path, root: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _open_regular(path: Path, *, limit: int, root: Path | None, shown: str) -> int:
+    """Open ``path`` without blocking; return a blocking fd of a regular file of at most ``limit`` bytes."""
+    if root is not None and not is_within(path.resolve(), root.resolve()):
+        raise InputError("file lies outside the directory being read (a link out?)", file=shown,
+                         hint="only files inside the directory are read")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as exc:
+        raise InputError("file does not exist (or is a dangling link)", file=shown) from exc
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror}", file=shown) from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"not a regular file ({_kind(info.st_mode)})", file=shown,
+                             hint="only regular files are read")
+        if info.st_size > limit:
+            raise InputError(f"file is {info.st_size:,} bytes, over the limit of {limit:,}", file=shown,
+                             hint="split it, or pass a smaller file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class _BoundedReader(io.RawIOBase):
+    """A raw file that refuses to deliver more than ``limit`` bytes (a file growing while it is streamed)."""
+
+    def __init__(self, fd: int, limit: int, shown: str) -> None:
+        super().__init__()
+        self._fd, self._limit, self._shown, self._total = fd, limit, shown, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = os.read(self._fd, len(buffer))
+        self._total += len(data)
+        if self._total > self._limit:
+            raise InputError(f"file grew past the limit of {self._limit:,} bytes while being read", file=self._shown)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+def open_text(path: Path, *, limit: int, root: Path | None = None, display: str | None = None,
+              newline: str | None = None) -> TextIO:
+    """Open a regular file of at most ``limit`` bytes for streaming UTF-8 reads (large metrics files).
+
+    The same checks as :func:`read_bytes` happen before anything is read, and
+    the stream stops with an error if the file grows past ``limit``. Reading
+    text that is not UTF-8 raises ``UnicodeDecodeError``; callers name the file.
+    """
+    shown = display or str(path)
+    fd = _open_regular(path, limit=limit, root=root, shown=shown)
+    return io.TextIOWrapper(io.BufferedReader(_BoundedReader(fd, limit, shown)), encoding="utf-8",
+                            newline=newline)
 
 
 def read_bytes(path: Path, *, limit: int, root: Path | None = None, display: str | None = None) -> bytes:

@@ -32,10 +32,31 @@ class PoetGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            closed_pipe()
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - the one place a crash becomes exit 3
             crash(ctx, exc)
+
+
+#: exit code when the reader of our output went away (`poet ... | head`): the shell's code for SIGPIPE
+EXIT_CLOSED_PIPE = 141
+
+
+def closed_pipe() -> NoReturn:
+    """The reader of standard output closed it: stop quietly, as a command killed by SIGPIPE would.
+
+    Standard output is pointed at /dev/null first, so the flush at exit does not raise again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
+    sys.exit(EXIT_CLOSED_PIPE)
 
 
 def fail(exc: PoetError) -> NoReturn:
@@ -79,7 +100,8 @@ def crash(ctx: click.Context | None, exc: BaseException) -> NoReturn:
 def main(ctx: click.Context, db_path: Path | None, debug: bool) -> None:
     """poetkb: obligations, evidence and release gates for risky changes.
 
-    Exit codes: 0 pass, 1 a gate or check failed, 2 bad input, 3 an internal error.
+    Exit codes: 0 pass, 1 a gate or check failed, 2 bad input, 3 an internal error
+    (141 when the reader of the output closed it early, as with `| head`).
     """
     ctx.ensure_object(dict)
     ctx.obj["db_path"] = db_path

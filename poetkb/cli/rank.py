@@ -27,9 +27,9 @@ def read_diff_option(value: str | None) -> str | Path | None:
     if value is None:
         return None
     if value == "-":
-        from poetkb.rank.change import decode_diff
+        from poetkb.rank.change import read_diff_stream
 
-        return decode_diff(sys.stdin.buffer.read(), "<stdin>")
+        return read_diff_stream(sys.stdin.buffer, "<stdin>")
     return Path(value)
 
 

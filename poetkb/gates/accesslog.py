@@ -11,9 +11,12 @@ number: evaluators turn them into an ``error`` verdict rather than guess.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from poetkb.yamlfile import strict_json
 
 #: our name -> names edges use for it, first match wins
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -140,12 +143,15 @@ def _int(value: Any) -> int | None:
 
 
 def _float(value: Any) -> float | None:
+    """A finite number from a log field; NaN, Infinity and text that is not a number give None."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    try:
-        return float(str(value).strip())
-    except (TypeError, ValueError):
-        return None
+        number = float(value)
+    else:
+        try:
+            number = float(str(value).strip())
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return number if math.isfinite(number) else None
 
 
 def _split(value: Any) -> list[Any]:
@@ -239,15 +245,17 @@ def _parse_line(raw_line: bytes, number: int, parsed: ParsedLog) -> None:
         parsed.other += 1
         return
     try:
-        obj = json.loads(text.decode("utf-8", errors="strict"))
+        decoded = text.decode("utf-8", errors="strict")
     except UnicodeDecodeError:
         parsed.problems.append(LogProblem(number, "not UTF-8 text"))
         return
+    try:
+        obj = strict_json(decoded)
     except json.JSONDecodeError as exc:
         parsed.problems.append(LogProblem(number, f"not valid JSON ({exc.msg} at column {exc.colno})"))
         return
-    except RecursionError:
-        parsed.problems.append(LogProblem(number, "JSON nested too deeply"))
+    except ValueError as exc:  # too deep, NaN, Infinity, a number beyond a double, an integer of 5000 digits
+        parsed.problems.append(LogProblem(number, f"not valid JSON ({exc})"))
         return
     if not isinstance(obj, dict):
         parsed.problems.append(LogProblem(number, f"expected a JSON object, got {type(obj).__name__}"))

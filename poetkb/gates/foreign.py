@@ -11,7 +11,6 @@ one :class:`Foreign` bundle that every selected check is judged against.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from poetkb.gates.models import EvidenceFile
 from poetkb.gates.probes import body_record, headers_dict
 from poetkb.gates.records import HttpExchange, HttpRequestRecord, HttpResponseRecord
 from poetkb.safefile import EVIDENCE_FILE_LIMIT, read_bytes
+from poetkb.yamlfile import loads_json, strict_json
 
 MAX_FILES = 200
 #: all files of one evaluation together (each is also bounded on its own)
@@ -53,8 +53,9 @@ class Foreign:
         return ev
 
 
-def _har_exchanges(data: dict[str, Any], shown: str) -> list[HttpExchange]:
-    entries = data.get("log", {}).get("entries")
+def _har_exchanges(data: Any, shown: str) -> list[HttpExchange]:
+    log = data.get("log") if isinstance(data, dict) else None
+    entries = log.get("entries") if isinstance(log, dict) else None
     if not isinstance(entries, list):
         raise InputError("HAR file has no log.entries list", file=shown)
     out = []
@@ -78,7 +79,7 @@ def _har_exchanges(data: dict[str, Any], shown: str) -> list[HttpExchange]:
             else:
                 exchange.error, exchange.error_type = str(resp.get("_error") or "no response"), "NoResponse"
             out.append(exchange)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(f"HAR entry {n} is malformed: {type(exc).__name__}: {exc}", file=shown,
                              field=f"log.entries[{n - 1}]") from exc
     return out
@@ -94,8 +95,8 @@ def _classify(path: Path, data: bytes) -> str:
     if head.startswith("{"):
         first = head.split("\n", 1)[0]
         try:
-            obj = json.loads(first)
-        except (ValueError, RecursionError):
+            obj = strict_json(first)
+        except ValueError:
             obj = None
         if isinstance(obj, dict) and "request" in obj and ("seq" in obj or "step" in obj):
             return "captures"
@@ -151,12 +152,7 @@ def load_foreign(paths: list[Path]) -> Foreign:
         total += len(data)
         kind = _classify(path, data)
         if kind == "har":
-            try:
-                parsed_har = json.loads(data.decode("utf-8"))
-            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-                raise InputError(f"HAR file is not valid JSON: {str(exc)[:200]}", file=shown) from exc
-            if not isinstance(parsed_har, dict):
-                raise InputError("HAR file is not a JSON object", file=shown)
+            parsed_har = loads_json(data, file=shown)  # InputError names the file and line
             bundle.exchanges.extend(_har_exchanges(parsed_har, shown))
         elif kind == "captures":
             for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):

@@ -81,7 +81,7 @@ class HttpExchange(PoetModel):
             return None
         try:
             value = json.loads(self.response.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python can follow
             return None
         return value if isinstance(value, dict) else None
 

@@ -211,6 +211,15 @@ def record_baseline(db: sqlite_utils.Database, service: str, scenario: str, summ
 
 
 def _decode(row: dict[str, Any]) -> Baseline:
-    summary = MetricsSummary.model_validate(json.loads(row["summary"]))
+    from pydantic import ValidationError
+
+    from poetkb.errors import StoreError
+
+    try:
+        summary = MetricsSummary.model_validate(json.loads(row["summary"]))
+    except (ValueError, TypeError, ValidationError) as exc:
+        raise StoreError(f"the stored baseline of {row.get('service')}/{row.get('scenario')} is damaged "
+                         f"({str(exc).splitlines()[0][:120]})",
+                         hint="record a new baseline from a passing run (`poet interpret --baseline auto`)") from exc
     return Baseline(service=row["service"], scenario=row["scenario"], recorded_at=row["recorded_at"],
                     source=row["source"], profile_fingerprint=row.get("profile_fingerprint") or "", summary=summary)

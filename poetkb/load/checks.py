@@ -8,6 +8,7 @@ which field), never as a pass; a check that cannot be evaluated as configured
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -313,6 +314,10 @@ def evaluate_check(kind: str, params: dict[str, Any] | None, summary: MetricsSum
         return "error", {}, {}, f"unknown load check kind {kind!r}; known: {', '.join(CHECK_KINDS)}"
     if not isinstance(summary, MetricsSummary):
         return "error", {}, {}, f"expected a MetricsSummary, got {type(summary).__name__}"
+    for key, value in (params or {}).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            return ("error", {}, {key: str(value)},
+                    f"check parameter {key} is {value}; NaN and Infinity are not thresholds, write a finite number")
     wanted = (params or {}).get("scenario")
     if wanted and summary.scenario and summary.scenario != wanted:
         return ("no-evidence", {"scenario": summary.scenario}, {"scenario": wanted},

@@ -100,20 +100,25 @@ def append_record(path: str | Path, record: dict[str, Any]) -> None:
 
 
 def read_log(path: str | Path, *, strict: bool = True) -> Iterator[dict[str, Any]]:
-    """The records of a log, streamed; a damaged line is an error naming it (or skipped if not ``strict``)."""
+    """The records of a log, streamed (a regular file, bounded lines); a damaged line is an error naming it
+    (or skipped if not ``strict``)."""
+    from poetkb import safefile
+    from poetkb.load.metrics import stream_lines
+    from poetkb.yamlfile import loads_json
+
     target = Path(path)
-    try:
-        fh = target.open(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read the evidence log: {exc.strerror}", file=target) from exc
+    fh = safefile.open_text(target, limit=1 << 34, display=str(target))
     with fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                if strict:
-                    raise InputError("damaged record (not complete JSON)", file=target, line=number) from None
-                continue
-            yield record
+        try:
+            for number, line in stream_lines(fh, str(target)):
+                if not line.strip():
+                    continue
+                try:
+                    record = loads_json(line, file=str(target), first_line=number)
+                except InputError:
+                    if strict:
+                        raise InputError("damaged record (not complete JSON)", file=target, line=number) from None
+                    continue
+                yield record
+        except UnicodeDecodeError:
+            raise InputError("the evidence log is not UTF-8 text", file=target) from None

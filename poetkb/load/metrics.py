@@ -12,21 +12,29 @@
 
 Readers stream: large files are read line by line (or chunk by chunk) and raw
 samples are kept as compact doubles, then reduced to exact percentiles and a
-bounded reservoir (:data:`RESERVOIR_SIZE`) for statistical tests. Every problem
-is an :class:`~poetkb.errors.InputError` naming the file, the line or field,
-and what to do.
+bounded reservoir (:data:`RESERVOIR_SIZE`) for statistical tests. Files are
+opened through :mod:`poetkb.safefile`: regular files only, the size checked
+before reading (:data:`STREAM_LIMIT` for streamed files, :data:`JSON_LIMIT`
+for JSON documents read whole) and lines at most :data:`MAX_LINE` long.
+
+Numbers are checked for sense: NaN and Infinity are refused everywhere, as are
+negative latencies, counts and rates, error rates outside 0..1 and percentiles
+out of order (p50 <= p90 <= p95 <= p99). Every problem is an
+:class:`~poetkb.errors.InputError` naming the file, the line or field, and
+what to do: a summary that cannot be trusted never reaches an SLO check or a
+baseline.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import random
 from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TextIO
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from poetkb.errors import InputError
 from poetkb.load.profile import SLO
@@ -43,6 +51,14 @@ METRIC_FIELDS = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "error_rate", "throughp
 RESERVOIR_SIZE = 5000
 _RESERVOIR_SEED = 20240601
 _CHUNK = 1 << 20
+#: largest streamed metrics file (raw samples, k6 --out json, Locust CSV)
+STREAM_LIMIT = 1 << 30
+#: largest JSON summary, read whole
+JSON_LIMIT = 64 << 20
+#: longest line of a streamed file
+MAX_LINE = 1 << 20
+#: a latency in ms: finite (the models refuse NaN and Infinity) and not negative
+Latency = Annotated[float, Field(ge=0)]
 KNOWN_FORMATS_TEXT = ("a simple JSON/CSV summary (p95_ms, error_rate, ...), a k6 summary (--summary-export or "
                       "handleSummary JSON), k6 --out json, a Locust stats CSV, or raw latency samples "
                       "(one number per line, or a JSON list)")
@@ -62,16 +78,26 @@ class PhaseMetrics(PoetModel):
     requests: int | None = Field(default=None, ge=0)
     duration_s: float | None = Field(default=None, ge=0)
 
+    @model_validator(mode="after")
+    def _percentiles_in_order(self) -> PhaseMetrics:
+        present = [(name, value) for name in ("p50_ms", "p90_ms", "p95_ms", "p99_ms")
+                   if (value := getattr(self, name)) is not None]
+        for (low, low_value), (high, high_value) in zip(present, present[1:], strict=False):
+            if high_value < low_value:
+                raise ValueError(f"percentiles out of order: {high} ({high_value:g}) is below {low} "
+                                 f"({low_value:g}); a higher percentile cannot be faster")
+        return self
+
 
 class SeriesPoint(PoetModel):
     """One point of a time series (seconds from the start of the run)."""
 
-    t_s: float
-    p95_ms: float | None = None
-    error_rate: float | None = None
-    throughput_rps: float | None = None
-    cpu_percent: float | None = None
-    memory_percent: float | None = None
+    t_s: float = Field(ge=0)
+    p95_ms: float | None = Field(default=None, ge=0)
+    error_rate: float | None = Field(default=None, ge=0, le=1)
+    throughput_rps: float | None = Field(default=None, ge=0)
+    cpu_percent: float | None = Field(default=None, ge=0)
+    memory_percent: float | None = Field(default=None, ge=0)
 
 
 class MetricsSummary(PhaseMetrics):
@@ -84,8 +110,8 @@ class MetricsSummary(PhaseMetrics):
     slo: SLO | None = Field(default=None, description="The SLOs the run was planned against, if it recorded them.")
     phases: dict[str, PhaseMetrics] = Field(default_factory=dict)
     series: list[SeriesPoint] = Field(default_factory=list)
-    sample_count: int = 0
-    samples_ms: list[float] = Field(default_factory=list, description="Uniform reservoir of raw latencies, ms.")
+    sample_count: int = Field(default=0, ge=0)
+    samples_ms: list[Latency] = Field(default_factory=list, description="Uniform reservoir of raw latencies, ms.")
     notes: list[str] = Field(default_factory=list)
 
     def metrics_for(self, phase: str | None) -> PhaseMetrics | None:
@@ -101,7 +127,7 @@ class _SummaryFile(PhaseMetrics):
     slo: SLO | None = None
     phases: dict[str, PhaseMetrics] = Field(default_factory=dict)
     series: list[SeriesPoint] = Field(default_factory=list)
-    samples_ms: list[float] = Field(default_factory=list)
+    samples_ms: list[Latency] = Field(default_factory=list)
 
 
 # -- samples ------------------------------------------------------------------------------------
@@ -144,14 +170,63 @@ def _number(token: str, *, file: str, line: int) -> float:
         shown = token if len(token) <= 40 else token[:40] + "..."
         raise InputError(f"{shown!r} is not a number; raw samples are latencies in ms, one per line or a JSON "
                          "list", file=file, line=line) from None
-    if value != value or value in (float("inf"), float("-inf")) or value < 0:
-        raise InputError(f"{token!r} is not a usable latency (negative, NaN or infinite)", file=file, line=line)
+    return checked_latency(value, file=file, line=line, shown=token)
+
+
+def finite_number(text: str, *, file: str, line: int | None = None, field: str | None = None) -> float:
+    """The number in ``text``; not a number, NaN or Infinity is an InputError naming where it is."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"{text[:40]!r} is not a number", file=file, line=line, field=field) from None
+    if not math.isfinite(value):
+        raise InputError(f"{text[:40]!r} is not a finite number (NaN and Infinity are refused)", file=file,
+                         line=line, field=field, hint="write the measured value")
     return value
 
 
+def checked_latency(value: float, *, file: str, line: int | None = None, field: str | None = None,
+                    shown: Any = None) -> float:
+    """``value`` if it is a usable latency (finite, not negative), else an InputError naming where it is."""
+    if not math.isfinite(value) or value < 0:
+        text = str(shown if shown is not None else value)[:40]
+        raise InputError(f"{text!r} is not a usable latency (negative, NaN or infinite)", file=file, line=line,
+                         field=field, hint="latencies are milliseconds, 0 or more")
+    return value
+
+
+def open_stream(path: Path, shown: str, *, newline: str | None = None) -> TextIO:
+    """Open a metrics file for streaming: a regular file, at most :data:`STREAM_LIMIT` bytes."""
+    from poetkb import safefile
+
+    return safefile.open_text(path, limit=STREAM_LIMIT, display=shown, newline=newline)
+
+
+def stream_lines(fh: TextIO, shown: str) -> Iterator[tuple[int, str]]:
+    """(line number, line without its newline) of a stream, read in chunks.
+
+    A line longer than :data:`MAX_LINE` is an error, not a memory spike.
+    """
+    number, pending = 0, ""
+    while chunk := fh.read(_CHUNK):
+        lines = (pending + chunk).split("\n")
+        pending = lines.pop()
+        if len(pending) > MAX_LINE:
+            raise InputError(f"line is longer than {MAX_LINE:,} characters", file=shown, line=number + len(lines) + 1,
+                             hint="metrics files hold one short record per line")
+        for line in lines:
+            number += 1
+            if len(line) > MAX_LINE:
+                raise InputError(f"line is longer than {MAX_LINE:,} characters", file=shown, line=number,
+                                 hint="metrics files hold one short record per line")
+            yield number, line
+    if pending:
+        yield number + 1, pending
+
+
 def _read_line_samples(path: Path, shown: str, sink: SampleSink, *, skip_header: bool) -> None:
-    with path.open(encoding="utf-8") as fh:
-        for number, raw in enumerate(fh, start=1):
+    with open_stream(path, shown) as fh:
+        for number, raw in stream_lines(fh, shown):
             text = raw.strip()
             if not text or text.startswith("#") or (skip_header and number == 1):
                 continue
@@ -161,7 +236,7 @@ def _read_line_samples(path: Path, shown: str, sink: SampleSink, *, skip_header:
 def _read_json_list_samples(path: Path, shown: str, sink: SampleSink) -> None:
     """Stream a JSON list of numbers chunk by chunk, without loading the file."""
     line, pending, opened, closed = 1, "", False, False
-    with path.open(encoding="utf-8") as fh:
+    with open_stream(path, shown) as fh:
         while chunk := fh.read(_CHUNK):
             if closed and chunk.strip():
                 raise InputError("text after the closing ']' of the sample list", file=shown, line=line)
@@ -177,6 +252,9 @@ def _read_json_list_samples(path: Path, shown: str, sink: SampleSink) -> None:
                     raise InputError("text after the closing ']' of the sample list", file=shown, line=line)
             parts = (pending + chunk).split(",")
             pending = "" if closed else parts.pop()
+            if len(pending) > 4096:
+                raise InputError("an entry of the sample list is longer than any number", file=shown, line=line,
+                                 hint="write a JSON list of numbers, or one number per line")
             for part in parts:
                 if part.strip():
                     sink.add(_number(part.strip(), file=shown, line=line))
@@ -200,16 +278,19 @@ def summary_from_samples(sink: SampleSink, *, source: str, fmt: MetricsFormat = 
 
 
 # -- simple summaries ---------------------------------------------------------------------------
-def _summary_json(data: dict[str, Any], path: Path, shown: str) -> MetricsSummary:
+def _summary_json(data: dict[str, Any], text: str, shown: str) -> MetricsSummary:
     try:
         parsed = _SummaryFile.model_validate(data)
     except ValidationError as exc:
         from poetkb.load.profile import json_with_lines
         from poetkb.yamlfile import problems_from_validation
 
-        lined = json_with_lines(path, data) if path.stat().st_size < 5_000_000 else data
+        lined = json_with_lines(text, data, file=shown) if len(text) < 5_000_000 else data
         problems = problems_from_validation(exc, lined, file=shown)
         p = problems[0]
+        if exc.errors()[0].get("type") == "finite_number":
+            p = type(p)(file=p.file, line=p.line, field=p.field,
+                        message="NaN and Infinity are not measurements; write a finite number")
         if exc.errors()[0].get("type") == "extra_forbidden":
             import difflib
 
@@ -276,16 +357,15 @@ def _summary_csv(rows: Iterator[list[str]], header: list[str], shown: str) -> Me
         for key, text in record.items():
             if key in ("phase", "scenario") or text == "" or text.upper() == "N/A":
                 continue
-            try:
-                converted[key] = int(float(text)) if key == "requests" else float(text)
-            except ValueError:
-                raise InputError(f"{text!r} is not a number", file=shown, line=number, field=key) from None
+            value = finite_number(text, file=shown, line=number, field=key)
+            converted[key] = int(value) if key == "requests" else value
         scenario = record.get("scenario") or scenario
         try:
             metrics = PhaseMetrics(**converted)
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise InputError(err["msg"], file=shown, line=number, field=".".join(map(str, err["loc"]))) from None
+            raise InputError(str(err["msg"]).removeprefix("Value error, "), file=shown, line=number,
+                             field=".".join(map(str, err["loc"])) or None) from None
         phase = (record.get("phase") or "").strip()
         if phase.lower() in _WHOLE_RUN:
             whole = metrics.model_dump(exclude_none=True)
@@ -297,41 +377,61 @@ def _summary_csv(rows: Iterator[list[str]], header: list[str], shown: str) -> Me
 # -- entry point --------------------------------------------------------------------------------
 def _first_text(path: Path, shown: str) -> str:
     try:
-        with path.open(encoding="utf-8") as fh:
+        with open_stream(path, shown) as fh:
             head = fh.read(4096)
     except UnicodeDecodeError:
         raise InputError("file is not UTF-8 text; metrics files are JSON, CSV or plain text", file=shown) from None
-    except OSError as exc:
-        raise InputError(f"cannot read metrics file: {exc.strerror}", file=shown) from None
     if not head.strip():
         raise InputError(f"file is empty; expected {KNOWN_FORMATS_TEXT}", file=shown,
                          hint="check that the load test finished and wrote its results")
     return head
 
 
-def _load_json(path: Path, shown: str) -> Any:
-    with path.open(encoding="utf-8") as fh:
-        text = fh.read()
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.pos >= len(text.rstrip()):
-            raise InputError("the JSON ends before it is complete: the file is truncated", file=shown,
-                             line=exc.lineno, hint="re-run the export, or wait until the load tool has "
-                             "finished writing") from None
-        raise InputError(f"malformed JSON: {exc.msg}", file=shown, line=exc.lineno) from None
+def _load_json(path: Path, shown: str) -> tuple[Any, str]:
+    """The JSON document of ``path`` (read whole, bounded) and its text."""
+    from poetkb import safefile
+    from poetkb.yamlfile import loads_json
+
+    text = safefile.read_text(path, limit=JSON_LIMIT, display=shown)
+    return loads_json(text, file=shown), text
 
 
 def read_metrics(path: str | Path) -> MetricsSummary:
-    """Read a load-test result file in any supported format (see the module docstring)."""
+    """Read a load-test result file in any supported format (see the module docstring).
+
+    Whatever the format, the result is bad input (an InputError naming the
+    file and field) or a summary whose every number passed the checks above.
+    """
+    target = Path(path)
+    shown = str(path)
+    if not target.exists() and not target.is_symlink():
+        raise InputError("no such metrics file", file=shown, hint="pass the file your load test wrote")
+    try:
+        return _read_metrics(target, shown)
+    except ValidationError as exc:
+        raise invalid_summary(exc, shown) from None
+    except UnicodeDecodeError:
+        raise InputError("file is not UTF-8 text; metrics files are JSON, CSV or plain text", file=shown) from None
+
+
+def invalid_summary(exc: ValidationError, shown: str) -> InputError:
+    """One InputError for a summary whose numbers fail the model's checks, naming the first bad field."""
+    errors = exc.errors()
+    err = errors[0]
+    field = ".".join(str(p) for p in err.get("loc", ())) or None
+    message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    if err.get("type") == "finite_number":
+        message = "NaN and Infinity are not measurements; write a finite number"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return InputError(message + more, file=shown, field=field,
+                      hint="the summary is refused: fix or regenerate the file")
+
+
+def _read_metrics(target: Path, shown: str) -> MetricsSummary:
     import csv
 
     from poetkb.load import metrics_tools
 
-    target = Path(path)
-    shown = str(path)
-    if not target.is_file():
-        raise InputError("no such metrics file", file=shown, hint="pass the file your load test wrote")
     head = _first_text(target, shown)
     first = head.lstrip()[0]
     if first == "[":
@@ -343,17 +443,17 @@ def read_metrics(path: str | Path) -> MetricsSummary:
         stream = metrics_tools.k6_stream_record(first_line)
         if stream:
             return metrics_tools.read_k6_stream(target, shown)
-        data = _load_json(target, shown)
+        data, text = _load_json(target, shown)
         if isinstance(data, dict) and isinstance(data.get("metrics"), dict):
             return metrics_tools.read_k6_summary(data, shown)
         if isinstance(data, dict):
-            return _summary_json(data, target, shown)
+            return _summary_json(data, text, shown)
         raise InputError(f"unknown metrics format; expected {KNOWN_FORMATS_TEXT}", file=shown)
     header_line = head.lstrip().split("\n", 1)[0]
     if "," in header_line:
-        with target.open(encoding="utf-8", newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader)
+        with open_stream(target, shown, newline="") as fh:
+            reader = csv_rows(csv.reader(fh), shown)
+            header = next(reader, [])
             if not header:
                 header = next(reader, [])
             names = {h.strip() for h in header}
@@ -362,7 +462,7 @@ def read_metrics(path: str | Path) -> MetricsSummary:
             lowered = {n.lower() for n in names}
             if lowered & (set(METRIC_FIELDS) | {"metric"}):
                 return _summary_csv(reader, header, shown)
-            if not _is_number(header[0]) and len(header) > 1:
+            if header and not _is_number(header[0]) and len(header) > 1:
                 raise InputError(f"unknown CSV format (columns: {', '.join(header[:8])}); expected "
                                  f"{KNOWN_FORMATS_TEXT}", file=shown, line=1)
     token = header_line.strip().split(",")[0].strip()
@@ -372,6 +472,21 @@ def read_metrics(path: str | Path) -> MetricsSummary:
         return summary_from_samples(sink, source=shown)
     raise InputError(f"unknown metrics format (first line: {header_line.strip()[:60]!r}); expected "
                      f"{KNOWN_FORMATS_TEXT}", file=shown, line=1)
+
+
+def csv_rows(reader: Any, shown: str) -> Iterator[list[str]]:
+    """Rows of a csv reader; a malformed row (NUL byte, endless field) is an InputError naming the line."""
+    import csv
+
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InputError(f"malformed CSV: {exc}", file=shown, line=reader.line_num,
+                             hint="pass the CSV file the load tool wrote, unedited") from None
+        yield row
 
 
 def _is_number(text: str) -> bool:
@@ -413,4 +528,7 @@ def merge(summaries: Iterable[MetricsSummary]) -> MetricsSummary:
             base["sample_count"], base["samples_ms"] = extra["sample_count"], extra["samples_ms"]
         base["notes"] = [*base["notes"], *extra["notes"]]
     base["source"] = " + ".join(s.source for s in items)
-    return MetricsSummary.model_validate(base)
+    try:
+        return MetricsSummary.model_validate(base)
+    except ValidationError as exc:
+        raise invalid_summary(exc, base["source"]) from None

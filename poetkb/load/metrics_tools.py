@@ -12,12 +12,12 @@ Phases: the k6 scripts poetkb generates record ``poet_phase_<name>_duration``
 
 from __future__ import annotations
 
-import json
+import math
 import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic import ValidationError
 
@@ -28,9 +28,14 @@ from poetkb.load.metrics import (
     PhaseMetrics,
     SampleSink,
     SeriesPoint,
+    checked_latency,
+    finite_number,
+    open_stream,
+    stream_lines,
     summary_from_samples,
 )
 from poetkb.load.profile import SLO
+from poetkb.yamlfile import loads_json
 
 _PHASE_METRIC = re.compile(r"^poet_phase_(?P<phase>[a-z0-9_]+)_(?P<kind>duration|failed|reqs)$")
 
@@ -40,10 +45,15 @@ def _phase_name(metric_part: str) -> str:
 
 
 # -- k6 end-of-test summary ---------------------------------------------------------------------
+def _num(value: Any) -> TypeGuard[int | float]:
+    """True for a JSON number (not a bool); the JSON reader has already refused NaN and Infinity."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _trend(values: dict[str, Any]) -> dict[str, float | None]:
     def pick(*keys: str) -> float | None:
         for key in keys:
-            if isinstance(values.get(key), int | float):
+            if _num(values.get(key)):
                 return float(values[key])
         return None
 
@@ -54,11 +64,11 @@ def _trend(values: dict[str, Any]) -> dict[str, float | None]:
 def _rate(values: dict[str, Any]) -> float | None:
     """A k6 Rate metric: ``rate`` (handleSummary) or ``value`` (--summary-export), else passes/(passes+fails)."""
     for key in ("rate", "value"):
-        if isinstance(values.get(key), int | float):
+        if _num(values.get(key)):
             return float(values[key])
     passes, fails = values.get("passes"), values.get("fails")
-    if isinstance(passes, int) and isinstance(fails, int) and passes + fails:
-        return passes / (passes + fails)
+    if _num(passes) and _num(fails) and passes >= 0 and fails >= 0 and passes + fails:
+        return float(passes / (passes + fails))
     return None
 
 
@@ -92,14 +102,14 @@ def read_k6_summary(data: dict[str, Any], shown: str) -> MetricsSummary:
         notes.append("the k6 summary has no http_req_failed metric, so no error rate")
     reqs = values("http_reqs")
     if reqs is not None:
-        fields["requests"] = int(reqs["count"]) if isinstance(reqs.get("count"), int | float) else None
-        fields["throughput_rps"] = float(reqs["rate"]) if isinstance(reqs.get("rate"), int | float) else None
+        fields["requests"] = int(reqs["count"]) if _num(reqs.get("count")) else None
+        fields["throughput_rps"] = float(reqs["rate"]) if _num(reqs.get("rate")) else None
     dropped = values("dropped_iterations")
-    if dropped and dropped.get("count"):
+    if dropped and _num(dropped.get("count")) and dropped["count"]:
         notes.append(f"k6 dropped {int(dropped['count'])} iterations: the generator could not keep the arrival "
                      "rate (raise maxVUs or use more generator hosts); latencies may be understated")
     state = data.get("state")
-    if isinstance(state, dict) and isinstance(state.get("testRunDurationMs"), int | float):
+    if isinstance(state, dict) and _num(state.get("testRunDurationMs")):
         fields["duration_s"] = round(state["testRunDurationMs"] / 1000, 3)
     phases: dict[str, dict[str, Any]] = {}
     for name in metrics:
@@ -112,15 +122,17 @@ def read_k6_summary(data: dict[str, Any], shown: str) -> MetricsSummary:
             phase.update({k: v for k, v in _trend(vals).items() if v is not None})
         elif match["kind"] == "failed":
             phase["error_rate"] = _rate(vals)
-        elif isinstance(vals.get("count"), int | float):
+        elif _num(vals.get("count")):
             phase["requests"] = int(vals["count"])
     poet: dict[str, Any] = data["poet"] if isinstance(data.get("poet"), dict) else {}
-    windows = {p["name"]: p for p in poet.get("phases", []) if isinstance(p, dict) and "name" in p}
+    listed: list[Any] = poet["phases"] if isinstance(poet.get("phases"), list) else []
+    windows = {p["name"]: p for p in listed if isinstance(p, dict) and isinstance(p.get("name"), str)}
+    scale = float(poet["time_scale"]) if _num(poet.get("time_scale")) and poet["time_scale"] > 0 else 1.0
     for name, phase in phases.items():
         window = windows.get(name)
-        if window and phase.get("requests") and window.get("end_s", 0) > window.get("start_s", 0):
-            span = (window["end_s"] - window["start_s"]) * float(poet.get("time_scale", 1) or 1)
-            phase["throughput_rps"] = round(phase["requests"] / span, 3)
+        start, end = (window.get("start_s"), window.get("end_s")) if window else (None, None)
+        if phase.get("requests") and _num(start) and _num(end) and end > start:
+            phase["throughput_rps"] = round(phase["requests"] / ((end - start) * scale), 3)
     slo = None
     if isinstance(poet.get("slo"), dict):
         try:
@@ -128,7 +140,8 @@ def read_k6_summary(data: dict[str, Any], shown: str) -> MetricsSummary:
         except ValidationError:
             notes.append("the SLOs recorded in the summary are not valid; give the profile to judge it")
     return MetricsSummary(
-        source=shown, format=fmt, scenario=poet.get("scenario"), notes=notes, slo=slo,
+        source=shown, format=fmt, notes=notes, slo=slo,
+        scenario=poet.get("scenario") if isinstance(poet.get("scenario"), str) else None,
         service=poet.get("service") if isinstance(poet.get("service"), str) else None,
         phases={k: PhaseMetrics(**v) for k, v in phases.items()},
         **{k: v for k, v in fields.items() if v is not None},
@@ -139,8 +152,8 @@ def read_k6_summary(data: dict[str, Any], shown: str) -> MetricsSummary:
 def k6_stream_record(line: str) -> dict[str, Any] | None:
     """The first record of a k6 ``--out json`` stream, or None if ``line`` is not one."""
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
+        record = loads_json(line, file="<first line>")
+    except InputError:
         return None
     if isinstance(record, dict) and record.get("type") in ("Metric", "Point") and "metric" in record:
         return record
@@ -162,23 +175,21 @@ def read_k6_stream(path: Path, shown: str) -> MetricsSummary:
     phase_sinks: dict[str, SampleSink] = {}
     failed = total = 0
     first = last = None
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
+    with open_stream(path, shown) as fh:
+        for number, line in stream_lines(fh, shown):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                raise InputError("line is not complete JSON (a truncated k6 --out json file?)", file=shown,
-                                 line=number) from None
+            record = loads_json(line, file=shown, first_line=number)
             if not isinstance(record, dict) or record.get("type") != "Point":
                 continue
-            metric, data = record.get("metric"), record.get("data") or {}
+            metric, data = record.get("metric"), record.get("data")
+            if not isinstance(data, dict):
+                continue
             value = data.get("value")
-            if not isinstance(value, int | float):
+            if not _num(value):
                 continue
             if metric == "http_req_duration":
-                sink.add(float(value))
+                sink.add(checked_latency(float(value), file=shown, line=number, field="data.value"))
                 stamp = _k6_time(data.get("time"))
                 if stamp is not None:
                     first = stamp if first is None else min(first, stamp)
@@ -187,7 +198,8 @@ def read_k6_stream(path: Path, shown: str) -> MetricsSummary:
                 total += 1
                 failed += 1 if value else 0
             elif isinstance(metric, str) and (m := _PHASE_METRIC.match(metric)) and m["kind"] == "duration":
-                phase_sinks.setdefault(_phase_name(m["phase"]), SampleSink()).add(float(value))
+                phase_sinks.setdefault(_phase_name(m["phase"]), SampleSink()).add(
+                    checked_latency(float(value), file=shown, line=number, field="data.value"))
     if not len(sink):
         raise InputError("the k6 output has no http_req_duration points", file=shown,
                          field="http_req_duration", hint="check the test made HTTP requests")
@@ -206,10 +218,7 @@ def _cell(row: dict[str, str], key: str, *, shown: str, line: int) -> float | No
     text = (row.get(key) or "").strip()
     if text in ("", "N/A"):
         return None
-    try:
-        return float(text)
-    except ValueError:
-        raise InputError(f"{text!r} is not a number", file=shown, line=line, field=key) from None
+    return finite_number(text, file=shown, line=line, field=key)
 
 
 def read_locust_csv(reader: Iterator[list[str]], header: list[str], shown: str) -> MetricsSummary:

@@ -24,11 +24,18 @@ HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 #: latency percentiles a profile can set SLOs for, in ascending order
 PERCENTILES = ("p50", "p95", "p99")
+#: sanity ceilings: far above any real service, low enough that plans built from them stay finite
+MAX_RPS = 10_000_000.0
+MAX_BURST_FACTOR = 1000.0
+MAX_LATENCY_MS = 86_400_000.0
+MAX_WEIGHT = 1_000_000.0
 
 
 def _rate(value: float, what: str) -> float:
     if value < 0:
         raise ValueError(f"{what} must not be negative (got {value:g}); give requests per second, 0 or more")
+    if value > MAX_RPS:
+        raise ValueError(f"{what} of {value:g} requests per second is beyond any service (limit {MAX_RPS:,.0f})")
     return value
 
 
@@ -67,6 +74,8 @@ class Traffic(PoetModel):
     def _burst(cls, value: float) -> float:
         if value < 1:
             raise ValueError(f"burst_factor must be 1 or more (got {value:g}); 2 means bursts reach twice the peak")
+        if value > MAX_BURST_FACTOR:
+            raise ValueError(f"burst_factor {value:g} is beyond any real burst (limit {MAX_BURST_FACTOR:g})")
         return value
 
     @property
@@ -77,9 +86,9 @@ class Traffic(PoetModel):
 class LatencySLO(PoetModel):
     """Latency objectives in milliseconds; each percentile is optional but at least one is required."""
 
-    p50: float | None = Field(default=None, gt=0, description="Median latency SLO, ms.")
-    p95: float | None = Field(default=None, gt=0, description="95th percentile latency SLO, ms.")
-    p99: float | None = Field(default=None, gt=0, description="99th percentile latency SLO, ms.")
+    p50: float | None = Field(default=None, gt=0, le=MAX_LATENCY_MS, description="Median latency SLO, ms.")
+    p95: float | None = Field(default=None, gt=0, le=MAX_LATENCY_MS, description="95th percentile latency SLO, ms.")
+    p99: float | None = Field(default=None, gt=0, le=MAX_LATENCY_MS, description="99th percentile latency SLO, ms.")
 
     @field_validator("p95")
     @classmethod
@@ -153,7 +162,8 @@ class Endpoint(PoetModel):
     path: NonEmptyStr = Field(description="Path, with {name} placeholders for path parameters.")
     method: HttpMethod = "GET"
     critical: bool = False
-    weight: float | None = Field(default=None, gt=0, description="Share of real traffic (any unit; normalised).")
+    weight: float | None = Field(default=None, gt=0, le=MAX_WEIGHT,
+                                 description="Share of real traffic (any unit; normalised).")
     body: dict[str, Any] | list[Any] | str | None = Field(default=None, description="Request body to send (JSON).")
 
     @field_validator("method", mode="before")
@@ -279,28 +289,24 @@ def parse_profile(data: Any, *, source: str = "<profile>") -> ServiceProfile:
 
 
 def load_profile(path: str | Path) -> ServiceProfile:
-    """Read and validate a service profile from a YAML or JSON file."""
+    """Read and validate a service profile from a YAML or JSON file (bounded, depth- and alias-limited)."""
     from poetkb.yamlfile import load_with_lines
 
     target = Path(path)
-    if not target.is_file():
+    if not target.exists() and not target.is_symlink():
         raise InputError("no such profile file", file=target,
                          hint="pass the path of a service profile (see docs/examples/profiles/)")
-    data = load_with_lines(target)
-    if target.suffix == ".json":
-        data = json_with_lines(target, data)
+    data = load_with_lines(target, json_lines=True)
     return parse_profile(data, source=str(target))
 
 
-def json_with_lines(path: Path, data: Any) -> Any:
-    """Re-read valid JSON with the YAML line loader (JSON is YAML) so messages can name lines."""
-    import yaml
-
-    from poetkb.yamlfile import _LineLoader
+def json_with_lines(text: str, data: Any, *, file: str) -> Any:
+    """Re-read valid JSON ``text`` with the YAML line loader (JSON is YAML) so messages can name lines."""
+    from poetkb.yamlfile import parse_yaml
 
     try:
-        lined = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506 - a SafeLoader
-    except yaml.YAMLError:
+        lined = parse_yaml(text, file=file)
+    except InputError:
         return data
     return lined if lined == data else data
 

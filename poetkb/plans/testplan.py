@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from poetkb.models import Check, Directive, EvidenceRequirement, PoetModel
+from poetkb.models import Check, Claim, Directive, EvidenceRequirement, Obligation, PoetModel
 from poetkb.rank.change import ChangeSummary
 from poetkb.rank.explain import LearnedTest
 
@@ -40,6 +40,7 @@ class ExerciseRecipe(PoetModel):
     title: str
     steps: list[str] = Field(default_factory=list)
     directives: list[Directive] = Field(default_factory=list)
+    claims: list[Claim] = Field(default_factory=list)
 
 
 class TestPlanItem(PoetModel):
@@ -66,6 +67,8 @@ class TestPlanItem(PoetModel):
     learned_tests_total: int = 0
     safe_in_prod: bool = False
     assumptions: list[str] = Field(default_factory=list)
+    #: proxy behaviour the item relies on, each verified by a probe or marked unverified
+    claims: list[Claim] = Field(default_factory=list)
 
 
 class TestPlan(PoetModel):
@@ -117,8 +120,18 @@ def _exercise(kb: KnowledgeBase, obligation_id: str, component: str | None) -> t
     out = []
     for recipe in recipes:
         directives = [d for d in recipe.directives if component is None or d.component == component]
-        out.append(ExerciseRecipe(id=recipe.id, title=recipe.title, steps=recipe.steps, directives=directives))
+        claims = [c for c in recipe.claims if component is None or c.component == component]
+        out.append(ExerciseRecipe(id=recipe.id, title=recipe.title, steps=recipe.steps, directives=directives,
+                                  claims=claims))
     return out, note
+
+
+def _claims(ob: Obligation, exercise: list[ExerciseRecipe], component: str | None) -> list[Claim]:
+    """The obligation's claims, then those of the recipes it is exercised with, for the plan's component."""
+    found = [c for c in ob.claims if component is None or c.component == component]
+    for recipe in exercise:
+        found += recipe.claims
+    return list({c.id: c for c in found}.values())
 
 
 def build_test_plan(
@@ -148,7 +161,7 @@ def build_test_plan(
             evidence=ob.evidence, checks=ob.checks, pass_criteria=ob.pass_criteria,
             gate_command=gate_command([ob.id]), learned_tests=ranked.why.learned_tests,
             learned_tests_total=ranked.why.learned_tests_total, safe_in_prod=ob.safe_in_prod,
-            assumptions=ob.assumptions,
+            assumptions=ob.assumptions, claims=_claims(ob, exercise, target),
         ))
     return TestPlan(
         title=f"Test plan: {change_title(summary)}",

@@ -17,13 +17,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from pydantic import Field, PrivateAttr
 
 from poetkb.errors import InputError
 from poetkb.models import PoetModel
-from poetkb.rank.diff import DiffLine, FileDiff, looks_like_diff, parse_unified_diff
+from poetkb.rank.diff import MAX_DIFF_BYTES, DiffLine, FileDiff, looks_like_diff, parse_unified_diff
 
 FileKind = Literal["nginx", "haproxy", "code", "config", "docs", "other"]
 
@@ -160,15 +160,39 @@ class ChangeSummary(PoetModel):
 
 
 def read_diff_file(path: Path | str) -> tuple[str, str]:
-    """Read a diff file (``-`` is not handled here); return (text, display name) or raise InputError."""
+    """Read a diff file (``-`` is not handled here); return (text, display name) or raise InputError.
+
+    Only a regular file is read, and its size is checked against
+    :data:`~poetkb.rank.diff.MAX_DIFF_BYTES` before reading (``/dev/zero`` or a
+    FIFO is refused at once); use :func:`read_diff_stream` for standard input.
+    """
+    from poetkb import safefile
+
     shown = str(path)
+    target = Path(path)
+    if not target.exists() and not target.is_symlink():
+        raise InputError("no such diff file", file=shown, hint="pass the path of a unified diff")
     try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError as exc:
-        raise InputError("no such diff file", file=shown, hint="pass the path of a unified diff") from exc
-    except OSError as exc:
-        raise InputError(f"cannot read the diff: {exc.strerror}", file=shown) from exc
+        data = safefile.read_bytes(target, limit=MAX_DIFF_BYTES, display=shown)
+    except InputError as exc:
+        raise InputError(_strip_file(exc), file=shown,
+                         hint="pass a unified diff saved to a file, or feed it on standard input with --diff -"
+                         ) from exc
     return decode_diff(data, shown), shown
+
+
+def read_diff_stream(stream: BinaryIO, name: str = "<stdin>") -> str:
+    """Read a diff from a stream (standard input), at most MAX_DIFF_BYTES: an endless stream is refused."""
+    data = stream.read(MAX_DIFF_BYTES + 1)
+    if len(data) > MAX_DIFF_BYTES:
+        raise InputError(f"the diff is larger than {MAX_DIFF_BYTES // 1_000_000} MB", file=name,
+                         hint="rank one change at a time: pass the diff of a single commit or pull request")
+    return decode_diff(data, name)
+
+
+def _strip_file(exc: InputError) -> str:
+    prefix = f"{exc.file}: " if exc.file else ""
+    return exc.message[len(prefix):] if prefix and exc.message.startswith(prefix) else exc.message
 
 
 def decode_diff(data: bytes, name: str) -> str:
