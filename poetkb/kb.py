@@ -64,7 +64,7 @@ def open(path: str | Path | None = None, *, create: bool = True) -> KnowledgeBas
                 f"no knowledge base at {target}", path=target, hint=f"build one with `poet kb build --db {target}`"
             )
         store.build(load_catalog(shipped_catalog_root()), target, source=SHIPPED)
-        return KnowledgeBase(target)
+        return KnowledgeBase(target)._fit_derived()
     kb = KnowledgeBase(target)
     meta = kb.meta()
     if meta.get("catalog_source") == SHIPPED:
@@ -72,7 +72,7 @@ def open(path: str | Path | None = None, *, create: bool = True) -> KnowledgeBas
         if meta.get("catalog_fingerprint") != fingerprint(root):
             kb.close()
             store.build(load_catalog(root), target, source=SHIPPED)
-            kb = KnowledgeBase(target)
+            kb = KnowledgeBase(target)._fit_derived()
     return kb
 
 
@@ -115,7 +115,15 @@ class KnowledgeBase:
         store.build(catalog, self.path, source=SHIPPED if source is None else str(root.resolve()))
         self.db = store.connect(self.path)
         self._graph = None
+        self._fit_derived()
         return self.stats()
+
+    def _fit_derived(self) -> KnowledgeBase:
+        """Fit what ranking derives from the content (stored in the file), so no query pays for it after a build."""
+        from poetkb.rank.cache import prepare
+
+        prepare(self)
+        return self
 
     # -- catalog reads ---------------------------------------------------------------------------
     def obligations(

@@ -95,7 +95,7 @@ def kb_build(ctx: click.Context, source: Path | None, db_path: Path | None) -> N
     root = source or shipped_catalog_root()
     catalog = load_catalog(root)
     store.build(catalog, Path(target), source=SHIPPED if source is None else str(root.resolve()))
-    with KnowledgeBase(Path(target)) as built:
+    with KnowledgeBase(Path(target))._fit_derived() as built:
         stats = built.stats()
     counts = stats.counts
     click.echo(

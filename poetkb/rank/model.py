@@ -1,21 +1,22 @@
 """The ranking model derived from a knowledge base: a fitted TF-IDF index and a graph spread table.
 
 Building it is the expensive part of ranking, so it is done once per knowledge
-base content and cached (see :mod:`poetkb.rank.cache`):
+base content, when the knowledge base is built, and kept in the file (see
+:mod:`poetkb.rank.cache`):
 
-- **Text.** scikit-learn's ``TfidfVectorizer`` is fitted over the catalog's
+- **Text.** :class:`poetkb.text.TfidfIndex` is fitted over the catalog's
   obligations, failure modes and recipes and every learned test pattern, with
-  :func:`poetkb.rank.text.analyze` as analyzer. The fitted vocabulary, idf
-  weights and document vectors are kept as an inverted index, so a query is
-  vectorised and compared without importing scikit-learn again.
+  :func:`poetkb.text.analyze` as analyzer. The fitted vocabulary, idf weights
+  and document vectors are kept as an inverted index in flat arrays, so a
+  query is vectorised and compared in pure Python, with nothing to fit.
 - **Graph.** networkx walks the knowledge graph from every failure mode,
   learned pattern, mapping rule and recipe to the obligations that guard,
   exercise or map them (and one ``related_to`` hop further), keeping the
   strongest path to each. A matched failure mode then lends its match to the
   obligations that guard it, with the path as the explanation.
 
-The model is plain data (lists and dicts) so it serialises to JSON: no pickle,
-nothing executable is ever read back from a knowledge base file.
+The model is plain data (lists, dicts and typed arrays) so it serialises to
+JSON: no pickle, nothing executable is ever read back from a knowledge base file.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from poetkb.rank.text import analyze, analyze_with_surface
+from poetkb.text import TfidfIndex, analyze, analyze_with_surface, weigh
 
 if TYPE_CHECKING:
     from poetkb.kb import KnowledgeBase
 
 #: bump when the model's layout or the analyzer changes, so old caches are ignored
-MODEL_VERSION = 4
+MODEL_VERSION = 5
 
 #: how much of a seed's strength reaches an obligation over each kind of edge
 SPREAD = {
@@ -45,9 +46,6 @@ SPREAD = {
 }
 #: paths weaker than this are not kept
 MIN_SPREAD = 0.2
-
-DOC_KINDS = ("obligation", "failure_mode", "recipe", "pattern")
-
 
 @dataclass
 class RankModel:
@@ -155,10 +153,7 @@ class RankModel:
 
     def vectorize(self, text: str) -> dict[str, float]:
         """The TF-IDF vector of ``text`` (sublinear tf, l2-normalised), as the fitted vectorizer computes it."""
-        counts = Counter(t for t in analyze(text) if t in self._term_index)
-        weights = {t: (1.0 + math.log(n)) * self.idf[self._term_index[t]] for t, n in counts.items()}
-        norm = math.sqrt(sum(w * w for w in weights.values()))
-        return {t: w / norm for t, w in weights.items()} if norm else {}
+        return weigh(Counter(analyze(text)), self.idf_of)
 
 
 _ARRAYS = ("idf", "offsets", "post_docs", "post_weights")
@@ -202,8 +197,6 @@ def _rows(kb: KnowledgeBase, table: str) -> list[dict[str, Any]]:
 
 def build_model(kb: KnowledgeBase, digest: str) -> RankModel:
     """Fit the text index and compute the graph spread table for ``kb`` (seconds on 10,000 patterns)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     model = RankModel(digest=digest)
     texts: list[str] = []
     obligations = _rows(kb, "obligations")
@@ -229,20 +222,14 @@ def build_model(kb: KnowledgeBase, digest: str) -> RankModel:
         if data["kind"] != "test_pattern":
             model.rules.append(data)
             model.labels[f"rule:{data['id']}"] = data.get("why") or data["id"]
-    if texts:
-        vectorizer = TfidfVectorizer(analyzer=analyze, sublinear_tf=True, norm="l2", smooth_idf=True)
-        try:
-            matrix = vectorizer.fit_transform(texts).tocsc()
-        except ValueError:  # no document has a single word: rank by rules alone
-            texts = []
-    if texts:
-        for term, column in sorted(vectorizer.vocabulary_.items()):
-            start, end = matrix.indptr[column], matrix.indptr[column + 1]
-            model.terms.append(term)
-            model.idf.append(float(vectorizer.idf_[column]))
-            model.post_docs.extend(int(i) for i in matrix.indices[start:end])
-            model.post_weights.extend(float(w) for w in matrix.data[start:end])
-            model.offsets.append(len(model.post_docs))
+    index = TfidfIndex.fit(analyze(text) for text in texts)
+    for term, idf, posting in zip(index.terms, index.idf, index.postings(), strict=True):
+        model.terms.append(term)
+        model.idf.append(idf)
+        model.post_docs.extend(doc for doc, _ in posting)
+        model.post_weights.extend(weight for _, weight in posting)
+        model.offsets.append(len(model.post_docs))
+    if model.terms:  # no document with a single word: rank by rules alone
         model.surface = _surface_forms(texts, set(model.terms))
     for row in kb.db.query(
         "select dst, count(*) as n from edges where kind = 'learned_from' group by dst order by dst"
