@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import StringConstraints
@@ -11,9 +10,6 @@ from pydantic import StringConstraints
 OBLIGATION_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 #: Failure modes, recipes, rules and components: lowercase words joined by dots, dashes or underscores.
 ENTITY_ID_PATTERN = r"^[a-z][a-z0-9_]*([.\-][a-z0-9_]+)*$"
-
-OBLIGATION_ID_RE = re.compile(OBLIGATION_ID_PATTERN)
-ENTITY_ID_RE = re.compile(ENTITY_ID_PATTERN)
 
 ObligationId = Annotated[str, StringConstraints(pattern=OBLIGATION_ID_PATTERN)]
 EntityId = Annotated[str, StringConstraints(pattern=ENTITY_ID_PATTERN)]

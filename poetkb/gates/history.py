@@ -44,13 +44,3 @@ def runs(db: sqlite_utils.Database, *, limit: int = 20) -> list[dict[str, Any]]:
     if "gate_runs" not in db.table_names():
         return []
     return list(db.query("select * from gate_runs order by started_at desc, run_id desc limit ?", [limit]))
-
-
-def last_verdicts(db: sqlite_utils.Database, obligation_id: str, *, limit: int = 10) -> list[dict[str, Any]]:
-    """An obligation's verdicts in the latest runs, newest first."""
-    if "gate_results" not in db.table_names():
-        return []
-    return list(db.query(
-        "select r.run_id, r.started_at, r.proxy, r.variant, g.verdict, g.diagnosis from gate_results g "
-        "join gate_runs r using (run_id) where g.obligation_id = ? order by r.started_at desc limit ?",
-        [obligation_id, limit]))
