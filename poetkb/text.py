@@ -91,6 +91,8 @@ _CODE_TOKEN_RE = re.compile(r"(?u)\b[a-z][a-z0-9]+\b")
 
 def split_identifier(name: str) -> list[str]:
     """The lower-case parts of an identifier: ``maxRetryCount`` / ``max_retry_count`` -> max, retry, count."""
+    if name.islower() and name.isalnum():
+        return [name]  # most words: nothing to split
     spaced = _ACRONYM_RE.sub(r"\1 \2", _CAMEL_RE.sub(r"\1 \2", name))
     return [p.lower() for p in _SEPARATORS_RE.split(spaced) if p]
 
@@ -108,6 +110,7 @@ def normalise(text: str) -> str:
 # -- analyzers ------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """Fold common English endings so inflections of one word meet (``retries`` -> ``retri``)."""
     if len(word) <= 3 or not word.isalpha():

@@ -222,7 +222,8 @@ def build_model(kb: KnowledgeBase, digest: str) -> RankModel:
         if data["kind"] != "test_pattern":
             model.rules.append(data)
             model.labels[f"rule:{data['id']}"] = data.get("why") or data["id"]
-    index = TfidfIndex.fit(analyze(text) for text in texts)
+    analyzed = [analyze_with_surface(text) for text in texts]
+    index = TfidfIndex.fit([term for term, _ in pairs] for pairs in analyzed)
     for term, idf, posting in zip(index.terms, index.idf, index.postings(), strict=True):
         model.terms.append(term)
         model.idf.append(idf)
@@ -230,7 +231,7 @@ def build_model(kb: KnowledgeBase, digest: str) -> RankModel:
         model.post_weights.extend(weight for _, weight in posting)
         model.offsets.append(len(model.post_docs))
     if model.terms:  # no document with a single word: rank by rules alone
-        model.surface = _surface_forms(texts, set(model.terms))
+        model.surface = _surface_forms(analyzed, set(model.terms))
     for row in kb.db.query(
         "select dst, count(*) as n from edges where kind = 'learned_from' group by dst order by dst"
     ):
@@ -244,11 +245,11 @@ def build_model(kb: KnowledgeBase, digest: str) -> RankModel:
     return model
 
 
-def _surface_forms(texts: list[str], vocabulary: set[str]) -> dict[str, str]:
+def _surface_forms(analyzed: list[list[tuple[str, str]]], vocabulary: set[str]) -> dict[str, str]:
     """For each term, the way it is most often written in the catalog (for explanations)."""
     seen: dict[str, Counter[str]] = defaultdict(Counter)
-    for text in texts:
-        for term, surface in analyze_with_surface(text):
+    for pairs in analyzed:
+        for term, surface in pairs:
             if term in vocabulary:
                 seen[term][surface.lower() if "_" not in term else surface] += 1
     out = {}
