@@ -22,6 +22,7 @@ JSON: no pickle, nothing executable is ever read back from a knowledge base file
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import math
 import sys
@@ -130,6 +131,16 @@ class RankModel:
     @classmethod
     def from_json(cls, text: str) -> RankModel | None:
         """Rebuild a model; None when the data is from another model version, machine layout, or unreadable."""
+        collecting = gc.isenabled()
+        gc.disable()  # tens of thousands of new lists and strings: collecting them midway only costs time
+        try:
+            return cls._from_json(text)
+        finally:
+            if collecting:
+                gc.enable()
+
+    @classmethod
+    def _from_json(cls, text: str) -> RankModel | None:
         try:
             data = json.loads(text)
             if not isinstance(data, dict) or data.get("version") != MODEL_VERSION:
