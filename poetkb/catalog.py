@@ -10,15 +10,15 @@ with no problems reaches the store.
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from poetkb.catalog_files import catalog_files, fingerprint, shipped_catalog_root
 from poetkb.errors import CatalogError, InputError, Problem
 from poetkb.legacy import convert_legacy_obligation, is_legacy_obligation
 from poetkb.models import Component, FailureMode, LearnedPattern, MappingRule, Obligation, Recipe
@@ -26,7 +26,6 @@ from poetkb.yamlfile import LineDict, load_with_lines, problems_from_validation
 
 M = TypeVar("M", bound=BaseModel)
 
-CATALOG_DIRS = ("obligations", "knowledge/packs", "knowledge/learned", "mappings")
 _FILE_KEYS = {
     "obligations": {"obligations", "version", "description"},
     "knowledge/packs": {"pack", "description", "failure_modes", "recipes", "components"},
@@ -55,38 +54,6 @@ class Catalog:
     patterns: dict[str, LearnedPattern] = field(default_factory=dict)
     sources: dict[tuple[str, str], SourceRef] = field(default_factory=dict)
     fingerprint: str = ""
-
-
-def shipped_catalog_root() -> Path:
-    """The catalog that ships with poetkb: inside the wheel, or the source tree in a checkout."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "_catalog"
-    if (packaged / "obligations").is_dir():
-        return packaged
-    return here.parent
-
-
-def catalog_files(root: Path) -> Iterator[tuple[str, Path]]:
-    """Yield (section, path) for every catalog file below ``root``, in a stable order."""
-    for section in CATALOG_DIRS:
-        directory = root / section
-        if not directory.is_dir():
-            continue
-        pattern = ("*.json",) if section == "knowledge/learned" else ("*.yaml", "*.yml")
-        files = sorted({p for pat in pattern for p in directory.glob(pat) if p.is_file()})
-        for path in files:
-            yield section, path
-
-
-def fingerprint(root: Path) -> str:
-    """A hash of every catalog file's name and bytes: changes whenever the catalog does."""
-    digest = hashlib.sha256()
-    for _, path in catalog_files(root):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(path.read_bytes())
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 class _Loader:

@@ -55,7 +55,7 @@ def open(path: str | Path | None = None, *, create: bool = True) -> KnowledgeBas
     rebuilt when the shipped catalog has changed since (after an upgrade, or an
     edit in a source checkout). Files built from another catalog are left as they are.
     """
-    from poetkb.catalog import fingerprint, load_catalog, shipped_catalog_root
+    from poetkb.catalog_files import fingerprint, shipped_catalog_root  # light: poetkb.catalog only to build
 
     target = default_db_path() if path is None else Path(path).expanduser()
     if not target.exists():
@@ -63,6 +63,8 @@ def open(path: str | Path | None = None, *, create: bool = True) -> KnowledgeBas
             raise StoreError(
                 f"no knowledge base at {target}", path=target, hint=f"build one with `poet kb build --db {target}`"
             )
+        from poetkb.catalog import load_catalog
+
         store.build(load_catalog(shipped_catalog_root()), target, source=SHIPPED)
         return KnowledgeBase(target)._fit_derived()
     kb = KnowledgeBase(target)
@@ -70,6 +72,8 @@ def open(path: str | Path | None = None, *, create: bool = True) -> KnowledgeBas
     if meta.get("catalog_source") == SHIPPED:
         root = shipped_catalog_root()
         if meta.get("catalog_fingerprint") != fingerprint(root):
+            from poetkb.catalog import load_catalog
+
             kb.close()
             store.build(load_catalog(root), target, source=SHIPPED)
             kb = KnowledgeBase(target)._fit_derived()
