@@ -114,7 +114,6 @@ def model_for(kb: KnowledgeBase) -> RankModel:
             model = build_model(kb, key)
             fits += 1
             _store(kb, model)
-            state.stamp = _stamp(kb)  # storing the model changed no input of the digest
         state.model, state.matcher = model, None
         return model
 
