@@ -196,6 +196,9 @@ def term_pattern(term: str) -> re.Pattern[str]:
 
 def literal(term: str) -> str:
     """A piece of text every match of ``term`` contains (lower case), to skip regexes that cannot match."""
+    plain = term.strip().lower()
+    if plain.isalpha() and plain.isascii():  # one plain word (most terms): no regex needed
+        return plain[:-1] if len(plain) >= 4 and plain.endswith("y") else plain
     first = re.split(r"[\s_\-.*]+", term.strip().lower())[0]
     if re.fullmatch(r"[a-z]{3,}y", first):
         return first[:-1]  # retry also matches retries
