@@ -72,3 +72,13 @@ def test_help_still_lists_every_command(db: Path) -> None:
     for name in ("demo", "gate", "init", "interpret", "kb", "learn", "obligations", "plan", "rank", "related",
                  "runbook", "schema", "search"):
         assert f"\n  {name} " in out.stdout
+
+
+def test_the_lazy_command_table_names_each_command_s_module() -> None:
+    """poetkb.cli.COMMANDS lists every top-level command with the module that defines it (no command is lost)."""
+    from poetkb.cli import COMMANDS, main
+
+    defined = {name: command.callback.__module__ for name, command in main.commands.items()
+               if command.callback is not None}
+    assert set(main.commands) == set(COMMANDS)
+    assert {name: COMMANDS[name] for name in defined} == defined

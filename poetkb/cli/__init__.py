@@ -8,7 +8,8 @@ handled in one place (:class:`~poetkb.cli.common.PoetGroup`): a
 Command modules are imported only when needed: `poet obligations list` imports
 the module of `obligations` and nothing else (no gate, demo, load or learn
 code), so a read command starts as fast as the few libraries it uses allow.
-Listing the commands (`poet --help`, the CLI reference) imports them all.
+Listing the commands (`poet --help`, the CLI reference) imports them all. A new
+top-level command goes into :data:`COMMANDS` with its module (a test checks the table).
 """
 
 from __future__ import annotations
