@@ -3,7 +3,8 @@
 Usage: python benchmarks/rank_speed.py [--patterns N] [--rounds R]
 
 For each knowledge base it prints:
-- fit: the first query after a build (fits the TF-IDF model and walks the graph, then stores the model);
+- fit: fitting the TF-IDF model and walking the graph, then storing the model (done by every build);
+- first: the first query of a new KnowledgeBase after the build (reads the stored model, fits nothing);
 - warm: the median and worst in-process latency of `kb.rank()` over R queries once the model is loaded
   (the targets: under 100 ms on the shipped knowledge base, under 0.5 s with 10,000 patterns);
 - process: the wall time of a whole `poet rank` process started afresh, reading the stored model
@@ -69,11 +70,14 @@ def measure(db: Path, rounds: int) -> dict[str, float]:
     import poetkb
     from poetkb.rank import cache
 
-    cache.forget()
+    with poetkb.open(db) as kb:
+        start = time.perf_counter()
+        cache.prepare(kb)
+        fit = time.perf_counter() - start
     with poetkb.open(db) as kb:
         start = time.perf_counter()
         kb.rank(QUERIES[0][0])
-        fit = time.perf_counter() - start
+        first = time.perf_counter() - start
         timings = []
         for index in range(rounds):
             text, diff = QUERIES[index % len(QUERIES)]
@@ -87,15 +91,15 @@ def measure(db: Path, rounds: int) -> dict[str, float]:
         subprocess.run([sys.executable, "-m", "poetkb", "rank", "--change", QUERIES[1][0], "--json"], env=env,
                        check=True, capture_output=True, timeout=300)
         process.append(time.perf_counter() - start)
-    return {"fit": fit, "warm_median": statistics.median(timings), "warm_max": max(timings),
+    return {"fit": fit, "first": first, "warm_median": statistics.median(timings), "warm_max": max(timings),
             "process": statistics.median(process)}
 
 
 def report(name: str, numbers: dict[str, float], target: float) -> None:
     verdict = "ok" if numbers["warm_median"] < target else "SLOW"
-    print(f"{name:<28} fit {numbers['fit'] * 1000:8.0f} ms   warm median {numbers['warm_median'] * 1000:7.1f} ms "
-          f"(max {numbers['warm_max'] * 1000:6.1f})   process {numbers['process'] * 1000:6.0f} ms   "
-          f"target {target * 1000:.0f} ms: {verdict}")
+    print(f"{name:<28} fit {numbers['fit'] * 1000:8.0f} ms   first {numbers['first'] * 1000:6.0f} ms   "
+          f"warm median {numbers['warm_median'] * 1000:7.1f} ms (max {numbers['warm_max'] * 1000:6.1f})   "
+          f"process {numbers['process'] * 1000:6.0f} ms   target {target * 1000:.0f} ms: {verdict}")
 
 
 def main() -> int:

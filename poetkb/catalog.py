@@ -19,14 +19,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from poetkb import safefile
+from poetkb.catalog_files import (
+    _digest_file,
+    catalog_files,
+    read_catalog_bytes,
+    shipped_catalog_root,
+)
 from poetkb.errors import CatalogError, InputError, Problem
 from poetkb.legacy import convert_legacy_obligation, is_legacy_obligation
 from poetkb.models import Component, FailureMode, LearnedPattern, MappingRule, Obligation, Recipe
@@ -34,7 +39,6 @@ from poetkb.yamlfile import LineDict, loads_json, parse_yaml, problems_from_vali
 
 M = TypeVar("M", bound=BaseModel)
 
-CATALOG_DIRS = ("obligations", "knowledge/packs", "knowledge/learned", "mappings")
 _FILE_KEYS = {
     "obligations": {"obligations", "version", "description"},
     "knowledge/packs": {"pack", "description", "failure_modes", "recipes", "components"},
@@ -68,58 +72,6 @@ class Catalog:
     patterns: dict[str, LearnedPattern] = field(default_factory=dict)
     sources: dict[tuple[str, str], SourceRef] = field(default_factory=dict)
     fingerprint: str = ""
-
-
-def shipped_catalog_root() -> Path:
-    """The catalog that ships with poetkb: inside the wheel, or the source tree in a checkout."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "_catalog"
-    if (packaged / "obligations").is_dir():
-        return packaged
-    return here.parent
-
-
-def catalog_files(root: Path) -> Iterator[tuple[str, Path]]:
-    """Yield (section, path) for every entry below ``root`` named like a catalog file, in a stable order.
-
-    Nothing is filtered by kind here: FIFOs, dangling links and directories
-    named ``*.yaml`` are yielded too, so that reading reports them.
-    """
-    for section in CATALOG_DIRS:
-        directory = root / section
-        if not directory.is_dir():
-            continue
-        suffixes = (".json",) if section == "knowledge/learned" else (".yaml", ".yml")
-        try:
-            names = sorted(entry.name for entry in os.scandir(directory) if entry.name.endswith(suffixes))
-        except OSError:
-            continue
-        for name in names:
-            yield section, directory / name
-
-
-def read_catalog_bytes(path: Path, *, display: str | None = None) -> bytes:
-    """The bytes of one catalog file: a regular file of at most CATALOG_FILE_LIMIT bytes (else InputError)."""
-    return safefile.read_bytes(path, limit=safefile.CATALOG_FILE_LIMIT, display=display)
-
-
-def _digest_file(digest: Any, root: Path, path: Path, data: bytes | None) -> None:
-    digest.update(path.relative_to(root).as_posix().encode())
-    digest.update(b"\0")
-    digest.update(data if data is not None else b"\0unreadable\0")
-    digest.update(b"\0")
-
-
-def fingerprint(root: Path) -> str:
-    """A hash of every catalog file's name and bytes: changes whenever the catalog does."""
-    digest = hashlib.sha256()
-    for _, path in catalog_files(root):
-        try:
-            data: bytes | None = read_catalog_bytes(path)
-        except InputError:
-            data = None
-        _digest_file(digest, root, path, data)
-    return digest.hexdigest()
 
 
 class _Loader:

@@ -58,7 +58,7 @@ def open(path: str | Path | None = None, *, create: bool = True) -> KnowledgeBas
     Build files left by a killed build of this file are removed (only those whose
     process is gone). A damaged file raises :class:`StoreError` naming it.
     """
-    from poetkb.catalog import fingerprint, load_catalog, shipped_catalog_root
+    from poetkb.catalog_files import fingerprint, shipped_catalog_root  # light: poetkb.catalog only to build
 
     target = default_db_path() if path is None else Path(path).expanduser()
     store.remove_stale_build_files(target)
@@ -67,17 +67,21 @@ def open(path: str | Path | None = None, *, create: bool = True) -> KnowledgeBas
             raise StoreError(
                 f"no knowledge base at {target}", path=target, hint=f"build one with `poet kb build --db {target}`"
             )
+        from poetkb.catalog import load_catalog
+
         store.build(load_catalog(shipped_catalog_root()), target, source=SHIPPED)
-        return KnowledgeBase(target)
+        return KnowledgeBase(target)._fit_derived()
     kb = KnowledgeBase(target)
     meta = kb.meta()
     if meta.get("catalog_source") == SHIPPED:
         root = shipped_catalog_root()
         outdated = meta.get("source_paths") != store.SOURCE_PATHS_RELATIVE  # source_file relative to the cwd
         if outdated or meta.get("catalog_fingerprint") != fingerprint(root):
+            from poetkb.catalog import load_catalog
+
             kb.close()
             store.build(load_catalog(root), target, source=SHIPPED)
-            kb = KnowledgeBase(target)
+            kb = KnowledgeBase(target)._fit_derived()
     return kb
 
 
@@ -121,7 +125,15 @@ class KnowledgeBase:
         store.build(catalog, self.path, source=SHIPPED if source is None else str(root.resolve()), force=force)
         self.db = store.connect(self.path)
         self._graph = None
+        self._fit_derived()
         return self.stats()
+
+    def _fit_derived(self) -> KnowledgeBase:
+        """Fit what ranking derives from the content (stored in the file), so no query pays for it after a build."""
+        from poetkb.rank.cache import prepare
+
+        prepare(self)
+        return self
 
     # -- catalog reads ---------------------------------------------------------------------------
     def obligations(

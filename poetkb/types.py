@@ -9,11 +9,9 @@ from pydantic import StringConstraints
 
 #: Obligation ids are lowercase, dotted, at least two segments: ``cache.vary.honored``.
 OBLIGATION_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+OBLIGATION_ID_RE = re.compile(OBLIGATION_ID_PATTERN)
 #: Failure modes, recipes, rules and components: lowercase words joined by dots, dashes or underscores.
 ENTITY_ID_PATTERN = r"^[a-z][a-z0-9_]*([.\-][a-z0-9_]+)*$"
-
-OBLIGATION_ID_RE = re.compile(OBLIGATION_ID_PATTERN)
-ENTITY_ID_RE = re.compile(ENTITY_ID_PATTERN)
 
 ObligationId = Annotated[str, StringConstraints(pattern=OBLIGATION_ID_PATTERN)]
 EntityId = Annotated[str, StringConstraints(pattern=ENTITY_ID_PATTERN)]

@@ -94,10 +94,12 @@ def test_remapping_a_learned_test_in_place_invalidates_the_model(small_path: Pat
 
 def test_a_rebuild_from_a_changed_catalog_refits_and_an_unchanged_one_does_not(small_path: Path,
                                                                               tmp_path: Path) -> None:
-    """Rebuilding with the same catalog keeps the cached model (state survives); a changed catalog refits."""
+    """Rebuilding with the same catalog keeps the stored model; a changed catalog is refitted by the build itself."""
     with poetkb.open(small_path) as kb:
         kb.rank(QUERY)
+        before = cache.fits
         kb.build(CATALOG)
+        assert cache.fits == before
     assert fits_in_fresh_process(small_path) == 0
     changed = tmp_path / "catalog"
     shutil.copytree(CATALOG, changed)
@@ -106,7 +108,8 @@ def test_a_rebuild_from_a_changed_catalog_refits_and_an_unchanged_one_does_not(s
                      encoding="utf-8")
     with poetkb.open(small_path) as kb:
         kb.build(changed)
-    assert fits_in_fresh_process(small_path) == 1
+        assert cache.fits == before + 1
+    assert fits_in_fresh_process(small_path) == 0
     with poetkb.open(small_path) as kb:
         assert kb.rank("the page is frozen").obligations[0].id == "t.timeout.enforced"
 
@@ -142,11 +145,11 @@ def test_model_json_round_trips_and_refuses_other_versions(small_path: Path) -> 
     "token signature verify_signature jwt.decode timeouts timeout",
 ])
 def test_query_vectors_equal_the_fitted_vectorizer(small_path: Path, query: str) -> None:
-    """The model vectorises a query exactly as scikit-learn's fitted TfidfVectorizer does."""
+    """The model (fitted and applied without scikit-learn) vectorises a query as scikit-learn's TfidfVectorizer does."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     from poetkb.rank.model import failure_mode_text, obligation_text, pattern_text, recipe_text
-    from poetkb.rank.text import analyze
+    from poetkb.text import analyze
 
     with poetkb.open(small_path) as kb:
         model = cache.model_for(kb)
@@ -161,3 +164,48 @@ def test_query_vectors_equal_the_fitted_vectorizer(small_path: Path, query: str)
     got = model.vectorize(query)
     assert got.keys() == expected.keys() and got
     assert all(abs(got[t] - expected[t]) < 1e-9 for t in got)
+
+
+def test_the_first_rank_after_a_build_fits_nothing(tmp_path: Path) -> None:
+    """`poet kb build` fits and stores the model, so the first `poet rank` process after it fits nothing."""
+    from click.testing import CliRunner
+
+    from poetkb.cli import main
+
+    path = tmp_path / "built.sqlite"
+    result = CliRunner().invoke(main, ["--db", str(path), "kb", "build", "--from", str(CATALOG)])
+    assert result.exit_code == 0, result.output
+    with poetkb.open(path) as kb:
+        assert kb.db.execute("select count(*) from rank_cache where digest = ?", [cache.digest(kb)]).fetchone()[0] == 1
+    assert fits_in_fresh_process(path) == 0
+
+
+def test_a_query_imports_no_scikit_learn_nor_networkx(small_path: Path) -> None:
+    """Ranking with the stored model is pure Python: neither scikit-learn nor networkx is imported."""
+    with poetkb.open(small_path) as kb:
+        cache.prepare(kb)
+    code = ("import sys, poetkb; kb = poetkb.open(sys.argv[1]); assert kb.rank(sys.argv[2]).obligations; "
+            "print(sorted(m for m in ('sklearn', 'scipy', 'networkx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(small_path), QUERY], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
+
+
+def test_each_knowledge_base_keeps_its_own_model(small_path: Path, tmp_path: Path) -> None:
+    """Two knowledge bases open in one process rank with their own models; closing one drops only its state."""
+    other = tmp_path / "other.sqlite"
+    changed = tmp_path / "catalog"
+    shutil.copytree(CATALOG, changed)
+    rules = changed / "mappings" / "rules.yaml"
+    rules.write_text(rules.read_text(encoding="utf-8").replace("[hang, stuck request]", "[hang, stuck, frozen]"),
+                     encoding="utf-8")
+    store.build(load_catalog(changed), other, source=str(changed))
+    with poetkb.open(small_path) as a, poetkb.open(other) as b:
+        model_a, model_b = cache.model_for(a), cache.model_for(b)
+        assert model_a.digest != model_b.digest
+        assert cache.model_for(a) is model_a and cache.model_for(b) is model_b
+        frozen_a = [r.id for r in a.rank("the page is frozen").obligations]
+        frozen_b = [r.id for r in b.rank("the page is frozen").obligations]
+        assert frozen_b[0] == "t.timeout.enforced" and frozen_a != frozen_b
+        cache.forget(a)
+        assert cache.model_for(b) is model_b

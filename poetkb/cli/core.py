@@ -103,8 +103,8 @@ def kb_build(ctx: click.Context, source: Path | None, db_path: Path | None, forc
     root = source or shipped_catalog_root()
     state = store.writable_target(target, force=force)  # refuse before reading the catalog
     catalog = load_catalog(root)
-    store.build(catalog, target, source=SHIPPED if source is None else str(root.resolve()), force=force)
-    with KnowledgeBase(target) as built:
+    store.build(catalog, Path(target), source=SHIPPED if source is None else str(root.resolve()), force=force)
+    with KnowledgeBase(Path(target))._fit_derived() as built:
         stats = built.stats()
     counts = stats.counts
     if state.kind == "damaged":

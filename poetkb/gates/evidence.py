@@ -20,7 +20,6 @@ fallback or a pass. Problems name files; they never quote what a file holds.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import threading
@@ -446,8 +445,3 @@ def new_run_id() -> str:
     """``20250101T120000Z-1a2b3c``: sortable by time, unique per process and moment."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return f"{stamp}-{os.urandom(3).hex()}"
-
-
-def dump_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -104,11 +104,6 @@ def kind_spec(name: str) -> KindSpec:
     return spec
 
 
-def parse_params(check: Check) -> PoetModel:
-    """Validate a check's parameters with its kind's model (raises pydantic's ValidationError)."""
-    return kind_spec(check.kind).params.model_validate(check.params)
-
-
 def is_edge_check(check: Check) -> bool:
     """True for checks a gate run can collect evidence for by driving traffic at an edge."""
     spec = KINDS.get(check.kind)

@@ -12,7 +12,6 @@ not produce (ambiguous Content-Length / Transfer-Encoding) go through
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import socket
 import ssl
@@ -347,7 +346,3 @@ def parse_raw_response(raw: bytes) -> HttpResponseRecord | None:
     return HttpResponseRecord(status=status, http_version=status_line[0], headers=headers, body=text,
                               body_size=size, body_truncated=cut,
                               raw=raw[:BODY_LIMIT].decode("latin-1"))
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -2,9 +2,10 @@
 
 Every feature of a test unit is kept per *field* (its name, its docstring and
 comments, string literals, called names, asserted values, ...) as lowercase words
-joined by spaces. Identifiers are split on ``_``, ``-``, ``.`` and camelCase, so
-``test_x_forwarded_for``, ``"X-Forwarded-For"`` and ``XForwardedFor`` all read
-``x forwarded for``. Separate items of one field are joined by `` | `` so a
+joined by spaces (:func:`poetkb.text.normalise`). Identifiers are split on ``_``,
+``-``, ``.`` and camelCase, so ``test_x_forwarded_for``, ``"X-Forwarded-For"``
+and ``XForwardedFor`` all read ``x forwarded for``; the words every test says
+are :data:`poetkb.text.TEST_STOP_WORDS`. Separate items of one field are joined by `` | `` so a
 phrase never matches across two unrelated literals.
 
 Which field a word came from matters: a rule term in a test's name is strong
@@ -17,6 +18,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
+
+from poetkb.text import TEST_STOP_WORDS as STOP_WORDS
+from poetkb.text import code_words as words  # noqa: F401 - the word splitter of test features, for callers
+from poetkb.text import normalise
 
 #: The fields of a unit's features, in the order they are shown.
 FIELDS = (
@@ -61,46 +66,11 @@ def _wordset(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-#: Words that say nothing about what a test exercises.
-STOP_WORDS = _wordset(
-    """
-    a an and are as at be by do does for from has have if in into is it its no not of on or so
-    that the then this to was when with without test tests testing self cls assert asserts equal
-    equals true false none def return py pytest mark unittest mock mocker monkeypatch fixture
-    fixtures tmp tmpdir tmp path str int bytes dict list len get set args kwargs value values
-    result res resp r e x y i j k n s t v assert equal is not in raises fail ok check should
-    data name obj object func function case cases param params parametrize expected actual
-    """
-)
-
-_WORD_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z]{2})|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _DATA_EXTENSIONS = _wordset(
     "yaml yml json txt http har raw cfg conf ini toml xml html htm csv log gold out expected "
     "golden snap snapshot req res response request headers md rst"
 )
 _PATHLIKE_RE = re.compile(r"^[\w./\-]+$")
-
-
-def words(text: str) -> list[str]:
-    """Split text or an identifier into lowercase words: ``maxAge_cache-control`` -> max age cache control."""
-    return [w.lower() for w in _WORD_RE.findall(text)]
-
-
-def normalise(text: str) -> str:
-    """Words of ``text`` joined by single spaces."""
-    return " ".join(words(text))
-
-
-def phrase(term: str) -> str:
-    """The normalised form of a rule term, compared as a whole-word phrase."""
-    return normalise(term)
-
-
-def contains_phrase(text: str, normalised_phrase: str) -> bool:
-    """Whether the normalised phrase occurs in the normalised field text as whole words."""
-    if not normalised_phrase:
-        return False
-    return f" {normalised_phrase} " in f" {text} "
 
 
 def looks_like_data_path(value: str) -> bool:

@@ -17,7 +17,8 @@ Evidence, combined per (unit, obligation):
    rules are written for change descriptions, code and configuration, and on test
    suites they cost far more precision than they add recall (see docs/learn.md).
    A rule naming failure modes maps to the obligations guarding them.
-2. **Similarity**: scikit-learn TF-IDF vectors of the unit's words (name words
+2. **Similarity**: TF-IDF vectors (:class:`poetkb.text.TfidfIndex`, words and
+   pairs of neighbouring words, :func:`poetkb.text.analyze_code`) of the unit's words (name words
    counted thrice, see :func:`~poetkb.learn.features.document`) against each
    obligation's text: title, statement, keywords, its failure modes, the terms of
    its ``test_pattern`` rules, and known examples (terms of tests already mapped
@@ -45,8 +46,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from poetkb.learn.features import FIELD_WEIGHT, FIELDS, PRIMARY_FIELDS, STOP_WORDS, document, normalise
+from poetkb.learn.features import FIELD_WEIGHT, FIELDS, PRIMARY_FIELDS, STOP_WORDS, document
 from poetkb.models import FailureMode, MappingRule, Obligation, ObligationMatch
+from poetkb.text import TfidfIndex, analyze_code, has_phrase, normalise
 
 #: Confidence at or above which a unit is mapped to an obligation.
 MAP_THRESHOLD = 0.65
@@ -235,7 +237,7 @@ class Mapper:
         first: dict[int, int] = {}
         for word in set(text.split(" ")):
             for r, t, phrase_text in self._by_first_word.get(word, ()):
-                if t < first.get(r, 1 << 30) and f" {phrase_text} " in padded:
+                if t < first.get(r, 1 << 30) and has_phrase(padded, phrase_text):
                     first[r] = t
                     hits[r] = self.rules[r].phrases[t][0]
         for r in self._regex_rules:
@@ -249,42 +251,32 @@ class Mapper:
         return result
 
     # -- similarity -----------------------------------------------------------------------------
-    def similarity(self, units: Sequence[Mapping[str, str]]) -> tuple[Any, Any, Any]:
-        """(unit x obligation cosine matrix, unit vectors, obligation vectors) of TF-IDF over both."""
-        import numpy as np
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        unit_docs = [document(u) for u in units]
-        vectorizer = TfidfVectorizer(
-            lowercase=False, token_pattern=r"(?u)\b[a-z][a-z0-9]+\b", sublinear_tf=True, ngram_range=(1, 2),
-            min_df=1, dtype=np.float64,
-        )
-        matrix = vectorizer.fit_transform([*self.documents, *unit_docs]).tocsr()
-        ob_vectors = matrix[: len(self.documents)]
-        unit_vectors = matrix[len(self.documents):]
-        sims = (unit_vectors @ ob_vectors.T).toarray()
-        self._vocabulary = vectorizer.get_feature_names_out()
+    def similarity(
+        self, units: Sequence[Mapping[str, str]]
+    ) -> tuple[list[list[float]], list[dict[str, float]], list[dict[str, float]]]:
+        """(unit x obligation cosine matrix, unit vectors, obligation vectors) of TF-IDF fitted over both."""
+        index = TfidfIndex.fit(analyze_code(text) for text in [*self.documents, *(document(u) for u in units)])
+        ob_vectors = index.vectors[: len(self.documents)]
+        unit_vectors = index.vectors[len(self.documents):]
+        by_term: dict[str, list[tuple[int, float]]] = {}
+        for j, vector in enumerate(ob_vectors):
+            for term, weight in vector.items():
+                by_term.setdefault(term, []).append((j, weight))
+        sims = []
+        for vector in unit_vectors:
+            row = [0.0] * len(ob_vectors)
+            for term, weight in vector.items():
+                for j, ob_weight in by_term.get(term, ()):
+                    row[j] += weight * ob_weight
+            sims.append(row)
         return sims, unit_vectors, ob_vectors
 
-    def _shared_terms(self, unit_vectors: Any, i: int, ob_vectors: Any, j: int, limit: int = 4) -> list[str]:
-        """The words that weigh most in both vectors (read straight from the CSR arrays: row slicing is slow)."""
-        ob_terms = self._ob_terms(ob_vectors)[j]
-        start, end = unit_vectors.indptr[i], unit_vectors.indptr[i + 1]
-        scored = [(float(value) * ob_terms[col], int(col))
-                  for col, value in zip(unit_vectors.indices[start:end], unit_vectors.data[start:end], strict=True)
-                  if col in ob_terms]
-        scored.sort(key=lambda t: (-t[0], t[1]))
-        return [str(self._vocabulary[col]) for _, col in scored[:limit]]
-
-    def _ob_terms(self, ob_vectors: Any) -> list[dict[int, float]]:
-        if getattr(self, "_ob_terms_for", None) is not ob_vectors:
-            rows = []
-            for j in range(ob_vectors.shape[0]):
-                start, end = ob_vectors.indptr[j], ob_vectors.indptr[j + 1]
-                rows.append({int(c): float(v) for c, v in
-                             zip(ob_vectors.indices[start:end], ob_vectors.data[start:end], strict=True)})
-            self._ob_terms_cache, self._ob_terms_for = rows, ob_vectors
-        return self._ob_terms_cache
+    @staticmethod
+    def _shared_terms(unit_vector: Mapping[str, float], ob_vector: Mapping[str, float], limit: int = 4) -> list[str]:
+        """The words that weigh most in both vectors (ties in vocabulary order)."""
+        scored = sorted((weight * ob_vector[term], term) for term, weight in unit_vector.items() if term in ob_vector)
+        scored.sort(key=lambda t: -t[0])
+        return [term for _, term in scored[:limit]]
 
     # -- combined -------------------------------------------------------------------------------
     def map(
@@ -302,7 +294,7 @@ class Mapper:
         for i, fields in enumerate(units):
             found = self.rule_evidence(fields)
             row = sims[i]
-            top = float(row.max()) if len(row) else 0.0
+            top = max(row, default=0.0)
             # similarity only supports rule evidence (alone it stays below every threshold): attach it there
             for oid, ev in found.items():
                 j = self._index(oid)
@@ -323,7 +315,7 @@ class Mapper:
                     continue
                 reasons = ev.reasons() + ([why] if why else [])
                 if similarity_confidence(ev.similarity, ev.top_similarity) > 0.05:
-                    shared = self._shared_terms(unit_vectors, i, ob_vectors, self._index(oid))
+                    shared = self._shared_terms(unit_vectors[i], ob_vectors[self._index(oid)])
                     reasons.append(f"similar to the obligation ({ev.similarity:.2f}): {', '.join(shared)}")
                 matches.append(ObligationMatch(id=oid, confidence=round(confidence, 3), reasons=reasons[:_MAX_REASONS]))
             matches.sort(key=lambda m: (-m.confidence, m.id))

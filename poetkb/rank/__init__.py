@@ -7,7 +7,8 @@
 
 :func:`rank` is the whole pipeline: understand the change
 (:mod:`~poetkb.rank.change`), fetch the ranking model of the knowledge base
-(:mod:`~poetkb.rank.cache`, fitted by :mod:`~poetkb.rank.model`), match rules
+(:mod:`~poetkb.rank.cache`, fitted by :mod:`~poetkb.rank.model` when the
+knowledge base was built), match rules
 and score (:mod:`~poetkb.rank.matching`, :mod:`~poetkb.rank.scoring`) and
 explain (:mod:`~poetkb.rank.explain`).
 """
@@ -23,14 +24,12 @@ from poetkb.rank.explain import NO_MATCH, RankedObligation, Ranking, Why, explai
 
 if TYPE_CHECKING:
     from poetkb.kb import KnowledgeBase
-    from poetkb.rank.matching import Matcher
 
 __all__ = [
     "NO_MATCH", "ChangeSummary", "DirectiveChange", "RankedObligation", "Ranking", "Why", "rank", "read_change",
 ]
 
 DEFAULT_TOP = 10
-_matchers: dict[str, Matcher] = {}
 
 
 def read_change(
@@ -69,18 +68,13 @@ def rank(
     that matches nothing returns a :class:`Ranking` with no obligations and a
     ``message`` saying what was understood.
     """
-    from poetkb.rank.cache import model_for
-    from poetkb.rank.matching import Matcher
+    from poetkb.rank.cache import matcher_for, model_for
     from poetkb.rank.scoring import score
 
     if top < 1:
         raise InputError(f"--top must be at least 1, not {top}", field="top")
     summary = read_change(kb, change, diff=diff, component=component)
     model = model_for(kb)
-    matcher = _matchers.get(model.digest)
-    if matcher is None:
-        _matchers.clear()
-        matcher = _matchers[model.digest] = Matcher(model.rules)
-    scored = score(model, matcher, summary)[:top]
+    scored = score(model, matcher_for(kb, model), summary)[:top]
     ranked = [explain(kb, model, s, summary) for s in scored]
     return Ranking(change=summary, obligations=ranked, message="" if ranked else no_match_message(summary))

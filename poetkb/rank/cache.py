@@ -1,13 +1,17 @@
-"""Keep the ranking model until the knowledge base changes.
+"""Keep the ranking model of each knowledge base until its content changes.
 
 Fitting the text model and walking the graph takes a second or more on a large
 knowledge base; a query takes milliseconds. So the fitted
-:class:`~poetkb.rank.model.RankModel` is kept in two places:
+:class:`~poetkb.rank.model.RankModel` is fitted when the knowledge base is
+built (:func:`prepare`) and kept in two places:
 
-- in this process, keyed by the knowledge base path and its content digest;
 - in the knowledge base file itself, in the state table ``rank_cache``
-  (migration ``005_rank_cache``), as compressed JSON keyed by the same digest,
-  so the next ``poet rank`` process starts warm.
+  (migration ``005_rank_cache``), as compressed JSON of plain arrays keyed by the
+  content digest, so every ``poet rank`` process, the first after a build
+  included, starts warm and never fits anything;
+- with the open :class:`~poetkb.kb.KnowledgeBase` object (its model, rule
+  matcher and digest), for the next query of the same process. Nothing is
+  shared between knowledge bases: the state goes away with the object.
 
 The digest covers everything the model is derived from: the catalog
 fingerprint, for each table the model reads (obligations, failure modes,
@@ -28,21 +32,40 @@ import sqlite3
 import threading
 import weakref
 import zlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from poetkb.rank.model import MODEL_VERSION, RankModel, build_model
 
 if TYPE_CHECKING:
     from poetkb.kb import KnowledgeBase
+    from poetkb.rank.matching import Matcher
 
 CACHE_TABLE = "rank_cache"
 _TABLES = ("obligations", "failure_modes", "recipes", "rules", "patterns")
 
-_memory: dict[str, RankModel] = {}
-_digests: weakref.WeakKeyDictionary[KnowledgeBase, tuple[tuple[int, ...], str]] = weakref.WeakKeyDictionary()
+
+@dataclass
+class _State:
+    """What one open knowledge base keeps for ranking: the digest and when it was taken, the model, its matcher."""
+
+    stamp: tuple[int, ...] = ()
+    digest: str = ""
+    model: RankModel | None = None
+    matcher: Matcher | None = None
+
+
+_states: weakref.WeakKeyDictionary[KnowledgeBase, _State] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 #: how many times a model was fitted in this process (benchmarks and tests read it)
 fits = 0
+
+
+def _state(kb: KnowledgeBase) -> _State:
+    state = _states.get(kb)
+    if state is None:
+        state = _states[kb] = _State()
+    return state
 
 
 def _stamp(kb: KnowledgeBase) -> tuple[int, ...]:
@@ -56,12 +79,10 @@ def _stamp(kb: KnowledgeBase) -> tuple[int, ...]:
 def digest(kb: KnowledgeBase) -> str:
     """A fingerprint of everything the ranking model is derived from (memoised while nothing is written)."""
     stamp = _stamp(kb)
-    known = _digests.get(kb)
-    if known is not None and known[0] == stamp:
-        return known[1]
-    value = _compute_digest(kb)
-    _digests[kb] = (stamp, value)
-    return value
+    state = _state(kb)
+    if state.stamp != stamp:
+        state.stamp, state.digest = stamp, _compute_digest(kb)
+    return state.digest
 
 
 def _compute_digest(kb: KnowledgeBase) -> str:
@@ -81,29 +102,47 @@ def _compute_digest(kb: KnowledgeBase) -> str:
 
 
 def model_for(kb: KnowledgeBase) -> RankModel:
-    """The ranking model of ``kb``: from memory, else from the cache table, else fitted (and stored)."""
+    """The ranking model of ``kb``: kept with ``kb``, else from the cache table, else fitted (and stored)."""
     global fits
-    key = digest(kb)
-    memo_key = f"{kb.path.resolve()}#{key}"
     with _lock:
-        model = _memory.get(memo_key)
-        if model is not None:
-            return model
+        key = digest(kb)
+        state = _state(kb)
+        if state.model is not None and state.model.digest == key:
+            return state.model
         model = _load(kb, key)
         if model is None:
             model = build_model(kb, key)
             fits += 1
             _store(kb, model)
-        for stale in [k for k in _memory if k.startswith(f"{kb.path.resolve()}#")]:
-            del _memory[stale]
-        _memory[memo_key] = model
+        state.model, state.matcher = model, None
         return model
 
 
-def forget() -> None:
-    """Drop the in-process models (the cache table is untouched)."""
+def matcher_for(kb: KnowledgeBase, model: RankModel) -> Matcher:
+    """The rule matcher of ``model``, kept with ``kb`` while the model is the same."""
+    from poetkb.rank.matching import Matcher
+
+    state = _state(kb)
+    if state.matcher is None or state.model is not model:
+        state.matcher = Matcher(model.rules)
+    return state.matcher
+
+
+def prepare(kb: KnowledgeBase) -> None:
+    """Fit and store the ranking model of a knowledge base just built, so its first query is as fast as the rest.
+
+    Does nothing when the stored model is current; a read-only file is left as it is.
+    """
+    model_for(kb)
+
+
+def forget(kb: KnowledgeBase | None = None) -> None:
+    """Drop what is kept in memory for ``kb`` (every knowledge base when None); the cache table is untouched."""
     with _lock:
-        _memory.clear()
+        if kb is None:
+            _states.clear()
+        else:
+            _states.pop(kb, None)
 
 
 def _load(kb: KnowledgeBase, key: str) -> RankModel | None:

@@ -24,6 +24,7 @@ from pydantic import Field, PrivateAttr
 from poetkb.errors import InputError
 from poetkb.models import PoetModel
 from poetkb.rank.diff import MAX_DIFF_BYTES, DiffLine, FileDiff, looks_like_diff, parse_unified_diff
+from poetkb.text import CODE_NOISE
 
 FileKind = Literal["nginx", "haproxy", "code", "config", "docs", "other"]
 
@@ -39,8 +40,6 @@ _CODE_EXT = {
 _CONFIG_EXT = {".yaml", ".yml", ".json", ".toml", ".ini", ".env", ".properties", ".tf", ".hcl"}
 _DOCS_EXT = {".md", ".rst", ".txt", ".adoc"}
 
-_HAPROXY_SECTIONS = {"global", "defaults", "frontend", "backend", "listen", "resolvers", "peers", "cache",
-                     "userlist", "program", "http-errors", "ring", "mailers"}
 #: HAProxy keywords whose first argument is part of the directive's name ("timeout server", "option redispatch")
 _HAPROXY_COMPOUND = {"option", "timeout", "http-request", "http-response", "tcp-request", "tcp-response",
                      "http-check", "tcp-check", "stick", "http-after-response", "errorfile"}
@@ -61,17 +60,6 @@ _PAIR_BY_FIRST_ARG = {"proxy_set_header", "add_header", "server", "location", "s
                       "proxy_cache_path", "upstream", "error_page", "log_format", "http-request", "http-response",
                       "acl", "use_backend", "bind", "default-server", "stick-table", "timeout", "option"}
 
-#: words that say nothing about what a change risks (language keywords and filler)
-_NOISE_WORDS = """
-a an and are as at be but by def do else for from func function if import in into is it its let new nil none
-not null of on or package pass public private protected return self static that the then this to true false
-try catch except finally var const void with while class struct interface type use using when where will
-end begin elif fn impl pub mut async await yield lambda raise throw throws final int str bool string float
-double long char byte dict list map set get our we you they them should would could can may must also just
-make makes made change changes changed update updates updated add adds added remove removes removed switch
-fix fixes fixed bump move moved rename renamed refactor cleanup tidy small minor some more less now
-"""
-_NOISE = frozenset(_NOISE_WORDS.split())
 
 
 class DirectiveChange(PoetModel):
@@ -387,19 +375,12 @@ def directive_changes(file_diff: FileDiff, component: Literal["nginx", "haproxy"
     return changes
 
 
-def split_identifier(name: str) -> list[str]:
-    """``maxRetryCount`` / ``max_retry_count`` -> ``['max', 'retry', 'count']``."""
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
-    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", spaced)
-    return [w.lower() for w in re.split(r"[\s_\-.]+", spaced) if w]
-
-
 def code_identifiers(lines: list[DiffLine]) -> list[str]:
     """Identifiers on the changed lines of a code or config file, without language keywords."""
     found = []
     for line in lines:
         for ident in _IDENT_RE.findall(line.text):
-            if len(ident) < 3 or ident.lower() in _NOISE:
+            if len(ident) < 3 or ident.lower() in CODE_NOISE:
                 continue
             found.append(ident)
     return found
@@ -444,6 +425,6 @@ def content_words(text: str) -> list[str]:
     seen: dict[str, None] = {}
     for word in re.findall(r"[A-Za-z][A-Za-z0-9_\-]*[A-Za-z0-9]|[A-Za-z]{2,}", text):
         lowered = word.lower()
-        if lowered not in _NOISE and len(lowered) > 2:
+        if lowered not in CODE_NOISE and len(lowered) > 2:
             seen.setdefault(lowered, None)
     return list(seen)

@@ -17,9 +17,10 @@ mining test suites and are ignored here):
 - ``identifier`` rules match code identifiers, their parts and imports (full
   strength), and the description (weaker).
 
-Terms match case-insensitively as whole words; a space in a term also matches
-``_`` or ``-``, a trailing ``*`` matches any ending, and a one-word term also
-matches its plural. A rule's ``regex`` is searched in the same texts.
+Terms match case-insensitively as whole words (:func:`poetkb.text.term_pattern`):
+a space in a term also matches ``_`` or ``-``, a trailing ``*`` matches any
+ending, and a one-word term also matches its plural. A rule's ``regex`` is
+searched in the same texts.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from poetkb.rank.change import ChangeSummary, split_identifier
+from poetkb.rank.change import ChangeSummary
+from poetkb.text import literal, split_identifier, term_pattern
 
 #: strength of a match by where it was found
 DIRECTIVE_NAME = 1.0
@@ -58,31 +60,6 @@ class RuleHit:
     @property
     def weight(self) -> float:
         return float(self.rule.get("weight", 1.0))
-
-
-@functools.lru_cache(maxsize=8192)
-def term_pattern(term: str) -> re.Pattern[str]:
-    """The regular expression a rule term matches as a whole word (see the module docstring)."""
-    text = term.strip().lower()
-    wildcard = text.endswith("*")
-    text = text.rstrip("*")
-    words = [re.escape(w) for w in re.split(r"[\s_\-]+", text) if w]
-    body = r"[\s_\-]+".join(words) if len(words) > 1 else (words[0] if words else re.escape(text))
-    if "_" in text and len(words) > 1:
-        body = re.escape(text)  # a directive name such as proxy_cache_key matches only as written
-    if wildcard:
-        body += r"[\w\-]*"
-    elif re.fullmatch(r"[a-z]{3,}", text):
-        body = f"{re.escape(text[:-1])}(?:y|ies)" if text.endswith("y") else f"{body}(?:s|es)?"
-    return re.compile(rf"(?<![\w\-]){body}(?![\w\-])", re.I)
-
-
-def literal(term: str) -> str:
-    """A piece of text every match of ``term`` contains (lower case), to skip regexes that cannot match."""
-    first = re.split(r"[\s_\-.*]+", term.strip().lower())[0]
-    if re.fullmatch(r"[a-z]{3,}y", first):
-        return first[:-1]  # retry also matches retries
-    return first
 
 
 @functools.lru_cache(maxsize=1024)

@@ -1,26 +1,28 @@
 """The ranking model derived from a knowledge base: a fitted TF-IDF index and a graph spread table.
 
 Building it is the expensive part of ranking, so it is done once per knowledge
-base content and cached (see :mod:`poetkb.rank.cache`):
+base content, when the knowledge base is built, and kept in the file (see
+:mod:`poetkb.rank.cache`):
 
-- **Text.** scikit-learn's ``TfidfVectorizer`` is fitted over the catalog's
+- **Text.** :class:`poetkb.text.TfidfIndex` is fitted over the catalog's
   obligations, failure modes and recipes and every learned test pattern, with
-  :func:`poetkb.rank.text.analyze` as analyzer. The fitted vocabulary, idf
-  weights and document vectors are kept as an inverted index, so a query is
-  vectorised and compared without importing scikit-learn again.
+  :func:`poetkb.text.analyze` as analyzer. The fitted vocabulary, idf weights
+  and document vectors are kept as an inverted index in flat arrays, so a
+  query is vectorised and compared in pure Python, with nothing to fit.
 - **Graph.** networkx walks the knowledge graph from every failure mode,
   learned pattern, mapping rule and recipe to the obligations that guard,
   exercise or map them (and one ``related_to`` hop further), keeping the
   strongest path to each. A matched failure mode then lends its match to the
   obligations that guard it, with the path as the explanation.
 
-The model is plain data (lists and dicts) so it serialises to JSON: no pickle,
-nothing executable is ever read back from a knowledge base file.
+The model is plain data (lists, dicts and typed arrays) so it serialises to
+JSON: no pickle, nothing executable is ever read back from a knowledge base file.
 """
 
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import math
 import sys
@@ -29,13 +31,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from poetkb.rank.text import analyze, analyze_with_surface
+from poetkb.text import TfidfIndex, analyze, analyze_with_surface, weigh
 
 if TYPE_CHECKING:
     from poetkb.kb import KnowledgeBase
 
 #: bump when the model's layout or the analyzer changes, so old caches are ignored
-MODEL_VERSION = 4
+MODEL_VERSION = 5
 
 #: how much of a seed's strength reaches an obligation over each kind of edge
 SPREAD = {
@@ -45,9 +47,6 @@ SPREAD = {
 }
 #: paths weaker than this are not kept
 MIN_SPREAD = 0.2
-
-DOC_KINDS = ("obligation", "failure_mode", "recipe", "pattern")
-
 
 @dataclass
 class RankModel:
@@ -132,6 +131,16 @@ class RankModel:
     @classmethod
     def from_json(cls, text: str) -> RankModel | None:
         """Rebuild a model; None when the data is from another model version, machine layout, or unreadable."""
+        collecting = gc.isenabled()
+        gc.disable()  # tens of thousands of new lists and strings: collecting them midway only costs time
+        try:
+            return cls._from_json(text)
+        finally:
+            if collecting:
+                gc.enable()
+
+    @classmethod
+    def _from_json(cls, text: str) -> RankModel | None:
         try:
             data = json.loads(text)
             if not isinstance(data, dict) or data.get("version") != MODEL_VERSION:
@@ -155,10 +164,7 @@ class RankModel:
 
     def vectorize(self, text: str) -> dict[str, float]:
         """The TF-IDF vector of ``text`` (sublinear tf, l2-normalised), as the fitted vectorizer computes it."""
-        counts = Counter(t for t in analyze(text) if t in self._term_index)
-        weights = {t: (1.0 + math.log(n)) * self.idf[self._term_index[t]] for t, n in counts.items()}
-        norm = math.sqrt(sum(w * w for w in weights.values()))
-        return {t: w / norm for t, w in weights.items()} if norm else {}
+        return weigh(Counter(analyze(text)), self.idf_of)
 
 
 _ARRAYS = ("idf", "offsets", "post_docs", "post_weights")
@@ -202,8 +208,6 @@ def _rows(kb: KnowledgeBase, table: str) -> list[dict[str, Any]]:
 
 def build_model(kb: KnowledgeBase, digest: str) -> RankModel:
     """Fit the text index and compute the graph spread table for ``kb`` (seconds on 10,000 patterns)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     model = RankModel(digest=digest)
     texts: list[str] = []
     obligations = _rows(kb, "obligations")
@@ -229,21 +233,16 @@ def build_model(kb: KnowledgeBase, digest: str) -> RankModel:
         if data["kind"] != "test_pattern":
             model.rules.append(data)
             model.labels[f"rule:{data['id']}"] = data.get("why") or data["id"]
-    if texts:
-        vectorizer = TfidfVectorizer(analyzer=analyze, sublinear_tf=True, norm="l2", smooth_idf=True)
-        try:
-            matrix = vectorizer.fit_transform(texts).tocsc()
-        except ValueError:  # no document has a single word: rank by rules alone
-            texts = []
-    if texts:
-        for term, column in sorted(vectorizer.vocabulary_.items()):
-            start, end = matrix.indptr[column], matrix.indptr[column + 1]
-            model.terms.append(term)
-            model.idf.append(float(vectorizer.idf_[column]))
-            model.post_docs.extend(int(i) for i in matrix.indices[start:end])
-            model.post_weights.extend(float(w) for w in matrix.data[start:end])
-            model.offsets.append(len(model.post_docs))
-        model.surface = _surface_forms(texts, set(model.terms))
+    analyzed = [analyze_with_surface(text) for text in texts]
+    index = TfidfIndex.fit([term for term, _ in pairs] for pairs in analyzed)
+    for term, idf, posting in zip(index.terms, index.idf, index.postings(), strict=True):
+        model.terms.append(term)
+        model.idf.append(idf)
+        model.post_docs.extend(doc for doc, _ in posting)
+        model.post_weights.extend(weight for _, weight in posting)
+        model.offsets.append(len(model.post_docs))
+    if model.terms:  # no document with a single word: rank by rules alone
+        model.surface = _surface_forms(analyzed, set(model.terms))
     for row in kb.db.query(
         "select dst, count(*) as n from edges where kind = 'learned_from' group by dst order by dst"
     ):
@@ -257,11 +256,11 @@ def build_model(kb: KnowledgeBase, digest: str) -> RankModel:
     return model
 
 
-def _surface_forms(texts: list[str], vocabulary: set[str]) -> dict[str, str]:
+def _surface_forms(analyzed: list[list[tuple[str, str]]], vocabulary: set[str]) -> dict[str, str]:
     """For each term, the way it is most often written in the catalog (for explanations)."""
     seen: dict[str, Counter[str]] = defaultdict(Counter)
-    for text in texts:
-        for term, surface in analyze_with_surface(text):
+    for pairs in analyzed:
+        for term, surface in pairs:
             if term in vocabulary:
                 seen[term][surface.lower() if "_" not in term else surface] += 1
     out = {}

@@ -40,7 +40,7 @@ from typing import Literal
 from poetkb.rank.change import ChangeSummary
 from poetkb.rank.matching import Matcher, RuleHit
 from poetkb.rank.model import SPREAD, RankModel
-from poetkb.rank.text import analyze, analyze_with_surface
+from poetkb.text import analyze, analyze_with_surface
 from poetkb.types import RISK_WEIGHT
 
 Fit = Literal["applies", "generic", "off", "unknown"]
