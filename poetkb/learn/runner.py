@@ -54,7 +54,7 @@ from poetkb.learn.discover import (
 )
 from poetkb.learn.features import FieldBag, data_text, summary_terms
 from poetkb.learn.models import LearnReport, LearnRunStats, LearnSummary, SkippedFile, SuiteRoot
-from poetkb.models import LearnedPattern, ObligationMatch
+from poetkb.models import LearnedPattern
 from poetkb.safefile import read_bytes
 
 if TYPE_CHECKING:
@@ -592,6 +592,3 @@ def store_patterns(kb: KnowledgeBase, source: str, patterns: Sequence[LearnedPat
          for p in patterns for m in p.obligations if m.id in known),
     )
 
-
-def matches_json(matches: Sequence[ObligationMatch]) -> list[dict[str, Any]]:
-    return [{"id": m.id, "confidence": m.confidence} for m in matches]
