@@ -81,4 +81,24 @@ def test_the_lazy_command_table_names_each_command_s_module() -> None:
     defined = {name: command.callback.__module__ for name, command in main.commands.items()
                if command.callback is not None}
     assert set(main.commands) == set(COMMANDS)
-    assert {name: COMMANDS[name] for name in defined} == defined
+    assert {name: COMMANDS[name][0] for name in defined} == defined
+
+
+def test_each_group_brings_all_its_subcommands_when_looked_up_alone() -> None:
+    """In a fresh process, looking up one group loads every module that adds subcommands to it (`plan load`
+    lives in cli/load.py, `gate mutate` in cli/mutate.py, `kb verify` in cli/verify.py)."""
+    import json
+    import subprocess
+    import sys
+
+    import click
+
+    from poetkb.cli import COMMANDS, main
+
+    groups = {name: sorted(cmd.commands) for name, cmd in main.commands.items() if isinstance(cmd, click.Group)}
+    assert {"plan", "gate", "kb"} <= set(groups)
+    for name, expected in groups.items():
+        code = (f"import json; from poetkb.cli import main; print(json.dumps(sorted(main.commands[{name!r}]"
+                f".commands)))")
+        alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+        assert json.loads(alone.stdout) == expected, f"{name}: {COMMANDS[name]}"

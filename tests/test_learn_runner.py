@@ -97,7 +97,7 @@ def test_the_learned_file_is_deterministic_and_loads_as_catalog(kb: object, suit
     assert (pattern["file"], pattern["line"], pattern["end_line"]) == ("tests/test_cache_vary.py", 12, 18)
     assert pattern["content_hash"]
     catalog_root = tmp_path / "catalog"
-    for part in ("obligations", "knowledge/packs", "mappings"):
+    for part in ("obligations", "knowledge/packs", "knowledge/probes", "knowledge/references.yaml", "mappings"):
         (catalog_root / part).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(Path(runner.__file__).resolve().parents[2] / part, catalog_root / part)
     (catalog_root / "knowledge" / "learned").mkdir()

@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "schema": ("poetkb.cli.core",),
     "search": ("poetkb.cli.core",),
     "related": ("poetkb.cli.core",),
-    "plan": ("poetkb.cli.plan",),
+    "plan": ("poetkb.cli.plan", "poetkb.cli.load"),
     "rank": ("poetkb.cli.rank",),
     "runbook": ("poetkb.cli.rank",),
     "interpret": ("poetkb.cli.load",),

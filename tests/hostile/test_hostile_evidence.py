@@ -426,4 +426,4 @@ def test_deeply_nested_json_evidence_is_a_named_problem(kb_path: Path, tmp_path:
     assert result.exit_code in (1, 2), result.output
     assert "internal error" not in result.output and "Traceback" not in result.output
     if name == "deep.log":
-        assert "line 2: JSON nested too deeply" in result.output
+        assert "line 2: not valid JSON (JSON nested deeper than 64 levels)" in result.output
