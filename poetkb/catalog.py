@@ -223,17 +223,24 @@ class _Loader:
                 need("component", "rule", rid, "component", [rule.component], cat.components)
         for pid, pattern in cat.patterns.items():
             need("obligation", "pattern", pid, "obligations", [m.id for m in pattern.obligations], cat.obligations)
-        for extra in _extra_checks:
-            self.problems.extend(extra(cat))
+        for check in whole_catalog_checks():
+            self.problems.extend(check(cat))
 
 
-_extra_checks: list[Callable[[Catalog], list[Problem]]] = []
+def whole_catalog_checks() -> tuple[Callable[[Catalog], list[Problem]], ...]:
+    """Checks of the catalog as a whole against the vocabularies it uses.
 
+    Every check names a check kind with valid parameters (the check-kind
+    declarations), every claim names an existing probe, and every cited
+    section exists in the reference index. Those declarations are data that
+    sit beside the catalog, so the catalog calls them; they never import the
+    catalog back (no registry filled by imports).
+    """
+    from poetkb.gates.kinds import check_catalog_kinds
+    from poetkb.verify.claims import check_claims
+    from poetkb.verify.references import reference_problems
 
-def register_catalog_check(func: Callable[[Catalog], list[Problem]]) -> Callable[[Catalog], list[Problem]]:
-    """Add a whole-catalog check (for example: every check kind is one a gate knows)."""
-    _extra_checks.append(func)
-    return func
+    return (check_catalog_kinds, check_claims, reference_problems)
 
 
 def _parse_catalog_file(path: Path, raw: bytes, shown: str) -> Any:
@@ -278,7 +285,3 @@ def load_catalog(root: Path | None = None) -> Catalog:
         raise CatalogError(problems)
     return catalog
 
-
-import poetkb.gates.kinds  # noqa: E402,F401  (registers the check-kind validation; light: pydantic only)
-import poetkb.verify.claims  # noqa: E402,F401  (registers the claim -> probe check)
-import poetkb.verify.references  # noqa: E402,F401  (registers the cited-section check)

@@ -494,7 +494,7 @@ def _write_catalog(db: sqlite_utils.Database, catalog: Catalog, source: str) -> 
         nodes, edges = graph_rows(catalog)
         db.table("nodes").insert_all(nodes)
         db.table("edges").insert_all(edges)
-        from poetkb import __version__
+        from poetkb._version import __version__
 
         for key, value in {
             "schema_version": str(schema_version()),

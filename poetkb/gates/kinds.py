@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from poetkb.catalog import register_catalog_check
 from poetkb.errors import Problem, UnknownEntity
 from poetkb.gates import params as p
 from poetkb.models import Check, PoetModel
@@ -116,7 +115,6 @@ def describe_kinds() -> list[dict[str, Any]]:
             for s in sorted(KINDS.values(), key=lambda s: s.name)]
 
 
-@register_catalog_check
 def check_catalog_kinds(catalog: Catalog) -> list[Problem]:
     """Every check in the catalog names a known kind and valid parameters for it."""
     problems: list[Problem] = []

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from poetkb import __version__
+from poetkb._version import __version__
 from poetkb.errors import InputError, PoetError
 from poetkb.gates import checks
 from poetkb.gates.checks.base import CollectContext, CollectError

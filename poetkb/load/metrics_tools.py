@@ -22,7 +22,7 @@ from typing import Any, TypeGuard
 from pydantic import ValidationError
 
 from poetkb.errors import InputError
-from poetkb.load.metrics import (
+from poetkb.load.metrics_base import (
     MetricsFormat,
     MetricsSummary,
     PhaseMetrics,

@@ -18,7 +18,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from poetkb import __version__
+from poetkb._version import __version__
 from poetkb.errors import EnvironmentProblem, InputError
 from poetkb.mcp_server import acting, reading, resources
 from poetkb.mcp_server.session import ServerOptions, Session

@@ -9,12 +9,16 @@ directive claims a probe checks.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 
-from poetkb.catalog import Catalog, register_catalog_check
 from poetkb.errors import Problem
 from poetkb.models import Claim, PoetModel
 from poetkb.verify.probes import ProbeSet, load_probes
+
+if TYPE_CHECKING:
+    from poetkb.catalog import Catalog
 
 PROXIES = ("nginx", "haproxy")
 
@@ -93,6 +97,4 @@ def check_claims(catalog: Catalog, probes: ProbeSet | None = None) -> list[Probl
     return problems
 
 
-@register_catalog_check
-def _claims_check(catalog: Catalog) -> list[Problem]:
-    return check_claims(catalog)
+

@@ -19,15 +19,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urldefrag
 
 from pydantic import Field, ValidationError
 
-from poetkb.catalog import Catalog, register_catalog_check
 from poetkb.errors import InputError, Problem
 from poetkb.models import PoetModel, Reference
 from poetkb.types import NonEmptyStr
 from poetkb.yamlfile import load_with_lines, problems_from_validation
+
+if TYPE_CHECKING:
+    from poetkb.catalog import Catalog
 
 INDEX_FILE = "knowledge/references.yaml"
 _SECTION_IN_TITLE = re.compile(r"\bsection\s+(\d+(?:\.\d+)*)\s*,?\s*(.*)$", re.IGNORECASE)
@@ -178,6 +181,6 @@ def check_references(catalog: Catalog, index: ReferenceIndex | None = None) -> R
     return result
 
 
-@register_catalog_check
-def _references_check(catalog: Catalog) -> list[Problem]:
+def reference_problems(catalog: Catalog) -> list[Problem]:
+    """The problems of :func:`check_references`, for catalog validation."""
     return check_references(catalog).problems

@@ -51,7 +51,7 @@ class Context:
     runs: RunCache
 
     def page(self, template: str, **values: Any) -> str:
-        from poetkb import __version__
+        from poetkb._version import __version__
 
         return render(template, kb_path=str(self.kb.path), version=__version__, **values)
 

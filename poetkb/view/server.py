@@ -192,7 +192,7 @@ class ViewHandler(BaseHTTPRequestHandler):
                                          "poetkb. The server's output has the details.")
 
     def _error_page(self, status: int, heading: str, message: str, *, suggestions: list[str] | None = None) -> str:
-        from poetkb import __version__
+        from poetkb._version import __version__
         from poetkb.view.render import render
 
         return render("error.html.j2", section="", status=status, heading=heading, message=message,

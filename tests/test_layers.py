@@ -1,0 +1,162 @@
+"""The package's layering, read from its imports: a bottom that imports nothing above it, features that never
+import the façade or the CLI, a library that never imports click, and no import cycles.
+
+Imports are read from the source with ``ast`` (module level and inside functions alike; those under
+``if TYPE_CHECKING:`` are annotations only and do not count). docs/architecture.md states the same rules.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "poetkb"
+
+#: The bottom layer: models, errors, the readers of untrusted files, the store and the catalog, and the
+#: vocabularies the catalog is validated against (check kinds with their parameters, claims, probes and
+#: references, the demo's fault model). It imports nothing above itself.
+BOTTOM = (
+    "poetkb._lazy", "poetkb._version", "poetkb.types", "poetkb.errors", "poetkb.safefile", "poetkb.paths", "poetkb.text",
+    "poetkb.models", "poetkb.yamlfile", "poetkb.legacy", "poetkb.store", "poetkb.dbfile", "poetkb.catalog_files",
+    "poetkb.catalog", "poetkb.edgeconfig", "poetkb.gates.params", "poetkb.gates.kinds", "poetkb.demo.models",
+    "poetkb.verify.probes", "poetkb.verify.claims", "poetkb.verify.references",
+)
+#: The top: the façade (``poetkb.open()``, its object, the package's exports) and the front ends that use it:
+#: the command line, the pytest plugin, the MCP server, the evidence viewer, the docs-example generator.
+TOP = ("poetkb", "poetkb.__main__", "poetkb.kb", "poetkb.cli", "poetkb.pytest_plugin", "poetkb.mcp_server",
+       "poetkb.view", "poetkb.plans.examples")
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _in(name: str, group: tuple[str, ...]) -> bool:
+    return any(name == g or name.startswith(g + ".") for g in group if g != "poetkb") or name == "poetkb" and \
+        "poetkb" in group
+
+
+def _target(name: str) -> str:
+    while name not in MODULES and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name
+
+
+def _imports(module: str) -> Iterator[tuple[str, int]]:
+    """(imported poetkb module, line) for every runtime import in ``module``; names from a package resolve to
+    the submodule when there is one."""
+    path = MODULES[module]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found: list[tuple[str, int]] = []
+
+    class Visitor(ast.NodeVisitor):
+        def visit_If(self, node: ast.If) -> None:
+            if "TYPE_CHECKING" in ast.unparse(node.test):
+                for child in node.orelse:
+                    self.visit(child)
+                return
+            self.generic_visit(node)
+
+        def visit_Import(self, node: ast.Import) -> None:
+            found.extend((_target(a.name), node.lineno) for a in node.names if a.name.split(".")[0] == "poetkb")
+
+        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*parent, *([base] if base else [])])
+            if base.split(".")[0] != "poetkb":
+                return
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                found.append((full if full in MODULES else _target(base), node.lineno))
+
+    Visitor().visit(tree)
+    yield from found
+
+
+def _external(module: str) -> set[str]:
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_bottom_imports_nothing_above_it() -> None:
+    """Models, store, catalog and the declared vocabularies import only each other."""
+    wrong = [f"{m} -> {t} (line {line})" for m in MODULES if _in(m, BOTTOM)
+             for t, line in _imports(m) if t != m and not _in(t, BOTTOM)]
+    assert wrong == []
+
+
+def test_features_never_import_the_facade_or_the_cli() -> None:
+    """Features take a knowledge base as an argument; they never import poetkb.kb, the package or the CLI."""
+    wrong = [f"{m} -> {t} (line {line})" for m in MODULES if not _in(m, TOP)
+             for t, line in _imports(m) if _in(t, TOP)]
+    assert wrong == []
+
+
+def test_the_library_never_imports_click() -> None:
+    """Only poetkb.cli imports click: tools that import poetkb as a library never load the CLI framework."""
+    assert [m for m in MODULES if not _in(m, ("poetkb.cli",)) and "click" in _external(m)] == []
+
+
+def test_no_import_cycles() -> None:
+    """No module reaches itself through runtime imports (a circle makes every layer above it fragile)."""
+    graph = {m: {t for t, _ in _imports(m) if t != m and t in MODULES} for m in MODULES}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+    counter = [0]
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    assert cycles == []
+
+
+def test_the_rules_see_real_imports() -> None:
+    """The import reader finds imports that exist (so the rules above cannot pass by reading nothing)."""
+    assert ("poetkb.store", 17) in set(_imports("poetkb.kb")) or any(t == "poetkb.store" for t, _ in
+                                                                    _imports("poetkb.kb"))
+    assert any(t == "poetkb.gates.runner" for t, _ in _imports("poetkb.kb"))
+    assert any(t == "poetkb.gates.kinds" for t, _ in _imports("poetkb.catalog"))
+    assert "click" in _external("poetkb.cli.common")
