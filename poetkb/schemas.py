@@ -38,6 +38,8 @@ SCHEMAS: dict[str, str] = {
     "demo-fault": "poetkb.demo.models:Fault",
     "learn-report": "poetkb.learn.models:LearnReport",
     "learn-review-item": "poetkb.learn.models:ReviewItem",
+    "chaos-experiment": "poetkb.chaos.models:Experiment",
+    "chaos-journal": "poetkb.chaos.journal:Journal",
 }
 
 

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "poetkb.cli.learn",
     "poetkb.cli.mcp",
     "poetkb.cli.view",
+    "poetkb.cli.chaos",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,88 @@
+"""Chaos commands: `poet chaos validate|run|import|export` and the training scenarios `poet train ...`.
+
+A thin layer: every piece of work is in :mod:`poetkb.chaos`. Exit codes of `poet chaos run`: 0 the
+hypothesis held, 1 it did not (deviated, aborted by a guardrail, an action failed, interrupted, or not
+steady before), 2 bad input, 3 an internal error or a rollback that failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from poetkb.cli.common import emit_json, main, open_kb
+
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+@main.group()
+def chaos() -> None:
+    """Chaos experiments tied to obligations: validate, run (rollbacks always), Chaos Toolkit import/export."""
+
+
+@chaos.command()
+@click.argument("experiment", type=_FILE)
+@click.pass_context
+def validate(ctx: click.Context, experiment: Path) -> None:
+    """Check an experiment file (schema, references, obligation ids, production rules) without running it."""
+    from poetkb.chaos.loader import load, production_problems
+    from poetkb.errors import InputError
+
+    with open_kb(ctx) as base:
+        exp = load(experiment, kb=base)
+    unsafe = production_problems(exp)
+    if unsafe:
+        raise InputError(f"production experiment with actions not marked safe_in_prod: {', '.join(unsafe)}",
+                         file=experiment, field="production")
+    click.echo(f"{experiment}: valid ({len(exp.steady_state.probes)} hypothesis probe(s), {len(exp.method)} "
+               f"method step(s), {len(exp.rollbacks)} rollback(s); obligations: {', '.join(exp.obligations)})")
+
+
+@chaos.command()
+@click.argument("experiment", type=_FILE)
+@click.option("--dry-run", is_flag=True, help="Validate and print the plan; run nothing.")
+@click.option("--journal", "journal_path", type=_FILE,
+              help="Where to write the journal (default: $POET_HOME/chaos/<run-id>/journal.json).")
+@click.option("--allow-remote", is_flag=True, help="Allow targets that are not on loopback.")
+@click.option("--confirm-production", is_flag=True, help="Confirm running an experiment marked production.")
+@click.option("--json", "as_json", is_flag=True, help="Print the journal as JSON on stdout.")
+@click.pass_context
+def run(ctx: click.Context, experiment: Path, dry_run: bool, journal_path: Path | None, allow_remote: bool,
+        confirm_production: bool, as_json: bool) -> None:
+    """Run an experiment: steady state before, watched during the method, rollbacks always, then after.
+
+    Exit 0 when the hypothesis held; 1 when it did not (deviated, aborted, failed, interrupted);
+    2 for bad input; 3 for an internal error or a rollback that failed.
+    """
+    from poetkb.chaos.loader import load
+    from poetkb.chaos.runner import RunOptions, preflight, run_experiment
+
+    base = open_kb(ctx)
+    try:
+        exp = load(experiment, kb=base)
+        options = RunOptions(allow_remote=allow_remote, confirm_production=confirm_production,
+                             journal_path=journal_path, echo=lambda line: click.echo(line, err=True))
+        if dry_run:
+            from poetkb import demo
+
+            preflight(exp, demo.load_state(), options, file=str(experiment))
+            for phase, steps in (("before", exp.steady_state.probes), ("method", exp.method),
+                                 ("rollback", exp.rollbacks), ("after", exp.steady_state.probes)):
+                for step in steps:
+                    click.echo(f"[{phase}] {step.name} ({step.type})")
+            return
+        journal = run_experiment(exp, kb=base, file=experiment, options=options)
+    finally:
+        base.close()
+    if as_json:
+        emit_json(journal)
+    click.echo(f"{journal.status}: {journal.reason}", err=True)
+    click.echo(f"journal: {options.journal_path or _journal_default(journal.run_id)}", err=True)
+    ctx.exit(journal.exit_code)
+
+
+def _journal_default(run_id: str) -> Path:
+    from poetkb.chaos.journal import default_journal_path
+
+    return default_journal_path(run_id)
