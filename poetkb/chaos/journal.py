@@ -53,6 +53,8 @@ class Journal(PoetModel):
     verdicts: dict[str, str] = Field(default_factory=dict)
     started_at: float
     finished_at: float | None = None
+    #: the phase the run is in (before, method, rollback, after) or "done"
+    phase: str = "start"
     status: RunStatus = "running"
     reason: str = ""
     exit_code: int = 3

@@ -93,7 +93,15 @@ class Recorder:
             self.journal["steps"].append(record)
         if phase not in ("watch", "guardrail") or record.status != "ok":
             self.echo(f"[{phase}] {step.name} ({step.type}): {record.status} {record.detail}".rstrip())
+        if phase not in ("watch", "guardrail"):
+            self.write()
         return record
+
+    def enter(self, phase: str) -> None:
+        """Mark (and write) the phase the run is in now."""
+        with self.lock:
+            self.journal["phase"] = phase
+        self.write()
 
     def write(self) -> Journal:
         with self.lock:
@@ -214,8 +222,8 @@ def run_experiment(experiment: Experiment, *, kb: KnowledgeBase | None = None, f
             _signals(stop, recorder, rolling_back, options.install_signals):
         ctx = RunContext(client=client, scope=base_scope(experiment, demo), allow_remote=options.allow_remote,
                          demo=demo, kb=kb, stop_requested=stop.is_set)
-        recorder.write()
         try:
+            recorder.enter("before")
             before_ok = _hypothesis("before", experiment, ctx, recorder, stop)
             recorder.write()
             if not before_ok and not stop.is_set():
@@ -225,6 +233,7 @@ def run_experiment(experiment: Experiment, *, kb: KnowledgeBase | None = None, f
                                   allow_remote=options.allow_remote, demo=demo, kb=kb, stop=stop,
                                   recorder=recorder, deadline=deadline)
                 watcher.start()
+                recorder.enter("method")
                 try:
                     _method(experiment, ctx, recorder, stop, deadline, internal)
                 finally:
@@ -232,12 +241,13 @@ def run_experiment(experiment: Experiment, *, kb: KnowledgeBase | None = None, f
                 recorder.write()
         finally:
             rolling_back.set()
+            recorder.enter("rollback")
             _rollbacks(experiment, ctx, recorder, rollback_failed)
-            recorder.write()
+            recorder.enter("after")
             after_ok = _hypothesis("after", experiment, ctx, recorder, None)
         status, reason = _final(stop, after_ok=after_ok, rollback_failed=rollback_failed,
                                 internal=internal)
-        journal.update(status=status, reason=reason, exit_code=3 if internal else EXIT_CODES[status],
+        journal.update(phase="done", status=status, reason=reason, exit_code=3 if internal else EXIT_CODES[status],
                        finished_at=round(time.time(), 3),
                        verdicts={oid: ("held" if status == "completed" else
                                        "deviated" if status in ("deviated",) else "not-judged")
@@ -299,9 +309,13 @@ def _method(experiment: Experiment, ctx: RunContext, recorder: Recorder, stop: S
             continue
         if step.type == "pause":
             t0 = time.time()
-            interrupted = stop.wait(min(step.seconds, max(0.0, deadline - time.monotonic())))
+            room = max(0.0, deadline - time.monotonic())
+            interrupted = stop.wait(min(step.seconds, room))
+            if not interrupted and step.seconds > room:
+                stop.set("aborted", f"guardrail: max_duration_s {experiment.guardrails.max_duration_s} exceeded")
             recorder.add("method", step, Outcome("ok", {"slept_s": round(time.time() - t0, 3)},
-                                                  "interrupted" if interrupted else f"{step.seconds} s"), t0)
+                                                  f"cut short: {stop.reason}" if stop.is_set()
+                                                  else f"{step.seconds} s"), t0)
             continue
         if step.pause_before_s and stop.wait(step.pause_before_s):
             recorder.add("method", step, None, time.time(), status="skipped", detail=f"not run: {stop.reason}")

@@ -1,0 +1,278 @@
+"""`poet chaos run` against the real demo edge: rollbacks always run, deviations are seen during the method,
+guardrails abort, signals stop safely, probe outputs feed later steps, exit codes are those documented."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from poetkb import demo
+from poetkb.cli import main
+
+pytestmark = pytest.mark.proxy
+
+STEADY = {
+    "probes": [{"name": "home", "type": "http", "url": "${demo.base_url}/api/steady",
+                "headers": {"Host": "edge.test"}, "tolerance": {"status": [200], "max_latency_ms": 1500}}],
+    "watch": {"interval_s": 0.1},
+}
+
+
+@pytest.fixture(scope="module")
+def started(shared_home: Path, base_port: int) -> str:
+    """The good NGINX edge, started once for the module."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POET_HOME", str(shared_home))
+        return demo.up(proxy="nginx", variant="good", base_port=base_port).base_url
+
+
+@pytest.fixture
+def edge(started: str, home: Path, kb_path: Path) -> Iterator[Any]:
+    """The running demo state, every upstream fault cleared before and after the test."""
+    state = demo.load_state()
+    assert state is not None
+
+    def heal() -> None:
+        for up in state.upstreams:
+            httpx.delete(up.admin_url + "/fault", timeout=5)
+
+    heal()
+    yield state
+    heal()
+
+
+def faults(state: Any) -> dict[str, bool]:
+    """Upstream name -> whether a fault is active on it now."""
+    found = {}
+    for up in state.upstreams:
+        body = httpx.get(up.admin_url + "/fault", timeout=5).json()
+        found[up.name] = bool(body["latency_ms"] or body["status"] or body["action"] != "none")
+    return found
+
+
+def write(tmp_path: Path, method: list[dict[str, Any]], *, rollbacks: list[dict[str, Any]] | None = None,
+          guardrails: dict[str, Any] | None = None, **extra: Any) -> Path:
+    data: dict[str, Any] = {"title": "test experiment", "obligations": ["resilience.timeout.enforced"],
+                            "steady_state": STEADY, "method": method,
+                            "rollbacks": rollbacks if rollbacks is not None else [{"name": "heal",
+                                                                                    "type": "upstream_heal"}]}
+    if guardrails:
+        data["guardrails"] = guardrails
+    data.update(extra)
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run(path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    journal = path.parent / "journal.json"
+    result = CliRunner().invoke(main, ["chaos", "run", str(path), "--journal", str(journal), *args])
+    data = json.loads(journal.read_text()) if journal.exists() else {}
+    return result.exit_code, data, result.output
+
+
+def steps(journal: dict[str, Any], phase: str) -> list[dict[str, Any]]:
+    return [s for s in journal["steps"] if s["phase"] == phase]
+
+
+FAULT_POOL = [{"name": f"break_{n}", "type": "upstream_fault", "upstream": n, "fault": {"status": 500}}
+              for n in ("healthy-a", "healthy-b")]
+
+
+def test_hypothesis_held_and_output_feeds_later_step(edge: Any, tmp_path: Path) -> None:
+    """A probe's output (which upstream answered) is used in a later step's URL; the run exits 0."""
+    path = write(tmp_path, [
+        {"name": "first", "type": "http", "url": "${demo.base_url}/api/first", "headers": {"Host": "edge.test"}},
+        {"name": "slow_faulty", "type": "upstream_fault", "upstream": "faulty", "fault": {"latency_ms": 50}},
+        {"name": "again", "type": "http", "url": "${demo.base_url}/api/from/${first.json.upstream}",
+         "headers": {"Host": "edge.test"}},
+    ])
+    code, journal, _ = run(path)
+    assert code == 0 and journal["status"] == "completed"
+    method = {s["name"]: s for s in steps(journal, "method")}
+    upstream = method["first"]["output"]["json"]["upstream"]
+    assert upstream in ("healthy-a", "healthy-b")
+    assert method["again"]["output"]["json"]["path"] == f"/api/from/{upstream}"
+    assert journal["verdicts"] == {"resilience.timeout.enforced": "held"}
+    assert not any(faults(edge).values())
+
+
+def test_deviation_during_method_is_detected_and_rolled_back(edge: Any, tmp_path: Path) -> None:
+    """Breaking the pool makes the watch loop see the deviation mid-pause; the pause ends early, exit 1."""
+    path = write(tmp_path, [*FAULT_POOL, {"name": "hold", "type": "pause", "seconds": 8}])
+    t0 = time.monotonic()
+    code, journal, output = run(path)
+    assert time.monotonic() - t0 < 6, "the pause was not interrupted by the deviation"
+    assert code == 1 and journal["status"] == "deviated", output
+    assert "during the method" in journal["reason"]
+    assert any(s["status"] == "deviated" for s in steps(journal, "watch"))
+    assert [s["name"] for s in steps(journal, "rollback")] == ["heal"]
+    assert steps(journal, "after")[0]["status"] == "ok"
+    assert journal["verdicts"] == {"resilience.timeout.enforced": "deviated"}
+    assert not any(faults(edge).values())
+
+
+def test_rollback_runs_after_a_failing_action(edge: Any, tmp_path: Path) -> None:
+    """An action that fails stops the method; the explicit rollback and the automatic heal both run."""
+    path = write(tmp_path, [
+        {"name": "slow_faulty", "type": "upstream_fault", "upstream": "faulty", "fault": {"latency_ms": 10}},
+        {"name": "bad_call", "type": "http_call", "url": "${demo.upstreams.faulty.admin_url}/nowhere",
+         "method": "POST", "expect_status": [200]},
+        {"name": "never", "type": "pause", "seconds": 5},
+    ])
+    assert faults(edge)["faulty"] is False
+    code, journal, _ = run(path)
+    assert code == 1 and journal["status"] == "failed"
+    assert "bad_call" in journal["reason"] and "404" in journal["reason"]
+    method = {s["name"]: s["status"] for s in steps(journal, "method")}
+    assert method == {"slow_faulty": "ok", "bad_call": "failed", "never": "skipped"}
+    assert steps(journal, "rollback")[0]["status"] == "ok"
+    assert [s["status"] for s in steps(journal, "cleanup")] == ["ok"]
+    assert not any(faults(edge).values())
+
+
+def test_guardrail_abort_stops_at_once_and_rolls_back(edge: Any, tmp_path: Path) -> None:
+    """A guardrail probe that fails aborts the method (the long pause is cut short) and rollbacks run."""
+    guard = {"name": "pool_alive", "type": "http", "url": "${demo.base_url}/api/guard",
+             "headers": {"Host": "edge.test"}, "tolerance": {"status": [200]}}
+    path = write(tmp_path, [*FAULT_POOL, {"name": "hold", "type": "pause", "seconds": 8}],
+                 guardrails={"probes": [guard], "interval_s": 0.1},
+                 steady_state={**STEADY, "watch": {"enabled": False}})
+    t0 = time.monotonic()
+    code, journal, _ = run(path)
+    assert time.monotonic() - t0 < 6
+    assert code == 1 and journal["status"] == "aborted"
+    assert journal["reason"].startswith("guardrail pool_alive")
+    assert steps(journal, "rollback")[0]["status"] == "ok"
+    assert not any(faults(edge).values())
+
+
+def test_max_duration_guardrail_aborts(edge: Any, tmp_path: Path) -> None:
+    """The duration limit is a guardrail too: a pause longer than it is cut and the run is aborted."""
+    path = write(tmp_path, [{"name": "slow_faulty", "type": "upstream_fault", "upstream": "faulty",
+                             "fault": {"latency_ms": 10}}, {"name": "hold", "type": "pause", "seconds": 30}],
+                 guardrails={"max_duration_s": 1.0})
+    t0 = time.monotonic()
+    code, journal, _ = run(path)
+    assert time.monotonic() - t0 < 5
+    assert code == 1 and journal["status"] == "aborted" and "max_duration_s" in journal["reason"]
+    assert not any(faults(edge).values())
+
+
+def test_blast_radius_refused_before_anything_runs(edge: Any, tmp_path: Path) -> None:
+    """Faulting 2 of 3 upstreams with max_faulted_share 0.5 is bad input (exit 2) and nothing is faulted."""
+    path = write(tmp_path, FAULT_POOL, guardrails={"max_faulted_share": 0.5})
+    code, journal, output = run(path)
+    assert code == 2 and "max_faulted_share" in output
+    assert journal == {} and not any(faults(edge).values())
+
+
+def test_production_experiment_refuses_unsafe_actions(edge: Any, tmp_path: Path) -> None:
+    """production: true needs --confirm-production, and then refuses actions not marked safe_in_prod."""
+    path = write(tmp_path, FAULT_POOL[:1], production=True)
+    code, _, output = run(path)
+    assert code == 2 and "--confirm-production" in output
+    code, _, output = run(path, "--confirm-production")
+    assert code == 2 and "break_healthy-a (upstream_fault)" in output
+    assert not any(faults(edge).values())
+
+
+def test_remote_target_refused(edge: Any, tmp_path: Path) -> None:
+    """A probe aimed off loopback is refused before the run (exit 2) unless --allow-remote."""
+    path = write(tmp_path, [{"name": "out", "type": "http", "url": "http://192.0.2.10/"}])
+    code, journal, output = run(path)
+    assert code == 2 and "not on this machine" in output and journal == {}
+
+
+def test_sigterm_and_second_signal_still_roll_back(edge: Any, tmp_path: Path, home: Path, kb_path: Path) -> None:
+    """SIGTERM stops the method of a real `poet chaos run` process; a SIGINT during the (slow) rollback is
+    recorded and ignored, every rollback runs, the fault is healed and the exit code is 1."""
+    slow = {"name": "slow_rollback", "type": "http_call", "url": "${demo.upstreams.healthy-b.url}/slow/1200",
+            "method": "GET", "expect_status": [200]}
+    path = write(tmp_path, [*FAULT_POOL[:1], {"name": "hold", "type": "pause", "seconds": 30}],
+                 rollbacks=[slow, {"name": "heal", "type": "upstream_heal"}])
+    journal_path = tmp_path / "journal.json"
+    env = {**os.environ, "POET_HOME": str(home), "POET_DB": str(kb_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "poetkb", "chaos", "run", str(path), "--journal",
+                             str(journal_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):
+            if journal_path.exists() and any(s["name"] == "break_healthy-a" and s["status"] == "ok"
+                                             for s in json.loads(journal_path.read_text())["steps"]):
+                break
+            time.sleep(0.05)
+        assert faults(edge)["healthy-a"] is True
+        proc.send_signal(signal.SIGTERM)
+        for _ in range(200):
+            if json.loads(journal_path.read_text())["phase"] == "rollback":
+                break
+            time.sleep(0.02)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    journal = json.loads(journal_path.read_text())
+    assert proc.returncode == 1, err.decode()
+    assert journal["status"] == "interrupted" and "SIGTERM" in journal["reason"]
+    assert [s["name"] for s in steps(journal, "rollback")] == ["slow_rollback", "heal"]
+    assert all(s["status"] == "ok" for s in steps(journal, "rollback"))
+    assert any("SIGINT" in s and "ignored" in s for s in journal["signals"]), journal["signals"]
+    assert not any(faults(edge).values())
+
+
+def test_bad_reference_names_file_and_line(kb_path: Path, tmp_path: Path) -> None:
+    """A step using the output of a step that runs later is bad input naming the file and its line."""
+    path = tmp_path / "exp.yaml"
+    path.write_text("""title: refs
+obligations: [resilience.timeout.enforced]
+steady_state:
+  probes:
+    - {name: home, type: http, url: "http://127.0.0.1:9/"}
+method:
+  - name: early
+    type: http
+    url: "http://127.0.0.1:9/${late.status}"
+  - {name: late, type: http, url: "http://127.0.0.1:9/"}
+""", encoding="utf-8")
+    result = CliRunner().invoke(main, ["chaos", "validate", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}:7: [method[0]] references ${{late...}}, which runs later" in result.output
+
+
+def test_unknown_obligation_is_bad_input(kb_path: Path, tmp_path: Path) -> None:
+    """An obligation id the catalog does not know is exit 2, with close matches suggested."""
+    path = write(tmp_path, [{"name": "p", "type": "pause", "seconds": 0}],
+                 obligations=["resilience.timeout.enforcd"])
+    result = CliRunner().invoke(main, ["chaos", "validate", str(path)])
+    assert result.exit_code == 2 and "resilience.timeout.enforcd" in result.output
+    hint = result.output.split("did you mean", 1)[1]
+    assert "resilience.timeout.enforced" in hint.split("?")[0]
+
+
+@pytest.mark.parametrize(("patch", "message"), [
+    ({"method": [{"name": "x", "type": "explode"}]}, "[method.0]"),
+    ({"method": [{"name": "p", "type": "pause", "seconds": 5000}]}, "less than or equal to 600"),
+    ({"steady_state": {"probes": []}}, "[steady_state.probes]"),
+    ({"method": [{"name": "home", "type": "pause", "seconds": 1}]}, "used twice"),
+])
+def test_invalid_experiments_name_the_field(kb_path: Path, tmp_path: Path, patch: dict[str, Any],
+                                            message: str) -> None:
+    """Schema problems are exit 2 with the field (and the line) named."""
+    method = patch.pop("method", [{"name": "p", "type": "pause", "seconds": 0}])
+    path = write(tmp_path, method, **patch)
+    result = CliRunner().invoke(main, ["chaos", "validate", str(path)])
+    assert result.exit_code == 2 and message in result.output, result.output
