@@ -276,3 +276,24 @@ def test_invalid_experiments_name_the_field(kb_path: Path, tmp_path: Path, patch
     path = write(tmp_path, method, **patch)
     result = CliRunner().invoke(main, ["chaos", "validate", str(path)])
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_fault_proxy_interposed_between_edge_and_upstreams(edge: Any, tmp_path: Path) -> None:
+    """edge_interpose puts the fault proxy between NGINX and its pool: requests through the edge get the added
+    latency (measured); afterwards the configuration file is byte-identical and requests are fast again."""
+    config = Path(edge.config_path)
+    before = config.read_bytes()
+    interpose = [{"name": f"fp_{n.replace('-', '_')}", "type": "edge_interpose", "upstream": n,
+                  "toxics": {"latency_ms": 300}} for n in ("healthy-a", "healthy-b")]
+    path = write(tmp_path, [*interpose, {"name": "through", "type": "http", "url": "${demo.base_url}/api/through",
+                                         "headers": {"Host": "edge.test"}}],
+                 steady_state={**STEADY, "watch": {"enabled": False}})
+    code, journal, output = run(path)
+    assert code == 0, output
+    through = next(s for s in journal["steps"] if s["name"] == "through")
+    assert through["output"]["status"] == 200 and through["output"]["elapsed_ms"] >= 290
+    assert [s["status"] for s in steps(journal, "cleanup")] == ["ok"] * 4
+    assert config.read_bytes() == before
+    elapsed = min(httpx.get(edge.base_url + "/api/after", headers={"Host": "edge.test"}).elapsed.total_seconds()
+                  for _ in range(3))
+    assert elapsed < 0.2

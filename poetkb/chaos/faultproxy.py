@@ -253,10 +253,10 @@ class FaultProxy:
                 room = toxics.cut_after_bytes - state["sent"]
                 if len(data) >= room:
                     if room > 0:
-                        writer.write(data[:room])
-                        await writer.drain()
                         state["sent"] += room
                         self.stats.bytes_down += room
+                        writer.write(data[:room])
+                        await writer.drain()
                     return "cut"
             if delayed and toxics.bandwidth_kbps:
                 # pace so that bytes sent so far never run ahead of the rate
@@ -264,8 +264,6 @@ class FaultProxy:
                 wait = due - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
-            writer.write(data)
-            await writer.drain()
             sent += len(data)
             if state is not None:
                 state["sent"] += len(data)
@@ -273,3 +271,5 @@ class FaultProxy:
                 self.stats.bytes_up += len(data)
             else:
                 self.stats.bytes_down += len(data)
+            writer.write(data)
+            await writer.drain()

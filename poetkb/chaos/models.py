@@ -162,6 +162,22 @@ class FaultProxyStart(ActionBase):
     max_connections: int = Field(default=256, ge=1, le=4096)
 
 
+class EdgeInterpose(ActionBase):
+    """Put a fault proxy between the running demo edge and one of its upstreams.
+
+    The proxy is started in front of the upstream, the edge's configuration file is edited so that
+    the upstream's address points at the proxy, and the edge is reloaded gracefully. The original
+    file is written back and the edge reloaded again after the run (and the proxy stopped).
+    Output as for ``fault_proxy_start``; ``fault_proxy_update`` takes this step's name.
+    """
+
+    type: Literal["edge_interpose"] = "edge_interpose"
+    upstream: NonEmptyStr
+    toxics: Toxics = Field(default_factory=Toxics)
+    max_connections: int = Field(default=256, ge=1, le=4096)
+    timeout_s: TimeoutSeconds = 30.0
+
+
 class FaultProxyUpdate(ActionBase):
     """Change the toxics of a running fault proxy started by an earlier step (new connections only)."""
 
@@ -208,16 +224,16 @@ class PauseStep(PoetModel):
 
 
 Action = Annotated[
-    UpstreamFaultAction | UpstreamHealAction | FaultProxyStart | FaultProxyUpdate | FaultProxyStop | HttpAction
+    UpstreamFaultAction | UpstreamHealAction | FaultProxyStart | EdgeInterpose | FaultProxyUpdate | FaultProxyStop | HttpAction
     | DemoReloadAction,
     Field(discriminator="type"),
 ]
-ACTION_TYPES = ("upstream_fault", "upstream_heal", "fault_proxy_start", "fault_proxy_update", "fault_proxy_stop",
+ACTION_TYPES = ("upstream_fault", "upstream_heal", "fault_proxy_start", "edge_interpose", "fault_proxy_update", "fault_proxy_stop",
                 "http_call", "demo_reload")
 
 Step = Annotated[
     HttpProbe | MetricProbe | GateProbe | CountersProbe | UpstreamFaultAction | UpstreamHealAction | FaultProxyStart
-    | FaultProxyUpdate | FaultProxyStop | HttpAction | DemoReloadAction | PauseStep,
+    | EdgeInterpose | FaultProxyUpdate | FaultProxyStop | HttpAction | DemoReloadAction | PauseStep,
     Field(discriminator="type"),
 ]
 

@@ -285,6 +285,40 @@ def fault_proxy_start(step: Any, ctx: RunContext) -> Outcome:
                           "target": f"{proxy.target[0]}:{proxy.target[1]}"}, f"listening on {proxy.listen}")
 
 
+@register("edge_interpose")
+def edge_interpose(step: Any, ctx: RunContext) -> Outcome:
+    from pathlib import Path
+
+    from poetkb import demo
+    from poetkb.chaos.faultproxy import FaultProxy
+
+    if ctx.demo is None:
+        raise EnvironmentProblem("edge_interpose: the demo is not running", hint="start it with `poet demo up`")
+    target = _proxy_target(step, ctx)
+    config = Path(ctx.demo.config_path)
+    original = config.read_bytes()
+    if original.count(target.encode()) == 0:
+        return Outcome("failed", {}, f"{target} does not appear in {config}")
+    proxy = FaultProxy(target, step.toxics, max_connections=step.max_connections).start()
+    ctx.proxies[step.name] = proxy
+    ctx.cleanups.append((f"stop fault proxy {step.name}", proxy.stop))
+
+    def restore() -> None:
+        config.write_bytes(original)
+        demo.reload()
+
+    # register the restore before editing, so a failed edit or reload is undone too
+    ctx.cleanups.append((f"restore edge configuration {config.name}", restore))
+    config.write_bytes(original.replace(target.encode(), proxy.listen.encode()))
+    try:
+        demo.reload()
+    except PoetError as exc:
+        return Outcome("failed", {"listen": proxy.listen}, f"edge reload refused the edit: {exc.message}")
+    return Outcome("ok", {"listen": proxy.listen, "port": proxy.port, "url": f"http://{proxy.listen}",
+                          "target": target, "config": str(config)},
+                   f"{step.upstream} ({target}) now behind {proxy.listen}")
+
+
 def _proxy(ctx: RunContext, name: str) -> FaultProxy:
     proxy = ctx.proxies.get(name)
     if proxy is None:
