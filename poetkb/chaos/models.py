@@ -224,12 +224,12 @@ class PauseStep(PoetModel):
 
 
 Action = Annotated[
-    UpstreamFaultAction | UpstreamHealAction | FaultProxyStart | EdgeInterpose | FaultProxyUpdate | FaultProxyStop | HttpAction
-    | DemoReloadAction,
+    UpstreamFaultAction | UpstreamHealAction | FaultProxyStart | EdgeInterpose | FaultProxyUpdate | FaultProxyStop
+    | HttpAction | DemoReloadAction,
     Field(discriminator="type"),
 ]
-ACTION_TYPES = ("upstream_fault", "upstream_heal", "fault_proxy_start", "edge_interpose", "fault_proxy_update", "fault_proxy_stop",
-                "http_call", "demo_reload")
+ACTION_TYPES = ("upstream_fault", "upstream_heal", "fault_proxy_start", "edge_interpose", "fault_proxy_update",
+                "fault_proxy_stop", "http_call", "demo_reload")
 
 Step = Annotated[
     HttpProbe | MetricProbe | GateProbe | CountersProbe | UpstreamFaultAction | UpstreamHealAction | FaultProxyStart
