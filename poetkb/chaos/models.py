@@ -41,10 +41,21 @@ class StepBase(PoetModel):
 
 
 # -- probes ---------------------------------------------------------------------------------------------
-class HttpTolerance(PoetModel):
-    """When an HTTP answer counts as healthy: status in a set, fast enough, containing a text."""
+StatusClass = Literal["1xx", "2xx", "3xx", "4xx", "5xx"]
 
-    status: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=lambda: [200], min_length=1)
+
+class HttpTolerance(PoetModel):
+    """When an HTTP answer counts as healthy: status in a set, fast enough, containing a text.
+
+    ``status`` lists codes and classes: ``[200, 204]``, ``["2xx", 304]``.
+    """
+
+    status: list[Annotated[int, Field(ge=100, le=599)] | StatusClass] = Field(default_factory=lambda: [200],
+                                                                               min_length=1, max_length=100)
+
+    def status_ok(self, code: int) -> bool:
+        """True when ``code`` is listed, or its class (``"5xx"``) is."""
+        return code in self.status or f"{code // 100}xx" in self.status
     max_latency_ms: float | None = Field(default=None, gt=0, le=120_000)
     body_contains: str | None = None
     #: header name (lowercase) -> the exact value it must have

@@ -140,7 +140,7 @@ def http_probe(step: Any, ctx: RunContext) -> Outcome:
     if tol is None:
         return Outcome("ok", output, f"status {output['status']} in {output['elapsed_ms']} ms")
     problems = []
-    if output["status"] not in tol.status:
+    if not tol.status_ok(output["status"]):
         problems.append(f"status {output['status']} not in {tol.status}")
     if tol.max_latency_ms is not None and output["elapsed_ms"] > tol.max_latency_ms:
         problems.append(f"{output['elapsed_ms']} ms > {tol.max_latency_ms} ms")

@@ -86,3 +86,65 @@ def _journal_default(run_id: str) -> Path:
     from poetkb.chaos.journal import default_journal_path
 
     return default_journal_path(run_id)
+
+
+@chaos.command("import")
+@click.argument("ctk_file", type=_FILE)
+@click.option("--obligation", "obligations", multiple=True,
+              help="Obligation the experiment tests (repeatable; needed unless the file names them).")
+@click.option("--out", type=_FILE, help="Write the experiment here (.json for JSON, else YAML) instead of stdout.")
+@click.pass_context
+def import_(ctx: click.Context, ctk_file: Path, obligations: tuple[str, ...], out: Path | None) -> None:
+    """Convert a Chaos Toolkit experiment (JSON or YAML) into a poetkb experiment.
+
+    What cannot be converted is listed on stderr with its JSON path; the result is validated like
+    `poet chaos validate` (exit 2 when it is not a valid experiment).
+    """
+    import json
+
+    import yaml
+
+    from poetkb.chaos.ctk import import_ctk
+    from poetkb.chaos.loader import parse, read_data
+    from poetkb.errors import InputError
+
+    result = import_ctk(read_data(ctk_file), obligations=list(obligations))
+    for item in result.unconverted:
+        click.echo(f"not converted: {item}", err=True)
+    if not result.data["obligations"]:
+        raise InputError("the Chaos Toolkit experiment names no obligation", file=ctk_file,
+                         hint="pass --obligation ID (repeatable); see `poet obligations list`")
+    experiment = parse(result.data, file=str(ctk_file))
+    with open_kb(ctx) as base:
+        from poetkb.gates.runner import require_known
+
+        require_known(base, experiment.obligations, where="the imported experiment", file=ctk_file)
+    data = experiment.model_dump(mode="json", exclude_unset=True)
+    if out is not None and out.suffix == ".json":
+        text = json.dumps(data, indent=2) + "\n"
+    else:
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    from poetkb.cli.common import write_output
+
+    write_output(text, out)
+    click.echo(f"imported {len(experiment.method)} method step(s), {len(experiment.rollbacks)} rollback(s); "
+               f"{len(result.unconverted)} item(s) not converted", err=True)
+
+
+@chaos.command("export")
+@click.argument("experiment", type=_FILE)
+@click.option("--out", type=_FILE, help="Write the Chaos Toolkit experiment (JSON) here instead of stdout.")
+def export(experiment: Path, out: Path | None) -> None:
+    """Export a poetkb experiment as a Chaos Toolkit experiment (JSON).
+
+    HTTP probes and calls become CTK http providers; every other step calls poetkb through CTK's python
+    provider (poetkb.chaos.ctk_functions.run_step); obligations, watch and guardrails travel in the
+    `poetkb` extension.
+    """
+    import json
+
+    from poetkb.chaos.ctk import export_ctk
+    from poetkb.chaos.loader import load
+    from poetkb.cli.common import write_output
+
+    write_output(json.dumps(export_ctk(load(experiment)), indent=2) + "\n", out)
