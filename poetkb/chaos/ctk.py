@@ -294,8 +294,8 @@ def _native_http(step: Any) -> bool:
         return False
     if step.type == "http":
         tol = step.tolerance
-        return tol is not None and all(isinstance(x, int) for x in tol.status) and tol.max_latency_ms is None and tol.body_contains is None and not tol.headers \
-            and step.method == "GET" and not step.body
+        return (tol is not None and all(isinstance(x, int) for x in tol.status) and tol.max_latency_ms is None
+                and tol.body_contains is None and not tol.headers and step.method == "GET" and not step.body)
     return step.type == "http_call" and len(step.expect_status) == 1 and not step.body and not step.safe_in_prod
 
 
