@@ -40,6 +40,7 @@ SCHEMAS: dict[str, str] = {
     "learn-review-item": "poetkb.learn.models:ReviewItem",
     "chaos-experiment": "poetkb.chaos.models:Experiment",
     "chaos-journal": "poetkb.chaos.journal:Journal",
+    "chaos-scenario": "poetkb.chaos.training:Scenario",
 }
 
 

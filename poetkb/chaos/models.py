@@ -10,7 +10,8 @@ Steps are a discriminated union on ``type``; the registry of step types that can
 function there. ``poet schema chaos-experiment`` prints the JSON Schema.
 
 Strings in steps may reference values: ``${config.KEY}`` (the experiment's configuration),
-``${demo.base_url}`` / ``${demo.upstreams.NAME.admin_url}`` (the running demo edge) and
+``${demo.base_url}`` / ``${demo.upstreams.NAME.admin_url}`` (the running demo edge), ``${run.nonce}``
+(fresh per run, for cache-busting paths) and
 ``${NAME.FIELD...}`` (the output of an earlier probe or action called NAME, e.g. ``${first.json.upstream}``).
 """
 
@@ -305,7 +306,7 @@ class Experiment(PoetModel):
             if step.name in seen:
                 raise ValueError(f"step name {step.name!r} is used twice; names must be unique (they are "
                                  "referenced as ${NAME...})")
-            if step.name in ("config", "demo"):
+            if step.name in ("config", "demo", "run"):
                 raise ValueError(f"step name {step.name!r} is reserved")
             seen.add(step.name)
         return self

@@ -154,8 +154,10 @@ def preflight(experiment: Experiment, demo: DemoState | None, options: RunOption
 
 
 def base_scope(experiment: Experiment, demo: DemoState | None) -> dict[str, Any]:
-    """What ``${config...}`` and ``${demo...}`` resolve to."""
-    scope: dict[str, Any] = {"config": dict(experiment.configuration)}
+    """What ``${config...}``, ``${run.nonce}`` (a fresh hex string per run) and ``${demo...}`` resolve to."""
+    import os
+
+    scope: dict[str, Any] = {"config": dict(experiment.configuration), "run": {"nonce": os.urandom(4).hex()}}
     if demo is not None:
         scope["demo"] = {"base_url": demo.base_url, "tls_url": demo.tls_url, "metrics_url": demo.metrics_url,
                          "proxy": demo.proxy, "variant": demo.variant,

@@ -148,3 +148,82 @@ def export(experiment: Path, out: Path | None) -> None:
     from poetkb.cli.common import write_output
 
     write_output(json.dumps(export_ctk(load(experiment)), indent=2) + "\n", out)
+
+
+@main.group()
+def train() -> None:
+    """Training scenarios: a standard failure injected into the demo, graded hints, a check when it is fixed.
+
+    `poet train list`, `start ID`, `hint`, `check` (exit 0 healthy again, 1 not yet), `stop`.
+    Also available as `poet scenario`.
+    """
+
+
+main.add_command(train, name="scenario")
+
+
+@train.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def train_list(as_json: bool) -> None:
+    """The scenarios of the library: id, obligations, what the learner sees."""
+    from poetkb.chaos.training import active, load_scenarios
+
+    scenarios = load_scenarios()
+    if as_json:
+        emit_json(list(scenarios.values()))
+        return
+    current = active()
+    for scenario in scenarios.values():
+        mark = " (active)" if current is not None and current.scenario == scenario.id else ""
+        click.echo(f"{scenario.id:<24} {scenario.title}{mark}")
+        click.echo(f"{'':<24} teaches: {', '.join(scenario.obligations)}")
+
+
+@train.command("start")
+@click.argument("scenario_id")
+def train_start(scenario_id: str) -> None:
+    """Inject the scenario's failure into the running demo and describe the symptom."""
+    from poetkb.chaos.training import start
+
+    scenario, injected = start(scenario_id)
+    click.echo(f"started {scenario.id}: {scenario.title}")
+    for line in injected:
+        click.echo(f"  injected {line}", err=True)
+    click.echo(f"symptom: {scenario.symptom}")
+    click.echo("`poet train hint` for a hint, `poet train check` when you think it is fixed, `poet train stop` "
+               "to end.")
+
+
+@train.command("hint")
+def train_hint() -> None:
+    """The next graded hint: first the signal, then the component, then the fix."""
+    from poetkb.chaos.training import hint
+
+    number, total, text = hint()
+    click.echo(f"hint {number}/{total}: {text}")
+
+
+@train.command("check")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def train_check(ctx: click.Context, as_json: bool) -> None:
+    """Run the scenario's gates against the demo: exit 0 when it is healthy again, 1 when not yet, and why."""
+    from poetkb.chaos.training import check
+
+    with open_kb(ctx) as base:
+        result = check(base)
+    if as_json:
+        emit_json(result)
+    else:
+        for line in result.details:
+            click.echo(f"  {line}")
+        click.echo(result.message)
+    ctx.exit(0 if result.healthy else 1)
+
+
+@train.command("stop")
+def train_stop() -> None:
+    """Heal the faults and put the demo back in the configuration it had before the scenario."""
+    from poetkb.chaos.training import stop
+
+    click.echo(stop())
