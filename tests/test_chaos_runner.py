@@ -297,3 +297,24 @@ def test_fault_proxy_interposed_between_edge_and_upstreams(edge: Any, tmp_path: 
     elapsed = min(httpx.get(edge.base_url + "/api/after", headers={"Host": "edge.test"}).elapsed.total_seconds()
                   for _ in range(3))
     assert elapsed < 0.2
+
+
+def test_documented_example_runs_and_restores(edge: Any, tmp_path: Path) -> None:
+    """docs/examples/chaos/slow-pool.yaml runs green on the demo (exit 0); dry-run lists the plan and runs nothing."""
+    example = Path(__file__).resolve().parent.parent / "docs" / "examples" / "chaos" / "slow-pool.yaml"
+    config = Path(edge.config_path)
+    before = config.read_bytes()
+    dry = CliRunner().invoke(main, ["chaos", "run", str(example), "--dry-run"])
+    assert dry.exit_code == 0 and "[method] slow_a (edge_interpose)" in dry.output
+    assert config.read_bytes() == before
+    journal_path = tmp_path / "j.json"
+    result = CliRunner().invoke(main, ["chaos", "run", str(example), "--journal", str(journal_path)])
+    journal = json.loads(journal_path.read_text())
+    assert result.exit_code == 0, result.output
+    assert journal["status"] == "completed" and journal["phase"] == "done"
+    assert any(s["phase"] == "watch" for s in journal["steps"])
+    after = next(s for s in journal["steps"] if s["name"] == "after_fault")
+    which = next(s for s in journal["steps"] if s["name"] == "which")
+    assert after["output"]["json"]["path"] == f"/api/seen-on/{which['output']['json']['upstream']}"
+    assert after["output"]["elapsed_ms"] >= 95  # 150 ms ± 50 ms of latency through the fault proxy
+    assert config.read_bytes() == before

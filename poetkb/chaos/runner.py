@@ -131,7 +131,7 @@ def preflight(experiment: Experiment, demo: DemoState | None, options: RunOption
             raise InputError(f"a production experiment may only run actions marked safe_in_prod; these are not: "
                              f"{', '.join(unsafe)}", file=file, field="production",
                              hint="mark an action safe_in_prod: true only when it is harmless in production")
-    faulted = {s.upstream for s in experiment.method if s.type == "upstream_fault"}
+    faulted = {s.upstream for s in experiment.method if s.type in ("upstream_fault", "edge_interpose")}
     if faulted and demo is not None:
         share = len(faulted) / max(1, len(demo.upstreams))
         if share > experiment.guardrails.max_faulted_share + 1e-9:
