@@ -318,3 +318,61 @@ def test_documented_example_runs_and_restores(edge: Any, tmp_path: Path) -> None
     assert after["output"]["json"]["path"] == f"/api/seen-on/{which['output']['json']['upstream']}"
     assert after["output"]["elapsed_ms"] >= 95  # 150 ms ± 50 ms of latency through the fault proxy
     assert config.read_bytes() == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["before", "method", "rollback", "after"])
+def test_interrupt_at_each_stage_rolls_back_and_leaves_the_demo_healthy(edge: Any, tmp_path: Path, home: Path,
+                                                                        kb_path: Path, stage: str) -> None:
+    """Ctrl-C (SIGINT) to a real `poet chaos run` process in each phase: before or during the method it stops the
+    run (interrupted, exit 1); during rollbacks or the final check it is recorded and ignored (the run finishes).
+    In every case every rollback runs and no fault is left on the demo."""
+    slow_probe = {"name": "slow_home", "type": "http", "url": "${demo.upstreams.healthy-b.url}/slow/700",
+                  "tolerance": {"status": [200]}}
+    slow_call = {"name": "slow_rollback", "type": "http_call", "url": "${demo.upstreams.healthy-b.url}/slow/700",
+                 "method": "GET", "expect_status": [200]}
+    path = write(tmp_path, [*FAULT_POOL[:1], {"name": "hold", "type": "pause", "seconds": 1.0}],
+                 rollbacks=[slow_call, {"name": "heal", "type": "upstream_heal"}],
+                 steady_state={"probes": [slow_probe], "watch": {"enabled": False}})
+    journal_path = tmp_path / "journal.json"
+    env = {**os.environ, "POET_HOME": str(home), "POET_DB": str(kb_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "poetkb", "chaos", "run", str(path), "--journal",
+                             str(journal_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(400):
+            if journal_path.exists() and json.loads(journal_path.read_text()).get("phase") == stage:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail(f"the run never reached {stage}")
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    journal = json.loads(journal_path.read_text())
+    assert journal["phase"] == "done" and len(journal["signals"]) == 1, err.decode()
+    if stage in ("before", "method"):
+        assert proc.returncode == 1 and journal["status"] == "interrupted", err.decode()
+        assert "ignored" not in journal["signals"][0]
+    else:
+        assert proc.returncode == 0 and journal["status"] == "completed", err.decode()
+        assert "ignored" in journal["signals"][0]
+    if stage == "before":
+        assert steps(journal, "method") == []
+    assert [(s["name"], s["status"]) for s in steps(journal, "rollback")] == [("slow_rollback", "ok"), ("heal", "ok")]
+    assert not any(faults(edge).values())
+    assert httpx.get(edge.base_url + "/api/healthy", headers={"Host": "edge.test"}).status_code == 200
+
+
+def test_not_steady_before_skips_the_method_but_rolls_back(edge: Any, tmp_path: Path) -> None:
+    """When the hypothesis does not hold before, no method step runs (exit 1, not-steady); rollbacks still run."""
+    steady = {"probes": [{"name": "teapot", "type": "http", "url": "${demo.base_url}/api/x",
+                          "headers": {"Host": "edge.test"}, "tolerance": {"status": [418]}}]}
+    path = write(tmp_path, FAULT_POOL, steady_state=steady)
+    code, journal, _ = run(path)
+    assert code == 1 and journal["status"] == "not-steady"
+    assert steps(journal, "method") == [] and steps(journal, "rollback")[0]["status"] == "ok"
+    assert journal["verdicts"] == {"resilience.timeout.enforced": "not-judged"}
+    assert not any(faults(edge).values())

@@ -144,22 +144,23 @@ def _step(raw: Any, path: str, keys: set[str], names: dict[str, dict[str, Any]],
         if original is None:
             out.unconverted.append(f"{path}: ref {raw['ref']!r} names no earlier step")
             return None
-        step = {**original, "name": _name(original["name"], names)}
-        names[step["name"]] = step
-        return step
+        copy = {**original, "name": _name(original["name"], names)}
+        names[copy["name"]] = copy
+        return copy
     provider = raw.get("provider") or {}
     kind = raw.get("type")
     ptype = provider.get("type") if isinstance(provider, dict) else None
-    step: dict[str, Any] | None
+    step: dict[str, Any]
     if ptype == "python" and provider.get("module") == PY_MODULE and provider.get("func") == PY_FUNC:
         step = dict((provider.get("arguments") or {}).get("step") or {})
         if not step:
             out.unconverted.append(f"{path}.provider.arguments.step: missing")
             return None
     elif ptype == "http":
-        step = _http_step(raw, provider, kind, path, keys, out)
-        if step is None:
+        converted = _http_step(raw, provider, kind, path, keys, out)
+        if converted is None:
             return None
+        step = converted
     else:
         what = f"{ptype} provider" + (f" {provider.get('module')}.{provider.get('func')}" if ptype == "python" else "")
         out.unconverted.append(f"{path}: {what} cannot run here (only http providers and poetkb's own functions "

@@ -45,13 +45,17 @@ class StepBase(PoetModel):
 StatusClass = Literal["1xx", "2xx", "3xx", "4xx", "5xx"]
 
 
+def _ok_only() -> list[int | StatusClass]:
+    return [200]
+
+
 class HttpTolerance(PoetModel):
     """When an HTTP answer counts as healthy: status in a set, fast enough, containing a text.
 
     ``status`` lists codes and classes: ``[200, 204]``, ``["2xx", 304]``.
     """
 
-    status: list[Annotated[int, Field(ge=100, le=599)] | StatusClass] = Field(default_factory=lambda: [200],
+    status: list[Annotated[int, Field(ge=100, le=599)] | StatusClass] = Field(default_factory=_ok_only,
                                                                                min_length=1, max_length=100)
 
     def status_ok(self, code: int) -> bool:

@@ -85,10 +85,13 @@ class Recorder:
 
     def add(self, phase: str, step: Any, outcome: Outcome | None, started: float, *, status: str | None = None,
             detail: str = "") -> StepRecord:
-        record = StepRecord(phase=phase, name=step.name, type=step.type, status=status or outcome.status,
-                            started_at=round(started, 3), duration_ms=round((time.time() - started) * 1000, 1),
-                            detail=detail or (outcome.detail if outcome else ""),
-                            output=_jsonable(outcome.output) if outcome else {})
+        """Record one step (``status``/``detail`` override the outcome's, e.g. "skipped")."""
+        record = StepRecord.model_validate({
+            "phase": phase, "name": step.name, "type": step.type,
+            "status": status or (outcome.status if outcome else "error"), "started_at": round(started, 3),
+            "duration_ms": round((time.time() - started) * 1000, 1),
+            "detail": detail or (outcome.detail if outcome else ""),
+            "output": _jsonable(outcome.output) if outcome else {}})
         with self.lock:
             self.journal["steps"].append(record)
         if phase not in ("watch", "guardrail") or record.status != "ok":
@@ -343,6 +346,14 @@ def _method(experiment: Experiment, ctx: RunContext, recorder: Recorder, stop: S
             stop.wait(step.pause_after_s)
 
 
+@dataclass(frozen=True)
+class _Cleanup:
+    """How an automatic undo is named in the journal."""
+
+    name: str
+    type: str = "cleanup"
+
+
 def _rollbacks(experiment: Experiment, ctx: RunContext, recorder: Recorder, failed: list[str]) -> None:
     """Every rollback, then every cleanup (last registered first); failures are collected, never raised."""
     for step in experiment.rollbacks:
@@ -356,15 +367,11 @@ def _rollbacks(experiment: Experiment, ctx: RunContext, recorder: Recorder, fail
             failed.append(f"rollback {step.name}: {outcome.detail}")
     for label, undo in reversed(ctx.cleanups):
         t0 = time.time()
-
-        class _Named:
-            name = label.split(" ", 1)[1].replace(" ", "_")[:60]
-            type = "cleanup"
-
+        named = _Cleanup(label.split(" ", 1)[1].replace(" ", "_")[:60])
         try:
             undo()
-            recorder.add("cleanup", _Named, Outcome("ok", {}, label), t0)
+            recorder.add("cleanup", named, Outcome("ok", {}, label), t0)
         except Exception as exc:  # noqa: BLE001 - see above
-            recorder.add("cleanup", _Named, Outcome("failed", {}, f"{label}: {exc}"), t0)
-            failed.append(f"cleanup {label}: {exc}")
+            recorder.add("cleanup", named, Outcome("failed", {}, f"{label}: {getattr(exc, 'message', exc)}"), t0)
+            failed.append(f"cleanup {label}: {getattr(exc, 'message', exc)}")
     ctx.cleanups.clear()
