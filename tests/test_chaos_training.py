@@ -44,16 +44,18 @@ def edge(started: str, home: Path, kb_path: Path) -> Iterator[Any]:
 
 
 def test_library_has_the_scenarios() -> None:
-    """The library holds at least six scenarios, each with three graded hints and a known variant."""
+    """The library holds at least eight scenarios, each with three graded hints and a variant that exists."""
     from poetkb.demo.overlays import all_variants
 
     variants = {v.name for v in all_variants()}
     scenarios = load_scenarios()
-    assert len(scenarios) >= 6
+    assert len(scenarios) >= 8
     assert {"slow-upstream", "retry-storm", "cache-poisoning-vary", "connection-exhaustion"} <= set(scenarios)
     for scenario in scenarios.values():
         assert isinstance(scenario, Scenario) and len(scenario.hints) >= 3
         assert scenario.variant in variants
+        for proxy in scenario.proxies:
+            assert any(v.name == scenario.variant and v.proxy == proxy for v in all_variants())
         assert [h.split(":")[0] for h in scenario.hints[:3]] == ["Signal", "Component", "Fix"]
 
 
@@ -105,3 +107,21 @@ def test_errors_are_bad_input(kb_path: Path, isolated_home: Path) -> None:
     unknown = poet("train", "start", "no-such-scenario")
     assert unknown.exit_code == 2 and "slow-upstream" in unknown.output
     assert poet("scenario", "list").exit_code == 0
+
+
+def test_instructor_guides_match_the_scenarios() -> None:
+    """docs/scenarios/ holds exactly what `python -m poetkb.chaos.guides docs/scenarios` generates."""
+    from poetkb.chaos.guides import render_all
+
+    docs = Path(__file__).resolve().parent.parent / "docs" / "scenarios"
+    expected = render_all()
+    assert sorted(p.name for p in docs.glob("*.md")) == sorted(expected)
+    for name, text in expected.items():
+        assert (docs / name).read_text(encoding="utf-8") == text, f"regenerate docs/scenarios ({name} differs)"
+
+
+def test_guide_command_prints_the_guide(kb_path: Path) -> None:
+    """`poet train guide ID` prints the scenario's guide."""
+    result = poet("train", "guide", "retry-storm")
+    assert result.exit_code == 0 and result.output.startswith("# One failing request is retried on every server")
+    assert "## How to diagnose" in result.output

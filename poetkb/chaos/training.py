@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError
 
@@ -41,6 +41,8 @@ class Scenario(PoetModel):
     failure_mode: str = ""
     #: the demo variant that carries the failure
     variant: NonEmptyStr
+    #: the proxies the variant exists for
+    proxies: list[Literal["nginx", "haproxy"]] = Field(default_factory=lambda: ["nginx", "haproxy"], min_length=1)
     #: run-time faults that make the symptom visible
     inject: list[Action] = Field(default_factory=list, max_length=20)
     symptom: NonEmptyStr
@@ -176,6 +178,9 @@ def start(scenario_id: str) -> tuple[Scenario, list[str]]:
     if current is not None and current.scenario != scenario_id:
         raise InputError(f"scenario {current.scenario!r} is active", hint="end it with `poet train stop` first")
     before = _demo()
+    if before.proxy not in scenario.proxies:
+        raise InputError(f"scenario {scenario.id!r} needs the demo on {' or '.join(scenario.proxies)}; it runs "
+                         f"{before.proxy}", hint=f"`poet demo up --proxy {scenario.proxies[0]}` first")
     previous = current.previous_variant if current is not None else before.variant
     running = demo.up(proxy=before.proxy, variant=scenario.variant, base_port=before.base_port)
     _save(TrainingState(scenario=scenario.id, proxy=running.proxy, previous_variant=previous,

@@ -227,3 +227,13 @@ def train_stop() -> None:
     from poetkb.chaos.training import stop
 
     click.echo(stop())
+
+
+@train.command("guide")
+@click.argument("scenario_id")
+def train_guide(scenario_id: str) -> None:
+    """The instructor guide of a scenario (Markdown): what breaks and why, diagnosis, fix, what it teaches."""
+    from poetkb.chaos.guides import render_guide
+    from poetkb.chaos.training import get_scenario
+
+    click.echo(render_guide(get_scenario(scenario_id)), nl=False)
