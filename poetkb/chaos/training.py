@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from poetkb.kb import KnowledgeBase
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+ProxyName = Literal["nginx", "haproxy"]
+_BOTH: tuple[ProxyName, ...] = ("nginx", "haproxy")
 
 
 class Scenario(PoetModel):
@@ -42,7 +44,7 @@ class Scenario(PoetModel):
     #: the demo variant that carries the failure
     variant: NonEmptyStr
     #: the proxies the variant exists for
-    proxies: list[Literal["nginx", "haproxy"]] = Field(default_factory=lambda: ["nginx", "haproxy"], min_length=1)
+    proxies: list[ProxyName] = Field(default_factory=lambda: list(_BOTH), min_length=1)
     #: run-time faults that make the symptom visible
     inject: list[Action] = Field(default_factory=list, max_length=20)
     symptom: NonEmptyStr

@@ -237,3 +237,21 @@ def train_guide(scenario_id: str) -> None:
     from poetkb.chaos.training import get_scenario
 
     click.echo(render_guide(get_scenario(scenario_id)), nl=False)
+
+
+@chaos.command("toxiproxy")
+@click.option("--port", type=click.IntRange(1, 65535), default=8474, show_default=True,
+              help="Port of the API on 127.0.0.1 (Toxiproxy's default is 8474).")
+@click.option("--allow-remote", is_flag=True, help="Allow upstreams that are not on loopback.")
+def toxiproxy(port: int, allow_remote: bool) -> None:
+    """Serve a Toxiproxy-compatible API over poetkb's fault proxy on 127.0.0.1 until Ctrl-C or SIGTERM.
+
+    Existing Toxiproxy clients create proxies and add latency, bandwidth, slow_close, timeout, reset_peer and
+    limit_data toxics; every proxy listens on loopback and is stopped when the server ends.
+    """
+    import asyncio
+
+    from poetkb.chaos.toxiproxy_api import ToxiproxyAPI, serve
+
+    click.echo(f"Toxiproxy-compatible API on http://127.0.0.1:{port} (Ctrl-C to stop)", err=True)
+    asyncio.run(serve(ToxiproxyAPI(allow_remote=allow_remote), port))
