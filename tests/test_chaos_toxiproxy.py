@@ -96,19 +96,19 @@ def test_latency_toxic_is_measured_and_removed(clean: str, upstream: str) -> Non
     """A latency toxic adds its delay (measured); deleting it, or POST /reset, takes it away."""
     proxy = httpx.post(clean + "/proxies", json={"name": "web", "listen": "127.0.0.1:0", "upstream": upstream}).json()
     url = f"http://{proxy['listen']}/x"
-    base = min(timed(url) for _ in range(3))
+    assert min(timed(url) for _ in range(3)) < 200
     toxic = httpx.post(clean + "/proxies/web/toxics", json={"type": "latency", "stream": "downstream",
                                                            "toxicity": 1.0, "attributes": {"latency": 300}})
     assert toxic.status_code == 200 and toxic.json()["name"] == "latency_downstream"
-    assert min(timed(url) for _ in range(2)) - base >= 290
+    assert min(timed(url) for _ in range(2)) >= 295  # the delay is a floor, whatever the machine's load
     assert httpx.get(clean + "/proxies/web/toxics").json()[0]["attributes"] == {"latency": 300}
     assert httpx.delete(clean + "/proxies/web/toxics/latency_downstream").status_code == 204
-    assert timed(url) < base + 150
+    assert min(timed(url) for _ in range(3)) < 200
     httpx.post(clean + "/proxies/web/toxics", json={"type": "reset_peer", "attributes": {"timeout": 0}})
     with pytest.raises(httpx.TransportError):
         httpx.get(url, timeout=3)
     assert httpx.post(clean + "/reset").status_code == 204
-    assert timed(url) < base + 150
+    assert min(timed(url) for _ in range(3)) < 200
 
 
 def test_populate_and_errors(clean: str, upstream: str) -> None:
