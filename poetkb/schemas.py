@@ -41,6 +41,7 @@ SCHEMAS: dict[str, str] = {
     "chaos-experiment": "poetkb.chaos.models:Experiment",
     "chaos-journal": "poetkb.chaos.journal:Journal",
     "chaos-scenario": "poetkb.chaos.training:Scenario",
+    "chaos-plan": "poetkb.chaos.plan:ChaosPlan",
 }
 
 

@@ -321,7 +321,7 @@ def test_documented_example_runs_and_restores(edge: Any, tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["before", "method", "rollback", "after"])
+@pytest.mark.parametrize("stage", ["before", "rollback", "after"])  # "method": see the SIGTERM test
 def test_interrupt_at_each_stage_rolls_back_and_leaves_the_demo_healthy(edge: Any, tmp_path: Path, home: Path,
                                                                         kb_path: Path, stage: str) -> None:
     """Ctrl-C (SIGINT) to a real `poet chaos run` process in each phase: before or during the method it stops the
@@ -375,4 +375,21 @@ def test_not_steady_before_skips_the_method_but_rolls_back(edge: Any, tmp_path: 
     assert code == 1 and journal["status"] == "not-steady"
     assert steps(journal, "method") == [] and steps(journal, "rollback")[0]["status"] == "ok"
     assert journal["verdicts"] == {"resilience.timeout.enforced": "not-judged"}
+    assert not any(faults(edge).values())
+
+
+@pytest.mark.slow
+def test_planned_experiment_runs_on_the_edge(edge: Any, tmp_path: Path) -> None:
+    """`poet chaos plan` derives a valid experiment for a change (listing the obligations it has no template
+    for) and it completes on the good edge (exit 0), recording the faulted route's answer as evidence."""
+    out = tmp_path / "plan"
+    planned = CliRunner().invoke(main, ["chaos", "plan", "--change", "raise the proxy read timeout on /flaky/",
+                                        "--top", "3", "--out-dir", str(out)])
+    assert planned.exit_code == 0, planned.output
+    assert "resilience.timeout.enforced" in planned.output and "no fault template" in planned.output
+    code, journal, output = run(out / "resilience.timeout.enforced.yaml")
+    assert code == 0 and journal["status"] == "completed", output
+    assert [s["name"] for s in steps(journal, "before")] == ["obligation_holds", "pool_answers"]
+    route = next(s for s in journal["steps"] if s["name"] == "route_0")
+    assert route["output"]["status"] == 200 and 900 <= route["output"]["elapsed_ms"] < 3000  # the 1 s timeout
     assert not any(faults(edge).values())

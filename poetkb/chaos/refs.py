@@ -46,6 +46,8 @@ def _walk(value: Any, visit: Any, depth: int) -> None:
 def lookup(path: str, scope: Mapping[str, Any]) -> Any:
     """The value at dotted ``path`` in ``scope`` (list items by index); :class:`ReferenceError_` otherwise."""
     head, *rest = path.split(".")
+    if head == "demo" and head not in scope:
+        raise ReferenceError_(f"${{{path}}}: the demo edge is not running", hint="start it with `poet demo up`")
     if head not in scope:
         raise ReferenceError_(f"${{{path}}}: nothing called {head!r} has produced an output yet",
                               hint="reference a probe or action that runs earlier, or config.KEY / demo.FIELD")

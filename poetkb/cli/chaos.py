@@ -255,3 +255,45 @@ def toxiproxy(port: int, allow_remote: bool) -> None:
 
     click.echo(f"Toxiproxy-compatible API on http://127.0.0.1:{port} (Ctrl-C to stop)", err=True)
     asyncio.run(serve(ToxiproxyAPI(allow_remote=allow_remote), port))
+
+
+@chaos.command("plan")
+@click.option("--change", help="The change in words (what you are about to ship).")
+@click.option("--diff", type=_FILE, help="A unified diff of the change.")
+@click.option("--component", help="The component the change touches (nginx, haproxy, ...).")
+@click.option("--top", type=click.IntRange(1, 50), default=5, show_default=True)
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write one experiment file per obligation here (default: print them).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.pass_context
+def plan(ctx: click.Context, change: str | None, diff: Path | None, component: str | None, top: int,
+         out_dir: Path | None, as_json: bool) -> None:
+    """Chaos experiments for the obligations a change puts at risk (from the ranking and the scenario library).
+
+    Obligations without a fault template are listed with the gate command that checks them.
+    """
+    import yaml
+
+    from poetkb.chaos.plan import plan_experiments
+    from poetkb.errors import InputError
+
+    if not change and diff is None:
+        raise InputError("give --change TEXT or --diff FILE", field="change")
+    with open_kb(ctx) as base:
+        result = plan_experiments(base, change, diff=diff, component=component, top=top)
+    if as_json:
+        emit_json(result)
+        return
+    for item in result.items:
+        click.echo(f"{item.obligation_id} ({item.score:.2f}): "
+                   + (f"experiment from scenario {item.scenario}" if item.experiment else item.note), err=True)
+        if item.experiment is None:
+            continue
+        text = yaml.safe_dump(item.experiment.model_dump(mode="json", exclude_unset=True), sort_keys=False)
+        if out_dir is None:
+            click.echo(f"---\n{text}", nl=False)
+        else:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path = out_dir / f"{item.obligation_id}.yaml"
+            path.write_text(text, encoding="utf-8")
+            click.echo(f"  wrote {path}", err=True)
