@@ -70,8 +70,8 @@ def experiment_for(obligation_id: str, title: str, scenario: Any) -> Experiment:
                                     for a in scenario.inject]
     method.append({"name": "soak", "type": "pause", "seconds": SOAK_S})
     for index, route in enumerate(_routes(scenario)):
-        method.append({"name": f"route_{index}", "type": "http", "url": f"${{demo.base_url}}{route}chaos-${{run.nonce}}",
-                       "headers": host, "timeout_s": 15.0})
+        url = f"${{demo.base_url}}{route}chaos-${{run.nonce}}"
+        method.append({"name": f"route_{index}", "type": "http", "url": url, "headers": host, "timeout_s": 15.0})
     data = {
         "title": f"{title}: holds while {scenario.failure_mode or scenario.title}",
         "description": f"Derived by `poet chaos plan` from the training scenario {scenario.id!r}.",
@@ -92,10 +92,10 @@ def plan_experiments(kb: KnowledgeBase, change: str | None, *, diff: str | Path 
 
     ranking = kb.rank(change, diff=diff, component=component, top=top)
     by_obligation: dict[str, Any] = {}
-    for scenario in load_scenarios().values():
-        if scenario.inject:
-            for oid in scenario.obligations:
-                by_obligation.setdefault(oid, scenario)
+    for candidate in load_scenarios().values():
+        if candidate.inject:
+            for oid in candidate.obligations:
+                by_obligation.setdefault(oid, candidate)
     items = []
     for ranked in ranking.obligations:
         scenario = by_obligation.get(ranked.id)
