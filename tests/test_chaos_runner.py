@@ -393,3 +393,24 @@ def test_planned_experiment_runs_on_the_edge(edge: Any, tmp_path: Path) -> None:
     route = next(s for s in journal["steps"] if s["name"] == "route_0")
     assert route["output"]["status"] == 200 and 900 <= route["output"]["elapsed_ms"] < 3000  # the 1 s timeout
     assert not any(faults(edge).values())
+
+
+def test_journal_bounds_passing_watch_records(tmp_path: Path) -> None:
+    """Past the cap, passing watch rounds are counted, not listed; failing ones are always listed."""
+    from poetkb.chaos.providers import Outcome
+    from poetkb.chaos.runner import MAX_OK_WATCH_RECORDS, Recorder
+
+    journal: dict[str, Any] = {"run_id": "r", "title": "t", "obligations": ["a.b"], "started_at": 0.0, "steps": [],
+                               "signals": []}
+    recorder = Recorder(journal, tmp_path / "j.json", lambda line: None)
+
+    class Probe:
+        name, type = "p", "http"
+
+    for _ in range(MAX_OK_WATCH_RECORDS + 7):
+        recorder.add("watch", Probe, Outcome("ok"), time.time())
+    recorder.add("watch", Probe, Outcome("deviated", {}, "bad"), time.time())
+    written = recorder.write()
+    assert len(written.steps) == MAX_OK_WATCH_RECORDS + 1 and written.watch_ok_omitted == 7
+    assert written.steps[-1].status == "deviated"
+    assert json.loads((tmp_path / "j.json").read_text())["watch_ok_omitted"] == 7

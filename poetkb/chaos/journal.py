@@ -59,6 +59,8 @@ class Journal(PoetModel):
     reason: str = ""
     exit_code: int = 3
     steps: list[StepRecord] = Field(default_factory=list)
+    #: passing watch/guardrail probes not listed in ``steps`` once 500 were (failures are always listed)
+    watch_ok_omitted: int = 0
     signals: list[str] = Field(default_factory=list)
 
 

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     from poetkb.kb import KnowledgeBase
 
 
+#: passing watch and guardrail rounds kept in the journal; later ones are only counted (failures are all kept)
+MAX_OK_WATCH_RECORDS = 500
+
+
 @dataclass
 class RunOptions:
     """How to run: safety switches, where the journal goes, and (for tests) an httpx transport."""
@@ -82,6 +86,7 @@ class Recorder:
         self.path = path
         self.echo = echo
         self.lock = threading.Lock()
+        self.ok_watch = 0
 
     def add(self, phase: str, step: Any, outcome: Outcome | None, started: float, *, status: str | None = None,
             detail: str = "") -> StepRecord:
@@ -93,6 +98,11 @@ class Recorder:
             "detail": detail or (outcome.detail if outcome else ""),
             "output": _jsonable(outcome.output) if outcome else {}})
         with self.lock:
+            if phase in ("watch", "guardrail") and record.status == "ok":
+                if self.ok_watch >= MAX_OK_WATCH_RECORDS:
+                    self.journal["watch_ok_omitted"] = self.journal.get("watch_ok_omitted", 0) + 1
+                    return record
+                self.ok_watch += 1
             self.journal["steps"].append(record)
         if phase not in ("watch", "guardrail") or record.status != "ok":
             self.echo(f"[{phase}] {step.name} ({step.type}): {record.status} {record.detail}".rstrip())
