@@ -190,10 +190,21 @@ def test_production_experiment_refuses_unsafe_actions(edge: Any, tmp_path: Path)
 
 
 def test_remote_target_refused(edge: Any, tmp_path: Path) -> None:
-    """A probe aimed off loopback is refused before the run (exit 2) unless --allow-remote."""
+    """A probe aimed off loopback is refused before the run (exit 2); with --allow-remote the preflight accepts it
+    (checked with --dry-run, which sends nothing)."""
     path = write(tmp_path, [{"name": "out", "type": "http", "url": "http://192.0.2.10/"}])
     code, journal, output = run(path)
     assert code == 2 and "not on this machine" in output and journal == {}
+    code, journal, output = run(path, "--dry-run", "--allow-remote")
+    assert code == 0 and "[method] out (http)" in output and journal == {}
+
+
+def test_production_experiment_with_safe_actions_passes_preflight(edge: Any, tmp_path: Path) -> None:
+    """A production experiment whose actions are all safe_in_prod passes the preflight once confirmed."""
+    safe = {**FAULT_POOL[0], "safe_in_prod": True}
+    path = write(tmp_path, [safe], production=True)
+    code, _, output = run(path, "--dry-run", "--confirm-production")
+    assert code == 0, output
 
 
 def test_sigterm_and_second_signal_still_roll_back(edge: Any, tmp_path: Path, home: Path, kb_path: Path) -> None:
