@@ -425,3 +425,31 @@ def test_journal_bounds_passing_watch_records(tmp_path: Path) -> None:
     assert len(written.steps) == MAX_OK_WATCH_RECORDS + 1 and written.watch_ok_omitted == 7
     assert written.steps[-1].status == "deviated"
     assert json.loads((tmp_path / "j.json").read_text())["watch_ok_omitted"] == 7
+
+
+def test_demo_signal_freezes_and_kills_then_the_demo_is_restored(edge: Any, tmp_path: Path) -> None:
+    """SIGSTOP freezes a demo upstream (a request to it times out, measured) and SIGKILL kills another; after the
+    run the frozen one was continued and the killed one restarted, so both answer again."""
+    path = write(tmp_path, [
+        {"name": "freeze", "type": "demo_signal", "process": "faulty", "signal": "SIGSTOP"},
+        {"name": "frozen", "type": "http", "url": "${demo.upstreams.faulty.url}/x", "timeout_s": 0.5},
+        {"name": "kill", "type": "demo_signal", "process": "healthy-b", "signal": "SIGKILL"},
+    ], rollbacks=[], steady_state={**STEADY, "watch": {"enabled": False}})
+    old_pid = edge.pids["healthy-b"]
+    code, journal, output = run(path)
+    assert code == 0, output
+    frozen = next(s for s in journal["steps"] if s["name"] == "frozen")
+    assert "Timeout" in frozen["output"]["error"] and frozen["output"]["elapsed_ms"] >= 450
+    assert [s["status"] for s in steps(journal, "cleanup")] == ["ok", "ok"]
+    state = demo.load_state()
+    assert state.pids["healthy-b"] != old_pid
+    for name in ("faulty", "healthy-b"):
+        assert httpx.get(state.upstream(name).url + "/x", timeout=3).status_code == 200
+
+
+def test_demo_signal_refuses_unknown_process(edge: Any, tmp_path: Path) -> None:
+    """A process the demo does not have fails the action (exit 1) naming the known ones."""
+    path = write(tmp_path, [{"name": "nope", "type": "demo_signal", "process": "postgres", "signal": "SIGHUP"}])
+    code, journal, _ = run(path)
+    assert code == 1 and journal["status"] == "failed"
+    assert "the demo has no process 'postgres'" in journal["reason"]

@@ -230,6 +230,19 @@ class DemoReloadAction(ActionBase):
     timeout_s: TimeoutSeconds = 60.0
 
 
+class DemoSignalAction(ActionBase):
+    """Send a signal to a process of the running demo (``nginx``, ``haproxy``, ``healthy-a`` ...).
+
+    SIGSTOP freezes it (SIGCONT is sent after the run); SIGTERM and SIGKILL stop it (the demo is started
+    again after the run); SIGHUP and SIGCONT are sent as they are. Only processes the demo started (their
+    command line carries the demo's run directory) are signalled.
+    """
+
+    type: Literal["demo_signal"] = "demo_signal"
+    process: NonEmptyStr
+    signal: Literal["SIGSTOP", "SIGCONT", "SIGHUP", "SIGTERM", "SIGKILL"]
+
+
 class PauseStep(PoetModel):
     """Wait (interruptibly): the method stops at once when a guardrail trips or a signal arrives."""
 
@@ -241,15 +254,15 @@ class PauseStep(PoetModel):
 
 Action = Annotated[
     UpstreamFaultAction | UpstreamHealAction | FaultProxyStart | EdgeInterpose | FaultProxyUpdate | FaultProxyStop
-    | HttpAction | DemoReloadAction,
+    | HttpAction | DemoReloadAction | DemoSignalAction,
     Field(discriminator="type"),
 ]
 ACTION_TYPES = ("upstream_fault", "upstream_heal", "fault_proxy_start", "edge_interpose", "fault_proxy_update",
-                "fault_proxy_stop", "http_call", "demo_reload")
+                "fault_proxy_stop", "http_call", "demo_reload", "demo_signal")
 
 Step = Annotated[
     HttpProbe | MetricProbe | GateProbe | CountersProbe | UpstreamFaultAction | UpstreamHealAction | FaultProxyStart
-    | EdgeInterpose | FaultProxyUpdate | FaultProxyStop | HttpAction | DemoReloadAction | PauseStep,
+    | EdgeInterpose | FaultProxyUpdate | FaultProxyStop | HttpAction | DemoReloadAction | DemoSignalAction | PauseStep,
     Field(discriminator="type"),
 ]
 

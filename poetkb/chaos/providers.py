@@ -369,3 +369,33 @@ def demo_reload(step: Any, ctx: RunContext) -> Outcome:
         done += 1
         time.sleep(step.interval_s)
     return Outcome("ok" if done == step.count else "failed", {"reloads": done}, f"{done}/{step.count} reloads")
+
+
+@register("demo_signal")
+def demo_signal(step: Any, ctx: RunContext) -> Outcome:
+    import os
+    import signal as signals
+
+    from poetkb.demo import procs
+
+    if ctx.demo is None:
+        raise EnvironmentProblem("demo_signal: the demo is not running", hint="start it with `poet demo up`")
+    pid = ctx.demo.pids.get(step.process)
+    if pid is None:
+        raise InputError(f"the demo has no process {step.process!r}", field="process",
+                         hint=f"known: {', '.join(sorted(ctx.demo.pids))}")
+    if not procs.owned(pid, f"{ctx.demo.run_dir}/"):
+        return Outcome("failed", {"pid": pid}, f"{step.process} (pid {pid}) is not a running process of the demo")
+    sig = getattr(signals, step.signal)
+    demo_state = ctx.demo
+    if step.signal == "SIGSTOP":
+        ctx.cleanups.append((f"continue {step.process}", lambda: os.kill(pid, signals.SIGCONT)))
+    elif step.signal in ("SIGTERM", "SIGKILL"):
+        def restart() -> None:
+            from poetkb import demo
+
+            demo.up(proxy=demo_state.proxy, variant=demo_state.variant, base_port=demo_state.base_port)
+
+        ctx.cleanups.append((f"restart the demo after {step.process} was stopped", restart))
+    os.kill(pid, sig)
+    return Outcome("ok", {"pid": pid, "signal": step.signal}, f"{step.signal} to {step.process} (pid {pid})")
