@@ -42,6 +42,8 @@ RICH = {
          "expect_status": [204]},
         {"name": "through", "type": "http", "url": "${fp.url}/y"},
         {"name": "reloads", "type": "demo_reload", "count": 2},
+        {"name": "between", "type": "edge_interpose", "upstream": "healthy-a", "toxics": {"jitter_ms": 5}},
+        {"name": "freeze", "type": "demo_signal", "process": "faulty", "signal": "SIGSTOP", "safe_in_prod": False},
         {"name": "gate", "type": "gate", "obligations": ["resilience.timeout.enforced"]},
     ],
     "rollbacks": [{"name": "stop", "type": "fault_proxy_stop", "proxy": "fp"},
