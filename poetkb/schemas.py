@@ -41,6 +41,10 @@ SCHEMAS: dict[str, str] = {
     "demo-fault": "poetkb.demo.models:Fault",
     "learn-report": "poetkb.learn.models:LearnReport",
     "learn-review-item": "poetkb.learn.models:ReviewItem",
+    "chaos-experiment": "poetkb.chaos.models:Experiment",
+    "chaos-journal": "poetkb.chaos.journal:Journal",
+    "chaos-scenario": "poetkb.chaos.training:Scenario",
+    "chaos-plan": "poetkb.chaos.plan:ChaosPlan",
 }
 
 

@@ -37,6 +37,9 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "learn": ("poetkb.cli.learn",),
     "mcp": ("poetkb.cli.mcp",),
     "view": ("poetkb.cli.view",),
+    "chaos": ("poetkb.cli.chaos",),
+    "train": ("poetkb.cli.chaos",),
+    "scenario": ("poetkb.cli.chaos",),
 }
 #: the command modules, in help order
 COMMAND_MODULES = list(dict.fromkeys(m for modules in COMMANDS.values() for m in modules))
