@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import pickle
 import shutil
 import sys
 import tempfile
@@ -47,8 +48,10 @@ sys.path.insert(0, str(ROOT))
 from poetkb import store  # noqa: E402
 from poetkb.catalog import load_catalog  # noqa: E402
 from poetkb.kb import KnowledgeBase  # noqa: E402
-from poetkb.learn import mapping  # noqa: E402
+from poetkb.learn import learned, mapping, runner  # noqa: E402
+from poetkb.learn.learned import PairModel  # noqa: E402
 from poetkb.learn.runner import learn  # noqa: E402
+from poetkb.models import ObligationMatch  # noqa: E402
 from poetkb.text import has_phrase, normalise  # noqa: E402
 
 LABELS = ROOT / "tests" / "fixtures" / "learn" / "labels"
@@ -90,7 +93,7 @@ def scratch_kb(workdir: Path) -> KnowledgeBase:
 #: Threshold choice in leave-one-suite-out: the highest recall whose pooled precision reaches this.
 TARGET_PRECISION = 0.85
 #: The thresholds tried.
-GRID = (0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
+GRID = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 
 
 class Score:
@@ -143,6 +146,19 @@ class UnitResult:
     reasons: dict[str, list[str]] = field(default_factory=dict)
 
 
+@dataclass
+class MinedSuite:
+    """A suite mined once: every unit (with its feature fields), the rules' matches, and the labelled units."""
+
+    name: str
+    units: list[dict]
+    rule_rows: list[dict[str, tuple[float, list[str]]]]  # per unit: obligation -> (rules' confidence, reasons)
+    vectors: list[dict[str, list[float]]]  # per unit: obligation -> learned-combiner features
+    labelled: list[tuple[int, tuple[str, str | None], set[str]]]  # (unit index, key, expected)
+    baseline: dict[int, set[str]]
+    needed: list[int]  # labelled units and the methods of labelled classes
+
+
 def predict(scored: dict[str, float], threshold: float, limit: int = mapping.MAX_OBLIGATIONS) -> set[str]:
     """The obligations mapped at a threshold: at least that confident, the most confident `limit`."""
     kept = sorted(((c, oid) for oid, c in scored.items() if c >= threshold), key=lambda t: (-t[0], t[1]))
@@ -166,25 +182,9 @@ def choose_threshold(units: list[UnitResult], grid: tuple[float, ...] = GRID,
     return max((s.f1, t) for t, s in scores)[1]
 
 
-def leave_one_suite_out(results: dict[str, list[UnitResult]]) -> dict[str, tuple[float, Score]]:
-    """Per suite: the threshold chosen on the other suites' labels, and the suite's score at it."""
-    out: dict[str, tuple[float, Score]] = {}
-    for held in sorted(results):
-        others = [u for name, units in results.items() if name != held for u in units]
-        threshold = choose_threshold(others) if others else mapping.MAP_THRESHOLD
-        out[held] = (threshold, score_at(results[held], threshold))
-    return out
-
-
 def grep_terms(kb: KnowledgeBase) -> dict[str, list[str]]:
     """Obligation -> its keywords and the terms of the test rules that point at it, normalised."""
-    terms: dict[str, set[str]] = {}
-    for ob in kb.obligations():
-        terms.setdefault(ob.id, set()).update(normalise(k) for k in ob.keywords)
-    for rule in kb.rules(kind="test_pattern"):
-        for oid in rule.obligations:
-            terms.setdefault(oid, set()).update(normalise(t) for t in rule.terms)
-    return {oid: sorted(t for t in found if t) for oid, found in terms.items()}
+    return mapping.obligation_terms(kb.obligations(), kb.rules(kind="test_pattern"))
 
 
 def grep_baseline(source: str, terms: dict[str, list[str]]) -> set[str]:
@@ -203,51 +203,134 @@ def unit_source(root: Path, file: str, line: int, end_line: int, cache: dict[str
 
 
 def mine_suite(kb: KnowledgeBase, name: str, path: Path, labels: dict[tuple[str, str | None], set[str]],
-               terms: dict[str, list[str]], workers: int | None) -> list[UnitResult]:
-    """Mine a suite and collect, per labelled unit, the mapper's scores and the grep baseline."""
-    report = learn(kb, [path], source=name, workers=workers, store=False, write_file=False)
-    mined = {(p.file, p.test): p for p in report.patterns}
+               terms: dict[str, list[str]], workers: int | None) -> MinedSuite:
+    """Mine a suite once (the real `poet learn` pipeline up to mapping), then map it with the rules only."""
+    captured: list[dict] = []
+
+    def capture(_kb: KnowledgeBase, _source: str, units: list[dict]) -> list:
+        captured.extend(units)
+        return []
+
+    original = runner._map
+    runner._map = capture
+    try:
+        learn(kb, [path], source=name, workers=workers, store=False, write_file=False)
+    finally:
+        runner._map = original
+    mapper = mapping.Mapper(kb.obligations(), kb.rules(), kb.failure_modes(), model=None)
+    fields = [u["fields"] for u in captured]
+    groups = [u["file"] for u in captured]
+    rule_rows = [{m.id: (m.confidence, m.reasons) for m in row}
+                 for row in mapper.map(fields, groups=groups, floor=0.0)]
+    vectors = learned.pair_features([{o: c for o, (c, _) in row.items()} for row in rule_rows],
+                                    [mapper.terms.hits(f) for f in fields], groups)
+    index = {(u["file"], u["test"]): i for i, u in enumerate(captured)}
     sources: dict[str, list[str]] = {}
-    results = []
+    labelled = []
+    baseline = {}
     for key, expected in sorted(labels.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-        pattern = mined.get(key)
-        if pattern is None:
+        i = index.get(key)
+        if i is None:
             print(f"warning: {name}: labelled unit {key[0]}::{key[1]} was not mined", file=sys.stderr)
             continue
-        matches = [*pattern.obligations, *pattern.candidates]
-        unit = UnitResult(name, key, expected, {m.id: m.confidence for m in matches},
-                          grep_baseline(unit_source(path, pattern.file, pattern.line, pattern.end_line, sources),
-                                        terms),
-                          {m.id: m.reasons for m in matches})
-        results.append(unit)
-    return results
+        labelled.append((i, key, expected))
+        u = captured[i]
+        baseline[i] = grep_baseline(unit_source(path, u["file"], u["line"], u["end_line"], sources), terms)
+    classes = {(captured[i]["file"], captured[i]["test"]) for i, _, _ in labelled if captured[i]["kind"] == "class"}
+    needed = sorted({i for i, _, _ in labelled} | {
+        j for j, u in enumerate(captured)
+        if u["test"] and "." in u["test"] and (u["file"], u["test"].rsplit(".", 1)[0]) in classes})
+    return MinedSuite(name, captured, rule_rows, vectors, labelled, baseline, needed)
 
 
-def table(results: dict[str, list[UnitResult]], styles: dict[str, str]) -> list[str]:
-    """The headline table: per suite and pooled, leave-one-suite-out, as shipped, and the keyword grep."""
-    loso = leave_one_suite_out(results)
+def results_with(suite: MinedSuite, model: PairModel | None) -> list[UnitResult]:
+    """Each labelled unit's scores (rules, or the learned combiner over them), classes aggregated as `poet learn`."""
+    combined: list[list[ObligationMatch]] = [[] for _ in suite.units]
+    for i in suite.needed:
+        row = suite.rule_rows[i]
+        if model is not None:
+            row = {oid: (model.probability(v), row.get(oid, (0.0, []))[1]) for oid, v in suite.vectors[i].items()}
+        combined[i] = sorted((ObligationMatch(id=oid, confidence=round(c, 3), reasons=r[:4])
+                              for oid, (c, r) in row.items() if c >= min(GRID)),
+                             key=lambda m: (-m.confidence, m.id))
+    mapped = [[m for m in c if m.confidence >= mapping.MAP_THRESHOLD][:mapping.MAX_OBLIGATIONS] for c in combined]
+    aggregated = mapping.aggregate_classes(suite.units, mapped)
+    out = []
+    for i, key, expected in suite.labelled:
+        scored = {m.id: m.confidence for m in combined[i]}
+        reasons = {m.id: m.reasons for m in combined[i]}
+        for m in aggregated[i]:
+            if m.confidence > scored.get(m.id, 0.0):
+                scored[m.id], reasons[m.id] = m.confidence, m.reasons
+        out.append(UnitResult(suite.name, key, expected, scored, suite.baseline[i], reasons))
+    return out
+
+
+def train_on(suites: list[MinedSuite]) -> PairModel:
+    """The learned combiner fitted on every pair (with evidence) of these suites' labelled units."""
+    vectors, targets = [], []
+    for suite in suites:
+        for i, _, expected in suite.labelled:
+            for oid, vector in suite.vectors[i].items():
+                vectors.append(vector)
+                targets.append(1 if oid in expected else 0)
+    return learned.train(vectors, targets, sources=[s.name for s in suites])
+
+
+@dataclass
+class Loso:
+    """Leave-one-suite-out results per held-out suite: the threshold chosen on the others and the suite's units."""
+
+    threshold: dict[str, float] = field(default_factory=dict)
+    results: dict[str, list[UnitResult]] = field(default_factory=dict)
+
+
+def leave_one_suite_out(suites: dict[str, MinedSuite], *, use_model: bool) -> Loso:
+    """Per suite: a model trained on the others, a threshold chosen on the others (scored by models that did not
+    see them either: nested leave-one-out), then the suite scored at it."""
+    out = Loso()
+    names = sorted(suites)
+    for held in names:
+        others = [n for n in names if n != held]
+        model = train_on([suites[n] for n in others]) if use_model else None
+        inner: list[UnitResult] = []
+        for other in others:
+            rest = [suites[n] for n in others if n != other]
+            inner_model = train_on(rest) if use_model and rest else None
+            inner.extend(results_with(suites[other], inner_model))
+        out.threshold[held] = choose_threshold(inner) if inner else mapping.MAP_THRESHOLD
+        out.results[held] = results_with(suites[held], model)
+    return out
+
+
+def table(loso: Loso, rules_loso: Loso, shipped: dict[str, list[UnitResult]], styles: dict[str, str]) -> list[str]:
+    """The headline table: per suite, per style and pooled."""
+    columns = ("loso", "rules", "shipped", "grep")
     rows = [f"{'suite':<16} {'style':<8} {'units':>5} {'pairs':>5}   {'LOSO P / R':<12} {'thr':>4}   "
-            f"{'shipped P / R':<13}   {'grep P / R':<11}"]
-    pooled = {k: Score() for k in ("loso", "shipped", "grep")}
+            f"{'rules LOSO':<12}   {'shipped P / R':<13}   {'grep P / R':<11}"]
+    pooled = {k: Score() for k in columns}
     by_style: dict[str, dict[str, Score]] = {}
-    for name in sorted(results):
-        threshold, held = loso[name]
-        shipped = score_at(results[name], mapping.MAP_THRESHOLD)
-        grep = Score()
-        for unit in results[name]:
-            grep.add(unit.expected, unit.baseline)
+    for name in sorted(shipped):
+        scores = {
+            "loso": score_at(loso.results[name], loso.threshold[name]),
+            "rules": score_at(rules_loso.results[name], rules_loso.threshold[name]),
+            "shipped": score_at(shipped[name], mapping.MAP_THRESHOLD),
+            "grep": Score(),
+        }
+        for unit in shipped[name]:
+            scores["grep"].add(unit.expected, unit.baseline)
         style = styles.get(name, "pytest")
-        for kind, score in (("loso", held), ("shipped", shipped), ("grep", grep)):
-            pooled[kind].merge(score)
-            by_style.setdefault(style, {k: Score() for k in pooled})[kind].merge(score)
+        for kind in columns:
+            pooled[kind].merge(scores[kind])
+            by_style.setdefault(style, {k: Score() for k in columns})[kind].merge(scores[kind])
+        held = scores["loso"]
         rows.append(f"{name:<16} {style:<8} {held.units:>5} {held.tp + held.fn:>5}   {held.pr():<12} "
-                    f"{threshold:>4.2f}   {shipped.pr():<13}   {grep.pr():<11}")
-    for style, scores in sorted(by_style.items()):
-        rows.append(f"{'style ' + style:<16} {'':<8} {scores['loso'].units:>5} "
-                    f"{scores['loso'].tp + scores['loso'].fn:>5}   {scores['loso'].pr():<12} {'':>4}   "
-                    f"{scores['shipped'].pr():<13}   {scores['grep'].pr():<11}")
-    rows.append(f"{'pooled':<16} {'':<8} {pooled['loso'].units:>5} {pooled['loso'].tp + pooled['loso'].fn:>5}   "
-                f"{pooled['loso'].pr():<12} {'':>4}   {pooled['shipped'].pr():<13}   {pooled['grep'].pr():<11}")
+                    f"{loso.threshold[name]:>4.2f}   {scores['rules'].pr():<12}   {scores['shipped'].pr():<13}   "
+                    f"{scores['grep'].pr():<11}")
+    for label, scores in [*((f"style {k}", v) for k, v in sorted(by_style.items())), ("pooled", pooled)]:
+        rows.append(f"{label:<16} {'':<8} {scores['loso'].units:>5} {scores['loso'].tp + scores['loso'].fn:>5}   "
+                    f"{scores['loso'].pr():<12} {'':>4}   {scores['rules'].pr():<12}   {scores['shipped'].pr():<13}   "
+                    f"{scores['grep'].pr():<11}")
     return rows
 
 
@@ -262,10 +345,15 @@ def main() -> int:
     parser.add_argument("--write-learned", type=Path, metavar="DIR",
                         help="also write each suite's mapped units to DIR/<name>.json (how knowledge/learned/ is made)")
     parser.add_argument("--sweep", action="store_true", help="also print pooled precision and recall per threshold")
+    parser.add_argument("--reuse", type=Path, metavar="DIR",
+                        help="keep each mined suite (units and rule matches) in DIR and reuse it on the next run "
+                             "(for iterating on the learned model; delete DIR after changing rules or extraction)")
+    parser.add_argument("--write-model", type=Path, metavar="FILE",
+                        help="write the learned model trained on every given suite (poetkb/learn/learned_model.json)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the per-unit results as JSON")
     args = parser.parse_args()
 
-    results: dict[str, list[UnitResult]] = {}
+    suites: dict[str, MinedSuite] = {}
     styles: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         kb = scratch_kb(Path(tmp))
@@ -279,20 +367,29 @@ def main() -> int:
             if args.write_learned:
                 learn(kb, [Path(path)], source=name, workers=args.workers, store=False, out_dir=args.write_learned,
                       mapped_only=True)
-            # every confidence from the lowest threshold tried is needed to choose thresholds
-            saved = mapping.CANDIDATE_THRESHOLD, mapping.MAX_CANDIDATES
-            mapping.CANDIDATE_THRESHOLD, mapping.MAX_CANDIDATES = min(GRID), 8
-            try:
-                results[name] = mine_suite(kb, name, Path(path), load_labels(label_file), terms, args.workers)
-            finally:
-                mapping.CANDIDATE_THRESHOLD, mapping.MAX_CANDIDATES = saved
+            cached = args.reuse / f"{name}.pickle" if args.reuse else None
+            if cached is not None and cached.is_file():
+                suites[name] = pickle.loads(cached.read_bytes())
+            else:
+                suites[name] = mine_suite(kb, name, Path(path), load_labels(label_file), terms, args.workers)
+                if cached is not None:
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    cached.write_bytes(pickle.dumps(suites[name]))
             styles[name] = label_style(label_file)
         kb.close()
 
+    model = train_on(list(suites.values()))
+    if args.write_model:
+        args.write_model.write_text(model.to_json(), encoding="utf-8")
+        print(f"wrote {args.write_model}: trained on {model.pairs} pairs of {len(suites)} suites")
+    results = {name: results_with(suite, model) for name, suite in suites.items()}
+    loso = leave_one_suite_out(suites, use_model=True)
+    rules_loso = leave_one_suite_out(suites, use_model=False)
     print("learn mapping quality, pairs of (unit, obligation): precision / recall")
-    print(f"LOSO: threshold chosen on the other suites (highest recall at P >= {TARGET_PRECISION}); "
-          f"shipped: threshold {mapping.MAP_THRESHOLD}; grep: keyword baseline")
-    print("\n".join(table(results, styles)))
+    print(f"LOSO: learned model trained and threshold chosen on the other suites only (highest recall at "
+          f"P >= {TARGET_PRECISION}); rules LOSO: the same without the model; shipped: rules and a model trained on "
+          f"every suite, threshold {mapping.MAP_THRESHOLD} (in-sample); grep: keyword baseline")
+    print("\n".join(table(loso, rules_loso, results, styles)))
     everything = [u for units in results.values() for u in units]
     per_obligation: dict[str, Score] = {}
     for unit in everything:
@@ -309,13 +406,13 @@ def main() -> int:
             print(f"threshold {t:.2f}:  pooled P {score_at(everything, t).precision:.3f} "
                   f"R {score_at(everything, t).recall:.3f}")
     if args.errors:
-        loso = leave_one_suite_out(results)
         print()
-        for unit in everything:
+        listed = [u for units in loso.results.values() for u in units] if args.errors == "loso" else everything
+        for unit in listed:
             if args.errors == "grep":
                 predicted = unit.baseline
             else:
-                threshold = loso[unit.suite][0] if args.errors == "loso" else mapping.MAP_THRESHOLD
+                threshold = loso.threshold[unit.suite] if args.errors == "loso" else mapping.MAP_THRESHOLD
                 predicted = predict(unit.scored, threshold)
             where = f"{unit.suite}:{unit.key[0]}::{unit.key[1]}"
             for oid in sorted(predicted - unit.expected):

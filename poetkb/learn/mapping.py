@@ -31,12 +31,20 @@ Evidence, combined per (unit, obligation):
    ``protocol``, ...) adds up to :data:`CONTEXT_BONUS` (from
    :data:`CONTEXT_SHARE_MIN`, full at :data:`CONTEXT_SHARE_FULL`). Context alone
    never maps a unit.
-
 The parts combine as a noisy-or, ``1 - prod(1 - p)``. Obligations at or above
 :data:`MAP_THRESHOLD` are mapped (at most :data:`MAX_OBLIGATIONS` per unit); those from
 :data:`CANDIDATE_THRESHOLD` are kept as candidates that ``poet learn review`` offers a
 person (see :func:`split`). Each carries the reasons that fired: rule ids, the terms and fields, the shared words, the
 context. The result is deterministic for the same catalog and units.
+
+**Learned combiner** (:mod:`poetkb.learn.learned`): with a model (the shipped one
+by default), the confidence of every pair with any evidence (a rule, or one of
+the obligation's own terms in any field, :func:`obligation_terms`) is the
+model's probability over that evidence: the rules' confidence, which fields hold
+the obligation's terms, how much of the file and suite do, the obligation's
+domain. It is fitted on labelled suites and measured leave-one-suite-out
+(``benchmarks/learn_quality.py``); the reasons keep the rules' and add the
+learned probability with the terms and fields it saw.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from poetkb.learn.features import FIELD_WEIGHT, FIELDS, PRIMARY_FIELDS, STOP_WORDS, document
+from poetkb.learn.learned import PairModel, TermIndex, default_model, pair_features
 from poetkb.models import FailureMode, MappingRule, Obligation, ObligationMatch
 from poetkb.text import TfidfIndex, analyze_code, has_phrase, normalise
 
@@ -87,6 +96,8 @@ CLASS_MIN_SHARE = 0.2
 #: Known examples kept per obligation (terms of already-mapped tests of other sources).
 MAX_EXAMPLES = 40
 _MAX_REASONS = 4
+#: Passed as ``model`` to use the shipped model (:func:`poetkb.learn.learned.default_model`).
+SHIPPED = "shipped"
 
 
 @dataclass
@@ -167,7 +178,9 @@ class Mapper:
         rules: Sequence[MappingRule],
         failure_modes: Sequence[FailureMode] = (),
         examples: Mapping[str, Sequence[str]] | None = None,
+        model: PairModel | str | None = SHIPPED,
     ) -> None:
+        self.model = default_model() if model == SHIPPED else model if isinstance(model, PairModel) else None
         self.obligations = sorted(obligations, key=lambda o: o.id)
         known = {o.id for o in self.obligations}
         modes = {fm.id: fm for fm in failure_modes}
@@ -186,6 +199,7 @@ class Mapper:
             compiled = _compile(rule, targets)
             if compiled is not None:
                 self.rules.append(compiled)
+        self.terms = TermIndex(obligation_terms(self.obligations, rules))
         examples = examples or {}
         self.documents = [
             obligation_document(ob, modes, rules, list(examples.get(ob.id, ()))[:MAX_EXAMPLES])
@@ -280,13 +294,15 @@ class Mapper:
 
     # -- combined -------------------------------------------------------------------------------
     def map(
-        self, units: Sequence[Mapping[str, str]], groups: Sequence[str] | None = None
+        self, units: Sequence[Mapping[str, str]], groups: Sequence[str] | None = None, *, floor: float | None = None
     ) -> list[list[ObligationMatch]]:
         """For each unit (its rendered feature fields), every obligation at least a candidate, best first.
 
         ``groups`` names each unit's file, for the file part of the suite context.
-        :func:`split` separates the mapped obligations from the candidates.
+        :func:`split` separates the mapped obligations from the candidates. ``floor``
+        (default :data:`CANDIDATE_THRESHOLD`) is the least confidence kept.
         """
+        floor = CANDIDATE_THRESHOLD if floor is None else floor
         if not units:
             return []
         sims, unit_vectors, ob_vectors = self.similarity(units)
@@ -301,31 +317,75 @@ class Mapper:
                 if row[j] > SIM_FLOOR:
                     ev.similarity, ev.top_similarity = float(row[j]), top
             evidence.append(found)
-        context = _SuiteContext(evidence, groups or [""] * len(units))
-        results: list[list[ObligationMatch]] = []
+        groups = list(groups) if groups is not None else [""] * len(units)
+        context = _SuiteContext(evidence, groups)
+        scored: list[dict[str, tuple[float, list[str]]]] = []
         for i, found in enumerate(evidence):
-            matches = []
+            row: dict[str, tuple[float, list[str]]] = {}
             for oid, ev in found.items():
                 confidence = confidence_of(ev)
                 why = ""
                 if confidence < 1.0 and ev.primary() >= CONTEXT_MIN_PRIMARY:
                     bonus, why = context.bonus(i, oid)
                     confidence = 1.0 - (1.0 - confidence) * (1.0 - bonus)
-                if confidence < CANDIDATE_THRESHOLD:
-                    continue
                 reasons = ev.reasons() + ([why] if why else [])
                 if similarity_confidence(ev.similarity, ev.top_similarity) > 0.05:
                     shared = self._shared_terms(unit_vectors[i], ob_vectors[self._index(oid)])
                     reasons.append(f"similar to the obligation ({ev.similarity:.2f}): {', '.join(shared)}")
-                matches.append(ObligationMatch(id=oid, confidence=round(confidence, 3), reasons=reasons[:_MAX_REASONS]))
+                row[oid] = (confidence, reasons)
+            scored.append(row)
+        if self.model is not None:
+            scored = self.learned(units, groups, scored)
+        results: list[list[ObligationMatch]] = []
+        for row in scored:
+            matches = [ObligationMatch(id=oid, confidence=round(c, 3), reasons=r[:_MAX_REASONS])
+                       for oid, (c, r) in row.items() if c >= floor]
             matches.sort(key=lambda m: (-m.confidence, m.id))
             results.append(matches)
         return results
+
+    def learned(
+        self,
+        units: Sequence[Mapping[str, str]],
+        groups: Sequence[str],
+        scored: Sequence[Mapping[str, tuple[float, list[str]]]],
+        model: PairModel | None = None,
+    ) -> list[dict[str, tuple[float, list[str]]]]:
+        """The rules' results re-scored by the learned combiner (``model``, else the mapper's own)."""
+        model = model or self.model
+        if model is None:
+            return [dict(row) for row in scored]
+        hits = [self.terms.hits(fields) for fields in units]
+        vectors = pair_features([{o: c for o, (c, _) in row.items()} for row in scored], hits, groups)
+        out: list[dict[str, tuple[float, list[str]]]] = []
+        for row, where_by_oid, pairs in zip(scored, hits, vectors, strict=True):
+            new: dict[str, tuple[float, list[str]]] = {}
+            for oid, vector in pairs.items():
+                p = model.probability(vector)
+                where = where_by_oid.get(oid, {})
+                seen = ", ".join(f"{term!r} in {f}" for f, term in list(where.items())[:3])
+                reason = f"learned ({p:.2f})" + (f": {seen}" if seen else "")
+                rule_reasons = list(row[oid][1]) if oid in row else []
+                new[oid] = (p, [*rule_reasons[:_MAX_REASONS - 1], reason])
+            out.append(new)
+        return out
 
     def _index(self, oid: str) -> int:
         if not hasattr(self, "_positions"):
             self._positions = {ob.id: j for j, ob in enumerate(self.obligations)}
         return self._positions[oid]
+
+
+def obligation_terms(obligations: Sequence[Obligation], rules: Sequence[MappingRule]) -> dict[str, list[str]]:
+    """Obligation -> its own terms, normalised: its keywords and the terms of the test rules that point at it."""
+    terms: dict[str, set[str]] = {ob.id: {normalise(k) for k in ob.keywords} for ob in obligations}
+    for rule in rules:
+        if rule.kind != "test_pattern":
+            continue
+        for oid in rule.obligations:
+            if oid in terms:
+                terms[oid].update(normalise(t) for t in rule.terms)
+    return {oid: sorted(t for t in found if t) for oid, found in terms.items()}
 
 
 def confidence_of(ev: _Evidence) -> float:
