@@ -222,8 +222,7 @@ def mine_suite(kb: KnowledgeBase, name: str, path: Path, labels: dict[tuple[str,
     groups = [u["file"] for u in captured]
     rule_rows = [{m.id: (m.confidence, m.reasons) for m in row}
                  for row in mapper.map(fields, groups=groups, floor=0.0)]
-    vectors = learned.pair_features([{o: c for o, (c, _) in row.items()} for row in rule_rows],
-                                    [mapper.terms.hits(f) for f in fields], groups)
+    vectors = featurise(mapper, captured, rule_rows)
     index = {(u["file"], u["test"]): i for i, u in enumerate(captured)}
     sources: dict[str, list[str]] = {}
     labelled = []
@@ -243,13 +242,23 @@ def mine_suite(kb: KnowledgeBase, name: str, path: Path, labels: dict[tuple[str,
     return MinedSuite(name, captured, rule_rows, vectors, labelled, baseline, needed)
 
 
-def results_with(suite: MinedSuite, model: PairModel | None) -> list[UnitResult]:
-    """Each labelled unit's scores (rules, or the learned combiner over them), classes aggregated as `poet learn`."""
+def featurise(mapper: mapping.Mapper, units: list[dict], rule_rows: list[dict]) -> list[dict[str, list[float]]]:
+    """The learned combiner's features of every pair of a suite (as `Mapper.learned` computes them)."""
+    fields = [u["fields"] for u in units]
+    return learned.pair_features([{o: c for o, (c, _) in row.items()} for row in rule_rows],
+                                 [mapper.terms.hits(f) for f in fields], [u["file"] for u in units],
+                                 mapper.similarity_rows(fields))
+
+
+def results_with(suite: MinedSuite, model: PairModel | None, mode: str = "score") -> list[UnitResult]:
+    """Each labelled unit's scores (rules, or with the learned combiner in a mode of
+    `mapping.learned_confidence`), classes aggregated as `poet learn` does."""
     combined: list[list[ObligationMatch]] = [[] for _ in suite.units]
     for i in suite.needed:
         row = suite.rule_rows[i]
         if model is not None:
-            row = {oid: (model.probability(v), row.get(oid, (0.0, []))[1]) for oid, v in suite.vectors[i].items()}
+            row = {**row, **{oid: (mapping.learned_confidence(row.get(oid, (0.0, []))[0], model.probability(v), mode),
+                                   row.get(oid, (0.0, []))[1]) for oid, v in suite.vectors[i].items()}}
         combined[i] = sorted((ObligationMatch(id=oid, confidence=round(c, 3), reasons=r[:4])
                               for oid, (c, r) in row.items() if c >= min(GRID)),
                              key=lambda m: (-m.confidence, m.id))
@@ -266,71 +275,90 @@ def results_with(suite: MinedSuite, model: PairModel | None) -> list[UnitResult]
     return out
 
 
-def train_on(suites: list[MinedSuite]) -> PairModel:
-    """The learned combiner fitted on every pair (with evidence) of these suites' labelled units."""
+def train_on(suites: list[MinedSuite]) -> PairModel | None:
+    """The learned combiner fitted on every pair (with evidence) of these suites' labelled units (None when the
+    pairs are all of one kind: nothing to learn)."""
     vectors, targets = [], []
     for suite in suites:
         for i, _, expected in suite.labelled:
             for oid, vector in suite.vectors[i].items():
                 vectors.append(vector)
                 targets.append(1 if oid in expected else 0)
+    if len(set(targets)) < 2:
+        return None
     return learned.train(vectors, targets, sources=[s.name for s in suites])
 
 
 @dataclass
 class Loso:
-    """Leave-one-suite-out results per held-out suite: the threshold chosen on the others and the suite's units."""
+    """Leave-one-suite-out results per held-out suite: the threshold chosen on the others, the model trained on
+    the others, and the suite's units scored at it."""
 
     threshold: dict[str, float] = field(default_factory=dict)
+    models: dict[str, PairModel | None] = field(default_factory=dict)
     results: dict[str, list[UnitResult]] = field(default_factory=dict)
 
 
 def leave_one_suite_out(suites: dict[str, MinedSuite], *, use_model: bool) -> Loso:
     """Per suite: a model trained on the others, a threshold chosen on the others (scored by models that did not
-    see them either: nested leave-one-out), then the suite scored at it."""
+    see them either: nested leave-one-out), then the suite scored at it (the combiner in "score" mode)."""
     out = Loso()
     names = sorted(suites)
     for held in names:
         others = [n for n in names if n != held]
-        model = train_on([suites[n] for n in others]) if use_model else None
+        model = train_on([suites[n] for n in others]) if use_model and others else None
         inner: list[UnitResult] = []
         for other in others:
             rest = [suites[n] for n in others if n != other]
             inner_model = train_on(rest) if use_model and rest else None
             inner.extend(results_with(suites[other], inner_model))
         out.threshold[held] = choose_threshold(inner) if inner else mapping.MAP_THRESHOLD
+        out.models[held] = model
         out.results[held] = results_with(suites[held], model)
     return out
 
 
-def table(loso: Loso, rules_loso: Loso, shipped: dict[str, list[UnitResult]], styles: dict[str, str]) -> list[str]:
-    """The headline table: per suite, per style and pooled."""
-    columns = ("loso", "rules", "shipped", "grep")
-    rows = [f"{'suite':<16} {'style':<8} {'units':>5} {'pairs':>5}   {'LOSO P / R':<12} {'thr':>4}   "
-            f"{'rules LOSO':<12}   {'shipped P / R':<13}   {'grep P / R':<11}"]
+def table(suites: dict[str, MinedSuite], scored: Loso, rules: Loso, styles: dict[str, str]) -> list[str]:
+    """The headline table: per suite, per style and pooled.
+
+    mapped: the rules, threshold chosen on the other suites (what `poet learn` maps: the combiner only proposes);
+    review: mapped + candidates (>= CANDIDATE_THRESHOLD), rules only, then with the combiner trained on the other
+    suites proposing; score: the combiner's probability as the confidence, threshold chosen on the other suites;
+    shipped: the rules at the shipped threshold, tuned looking at every suite; grep: the keyword baseline.
+    """
+    columns = ("mapped", "review_rules", "review", "score", "shipped", "grep")
+    head = (f"{'suite':<15} {'style':<8} {'units':>5} {'pairs':>5}  {'mapped LOSO':<11} {'thr':>4}  "
+            f"{'review rules':<12}  {'review +learned':<15}  {'score LOSO':<11} {'thr':>4}  {'shipped':<11}  "
+            f"{'grep':<11}")
+    rows = [head]
     pooled = {k: Score() for k in columns}
     by_style: dict[str, dict[str, Score]] = {}
-    for name in sorted(shipped):
+    candidate = mapping.CANDIDATE_THRESHOLD
+    for name in sorted(suites):
+        proposed = results_with(suites[name], scored.models[name], "propose")
         scores = {
-            "loso": score_at(loso.results[name], loso.threshold[name]),
-            "rules": score_at(rules_loso.results[name], rules_loso.threshold[name]),
-            "shipped": score_at(shipped[name], mapping.MAP_THRESHOLD),
+            "mapped": score_at(rules.results[name], rules.threshold[name]),
+            "review_rules": score_at(rules.results[name], candidate),
+            "review": score_at(proposed, candidate),
+            "score": score_at(scored.results[name], scored.threshold[name]),
+            "shipped": score_at(rules.results[name], mapping.MAP_THRESHOLD),
             "grep": Score(),
         }
-        for unit in shipped[name]:
+        for unit in rules.results[name]:
             scores["grep"].add(unit.expected, unit.baseline)
         style = styles.get(name, "pytest")
         for kind in columns:
             pooled[kind].merge(scores[kind])
             by_style.setdefault(style, {k: Score() for k in columns})[kind].merge(scores[kind])
-        held = scores["loso"]
-        rows.append(f"{name:<16} {style:<8} {held.units:>5} {held.tp + held.fn:>5}   {held.pr():<12} "
-                    f"{loso.threshold[name]:>4.2f}   {scores['rules'].pr():<12}   {scores['shipped'].pr():<13}   "
-                    f"{scores['grep'].pr():<11}")
-    for label, scores in [*((f"style {k}", v) for k, v in sorted(by_style.items())), ("pooled", pooled)]:
-        rows.append(f"{label:<16} {'':<8} {scores['loso'].units:>5} {scores['loso'].tp + scores['loso'].fn:>5}   "
-                    f"{scores['loso'].pr():<12} {'':>4}   {scores['rules'].pr():<12}   {scores['shipped'].pr():<13}   "
-                    f"{scores['grep'].pr():<11}")
+        m = scores["mapped"]
+        rows.append(f"{name:<15} {style:<8} {m.units:>5} {m.tp + m.fn:>5}  {m.pr():<11} {rules.threshold[name]:>4.2f}  "
+                    f"{scores['review_rules'].pr():<12}  {scores['review'].pr():<15}  {scores['score'].pr():<11} "
+                    f"{scored.threshold[name]:>4.2f}  {scores['shipped'].pr():<11}  {scores['grep'].pr():<11}")
+    for label, sc in [*((f"style {k}", v) for k, v in sorted(by_style.items())), ("pooled", pooled)]:
+        m = sc["mapped"]
+        rows.append(f"{label:<15} {'':<8} {m.units:>5} {m.tp + m.fn:>5}  {m.pr():<11} {'':>4}  "
+                    f"{sc['review_rules'].pr():<12}  {sc['review'].pr():<15}  {sc['score'].pr():<11} {'':>4}  "
+                    f"{sc['shipped'].pr():<11}  {sc['grep'].pr():<11}")
     return rows
 
 
@@ -339,8 +367,8 @@ def main() -> int:
     parser.add_argument("suites", nargs="+", help="NAME=PATH or PATH of a checked-out suite with a label file")
     parser.add_argument("--labels", type=Path, default=LABELS, help="directory of <name>.yaml label files")
     parser.add_argument("--errors", choices=["loso", "shipped", "grep"],
-                        help="list the wrong or missed mappings (of the leave-one-suite-out or shipped mapper, "
-                             "or of the grep baseline)")
+                        help="list the wrong or missed mappings (of the rules at the leave-one-suite-out or the "
+                             "shipped threshold, or of the grep baseline)")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--write-learned", type=Path, metavar="DIR",
                         help="also write each suite's mapped units to DIR/<name>.json (how knowledge/learned/ is made)")
@@ -358,6 +386,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         kb = scratch_kb(Path(tmp))
         terms = grep_terms(kb)
+        reuse_mapper = mapping.Mapper(kb.obligations(), kb.rules(), kb.failure_modes(), model=None)
         for spec in args.suites:
             name, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
             label_file = args.labels / f"{name}.yaml"
@@ -370,6 +399,7 @@ def main() -> int:
             cached = args.reuse / f"{name}.pickle" if args.reuse else None
             if cached is not None and cached.is_file():
                 suites[name] = pickle.loads(cached.read_bytes())
+                suites[name].vectors = featurise(reuse_mapper, suites[name].units, suites[name].rule_rows)
             else:
                 suites[name] = mine_suite(kb, name, Path(path), load_labels(label_file), terms, args.workers)
                 if cached is not None:
@@ -379,17 +409,16 @@ def main() -> int:
         kb.close()
 
     model = train_on(list(suites.values()))
-    if args.write_model:
+    if args.write_model and model is not None:
         args.write_model.write_text(model.to_json(), encoding="utf-8")
         print(f"wrote {args.write_model}: trained on {model.pairs} pairs of {len(suites)} suites")
-    results = {name: results_with(suite, model) for name, suite in suites.items()}
+    results = {name: results_with(suite, None) for name, suite in suites.items()}
     loso = leave_one_suite_out(suites, use_model=True)
     rules_loso = leave_one_suite_out(suites, use_model=False)
     print("learn mapping quality, pairs of (unit, obligation): precision / recall")
-    print(f"LOSO: learned model trained and threshold chosen on the other suites only (highest recall at "
-          f"P >= {TARGET_PRECISION}); rules LOSO: the same without the model; shipped: rules and a model trained on "
-          f"every suite, threshold {mapping.MAP_THRESHOLD} (in-sample); grep: keyword baseline")
-    print("\n".join(table(loso, rules_loso, results, styles)))
+    print(f"LOSO = leave-one-suite-out: thresholds (highest recall at P >= {TARGET_PRECISION}, else best F1) and the "
+          f"learned combiner are fitted on the other suites only. See table() for the columns.")
+    print("\n".join(table(suites, loso, rules_loso, styles)))
     everything = [u for units in results.values() for u in units]
     per_obligation: dict[str, Score] = {}
     for unit in everything:
@@ -407,12 +436,12 @@ def main() -> int:
                   f"R {score_at(everything, t).recall:.3f}")
     if args.errors:
         print()
-        listed = [u for units in loso.results.values() for u in units] if args.errors == "loso" else everything
+        listed = [u for units in rules_loso.results.values() for u in units] if args.errors == "loso" else everything
         for unit in listed:
             if args.errors == "grep":
                 predicted = unit.baseline
             else:
-                threshold = loso.threshold[unit.suite] if args.errors == "loso" else mapping.MAP_THRESHOLD
+                threshold = rules_loso.threshold[unit.suite] if args.errors == "loso" else mapping.MAP_THRESHOLD
                 predicted = predict(unit.scored, threshold)
             where = f"{unit.suite}:{unit.key[0]}::{unit.key[1]}"
             for oid in sorted(predicted - unit.expected):

@@ -52,6 +52,8 @@ MODEL_VERSION = 2
 C = 1.0
 #: Domains with a feature of their own; others share "other".
 DOMAINS = ("cache", "protocol", "security", "resilience", "observability", "routing", "data", "auth", "perf", "state")
+#: The least cosine for which a unit's most similar obligation is a pair of its own.
+SIM_MIN = 0.03
 #: A rule confidence from which the pair counts as mapped by the rules alone.
 RULE_MAPPED = 0.65
 
@@ -59,7 +61,7 @@ RULE_MAPPED = 0.65
 def feature_names() -> list[str]:
     """The names of the pair features, in order (also the keys of the stored coefficients)."""
     names = ["rule", "rule_mapped", *(f"in_{f}" for f in FIELDS), "fields_hit", "primary_hit", "context_only",
-             "file_share", "suite_share"]
+             "file_share", "suite_share", "similarity", "similarity_relative", "most_similar"]
     for domain in (*DOMAINS, "other"):
         names += [f"domain_{domain}", f"domain_{domain}_primary"]
     return names
@@ -107,8 +109,14 @@ def pair_features(
     rule_confidences: Sequence[Mapping[str, float]],
     hits: Sequence[Mapping[str, Mapping[str, str]]],
     groups: Sequence[str],
+    similarities: Sequence[Mapping[str, float]] | None = None,
 ) -> list[dict[str, list[float]]]:
-    """For each unit of one run: obligation -> its feature vector, for every obligation with any evidence."""
+    """For each unit of one run: obligation -> its feature vector, for every obligation with any evidence.
+
+    ``similarities`` gives each unit's TF-IDF cosine to each obligation (see
+    :meth:`poetkb.learn.mapping.Mapper.similarity`); the unit's most similar
+    obligation is a pair even without a rule or a term.
+    """
     primary_by_unit = [{oid for oid, where in h.items() if PRIMARY_FIELDS & where.keys()} for h in hits]
     per_group: dict[str, dict[str, int]] = {}
     group_size: dict[str, int] = {}
@@ -123,7 +131,10 @@ def pair_features(
     out: list[dict[str, list[float]]] = []
     for i, (rules, where_by_oid, group) in enumerate(zip(rule_confidences, hits, groups, strict=True)):
         pairs: dict[str, list[float]] = {}
-        for oid in sorted(set(rules) | set(where_by_oid)):
+        sims = similarities[i] if similarities is not None else {}
+        top = max(sims.values(), default=0.0)
+        best = {oid for oid, v in sims.items() if v == top and top >= SIM_MIN}
+        for oid in sorted(set(rules) | set(where_by_oid) | best):
             where = where_by_oid.get(oid, {})
             rule = float(rules.get(oid, 0.0))
             primary = bool(PRIMARY_FIELDS & where.keys())
@@ -134,6 +145,8 @@ def pair_features(
             vector = [rule, 1.0 if rule >= RULE_MAPPED else 0.0, *(1.0 if f in where else 0.0 for f in FIELDS),
                       len(where) / len(FIELDS), 1.0 if primary else 0.0, 1.0 if where and not primary else 0.0,
                       file_share, suite_share]
+            sim = float(sims.get(oid, 0.0))
+            vector += [sim, sim / top if top > 0 else 0.0, 1.0 if oid in best else 0.0]
             domain = oid.split(".", 1)[0]
             domain = domain if domain in DOMAINS else "other"
             for d in (*DOMAINS, "other"):

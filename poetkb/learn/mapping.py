@@ -38,13 +38,15 @@ person (see :func:`split`). Each carries the reasons that fired: rule ids, the t
 context. The result is deterministic for the same catalog and units.
 
 **Learned combiner** (:mod:`poetkb.learn.learned`): with a model (the shipped one
-by default), the confidence of every pair with any evidence (a rule, or one of
-the obligation's own terms in any field, :func:`obligation_terms`) is the
-model's probability over that evidence: the rules' confidence, which fields hold
-the obligation's terms, how much of the file and suite do, the obligation's
-domain. It is fitted on labelled suites and measured leave-one-suite-out
-(``benchmarks/learn_quality.py``); the reasons keep the rules' and add the
-learned probability with the terms and fields it saw.
+by default), every pair with any evidence (a rule, one of the obligation's own
+terms in any field, :func:`obligation_terms`, or being the unit's most similar
+obligation) gets the model's probability over that evidence: the rules'
+confidence, which fields hold the obligation's terms, how much of the file and
+suite do, the similarity, the obligation's domain. It is fitted on labelled
+suites and measured leave-one-suite-out (``benchmarks/learn_quality.py``). By
+default (:data:`LEARNED_MODE` ``propose``) it only proposes: pairs it finds
+likely that the rules missed become candidates for ``poet learn review``, with
+the learned probability and the terms and fields it saw as the reason.
 """
 
 from __future__ import annotations
@@ -96,6 +98,9 @@ CLASS_MIN_SHARE = 0.2
 #: Known examples kept per obligation (terms of already-mapped tests of other sources).
 MAX_EXAMPLES = 40
 _MAX_REASONS = 4
+#: How the learned combiner's probability is used (see :func:`learned_confidence`): "propose" or "score".
+#: Measured leave-one-suite-out, "score" traded precision for recall (docs/learn.md), so it proposes.
+LEARNED_MODE = "propose"
 #: Passed as ``model`` to use the shipped model (:func:`poetkb.learn.learned.default_model`).
 SHIPPED = "shipped"
 
@@ -285,6 +290,14 @@ class Mapper:
             sims.append(row)
         return sims, unit_vectors, ob_vectors
 
+    def similarity_rows(
+        self, units: Sequence[Mapping[str, str]], sims: Sequence[Sequence[float]] | None = None
+    ) -> list[dict[str, float]]:
+        """Per unit: obligation -> cosine, for the cosines above zero."""
+        if sims is None:
+            sims = self.similarity(units)[0]
+        return [{ob.id: v for ob, v in zip(self.obligations, row, strict=True) if v > 0.0} for row in sims]
+
     @staticmethod
     def _shared_terms(unit_vector: Mapping[str, float], ob_vector: Mapping[str, float], limit: int = 4) -> list[str]:
         """The words that weigh most in both vectors (ties in vocabulary order)."""
@@ -335,7 +348,7 @@ class Mapper:
                 row[oid] = (confidence, reasons)
             scored.append(row)
         if self.model is not None:
-            scored = self.learned(units, groups, scored)
+            scored = self.learned(units, groups, scored, sims=sims)
         results: list[list[ObligationMatch]] = []
         for row in scored:
             matches = [ObligationMatch(id=oid, confidence=round(c, 3), reasons=r[:_MAX_REASONS])
@@ -350,23 +363,33 @@ class Mapper:
         groups: Sequence[str],
         scored: Sequence[Mapping[str, tuple[float, list[str]]]],
         model: PairModel | None = None,
+        sims: Sequence[Sequence[float]] | None = None,
     ) -> list[dict[str, tuple[float, list[str]]]]:
-        """The rules' results re-scored by the learned combiner (``model``, else the mapper's own)."""
+        """The rules' results re-scored by the learned combiner (``model``, else the mapper's own).
+
+        ``sims`` is the unit x obligation cosine matrix of :meth:`similarity` (computed when not given).
+        """
         model = model or self.model
         if model is None:
             return [dict(row) for row in scored]
         hits = [self.terms.hits(fields) for fields in units]
-        vectors = pair_features([{o: c for o, (c, _) in row.items()} for row in scored], hits, groups)
+        vectors = pair_features([{o: c for o, (c, _) in row.items()} for row in scored], hits, groups,
+                                self.similarity_rows(units, sims))
         out: list[dict[str, tuple[float, list[str]]]] = []
         for row, where_by_oid, pairs in zip(scored, hits, vectors, strict=True):
             new: dict[str, tuple[float, list[str]]] = {}
             for oid, vector in pairs.items():
                 p = model.probability(vector)
+                rule, rule_reasons = row.get(oid, (0.0, []))
+                confidence = learned_confidence(rule, p)
+                if confidence == rule:
+                    if oid in row:
+                        new[oid] = row[oid]
+                    continue
                 where = where_by_oid.get(oid, {})
                 seen = ", ".join(f"{term!r} in {f}" for f, term in list(where.items())[:3])
                 reason = f"learned ({p:.2f})" + (f": {seen}" if seen else "")
-                rule_reasons = list(row[oid][1]) if oid in row else []
-                new[oid] = (p, [*rule_reasons[:_MAX_REASONS - 1], reason])
+                new[oid] = (confidence, [*list(rule_reasons)[:_MAX_REASONS - 1], reason])
             out.append(new)
         return out
 
@@ -374,6 +397,21 @@ class Mapper:
         if not hasattr(self, "_positions"):
             self._positions = {ob.id: j for j, ob in enumerate(self.obligations)}
         return self._positions[oid]
+
+
+def learned_confidence(rule: float, p: float, mode: str | None = None) -> float:
+    """A pair's confidence from the rules' and the learned combiner's probability, by :data:`LEARNED_MODE`.
+
+    ``propose``: the rules decide what is mapped; a pair the combiner finds more
+    likely than not (p >= CANDIDATE_THRESHOLD) and the rules leave below the
+    candidate threshold becomes a candidate for review (never mapped by the model
+    alone, never lowered). ``score``: the confidence is the probability.
+    """
+    if (mode or LEARNED_MODE) == "score":
+        return p
+    if rule >= CANDIDATE_THRESHOLD or p < CANDIDATE_THRESHOLD:
+        return rule
+    return min(p, round(MAP_THRESHOLD - 0.001, 3))
 
 
 def obligation_terms(obligations: Sequence[Obligation], rules: Sequence[MappingRule]) -> dict[str, list[str]]:
