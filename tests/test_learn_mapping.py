@@ -221,3 +221,19 @@ def test_training_learns_which_evidence_predicts_a_label() -> None:
     positive = [0.0] * len(names)
     positive[names.index("in_name")] = 1.0
     assert model.probability(positive) > 0.8 > 0.2 > model.probability([0.0] * len(names))
+
+
+def test_the_shipped_model_is_read_from_its_file_once(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The default model comes from the package's model file; a missing or foreign file means no model."""
+    from poetkb.learn import learned
+
+    path = tmp_path / "learned_model.json"
+    monkeypatch.setattr(learned, "DEFAULT_PATH", path)
+    monkeypatch.setattr(learned, "_DEFAULT", [])
+    assert learned.default_model() is None  # no file: the rules alone
+    path.write_text(_name_model().to_json(), encoding="utf-8")
+    monkeypatch.setattr(learned, "_DEFAULT", [])
+    assert learned.default_model() == _name_model()
+    path.write_text('{"version": 99}', encoding="utf-8")
+    monkeypatch.setattr(learned, "_DEFAULT", [])
+    assert learned.default_model() is None
