@@ -137,20 +137,20 @@ def pair_features(
         for oid in sorted(set(rules) | set(where_by_oid) | best):
             where = where_by_oid.get(oid, {})
             rule = float(rules.get(oid, 0.0))
-            primary = bool(PRIMARY_FIELDS & where.keys())
+            in_primary = bool(PRIMARY_FIELDS & where.keys())
             own = 1 if oid in primary_by_unit[i] else 0
             others = group_size[group] - 1
             file_share = (per_group[group].get(oid, 0) - own) / others if others > 0 else 0.0
             suite_share = (suite_counts.get(oid, 0) - own) / (n - 1) if n > 1 else 0.0
             vector = [rule, 1.0 if rule >= RULE_MAPPED else 0.0, *(1.0 if f in where else 0.0 for f in FIELDS),
-                      len(where) / len(FIELDS), 1.0 if primary else 0.0, 1.0 if where and not primary else 0.0,
+                      len(where) / len(FIELDS), 1.0 if in_primary else 0.0, 1.0 if where and not in_primary else 0.0,
                       file_share, suite_share]
             sim = float(sims.get(oid, 0.0))
             vector += [sim, sim / top if top > 0 else 0.0, 1.0 if oid in best else 0.0]
             domain = oid.split(".", 1)[0]
             domain = domain if domain in DOMAINS else "other"
             for d in (*DOMAINS, "other"):
-                vector += [1.0 if d == domain else 0.0, 1.0 if d == domain and primary else 0.0]
+                vector += [1.0 if d == domain else 0.0, 1.0 if d == domain and in_primary else 0.0]
             pairs[oid] = vector
         out.append(pairs)
     return out

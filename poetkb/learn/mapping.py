@@ -322,13 +322,13 @@ class Mapper:
         evidence: list[dict[str, _Evidence]] = []
         for i, fields in enumerate(units):
             found = self.rule_evidence(fields)
-            row = sims[i]
-            top = max(row, default=0.0)
+            cosines = sims[i]
+            top = max(cosines, default=0.0)
             # similarity only supports rule evidence (alone it stays below every threshold): attach it there
             for oid, ev in found.items():
                 j = self._index(oid)
-                if row[j] > SIM_FLOOR:
-                    ev.similarity, ev.top_similarity = float(row[j]), top
+                if cosines[j] > SIM_FLOOR:
+                    ev.similarity, ev.top_similarity = float(cosines[j]), top
             evidence.append(found)
         groups = list(groups) if groups is not None else [""] * len(units)
         context = _SuiteContext(evidence, groups)
