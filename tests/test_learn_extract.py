@@ -184,3 +184,22 @@ def test_an_unexpected_parser_exception_is_one_files_error(monkeypatch: pytest.M
     monkeypatch.setattr(module, "extract", explode)
     assert mine_job((3, "def test_x():\n    pass\n", False)) == (
         3, {"error": "parser error", "detail": "ValueError: libcst disliked this file"})
+
+
+def test_script_style_descriptions_count_as_the_docstring() -> None:
+    """A script-style file's Test.Summary and AddTestRun descriptions land in its primary `doc` field."""
+    source = (
+        "Test.Summary = '''\n"
+        "Verify negative responses are cached\n"
+        "'''\n"
+        "tr = Test.AddTestRun('Stale ' 'while revalidate')\n"
+        "tr.Processes.Default.Command = 'curl -v http://127.0.0.1/'\n"
+        "other.description = name_from_elsewhere\n"
+    )
+    [unit] = extract(source, script_style=True)["units"]
+    assert unit["kind"] == "file"
+    doc = unit["fields"]["doc"]
+    assert "verify negative responses are cached" in doc
+    assert "stale while revalidate" in doc
+    assert "curl" not in doc  # a command is a string of the file, not its description
+    assert "curl v http" in unit["fields"]["strings"]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from poetkb.learn import mapping
+from poetkb.learn.learned import PairModel, feature_names, train
 from poetkb.learn.mapping import (
     CANDIDATE_THRESHOLD,
     MAP_THRESHOLD,
     SIM_MAX,
     Mapper,
     aggregate_classes,
+    learned_confidence,
     similarity_confidence,
     split,
 )
@@ -22,7 +26,7 @@ def mapper(built_kb_file: object) -> Mapper:
     import poetkb
 
     with poetkb.open(built_kb_file, create=False) as kb:  # type: ignore[arg-type]
-        return Mapper(kb.obligations(), kb.rules(), kb.failure_modes())
+        return Mapper(kb.obligations(), kb.rules(), kb.failure_modes(), model=None)
 
 
 def ids(matches: list[ObligationMatch]) -> list[str]:
@@ -132,3 +136,104 @@ def test_the_threshold_decides_what_is_mapped(mapper: Mapper, monkeypatch: pytes
     monkeypatch.setattr(mapping, "MAP_THRESHOLD", min(1.0, before[0].confidence + 0.001))
     [after] = mapped(mapper, [fields])
     assert "cache.vary.honored" in ids(before) and "cache.vary.honored" not in ids(after)
+
+
+def _name_model(weight: float = 8.0, intercept: float = -4.0) -> PairModel:
+    """A combiner that believes one thing: an obligation's own term in a unit's name."""
+    coef = {name: 0.0 for name in feature_names()}
+    coef["in_name"] = weight
+    return PairModel(intercept=intercept, coef=coef)
+
+
+def test_obligation_terms_are_its_keywords_and_its_test_rule_terms(mapper: Mapper) -> None:
+    """The combiner's terms of an obligation: its keywords and the terms of test rules pointing at it, normalised."""
+    terms = mapper.terms.hits({"name": "test vary header", "strings": "accept language"})
+    assert terms["cache.vary.honored"] == {"name": "vary", "strings": "accept language"}
+
+
+def test_the_learned_combiner_scores_pairs_and_says_why(built_kb_file: object,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """In 'score' mode the model's probability is the confidence, with the term and field it saw as the reason."""
+    import poetkb
+
+    with poetkb.open(built_kb_file, create=False) as kb:  # type: ignore[arg-type]
+        own = Mapper(kb.obligations(), kb.rules(), kb.failure_modes(), model=_name_model())
+    monkeypatch.setattr(mapping, "LEARNED_MODE", "score")
+    [matches] = own.map([{"name": "test vary header"}])
+    vary = next(m for m in matches if m.id == "cache.vary.honored")
+    assert vary.confidence == pytest.approx(1 / (1 + math.exp(-4.0)), abs=1e-3)
+    assert vary.reasons[-1] == "learned (0.98): 'vary' in name"
+    [nothing] = own.map([{"name": "test url quoting", "strings": "vary"}])
+    assert "cache.vary.honored" not in ids(nothing)  # a term in a string only: p = sigmoid(-4) < floor
+
+
+def test_by_default_the_combiner_only_proposes(built_kb_file: object) -> None:
+    """In 'propose' mode what the rules map stays as it is; a pair only the model likes becomes a candidate."""
+    import poetkb
+
+    with poetkb.open(built_kb_file, create=False) as kb:  # type: ignore[arg-type]
+        obligations, failure_modes = kb.obligations(), kb.failure_modes()
+    rule = MappingRule(id="t.zebra", kind="test_pattern", terms=["zebra"], obligations=["cache.vary.honored"])
+    plain = Mapper(obligations, [rule], failure_modes, model=None)
+    learned = Mapper(obligations, [rule], failure_modes, model=_name_model())
+    assert mapping.LEARNED_MODE == "propose"
+    units = [{"name": "test zebra crossing"}, {"name": "test accept language negotiation"}]
+    before, after = plain.map(units), learned.map(units)
+    assert split(after[0])[0] == split(before[0])[0]  # mapped by the rules: unchanged
+    assert ids(split(before[1])[0]) == [] and ids(split(after[1])[0]) == []  # the model alone never maps
+    [candidate] = [m for m in split(after[1])[1] if m.id == "cache.vary.honored"]
+    assert CANDIDATE_THRESHOLD <= candidate.confidence < MAP_THRESHOLD
+    assert candidate.reasons == ["learned (0.98): 'accept language' in name"]
+
+
+def test_the_learned_confidence_modes() -> None:
+    """propose: rules decide mappings, likely rule-less pairs become candidates; score: the probability."""
+    assert learned_confidence(0.9, 0.1, "propose") == 0.9
+    assert learned_confidence(0.55, 0.99, "propose") == 0.55
+    assert CANDIDATE_THRESHOLD <= learned_confidence(0.1, 0.99, "propose") < MAP_THRESHOLD
+    assert learned_confidence(0.1, 0.3, "propose") == 0.1
+    assert learned_confidence(0.9, 0.3, "score") == 0.3
+
+
+def test_a_pair_model_round_trips_and_refuses_other_versions() -> None:
+    """The stored model is plain JSON; a file of another version or other features is not loaded."""
+    model = _name_model()
+    again = PairModel.from_json(model.to_json())
+    assert again is not None and again.coef == model.coef and again.intercept == model.intercept
+    assert PairModel.from_json(model.to_json().replace('"version": 2', '"version": 1')) is None
+    assert PairModel.from_json(model.to_json().replace('"in_name"', '"in_elsewhere"')) is None
+    assert PairModel.from_json("not json") is None
+
+
+def test_training_learns_which_evidence_predicts_a_label() -> None:
+    """scikit-learn fits the combiner: on pairs where only a name hit predicts the label, that feature weighs most."""
+    names = feature_names()
+    vectors, targets = [], []
+    for i in range(60):
+        vector = [0.0] * len(names)
+        label = i % 2
+        vector[names.index("in_name")] = float(label)
+        vector[names.index("in_strings")] = float(i % 3 == 0)  # noise
+        vectors.append(vector)
+        targets.append(label)
+    model = train(vectors, targets, sources=["s"])
+    assert max(model.coef, key=lambda n: model.coef[n]) == "in_name"
+    positive = [0.0] * len(names)
+    positive[names.index("in_name")] = 1.0
+    assert model.probability(positive) > 0.8 > 0.2 > model.probability([0.0] * len(names))
+
+
+def test_the_shipped_model_is_read_from_its_file_once(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The default model comes from the package's model file; a missing or foreign file means no model."""
+    from poetkb.learn import learned
+
+    path = tmp_path / "learned_model.json"
+    monkeypatch.setattr(learned, "DEFAULT_PATH", path)
+    monkeypatch.setattr(learned, "_DEFAULT", [])
+    assert learned.default_model() is None  # no file: the rules alone
+    path.write_text(_name_model().to_json(), encoding="utf-8")
+    monkeypatch.setattr(learned, "_DEFAULT", [])
+    assert learned.default_model() == _name_model()
+    path.write_text('{"version": 99}', encoding="utf-8")
+    monkeypatch.setattr(learned, "_DEFAULT", [])
+    assert learned.default_model() is None

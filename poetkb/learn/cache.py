@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 #: Bump whenever extract.py or features.py change what they produce (invalidates every entry).
-CACHE_VERSION = "4"
+CACHE_VERSION = "5"
 TABLE = "learn_cache"
 _CHUNK = 500
 

@@ -162,6 +162,24 @@ def _classify(value_type: type) -> int:
     return what
 
 
+#: Fields of a test object through which script-style suites describe a test (``Test.Summary = "..."``):
+#: what they say is the test's own description, so it counts as its docstring.
+DESCRIPTION_ATTRS = frozenset({"Summary", "summary", "Description", "description"})
+#: Calls that start a described test run in script-style suites (``Test.AddTestRun("cache hit after PUSH")``):
+#: their first string argument is a description too.
+RUN_CALLS = frozenset({"AddTestRun", "add_test_run", "AddTestRunSet"})
+
+
+def _description(node: Any) -> str | None:
+    """The text of a string literal, implicitly concatenated strings included; None for anything else."""
+    if isinstance(node, cst.SimpleString):
+        return _string_value(node)
+    if isinstance(node, cst.ConcatenatedString):
+        left, right = _description(node.left), _description(node.right)
+        return None if left is None or right is None else left + right
+    return None
+
+
 class _Walker:
     """Collects the features of one subtree into a FieldBag (iteratively: deep trees raise nothing)."""
 
@@ -175,7 +193,7 @@ class _Walker:
     def walk(self, root: Any) -> None:
         simple_string, formatted_text, comment = cst.SimpleString, cst.FormattedStringText, cst.Comment
         call, attribute, integer, name = cst.Call, cst.Attribute, cst.Integer, cst.Name
-        assert_, kinds = cst.Assert, _KINDS
+        assert_, assign, kinds = cst.Assert, cst.Assign, _KINDS
         bag, refs, skip = self.bag, self.refs, self.skip
         stack: list[tuple[Any, bool]] = [(root, False)]
         pop, push = stack.pop, stack.append
@@ -206,6 +224,10 @@ class _Walker:
                     last = dotted.rsplit(".", 1)[-1]
                     if last.startswith("assert") or dotted in ("pytest.raises", "raises"):
                         in_assert = True
+                    elif last in RUN_CALLS and node.args:
+                        text = _description(node.args[0].value)
+                        if text:
+                            bag.add("doc", text)
                 _join_path_args(node, refs)
                 for arg in reversed(node.args):
                     push((arg, in_assert))
@@ -227,6 +249,12 @@ class _Walker:
                 continue
             if kind is assert_:
                 in_assert = True
+            elif kind is assign:
+                target = node.targets[0].target if node.targets else None
+                if type(target) is attribute and target.attr.value in DESCRIPTION_ATTRS:
+                    text = _description(node.value)
+                    if text:
+                        bag.add("doc", text)
             for field in reversed(_fields_of(kind)):
                 value = getattr(node, field)
                 what = kinds.get(type(value))

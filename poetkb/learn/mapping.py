@@ -31,12 +31,22 @@ Evidence, combined per (unit, obligation):
    ``protocol``, ...) adds up to :data:`CONTEXT_BONUS` (from
    :data:`CONTEXT_SHARE_MIN`, full at :data:`CONTEXT_SHARE_FULL`). Context alone
    never maps a unit.
-
 The parts combine as a noisy-or, ``1 - prod(1 - p)``. Obligations at or above
 :data:`MAP_THRESHOLD` are mapped (at most :data:`MAX_OBLIGATIONS` per unit); those from
 :data:`CANDIDATE_THRESHOLD` are kept as candidates that ``poet learn review`` offers a
 person (see :func:`split`). Each carries the reasons that fired: rule ids, the terms and fields, the shared words, the
 context. The result is deterministic for the same catalog and units.
+
+**Learned combiner** (:mod:`poetkb.learn.learned`): with a model (the shipped one
+by default), every pair with any evidence (a rule, one of the obligation's own
+terms in any field, :func:`obligation_terms`, or being the unit's most similar
+obligation) gets the model's probability over that evidence: the rules'
+confidence, which fields hold the obligation's terms, how much of the file and
+suite do, the similarity, the obligation's domain. It is fitted on labelled
+suites and measured leave-one-suite-out (``benchmarks/learn_quality.py``). By
+default (:data:`LEARNED_MODE` ``propose``) it only proposes: pairs it finds
+likely that the rules missed become candidates for ``poet learn review``, with
+the learned probability and the terms and fields it saw as the reason.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from poetkb.learn.features import FIELD_WEIGHT, FIELDS, PRIMARY_FIELDS, STOP_WORDS, document
+from poetkb.learn.learned import PairModel, TermIndex, default_model, pair_features
 from poetkb.models import FailureMode, MappingRule, Obligation, ObligationMatch
 from poetkb.text import TfidfIndex, analyze_code, has_phrase, normalise
 
@@ -87,6 +98,11 @@ CLASS_MIN_SHARE = 0.2
 #: Known examples kept per obligation (terms of already-mapped tests of other sources).
 MAX_EXAMPLES = 40
 _MAX_REASONS = 4
+#: How the learned combiner's probability is used (see :func:`learned_confidence`): "propose" or "score".
+#: Measured leave-one-suite-out, "score" traded precision for recall (docs/learn.md), so it proposes.
+LEARNED_MODE = "propose"
+#: Passed as ``model`` to use the shipped model (:func:`poetkb.learn.learned.default_model`).
+SHIPPED = "shipped"
 
 
 @dataclass
@@ -167,7 +183,9 @@ class Mapper:
         rules: Sequence[MappingRule],
         failure_modes: Sequence[FailureMode] = (),
         examples: Mapping[str, Sequence[str]] | None = None,
+        model: PairModel | str | None = SHIPPED,
     ) -> None:
+        self.model = default_model() if model == SHIPPED else model if isinstance(model, PairModel) else None
         self.obligations = sorted(obligations, key=lambda o: o.id)
         known = {o.id for o in self.obligations}
         modes = {fm.id: fm for fm in failure_modes}
@@ -186,6 +204,7 @@ class Mapper:
             compiled = _compile(rule, targets)
             if compiled is not None:
                 self.rules.append(compiled)
+        self.terms = TermIndex(obligation_terms(self.obligations, rules))
         examples = examples or {}
         self.documents = [
             obligation_document(ob, modes, rules, list(examples.get(ob.id, ()))[:MAX_EXAMPLES])
@@ -271,6 +290,14 @@ class Mapper:
             sims.append(row)
         return sims, unit_vectors, ob_vectors
 
+    def similarity_rows(
+        self, units: Sequence[Mapping[str, str]], sims: Sequence[Sequence[float]] | None = None
+    ) -> list[dict[str, float]]:
+        """Per unit: obligation -> cosine, for the cosines above zero."""
+        if sims is None:
+            sims = self.similarity(units)[0]
+        return [{ob.id: v for ob, v in zip(self.obligations, row, strict=True) if v > 0.0} for row in sims]
+
     @staticmethod
     def _shared_terms(unit_vector: Mapping[str, float], ob_vector: Mapping[str, float], limit: int = 4) -> list[str]:
         """The words that weigh most in both vectors (ties in vocabulary order)."""
@@ -280,52 +307,123 @@ class Mapper:
 
     # -- combined -------------------------------------------------------------------------------
     def map(
-        self, units: Sequence[Mapping[str, str]], groups: Sequence[str] | None = None
+        self, units: Sequence[Mapping[str, str]], groups: Sequence[str] | None = None, *, floor: float | None = None
     ) -> list[list[ObligationMatch]]:
         """For each unit (its rendered feature fields), every obligation at least a candidate, best first.
 
         ``groups`` names each unit's file, for the file part of the suite context.
-        :func:`split` separates the mapped obligations from the candidates.
+        :func:`split` separates the mapped obligations from the candidates. ``floor``
+        (default :data:`CANDIDATE_THRESHOLD`) is the least confidence kept.
         """
+        floor = CANDIDATE_THRESHOLD if floor is None else floor
         if not units:
             return []
         sims, unit_vectors, ob_vectors = self.similarity(units)
         evidence: list[dict[str, _Evidence]] = []
         for i, fields in enumerate(units):
             found = self.rule_evidence(fields)
-            row = sims[i]
-            top = max(row, default=0.0)
+            cosines = sims[i]
+            top = max(cosines, default=0.0)
             # similarity only supports rule evidence (alone it stays below every threshold): attach it there
             for oid, ev in found.items():
                 j = self._index(oid)
-                if row[j] > SIM_FLOOR:
-                    ev.similarity, ev.top_similarity = float(row[j]), top
+                if cosines[j] > SIM_FLOOR:
+                    ev.similarity, ev.top_similarity = float(cosines[j]), top
             evidence.append(found)
-        context = _SuiteContext(evidence, groups or [""] * len(units))
-        results: list[list[ObligationMatch]] = []
+        groups = list(groups) if groups is not None else [""] * len(units)
+        context = _SuiteContext(evidence, groups)
+        scored: list[dict[str, tuple[float, list[str]]]] = []
         for i, found in enumerate(evidence):
-            matches = []
+            row: dict[str, tuple[float, list[str]]] = {}
             for oid, ev in found.items():
                 confidence = confidence_of(ev)
                 why = ""
                 if confidence < 1.0 and ev.primary() >= CONTEXT_MIN_PRIMARY:
                     bonus, why = context.bonus(i, oid)
                     confidence = 1.0 - (1.0 - confidence) * (1.0 - bonus)
-                if confidence < CANDIDATE_THRESHOLD:
-                    continue
                 reasons = ev.reasons() + ([why] if why else [])
                 if similarity_confidence(ev.similarity, ev.top_similarity) > 0.05:
                     shared = self._shared_terms(unit_vectors[i], ob_vectors[self._index(oid)])
                     reasons.append(f"similar to the obligation ({ev.similarity:.2f}): {', '.join(shared)}")
-                matches.append(ObligationMatch(id=oid, confidence=round(confidence, 3), reasons=reasons[:_MAX_REASONS]))
+                row[oid] = (confidence, reasons)
+            scored.append(row)
+        if self.model is not None:
+            scored = self.learned(units, groups, scored, sims=sims)
+        results: list[list[ObligationMatch]] = []
+        for row in scored:
+            matches = [ObligationMatch(id=oid, confidence=round(c, 3), reasons=r[:_MAX_REASONS])
+                       for oid, (c, r) in row.items() if c >= floor]
             matches.sort(key=lambda m: (-m.confidence, m.id))
             results.append(matches)
         return results
+
+    def learned(
+        self,
+        units: Sequence[Mapping[str, str]],
+        groups: Sequence[str],
+        scored: Sequence[Mapping[str, tuple[float, list[str]]]],
+        model: PairModel | None = None,
+        sims: Sequence[Sequence[float]] | None = None,
+    ) -> list[dict[str, tuple[float, list[str]]]]:
+        """The rules' results re-scored by the learned combiner (``model``, else the mapper's own).
+
+        ``sims`` is the unit x obligation cosine matrix of :meth:`similarity` (computed when not given).
+        """
+        model = model or self.model
+        if model is None:
+            return [dict(row) for row in scored]
+        hits = [self.terms.hits(fields) for fields in units]
+        vectors = pair_features([{o: c for o, (c, _) in row.items()} for row in scored], hits, groups,
+                                self.similarity_rows(units, sims))
+        out: list[dict[str, tuple[float, list[str]]]] = []
+        for row, where_by_oid, pairs in zip(scored, hits, vectors, strict=True):
+            new: dict[str, tuple[float, list[str]]] = {}
+            for oid, vector in pairs.items():
+                p = model.probability(vector)
+                rule, rule_reasons = row.get(oid, (0.0, []))
+                confidence = learned_confidence(rule, p)
+                if confidence == rule:
+                    if oid in row:
+                        new[oid] = row[oid]
+                    continue
+                where = where_by_oid.get(oid, {})
+                seen = ", ".join(f"{term!r} in {f}" for f, term in list(where.items())[:3])
+                reason = f"learned ({p:.2f})" + (f": {seen}" if seen else "")
+                new[oid] = (confidence, [*list(rule_reasons)[:_MAX_REASONS - 1], reason])
+            out.append(new)
+        return out
 
     def _index(self, oid: str) -> int:
         if not hasattr(self, "_positions"):
             self._positions = {ob.id: j for j, ob in enumerate(self.obligations)}
         return self._positions[oid]
+
+
+def learned_confidence(rule: float, p: float, mode: str | None = None) -> float:
+    """A pair's confidence from the rules' and the learned combiner's probability, by :data:`LEARNED_MODE`.
+
+    ``propose``: the rules decide what is mapped; a pair the combiner finds more
+    likely than not (p >= CANDIDATE_THRESHOLD) and the rules leave below the
+    candidate threshold becomes a candidate for review (never mapped by the model
+    alone, never lowered). ``score``: the confidence is the probability.
+    """
+    if (mode or LEARNED_MODE) == "score":
+        return p
+    if rule >= CANDIDATE_THRESHOLD or p < CANDIDATE_THRESHOLD:
+        return rule
+    return min(p, round(MAP_THRESHOLD - 0.001, 3))
+
+
+def obligation_terms(obligations: Sequence[Obligation], rules: Sequence[MappingRule]) -> dict[str, list[str]]:
+    """Obligation -> its own terms, normalised: its keywords and the terms of the test rules that point at it."""
+    terms: dict[str, set[str]] = {ob.id: {normalise(k) for k in ob.keywords} for ob in obligations}
+    for rule in rules:
+        if rule.kind != "test_pattern":
+            continue
+        for oid in rule.obligations:
+            if oid in terms:
+                terms[oid].update(normalise(t) for t in rule.terms)
+    return {oid: sorted(t for t in found if t) for oid, found in terms.items()}
 
 
 def confidence_of(ev: _Evidence) -> float:

@@ -1,0 +1,100 @@
+"""The quality benchmark's leave-one-suite-out code paths, on poetkb's own labelled sample suite."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from learn_support import materialise_suite
+
+ROOT = Path(__file__).resolve().parent.parent
+LABELS = ROOT / "tests" / "fixtures" / "learn" / "loso" / "fixture.yaml"
+
+
+@pytest.fixture(scope="module")
+def quality():  # type: ignore[no-untyped-def]
+    """benchmarks/learn_quality.py imported as a module."""
+    spec = importlib.util.spec_from_file_location("learn_quality", ROOT / "benchmarks" / "learn_quality.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["learn_quality"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def suites(tmp_path_factory: pytest.TempPathFactory, quality, built_kb_file: Path):  # type: ignore[no-untyped-def]
+    """Three copies of the sample suite, mined once each with the fixture labels."""
+    from poetkb.kb import KnowledgeBase
+
+    root = tmp_path_factory.mktemp("loso")
+    kb_file = root / "kb.sqlite"
+    shutil.copy(built_kb_file, kb_file)
+    kb = KnowledgeBase(kb_file)
+    labels = quality.load_labels(LABELS)
+    terms = quality.grep_terms(kb)
+    mined = {}
+    for name in ("alpha", "beta", "gamma"):
+        path = materialise_suite(root / name)
+        mined[name] = quality.mine_suite(kb, name, path, labels, terms, workers=1)
+    kb.close()
+    return mined
+
+
+def test_the_grep_baseline_maps_every_obligation_whose_terms_occur(quality) -> None:  # type: ignore[no-untyped-def]
+    """A unit's source containing an obligation's term maps to it, as a whole-word phrase only."""
+    terms = {"cache.vary.honored": ["vary"], "resilience.retry.bounded": ["max retries"]}
+    assert quality.grep_baseline("resp.headers['Vary'] == 'Accept'", terms) == {"cache.vary.honored"}
+    assert quality.grep_baseline("MAX_RETRIES = 3", terms) == {"resilience.retry.bounded"}
+    assert quality.grep_baseline("variance = 2", terms) == set()
+
+
+def test_the_threshold_is_the_highest_recall_at_the_target_precision(quality) -> None:  # type: ignore[no-untyped-def]
+    """Among thresholds reaching the target precision the one with the best recall wins; else the best F1."""
+    unit = quality.UnitResult
+    units = [unit("s", ("f", "a"), {"x"}, {"x": 0.9}), unit("s", ("f", "b"), {"y"}, {"y": 0.5}),
+             unit("s", ("f", "c"), set(), {"z": 0.45})]
+    assert quality.choose_threshold(units, grid=(0.4, 0.5, 0.6), target=0.9) == 0.5
+    assert quality.choose_threshold(units, grid=(0.4, 0.5, 0.6), target=1.01) == 0.5  # best F1
+
+
+def test_each_suite_is_scored_with_what_the_other_suites_chose(quality, suites) -> None:  # type: ignore[no-untyped-def]
+    """Changing a held-out suite's labels changes its score, never its own threshold or model."""
+    before = quality.leave_one_suite_out(suites, use_model=True)
+    assert set(before.results) == {"alpha", "beta", "gamma"}
+    assert all(len(units) == 7 for units in before.results.values())
+    spoiled = dict(suites)
+    gamma = suites["gamma"]
+    spoiled["gamma"] = quality.MinedSuite(
+        gamma.name, gamma.units, gamma.rule_rows, gamma.vectors,
+        [(i, key, set()) for i, key, _ in gamma.labelled], gamma.baseline, gamma.needed)
+    after = quality.leave_one_suite_out(spoiled, use_model=True)
+    assert after.threshold["gamma"] == before.threshold["gamma"]
+    assert after.models["gamma"] == before.models["gamma"]
+    held = quality.score_at(before.results["gamma"], before.threshold["gamma"])
+    assert held.tp > 0 and quality.score_at(after.results["gamma"], after.threshold["gamma"]).tp == 0
+
+
+def test_the_benchmark_prints_the_table_per_suite_and_pooled(tmp_path: Path) -> None:
+    """The command mines each suite, and prints leave-one-suite-out, shipped and grep figures per suite and pooled."""
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    specs = []
+    for name in ("alpha", "beta"):
+        (labels / f"{name}.yaml").write_text(LABELS.read_text(encoding="utf-8"), encoding="utf-8")
+        specs.append(f"{name}={materialise_suite(tmp_path / name)}")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "learn_quality.py"), *specs, "--labels", str(labels),
+         "--workers", "1", "--errors", "grep"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("suite"))
+    assert "mapped LOSO" in header and "shipped" in header and "grep" in header
+    rows = {line.split()[0]: line for line in lines if line.split() and line.split()[0] in ("alpha", "beta", "pooled")}
+    assert set(rows) == {"alpha", "beta", "pooled"}
+    assert " 7     7 " in rows["alpha"]  # 7 units, 7 labelled pairs
