@@ -14,7 +14,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,20 @@ PROXIES = ("nginx", "haproxy")
 
 @dataclass
 class ResolvedTarget:
-    """The target description plus how to reload it (None when no reload is known)."""
+    """The target description plus how to reload it (None when no reload is known).
+
+    For a user's own configuration brought up by poetkb (``--config``), ``plan`` is its probe plan: checks
+    probe its routes and hosts (``router`` dresses each request for the route it falls under), and
+    obligations it does not claim are not-applicable unless named in ``required``.
+    """
 
     info: TargetInfo
     reload: Callable[[], None] | None = None
+    plan: Any = None
+    router: Callable[[Any], Any] | None = None
+    required: frozenset[str] = frozenset()
+    extras: dict[str, tuple[bytes, str, str]] = field(default_factory=dict)
+    plan_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _demo_state() -> Any:

@@ -105,6 +105,9 @@ class OwnEdge:
         ok, _ = health.wait_for(lambda: bool(set(procs.children(pid)) - before), timeout=START_TIMEOUT)
         if not ok:
             raise CollectError(f"{proxy} started no new worker after the reload signal")
+        # old workers accept new connections until the master tells them to stop, and keep the passive health
+        # state of before the reload: wait (bounded) until they are gone, so the next request meets a new one
+        health.wait_for(lambda: not (set(procs.children(pid)) & before), timeout=3.0, interval=0.02)
         self._wait_listeners()
 
     def _wait_listeners(self) -> None:

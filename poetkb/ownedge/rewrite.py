@@ -174,10 +174,7 @@ def _cert_is_leaf(path: str) -> bool:
 def rewrite_config(config: EdgeConfig, env: Env) -> Rewritten:
     """Rewrite ``config`` for the run directory of ``env``; the original files are only read."""
     editor = _Editor()
-    if config.proxy == "nginx":
-        result = _nginx(config, env, editor)
-    else:
-        result = _haproxy(config, env, editor)
+    result = _nginx(config, env, editor) if config.proxy == "nginx" else _haproxy(config, env, editor)
     return result
 
 
@@ -367,9 +364,7 @@ def _haproxy(config: EdgeConfig, env: Env, ed: _Editor) -> Rewritten:
     names = _server_names(config)
     json_log: str | None = None
     for section in config.directives:
-        label = section.label
         for d in section.block or []:
-            words = [d.name, *d.args]
             if section.name == "global":
                 if d.name in ("daemon", "chroot", "user", "group", "uid", "gid", "master-worker", "nbproc"):
                     ed.haproxy(d, None, "set by poetkb for a process on loopback")
@@ -422,8 +417,8 @@ def _haproxy(config: EdgeConfig, env: Env, ed: _Editor) -> Rewritten:
             elif d.name == "server" and len(d.args) >= 2 and section.name in ("backend", "listen"):
                 group = section.args[0] if section.args else "backend"
                 port = env.alloc_port()
-                servers.append(InstrumentedServer(group=group, original=d.args[1], name=f"{group}-{d.args[0]}", port=port,
-                                                  backup="backup" in d.args))
+                servers.append(InstrumentedServer(group=group, original=d.args[1], name=f"{group}-{d.args[0]}",
+                                                  port=port, backup="backup" in d.args))
                 rest = [w for w in d.args[2:]]
                 cleaned: list[str] = []
                 i = 0
