@@ -249,7 +249,7 @@ def _planned(items: list[Any], resolved: ResolvedTarget, writer: EvidenceWriter)
     obligation the configuration does not claim is recorded with ``notes.not_applicable`` and not collected;
     when the selection named its obligation explicitly, ``notes.required`` makes it a ``fail``.
     """
-    from poetkb.ownedge.plan import STEERING
+    from poetkb.ownedge.plan import NARROWING, STEERING, apply_overrides
 
     plan = resolved.plan
     assert plan is not None
@@ -264,9 +264,9 @@ def _planned(items: list[Any], resolved: ResolvedTarget, writer: EvidenceWriter)
                 params=dict(check.params), started_at=stamp, finished_at=stamp, duration_ms=0.0,
                 notes={"not_applicable": reason, "required": ob.id in resolved.required}))
             continue
-        steering = {k: v for k, v in overrides.items() if k in STEERING}
+        steering = {k: v for k, v in overrides.items() if k in STEERING or k in NARROWING}
         if steering:
-            check = check.model_copy(update={"params": {**check.params, **steering}})
+            check = check.model_copy(update={"params": apply_overrides(dict(check.params), steering)})
         kept.append((ob, index, check))
         resolved.plan_params[check_id] = steering
     return kept
@@ -350,10 +350,10 @@ def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun |
                 continue
             if rec is not None and loaded is not None and isinstance(rec.notes.get("plan_params"), dict) \
                     and loaded.record in ("self", "recorded"):
-                from poetkb.ownedge.plan import STEERING
+                from poetkb.ownedge.plan import apply_overrides
 
-                steering = {k: v for k, v in rec.notes["plan_params"].items() if k in STEERING}
-                check = check.model_copy(update={"params": {**check.params, **steering}})
+                check = check.model_copy(update={"params": apply_overrides(dict(check.params),
+                                                                           rec.notes["plan_params"])})
             if rec is not None and loaded is not None:
                 if rec.kind != check.kind:
                     results.append(CheckResult(

@@ -27,7 +27,20 @@ from poetkb.models import PoetModel
 #: the demo's route prefixes: the logical endpoint of ``/flaky/echo`` is ``/echo``
 DEMO_PREFIXES = ("/api/", "/flaky/", "/limited/")
 #: parameters a plan may set, per kind; nothing else of the catalog's is ever changed
-STEERING = frozenset({"path", "paths", "hosts", "server_name", "cache_path", "requests"})
+STEERING = frozenset({"path", "paths", "hosts", "server_name", "cache_path"})
+#: list parameters a plan may only shorten (a field about a feature the configuration does not have)
+NARROWING = frozenset({"fields", "non_empty"})
+
+
+def apply_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the plan's steering values, and narrowed lists only where they are subsets."""
+    out = dict(params)
+    for key, value in overrides.items():
+        narrowed = key in NARROWING and isinstance(value, list) and isinstance(params.get(key), list) \
+            and set(value) <= set(params[key])
+        if key in STEERING or narrowed:
+            out[key] = value
+    return out
 
 
 class Route(PoetModel):
@@ -160,6 +173,9 @@ class ProbePlan(PoetModel):
             if kind == "request_id_propagated" and not self.request_id_header:
                 return {}, "the configuration sends no request id upstream"
             if kind == "access_log_complete":
+                if self.primary("cache") is None:  # a cache status means nothing without a cache
+                    return {key: [f for f in params.get(key) or [] if f != "cache_status"]
+                            for key in NARROWING if "cache_status" in (params.get(key) or [])}, None
                 return {}, None
             return path_on(route, "path", "/echo"), None
         if kind == "forwarded_for_appended" and not self.forwarded_for:
@@ -339,7 +355,7 @@ def _haproxy_plan(config: EdgeConfig) -> ProbePlan:
         for b in binds:
             m = re.match(r"^.*:(\d+)$", b.args[0].split(",")[0])
             tls = "ssl" in b.args[1:]
-            mtls = tls and any(b.args[i] == "verify" and b.args[i + 1] in ("required",)
+            mtls = tls and any(b.args[i] == "verify" and b.args[i + 1] in ("required", "optional")
                                for i in range(1, len(b.args) - 1))
             ports.append((m.group(1) if m else "80", tls, mtls))
         acls: dict[str, tuple[str, list[str]]] = {}
@@ -352,8 +368,9 @@ def _haproxy_plan(config: EdgeConfig) -> ProbePlan:
             xff = True
         for d in lines:
             w = " ".join([d.name, *d.args])
-            if d.name == "http-request" and "set-header" in d.args and "unique-id" in w:
-                request_id = d.args[d.args.index("set-header") + 1]
+            if d.name == "http-request" and "set-header" in d.args[:1] and len(d.args) > 2 and \
+                    re.search(r"request-?id|correlation-?id", d.args[1], re.I):
+                request_id = d.args[1]
             if d.name == "unique-id-header" and d.args:
                 request_id = d.args[0]
             if d.name == "log-format" and " ".join(d.args).lstrip().startswith("{"):
