@@ -286,7 +286,8 @@ def run_gate(kb: KnowledgeBase, selection: Selection, resolved: ResolvedTarget, 
 
     obligations = select_obligations(kb, selection, proxy=resolved.info.proxy)
     foreign = _foreign(evidence)
-    resolved.info = preflight(resolved.info, transport=transport)
+    resolved.info = preflight(resolved.info, transport=transport,
+                              host=resolved.plan.probe_host() if resolved.plan is not None else None)
     run_id = new_run_id()
     root = evidence_root() / run_id
     started_at, t0 = now_iso(), time.perf_counter()

@@ -153,7 +153,7 @@ def _command_reload(command: str) -> Callable[[], None]:
     return reload
 
 
-def preflight(info: TargetInfo, *, transport: Any = None) -> TargetInfo:
+def preflight(info: TargetInfo, *, transport: Any = None, host: str | None = None) -> TargetInfo:
     """Check the target answers (TargetUnreachable if not) and the proxy kind matches; learn upstream names.
 
     Upstreams given by URL only are renamed to the name their admin API reports (the name their
@@ -164,7 +164,7 @@ def preflight(info: TargetInfo, *, transport: Any = None) -> TargetInfo:
     assert info.base_url
     with make_client(info.base_url, timeout=3.0, transport=transport) as client:
         try:
-            response = client.get("/")
+            response = client.get("/", headers={"Host": host} if host else None)
         except httpx.HTTPError as exc:
             raise TargetUnreachable(
                 f"target {info.base_url} is unreachable: {exc or type(exc).__name__}",

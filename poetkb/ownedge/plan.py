@@ -60,6 +60,7 @@ class Route(PoetModel):
     conn_limit: bool = False
     retry: bool = False
     hashing: bool = False
+    read_timeout_ms: float | None = None
     file: str = ""
     line: int = 1
 
@@ -99,7 +100,9 @@ class ProbePlan(PoetModel):
         elif need == "multi":
             routes = [r for r in routes if r.servers >= 2]
         else:  # plain traffic: stay off caches and limits when the configuration has such a route
-            plain = [r for r in routes if not (r.rate_limit or r.conn_limit) and r.match == "prefix"]
+            # the most general route first (a catch-all before /ws/ or /login/): it is the route most traffic takes
+            plain = sorted([r for r in routes if not (r.rate_limit or r.conn_limit) and r.match == "prefix"],
+                           key=lambda r: len(r.location))
             uncached = [r for r in plain if not r.cache]
             routes = uncached or plain or routes
         return routes[0] if routes else None
@@ -201,8 +204,17 @@ class ProbePlan(PoetModel):
                         "connection_limit_sheds": "/limited/slow/1500", "reload_no_errors": "/api/echo",
                         "cache_key_stable": "/cache/max-age/60", "vary_variants_isolated": "/cache/vary/lang",
                         "ttl_honored": "/cache/max-age/2", "stale_bounded": "/cache/stale-if-error/1/2"}
+            if kind == "connection_limit_sheds" and route.read_timeout_ms:
+                # hold each connection for a while, but well inside the route's own read timeout
+                slow = int(max(200, min(1500, route.read_timeout_ms * 0.6)))
+                return {"path": self.translate(route, f"/slow/{slow}")}, None
             return path_on(route, "path", defaults.get(kind, "/echo")), None
         return {}, None
+
+    def probe_host(self) -> str | None:
+        """The host name plain requests carry (the primary route's first name)."""
+        route = self.primary("any")
+        return route.hosts[0] if route and route.hosts else None
 
     def same_server_hosts(self, route: Route) -> list[str] | None:
         """Two host names that reach the same route, or None when only one does.
@@ -229,6 +241,15 @@ class ProbePlan(PoetModel):
 
 
 # -- NGINX --------------------------------------------------------------------------------------------
+def duration_ms(text: str) -> float | None:
+    """``1500ms``, ``2s``, ``1m``, ``60`` (seconds for NGINX, milliseconds for HAProxy: callers say which)."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?", text.strip())
+    if m is None:
+        return None
+    unit = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}.get(m.group(2) or "s", 1000)
+    return float(m.group(1)) * unit
+
+
 def _inherited(chain: list[Directive], name: str, top: list[Directive]) -> Directive | None:
     """The directive ``name`` as NGINX inherits it: the innermost block that sets it, else ``http``."""
     for block in reversed(chain):
@@ -288,6 +309,7 @@ def _nginx_plan(config: EdgeConfig) -> ProbePlan:
             cache = _inherited(chain, "proxy_cache", top)
             key = _inherited(chain, "proxy_cache_key", top)
             retry = _inherited(chain, "proxy_next_upstream", top)
+            read = _inherited(chain, "proxy_read_timeout", top)
             for port, tls in ports:
                 routes.append(Route(
                     port=port, tls=tls, mtls=mtls and tls, hosts=names, location=location, match=match,
@@ -296,7 +318,9 @@ def _nginx_plan(config: EdgeConfig) -> ProbePlan:
                     cache_key=" ".join(key.args) if key else ("$scheme$proxy_host$request_uri" if cache else None),
                     rate_limit=_inherited(chain, "limit_req", top) is not None,
                     conn_limit=_inherited(chain, "limit_conn", top) is not None,
-                    retry=not (retry and retry.args == ["off"]), hashing=hashing, file=loc.file, line=loc.line))
+                    retry=not (retry and retry.args == ["off"]), hashing=hashing,
+                    read_timeout_ms=duration_ms(read.args[0]) if read and read.args else 60_000.0,
+                    file=loc.file, line=loc.line))
     request_id = None
     for d in config.find("proxy_set_header"):
         if len(d.args) >= 2 and "$request_id" in d.args[1]:
@@ -343,6 +367,9 @@ def _haproxy_plan(config: EdgeConfig) -> ProbePlan:
             "retry": not any(w in ("retries 0",) for w in words + dwords),
             "rate_limit": any("req_rate" in w and ("deny" in w or "return" in w or "tarpit" in w) for w in words),
             "conn_limit": any("conn_cur" in w and ("deny" in w or "return" in w) for w in words),
+            "read_timeout_ms": next((duration_ms(w.split()[2]) if w.split()[2][-1].isalpha()
+                                     else float(w.split()[2]) for w in words + dwords
+                                     if w.startswith("timeout server ") and len(w.split()) > 2), None),
         }
 
     for section in config.directives:
@@ -403,7 +430,8 @@ def _haproxy_plan(config: EdgeConfig) -> ProbePlan:
                                     cache=facts["cache"], cache_key=facts["cache_key"],
                                     rate_limit=fe_rate or facts["rate_limit"],
                                     conn_limit=fe_conn or facts["conn_limit"], retry=facts["retry"],
-                                    hashing=facts["hashing"], file=where.file, line=where.line))
+                                    hashing=facts["hashing"], read_timeout_ms=facts["read_timeout_ms"],
+                                    file=where.file, line=where.line))
                 if tls:
                     tls_names += [h for h in hosts if h not in tls_names]
     if any(d.name == "option" and d.args[:1] == ["forwardfor"] for d in config.walk()):
