@@ -136,7 +136,7 @@ class ProbePlan(PoetModel):
                 "cache": "no route of the configuration caches responses (no proxy_cache / cache-use)",
                 "rate": "no route of the configuration carries a request-rate limit",
                 "conn": "no route of the configuration carries a connection limit",
-                "hash": "no upstream group balances by a key (hash, ip_hash, balance uri/source/hdr)",
+                "hash": "no upstream group balances by the request URI (hash $request_uri, balance uri)",
                 "multi": "no route reaches an upstream group of two or more servers",
             }.get(need, "the configuration proxies no route to an upstream")
             return {}, reason
@@ -305,7 +305,8 @@ def _nginx_plan(config: EdgeConfig) -> ProbePlan:
                 upstream = host
                 group = groups.get(host)
                 servers = len([d for d in group.block or [] if d.name == "server"]) if group else 1
-                hashing = bool(group and any(d.name in ("hash", "ip_hash", "sticky") for d in group.block or []))
+                hashing = bool(group and any(d.name == "hash" and d.args and "uri" in d.args[0]
+                                             for d in group.block or []))
             cache = _inherited(chain, "proxy_cache", top)
             key = _inherited(chain, "proxy_cache_key", top)
             retry = _inherited(chain, "proxy_next_upstream", top)
@@ -361,9 +362,8 @@ def _haproxy_plan(config: EdgeConfig) -> ProbePlan:
             "servers": len([d for d in lines if d.name == "server"]),
             "cache": cache,
             "cache_key": "host and URI (HAProxy cache)" if cache else None,
-            "hashing": any(re.match(r"balance (uri|source|hdr|url_param)", w) for w in words)
-            or any(w.startswith("hash-type consistent") and any(x.startswith("balance uri") for x in words)
-                   for w in words),
+            # the checks key by URI: a balance on the source address or a header is another key
+            "hashing": any(re.match(r"balance (uri|url_param)", w) for w in words),
             "retry": not any(w in ("retries 0",) for w in words + dwords),
             "rate_limit": any("req_rate" in w and ("deny" in w or "return" in w or "tarpit" in w) for w in words),
             "conn_limit": any("conn_cur" in w and ("deny" in w or "return" in w) for w in words),
@@ -389,8 +389,25 @@ def _haproxy_plan(config: EdgeConfig) -> ProbePlan:
         for d in lines:
             if d.name == "acl" and len(d.args) >= 2:
                 acls.setdefault(d.args[0], (d.args[1], [a for a in d.args[2:] if not a.startswith("-")]))
-        fe_rate = any("req_rate" in w and ("deny" in w or "return" in w or "tarpit" in w) for w in words)
-        fe_conn = any("conn_cur" in w and ("deny" in w or "return" in w) for w in words)
+        def limited(marker: str) -> tuple[bool, set[str]]:
+            """(frontend-wide, path prefixes) of the deny rules on ``marker`` (req_rate, conn_cur)."""
+            wide, prefixes = False, set()
+            for d in lines:
+                if d.name != "http-request" or not d.args or d.args[0] not in ("deny", "return", "tarpit"):
+                    continue
+                text = " ".join(d.args)
+                if marker not in text:
+                    continue
+                paths = [v for a in d.args if a in acls and acls[a][0].startswith("path_beg") for v in acls[a][1]]
+                paths += re.findall(r"path_beg\s+(\S+)", text)
+                if paths:
+                    prefixes.update(p.rstrip("}").strip() for p in paths)
+                else:
+                    wide = True
+            return wide, prefixes
+
+        fe_rate, rate_paths = limited("req_rate")
+        fe_conn, conn_paths = limited("conn_cur")
         if any(w.startswith("option forwardfor") for w in words):
             xff = True
         for d in lines:
@@ -428,8 +445,9 @@ def _haproxy_plan(config: EdgeConfig) -> ProbePlan:
                 routes.append(Route(port=port, tls=tls, mtls=mtls, hosts=[h for h in hosts if h != "{"],
                                     location=location, match=match, upstream=backend, servers=facts["servers"],
                                     cache=facts["cache"], cache_key=facts["cache_key"],
-                                    rate_limit=fe_rate or facts["rate_limit"],
-                                    conn_limit=fe_conn or facts["conn_limit"], retry=facts["retry"],
+                                    rate_limit=fe_rate or location in rate_paths or facts["rate_limit"],
+                                    conn_limit=fe_conn or location in conn_paths or facts["conn_limit"],
+                                    retry=facts["retry"],
                                     hashing=facts["hashing"], read_timeout_ms=facts["read_timeout_ms"],
                                     file=where.file, line=where.line))
                 if tls:
