@@ -340,6 +340,24 @@ def _nginx_plan(config: EdgeConfig) -> ProbePlan:
 _HOST_FETCH = re.compile(r"^(?:req\.)?hdr(?:_dom|_end|_beg)?\((?:host|Host)\)")
 
 
+def _limited(lines: list[Directive], acls: dict[str, tuple[str, list[str]]], marker: str) -> tuple[bool, set[str]]:
+    """(frontend-wide, path prefixes) of a section's deny rules on ``marker`` (req_rate, conn_cur)."""
+    wide, prefixes = False, set()
+    for d in lines:
+        if d.name != "http-request" or not d.args or d.args[0] not in ("deny", "return", "tarpit"):
+            continue
+        text = " ".join(d.args)
+        if marker not in text:
+            continue
+        paths = [v for a in d.args if a in acls and acls[a][0].startswith("path_beg") for v in acls[a][1]]
+        paths += re.findall(r"path_beg\s+(\S+)", text)
+        if paths:
+            prefixes.update(p.rstrip("}").strip() for p in paths)
+        else:
+            wide = True
+    return wide, prefixes
+
+
 def _haproxy_plan(config: EdgeConfig) -> ProbePlan:
     sections = {(s.name, s.args[0] if s.args else ""): s for s in config.directives}
     backends = {s.args[0]: s for s in config.directives if s.name in ("backend", "listen") and s.args}
@@ -389,25 +407,8 @@ def _haproxy_plan(config: EdgeConfig) -> ProbePlan:
         for d in lines:
             if d.name == "acl" and len(d.args) >= 2:
                 acls.setdefault(d.args[0], (d.args[1], [a for a in d.args[2:] if not a.startswith("-")]))
-        def limited(marker: str) -> tuple[bool, set[str]]:
-            """(frontend-wide, path prefixes) of the deny rules on ``marker`` (req_rate, conn_cur)."""
-            wide, prefixes = False, set()
-            for d in lines:
-                if d.name != "http-request" or not d.args or d.args[0] not in ("deny", "return", "tarpit"):
-                    continue
-                text = " ".join(d.args)
-                if marker not in text:
-                    continue
-                paths = [v for a in d.args if a in acls and acls[a][0].startswith("path_beg") for v in acls[a][1]]
-                paths += re.findall(r"path_beg\s+(\S+)", text)
-                if paths:
-                    prefixes.update(p.rstrip("}").strip() for p in paths)
-                else:
-                    wide = True
-            return wide, prefixes
-
-        fe_rate, rate_paths = limited("req_rate")
-        fe_conn, conn_paths = limited("conn_cur")
+        fe_rate, rate_paths = _limited(lines, acls, "req_rate")
+        fe_conn, conn_paths = _limited(lines, acls, "conn_cur")
         if any(w.startswith("option forwardfor") for w in words):
             xff = True
         for d in lines:
