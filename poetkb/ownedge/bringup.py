@@ -150,7 +150,7 @@ def _nginx_argv(binary: str, run: Path, main: str) -> list[str]:
 
 def _validate(proxy: str, binary: str, run: Path, main: str, original: str) -> None:
     argv = ([*_nginx_argv(binary, run, main), "-t", "-q"] if proxy == "nginx"
-            else [binary, "-c", "-q", "-f", main])
+            else [binary, "-c", "-f", main])
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     if done.returncode != 0:
         message = (done.stderr or done.stdout).strip().replace(main, original)

@@ -374,8 +374,12 @@ def _haproxy(config: EdgeConfig, env: Env, ed: _Editor) -> Rewritten:
                     ed.haproxy(d, ["log", "stdout", "format", "raw", *_log_rest(d.args[1:])],
                                "logs to the run directory (stdout of the process) instead of syslog")
                 elif d.name == "stats" and d.args[:1] == ["socket"] and len(d.args) > 1:
-                    ed.haproxy(d, ["stats", "socket", str(run / "admin.sock"), *d.args[2:]],
-                               "admin socket in the run directory")
+                    sock = str(run / "admin.sock")
+                    if len(sock) < 100:
+                        ed.haproxy(d, ["stats", "socket", sock, *d.args[2:]], "admin socket in the run directory")
+                    else:  # a unix socket path is limited to 107 bytes
+                        ed.haproxy(d, None, "the run directory's path is too long for a unix socket; the gate "
+                                            "does not use the admin socket")
                 elif d.name in ("ca-base", "crt-base"):
                     ed.haproxy(d, None, "certificate paths are absolute test files now")
                 elif d.name in ("ssl-dh-param-file", "lua-load", "server-state-file"):
