@@ -74,6 +74,9 @@ def gate() -> None:
               help="Your own nginx.conf or haproxy.cfg: brought up on loopback against instrumented upstreams "
                    "for the run (the file is only read).")
 @click.option("--explain", is_flag=True, help="With --config: print what was rewritten and the probe plan.")
+@click.option("--target-profile", "target_profile", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML describing a live edge: routes per check, hosts, safe methods, access log "
+                   "(`poet schema target-profile`).")
 @click.option("--proxy", type=click.Choice(["nginx", "haproxy"]), help="The proxy kind the target must be.")
 @click.option("--access-log", type=click.Path(dir_okay=False, path_type=Path), help="The edge's JSON access log.")
 @click.option("--upstream-admin", "upstream_admin", multiple=True, metavar="[NAME[:ROLE]=]URL",
@@ -93,7 +96,8 @@ def gate() -> None:
 @click.option("--allow-remote", is_flag=True, help="Allow targets that are not on this machine's loopback.")
 @click.pass_context
 def gate_run(ctx: click.Context, all_: bool, obligations: tuple[str, ...], domains: tuple[str, ...],
-             target: str | None, config: Path | None, explain: bool, proxy: str | None, access_log: Path | None,
+             target: str | None, config: Path | None, explain: bool, target_profile: Path | None,
+             proxy: str | None, access_log: Path | None,
              upstream_admin: tuple[str, ...],
              metrics_url: str | None, tls_url: str | None, mtls_url: str | None, ca_cert: str | None,
              client_cert: str | None, client_key: str | None, reload_command: str | None,
@@ -108,7 +112,7 @@ def gate_run(ctx: click.Context, all_: bool, obligations: tuple[str, ...], domai
                          access_log=access_log, upstream_admin=upstream_admin, metrics_url=metrics_url,
                          tls_url=tls_url, mtls_url=mtls_url, ca_cert=ca_cert, client_cert=client_cert,
                          client_key=client_key, reload_command=reload_command, allow_remote=allow_remote,
-                         capture=capture, evidence=evidence, config=config,
+                         capture=capture, evidence=evidence, config=config, target_profile=target_profile,
                          on_edge=_explainer(as_json) if explain else None)
     _finish(ctx, report, as_json=as_json, junit=junit)
 

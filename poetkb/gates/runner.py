@@ -259,10 +259,12 @@ def _planned(items: list[Any], resolved: ResolvedTarget, writer: EvidenceWriter)
         check_id = f"{ob.id}#{index}"
         if reason is not None:
             stamp = now_iso()
+            unclaimed = getattr(plan, "unclaimed_verdict", "not-applicable")
+            notes = ({"not_applicable": reason, "required": ob.id in resolved.required}
+                     if unclaimed == "not-applicable" else {"no_evidence": reason})
             writer.checks.append(CheckRecord(
                 check_id=check_id, obligation_id=ob.id, kind=check.kind, description=check.description,
-                params=dict(check.params), started_at=stamp, finished_at=stamp, duration_ms=0.0,
-                notes={"not_applicable": reason, "required": ob.id in resolved.required}))
+                params=dict(check.params), started_at=stamp, finished_at=stamp, duration_ms=0.0, notes=notes))
             continue
         steering = {k: v for k, v in overrides.items() if k in STEERING or k in NARROWING}
         if steering:
@@ -349,6 +351,13 @@ def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun |
             if rec is not None and loaded is not None and rec.notes.get("not_applicable"):
                 results.append(_not_applicable(check, check_id, ob.id, rec))
                 continue
+            if rec is not None and loaded is not None and rec.notes.get("no_evidence"):
+                spec = KINDS.get(check.kind)
+                results.append(CheckResult(
+                    check_id=check_id, obligation_id=ob.id, kind=check.kind, description=check.description,
+                    params=dict(check.params), verdict="no-evidence", expected=spec.summary if spec else "",
+                    observed="not probed", diagnosis=f"not probed on this target: {rec.notes['no_evidence']}"))
+                continue
             if rec is not None and loaded is not None and isinstance(rec.notes.get("plan_params"), dict) \
                     and loaded.record in ("self", "recorded"):
                 from poetkb.ownedge.plan import apply_overrides
@@ -370,6 +379,8 @@ def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun |
                 ev.test_results, ev.load_summaries = foreign.test_results, foreign.load_summaries
             # the catalog is the authority on what a check requires; the manifest's copy is only reported
             result = checks.evaluate(check, check_id=check_id, obligation_id=ob.id, ev=ev)
+            if result.verdict == "fail" and ev is not None and loaded is not None and _live(loaded.manifest.target):
+                result = _silent(result, ev) or result
             if rec is not None and rec.params != check.params:
                 result = result.model_copy(update={"details": {**result.details,
                                                                "params_recorded": dict(rec.params)}})
@@ -395,6 +406,49 @@ def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun |
         summary=summary, verdict=overall, exit_code=exit_code, problems=problems,
         manifest_sha256=loaded.manifest_sha256 if loaded else None,
         evidence_record=_record_kind(loaded, foreign))
+
+
+#: kinds whose probes are meant to be refused (or answered) by the edge itself, so an answer such as 404 is
+#: evidence about the edge, not the sign of a route the target does not have
+_EDGE_ANSWERS = frozenset({"ambiguous_framing_rejected", "host_isolated", "mtls_client_required", "tls_chain_valid"})
+_LOGIN = ("login", "signin", "sign-in", "auth", "sso", "account")
+
+
+def _live(target: TargetInfo | None) -> bool:
+    """An edge poetkb did not bring up (``--target``): not the demo, not a ``--config`` copy."""
+    return target is not None and target.source == "options" and target.variant != "own-config"
+
+
+def _silent(result: CheckResult, ev: CheckEvidence) -> CheckResult | None:
+    """A ``fail`` on a live edge whose every answer says nothing about the obligation becomes no-evidence.
+
+    When every probe of the check got 404 or 405 (the target has no such route), 401 or 403, or a redirect
+    to a login page, the failure is about the probe, not the edge: the result names what to add instead.
+    """
+    if result.kind in _EDGE_ANSWERS:
+        return None
+    answered = [e for e in ev.exchanges if e.response is not None]
+    if not answered:
+        return None
+
+    def meaningless(e: Any) -> bool:
+        status = e.response.status
+        location = (e.response.headers.get("location") or "").lower()
+        return status in (401, 403, 404, 405) or 300 <= status < 400 and any(w in location for w in _LOGIN)
+
+    if not all(meaningless(e) for e in answered):
+        return None
+    from urllib.parse import urlsplit
+
+    paths = sorted({urlsplit(e.request.url).path for e in answered})
+    statuses = sorted({e.response.status for e in answered})
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    return result.model_copy(update={
+        "verdict": "no-evidence", "observed": f"every answer was {', '.join(map(str, statuses))}",
+        "diagnosis": (f"every probe ({shown}) got {', '.join(map(str, statuses))}: the target has no such route "
+                      f"or asks for a login, so the answers say nothing about the obligation; name a route of "
+                      f"yours for {result.kind} in a target profile (--target-profile, routes.{result.kind}.path)"),
+        "details": {**result.details, "silenced_fail": result.diagnosis}})
 
 
 def _not_applicable(check: Any, check_id: str, obligation_id: str, rec: CheckRecord) -> CheckResult:
@@ -539,7 +593,7 @@ def gate(kb: KnowledgeBase, *, all: bool = False, obligations: Sequence[str] = (
          client_cert: str | None = None, client_key: str | None = None, reload_command: str | None = None,
          allow_remote: bool = False, capture: bool = False, evidence: Sequence[Path] = (), transport: Any = None,
          record: bool = True, write_reports: bool = True, config: str | Path | None = None,
-         on_edge: Any = None) -> GateReport:
+         on_edge: Any = None, target_profile: str | Path | None = None) -> GateReport:
     """Resolve the target (the running demo when ``target`` is None) and run a gate; see :func:`run_gate`.
 
     With ``config``, the user's own NGINX or HAProxy configuration is brought up on loopback against
@@ -553,7 +607,8 @@ def gate(kb: KnowledgeBase, *, all: bool = False, obligations: Sequence[str] = (
         given = [name for name, value in (("--target", target), ("--access-log", access_log),
                                           ("--upstream-admin", upstream_admin), ("--metrics-url", metrics_url),
                                           ("--tls-url", tls_url), ("--mtls-url", mtls_url),
-                                          ("--reload-command", reload_command)) if value]
+                                          ("--reload-command", reload_command),
+                                          ("--target-profile", target_profile)) if value]
         if given:
             raise InputError(f"--config brings the edge up itself; {', '.join(given)} cannot be given with it",
                              field="config", hint="drop those options, or gate a running edge with --target")
@@ -567,9 +622,27 @@ def gate(kb: KnowledgeBase, *, all: bool = False, obligations: Sequence[str] = (
                                       required=frozenset(obligations), extras=edge.evidence_files())
             return run_gate(kb, selection, resolved, transport=transport, capture=capture, evidence=evidence,
                             record=record, write_reports=write_reports)
+    profile = None
+    if target_profile is not None:
+        from poetkb.gates.profile import load_target_profile
+
+        profile = load_target_profile(target_profile)
+        target = target or profile.target
+        if target is None:
+            raise InputError("a target profile needs a target", file=target_profile, field="target",
+                             hint="write `target: URL` in the profile, or pass --target")
+        proxy = proxy or profile.proxy
+        access_log = access_log or profile.access_log
+        metrics_url = metrics_url or profile.metrics_url
+        upstream_admin = list(upstream_admin) or profile.upstream_admin
+        reload_command = reload_command or profile.reload_command
     resolved = resolve(target=target, proxy=proxy, access_log=access_log, upstream_admin=upstream_admin,
                        metrics_url=metrics_url, tls_url=tls_url, mtls_url=mtls_url, ca_cert=ca_cert,
                        client_cert=client_cert, client_key=client_key, reload_command=reload_command,
                        allow_remote=allow_remote)
+    if profile is not None:
+        from poetkb.gates.profile import router as profile_router
+
+        resolved.plan, resolved.router = profile, profile_router(profile)
     return run_gate(kb, selection, resolved, transport=transport, capture=capture, evidence=evidence, record=record,
                     write_reports=write_reports)

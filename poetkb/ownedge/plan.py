@@ -17,7 +17,7 @@ the catalog's.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -81,6 +81,9 @@ class ProbePlan(PoetModel):
     metrics_path: str | None = None
     tls_names: list[str] = Field(default_factory=list)
     primary_port: str | None = None
+
+    #: what the runner records for a check the configuration does not claim
+    unclaimed_verdict: ClassVar[str] = "not-applicable"
 
     # -- choosing routes ---------------------------------------------------------------------------
     def proxied(self, port: str | None = None) -> list[Route]:
