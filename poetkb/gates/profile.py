@@ -94,7 +94,7 @@ class TargetProfile(PoetModel):
         need = NEEDS.get(kind)
         if need == "fault" and not self.upstream_admin:
             return {}, f"{kind} injects faults and needs {_WHAT['fault']}; checks that inject faults are " \
-                       "skipped on live targets"
+                       "skipped on live targets unless the target profile declares one under upstream_admin"
         route = self.routes.get(kind)
         if route is not None:
             return {k: v for k, v in route.model_dump().items() if v is not None}, None
