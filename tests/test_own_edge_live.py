@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,9 +20,17 @@ http {{
         '"upstream_status":"$upstream_status","upstream_response_time":"$upstream_response_time"}}';
     access_log {root}/access.json j;
     client_body_temp_path {root}/tmp; proxy_temp_path {root}/tmp;
+    proxy_cache_path {root}/cache keys_zone=static:1m;
     server {{
         listen 127.0.0.1:{port};
         server_name www.shop.test;
+        location /static/ {{
+            proxy_pass http://127.0.0.1:{app};
+            proxy_cache static;
+            proxy_cache_valid 200 1m;
+            add_header Cache-Control "public, max-age=60";
+            add_header X-Cache-Status $upstream_cache_status;
+        }}
         location / {{
             proxy_pass http://127.0.0.1:{app};
             proxy_set_header Host $host;
@@ -45,9 +54,10 @@ def foreign_edge(tmp_path: Path) -> Any:
 
     site = tmp_path / "site"
     (site / "static").mkdir(parents=True)
-    (site / "index.html").write_text("<h1>shop</h1>\n")
+    (site / "index.html").write_text('<h1>shop</h1><link rel="stylesheet" href="/static/app.css">\n')
     (site / "static" / "app.css").write_text("body { color: black; }\n")
     (tmp_path / "tmp").mkdir()
+    (tmp_path / "cache").mkdir()
     app, port = free_port(), free_port()
     conf = tmp_path / "nginx.conf"
     conf.write_text(NGINX.format(root=tmp_path, port=port, app=app))
@@ -56,7 +66,8 @@ def foreign_edge(tmp_path: Path) -> Any:
     nginx = find_binary("nginx")
     assert nginx is not None
     pids.append(procs.spawn([nginx, "-p", f"{tmp_path}/", "-c", str(conf), "-e", str(tmp_path / "error.log"),
-                             "-g", f"daemon off; pid {tmp_path}/nginx.pid;"], tmp_path / "nginx.out"))
+                             "-g", f"{'user root; ' if os.geteuid() == 0 else ''}daemon off; "
+                                   f"pid {tmp_path}/nginx.pid;"], tmp_path / "nginx.out"))
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -115,3 +126,20 @@ def test_target_profile_errors_name_the_line(kb_path: Path, tmp_path: Path) -> N
     result = CliRunner().invoke(main, ["gate", "run", "--all", "--target-profile", str(profile)])
     assert result.exit_code == 2 and "profile.yaml:3" in result.output and "unknown field" in result.output, \
         result.output
+
+
+def test_discover_proposes_a_profile_from_safe_gets(kb_path: Path, foreign_edge: Any) -> None:
+    """--discover crawls a few GETs and proposes the cached asset as the cache checks' route, no gate run."""
+    import yaml
+    from click.testing import CliRunner
+
+    from poetkb.cli import main
+    from poetkb.gates.profile import TargetProfile
+
+    url, _ = foreign_edge
+    result = CliRunner().invoke(main, ["gate", "run", "--target", url, "--discover"])
+    assert result.exit_code == 0, result.output
+    assert "GET /static/app.css -> 200" in result.output, result.output
+    assert "review it before use" in result.output
+    profile = TargetProfile.model_validate(yaml.safe_load(result.output))
+    assert profile.routes["cache_key_stable"].path == "/static/app.css" and profile.default_path == "/"

@@ -74,6 +74,8 @@ def gate() -> None:
               help="Your own nginx.conf or haproxy.cfg: brought up on loopback against instrumented upstreams "
                    "for the run (the file is only read).")
 @click.option("--explain", is_flag=True, help="With --config: print what was rewritten and the probe plan.")
+@click.option("--discover", is_flag=True,
+              help="With --target: propose a target profile from a few safe GETs (printed as YAML), no gate.")
 @click.option("--target-profile", "target_profile", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML describing a live edge: routes per check, hosts, safe methods, access log "
                    "(`poet schema target-profile`).")
@@ -96,7 +98,7 @@ def gate() -> None:
 @click.option("--allow-remote", is_flag=True, help="Allow targets that are not on this machine's loopback.")
 @click.pass_context
 def gate_run(ctx: click.Context, all_: bool, obligations: tuple[str, ...], domains: tuple[str, ...],
-             target: str | None, config: Path | None, explain: bool, target_profile: Path | None,
+             target: str | None, config: Path | None, explain: bool, discover: bool, target_profile: Path | None,
              proxy: str | None, access_log: Path | None,
              upstream_admin: tuple[str, ...],
              metrics_url: str | None, tls_url: str | None, mtls_url: str | None, ca_cert: str | None,
@@ -107,6 +109,16 @@ def gate_run(ctx: click.Context, all_: bool, obligations: tuple[str, ...], domai
     Exit code: 0 every selected obligation passes; 1 one fails or lacks evidence; 2 bad input, an
     unreachable target, or a check that could not run or be judged (error).
     """
+    if discover:
+        from poetkb.errors import InputError
+        from poetkb.gates.discover import discover as propose
+        from poetkb.gates.discover import render_yaml
+
+        if not target:
+            raise InputError("--discover needs --target URL", field="discover")
+        profile, notes = propose(target, allow_remote=allow_remote)
+        click.echo(render_yaml(profile, notes), nl=False)
+        ctx.exit(0)
     with open_kb(ctx) as kb:
         report = kb.gate(all=all_, obligations=obligations, domains=domains, target=target, proxy=proxy,
                          access_log=access_log, upstream_admin=upstream_admin, metrics_url=metrics_url,
