@@ -124,8 +124,6 @@ class ProbePlan(PoetModel):
 
     def adapt(self, kind: str, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         """``(overrides, None)`` to probe the user's routes, or ``({}, reason)`` when not claimed."""
-        from poetkb.gates.params import ReloadNoErrors  # noqa: F401 - keeps the kinds' models importable
-
         def path_on(route: Route, key: str, default: str) -> dict[str, Any]:
             return {key: self.translate(route, str(params.get(key) or default))}
 
@@ -330,12 +328,11 @@ def _nginx_plan(config: EdgeConfig) -> ProbePlan:
         if len(d.args) >= 2 and "$request_id" in d.args[1]:
             request_id = d.args[0]
     xff = any(len(d.args) >= 2 and d.args[0].lower() == "x-forwarded-for" for d in config.find("proxy_set_header"))
-    metrics = next((loc.args[-1] for loc in config.find("location") if loc.block and any(
-        d.name in ("stub_status", "vhost_traffic_status_display") for d in loc.block)), None)
+    # open-source NGINX has no Prometheus endpoint of its own (stub_status is another format): metrics are
+    # claimed only through an exporter the configuration cannot show, so none is assumed
     plan = ProbePlan(proxy="nginx", routes=routes, access_log=bool(access),
                      access_log_json=any(len(d.args) > 1 and d.args[1] in json_formats for d in access),
-                     request_id_header=request_id, forwarded_for=xff, metrics_path=None if not metrics else None,
-                     tls_names=tls_names)
+                     request_id_header=request_id, forwarded_for=xff, metrics_path=None, tls_names=tls_names)
     return _choose_primary(plan)
 
 

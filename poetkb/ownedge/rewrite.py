@@ -196,13 +196,9 @@ def _nginx(config: EdgeConfig, env: Env, ed: _Editor) -> Rewritten:
     listeners: dict[str, Listener] = {}
     servers: list[InstrumentedServer] = []
     logs: dict[str, str] = {}
-    json_formats = {d.args[0] for d in config.find("log_format") if len(d.args) > 1
-                    and "".join(d.args[1:]).lstrip().startswith(("{", "'{", '"{'))
-                    or len(d.args) > 2 and d.args[1].startswith("escape=") and "".join(d.args[2:]).lstrip()
-                    .startswith("{")}
+    json_formats = {d.args[0] for d in config.find("log_format") if "{" in " ".join(d.args[1:])}
     json_log: str | None = None
     names = _server_names(config)
-    upstream_ports: dict[str, int] = {}
 
     def instrument(group: str, address: str, backup: bool) -> int:
         port = env.alloc_port()
@@ -273,8 +269,7 @@ def _nginx(config: EdgeConfig, env: Env, ed: _Editor) -> Rewritten:
             if d.args[0].startswith("unix:"):
                 raise InputError("an upstream on a unix socket cannot be instrumented", file=d.file, line=d.line)
             group = ctx.split(" ", 1)[1] if " " in ctx else "upstream"
-            port = upstream_ports.get(f"{group}/{d.args[0]}/{d.line}") or instrument(group, d.args[0],
-                                                                                     "backup" in d.args)
+            port = instrument(group, d.args[0], "backup" in d.args)
             rest = [a for a in d.args[1:] if a != "resolve" and not a.startswith("service=")]
             ed.nginx(d, [f"127.0.0.1:{port}", *rest], f"upstream server {d.args[0]} -> instrumented upstream")
         elif d.name in ("proxy_pass", "grpc_pass") and d.args:
