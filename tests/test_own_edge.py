@@ -181,3 +181,19 @@ def test_cli_bad_config_input_exits_2(kb_path: Path, args: list[str], says: str)
 
     result = CliRunner().invoke(main, ["gate", "run", "--all", *args])
     assert result.exit_code == 2 and says in result.output, result.output
+
+
+def test_mutation_testing_works_on_the_users_configuration(kb: Any, tmp_path: Path) -> None:
+    """Mutants of a corpus file are validated, gated with --config and killed; the user's file is untouched."""
+    from poetkb.mutation import load_operators, run_mutation
+    from poetkb.ownedge.mutate import own_config_target
+
+    source = EXPECTED["nginx-api-cache"]["path"]
+    before = _digest(source)
+    target = own_config_target(source, work=tmp_path / "mutate")
+    ops = [op for op in load_operators() if op.id in ("nginx.xff.trust_client", "nginx.request_id.not_forwarded")]
+    report = run_mutation(kb, target, operators=ops, max_mutants=4)
+    statuses = {m.operator: m.status for m in report.mutants}
+    assert statuses and set(statuses.values()) == {"killed"}, [(m.operator, m.status, m.detail)
+                                                             for m in report.mutants]
+    assert _digest(source) == before
