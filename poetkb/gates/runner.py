@@ -441,7 +441,7 @@ def _silent(result: CheckResult, ev: CheckEvidence) -> CheckResult | None:
     from urllib.parse import urlsplit
 
     paths = sorted({urlsplit(e.request.url).path for e in answered})
-    statuses = sorted({e.response.status for e in answered})
+    statuses = sorted({e.response.status for e in answered if e.response is not None})
     shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
     return result.model_copy(update={
         "verdict": "no-evidence", "observed": f"every answer was {', '.join(map(str, statuses))}",

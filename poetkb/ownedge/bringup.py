@@ -226,8 +226,11 @@ def _start(config: EdgeConfig, plan: ProbePlan, run: Path, t0: float) -> OwnEdge
                                       stderr_path=run / "logs" / "haproxy-error.log")
     for s in rewritten.servers:
         url = f"http://{HOST}:{s.port}/__poet/health"
-        ok, last = health.wait_for(lambda url=url: health.http_request(url, timeout=1).status == 200,
-                                   timeout=START_TIMEOUT, interval=0.02)
+
+        def answers(url: str = url) -> bool:
+            return health.http_request(url, timeout=1).status == 200
+
+        ok, last = health.wait_for(answers, timeout=START_TIMEOUT, interval=0.02)
         if not ok:
             raise EnvironmentProblem(f"instrumented upstream {s.name} did not answer on port {s.port}: {last}",
                                      hint=f"see {run / 'logs' / 'upstreams.log'}")

@@ -161,11 +161,11 @@ class ProbePlan(PoetModel):
         if kind == "cache_key_complete":
             out = path_on(route, "path", "/cache/max-age/60")
             if "host" in (params.get("differing") or ["query"]):
-                hosts = self.same_server_hosts(route)
-                if hosts is None:
+                pair = self.same_server_hosts(route)
+                if pair is None:
                     return {}, (f"the cached route {route.where()} is reached by one host name only, so a key "
                                 "without the host cannot be told apart")
-                out["hosts"] = hosts
+                out["hosts"] = pair
             return out, None
         if kind == "private_not_cached":
             paths = params.get("paths") or ([params["path"]] if params.get("path") else
@@ -191,9 +191,9 @@ class ProbePlan(PoetModel):
             cached = self.primary("cache")
             # a cacheable demo path goes to a caching route (HEAD is answered from the stored GET there);
             # without one it is left out: an uncached echo differs between GET and HEAD by design
-            out = [self.translate(cached if "/cache/" in p and cached else route, p) for p in paths
-                   if "/cache/" not in p or cached]
-            return {"paths": out or [self.translate(route, "/bytes/4096")]}, None
+            moved = [self.translate(cached if "/cache/" in p and cached else route, p) for p in paths
+                     if "/cache/" not in p or cached]
+            return {"paths": moved or [self.translate(route, "/bytes/4096")]}, None
         if kind in ("upstream_attempts_bounded", "no_retry_non_idempotent", "latency_bounded_under_fault",
                     "status_on_upstream_fault", "unhealthy_backend_avoided", "rate_limit_sheds",
                     "connection_limit_sheds", "reload_no_errors", "same_key_same_backend", "hop_by_hop_stripped",
@@ -342,7 +342,7 @@ _HOST_FETCH = re.compile(r"^(?:req\.)?hdr(?:_dom|_end|_beg)?\((?:host|Host)\)")
 
 def _limited(lines: list[Directive], acls: dict[str, tuple[str, list[str]]], marker: str) -> tuple[bool, set[str]]:
     """(frontend-wide, path prefixes) of a section's deny rules on ``marker`` (req_rate, conn_cur)."""
-    wide, prefixes = False, set()
+    wide, prefixes = False, set[str]()
     for d in lines:
         if d.name != "http-request" or not d.args or d.args[0] not in ("deny", "return", "tarpit"):
             continue
