@@ -218,12 +218,8 @@ def _start(config: EdgeConfig, plan: ProbePlan, run: Path, t0: float) -> OwnEdge
         for s in rewritten.servers:
             argv += ["--serve", f"{s.name}={s.port}"]
         pids["upstreams"] = procs.spawn(argv, run / "logs" / "upstreams.log")
-    if config.proxy == "nginx":
-        pids["nginx"] = procs.spawn(_nginx_argv(binary, run, rewritten.main), run / "logs" / "nginx.out")
-    else:
-        access = Path(rewritten.access_logs[0])
-        pids["haproxy"] = procs.spawn([binary, "-W", "-f", rewritten.main], access,
-                                      stderr_path=run / "logs" / "haproxy-error.log")
+    # the upstreams answer before the proxy starts: HAProxy marks a server down at once when its first
+    # health check fails, and the gate would meet a 503 that says nothing about the configuration
     for s in rewritten.servers:
         url = f"http://{HOST}:{s.port}/__poet/health"
 
@@ -234,6 +230,12 @@ def _start(config: EdgeConfig, plan: ProbePlan, run: Path, t0: float) -> OwnEdge
         if not ok:
             raise EnvironmentProblem(f"instrumented upstream {s.name} did not answer on port {s.port}: {last}",
                                      hint=f"see {run / 'logs' / 'upstreams.log'}")
+    if config.proxy == "nginx":
+        pids["nginx"] = procs.spawn(_nginx_argv(binary, run, rewritten.main), run / "logs" / "nginx.out")
+    else:
+        access = Path(rewritten.access_logs[0])
+        pids["haproxy"] = procs.spawn([binary, "-W", "-f", rewritten.main], access,
+                                      stderr_path=run / "logs" / "haproxy-error.log")
     access_log = rewritten.json_access_log or (rewritten.access_logs[0] if rewritten.access_logs else None)
     if access_log:
         Path(access_log).touch()
