@@ -197,9 +197,9 @@ class GateReport(PoetModel):
                               serialize_by_alias=True)
 
     def failures(self) -> list[ObligationVerdict]:
-        """Obligations that did not pass (fail first, then error, then no-evidence)."""
+        """Obligations that did not pass (fail first, then error, then no-evidence); not-applicable is left out."""
         order = {"fail": 0, "error": 1, "no-evidence": 2}
-        return sorted((o for o in self.obligations if o.verdict != "pass"),
+        return sorted((o for o in self.obligations if o.verdict in order),
                       key=lambda o: (order[o.verdict], o.obligation_id))
 
     def verdict_of(self, obligation_id: str) -> Verdict | None:

@@ -103,7 +103,9 @@ def render_markdown(report: GateReport) -> str:
             f" ({md_text(target.variant)})" if target.variant else "")
     lines = [f"### poet gate: {_ICON[report.verdict]}{where}", "",
              f"{s.passed} of {s.selected} obligations pass (coverage {s.coverage:.0%}); {s.failed} fail, {s.errors} "
-             f"error, {s.no_evidence} without evidence. Run {md_code(report.run_id)}, {report.duration_s:.1f} s.", ""]
+             f"error, {s.no_evidence} without evidence"
+             + (f", {s.not_applicable} not applicable" if s.not_applicable else "")
+             + f". Run {md_code(report.run_id)}, {report.duration_s:.1f} s.", ""]
     bad = report.failures()
     if bad:
         lines += ["| Obligation | Verdict | Diagnosis |", "|---|---|---|"]
