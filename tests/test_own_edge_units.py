@@ -87,3 +87,25 @@ def test_not_applicable_never_counts_as_a_pass() -> None:
     assert (summary.coverage, summary.not_applicable, overall, code) == (0.5, 1, "pass", 0)
     assert summarize([na])[1:] == ("no-evidence", 1)
     assert summarize([na, ob("d", ["fail"])])[1:] == ("fail", 1)
+
+
+def test_reports_show_not_applicable_without_calling_it_a_failure() -> None:
+    """Markdown counts it, JUnit marks it skipped, HTML renders it, and failures() leaves it out."""
+    from poetkb.gates.models import GateReport, GateSummary
+    from poetkb.gates.reports import render_html, render_junit, render_markdown
+
+    obligations = [
+        ObligationVerdict(obligation_id="cache.ttl.honored", title="ttl", domain="cache", risk="high",
+                          verdict="not-applicable", diagnosis="not claimed by the configuration: no cache"),
+        ObligationVerdict(obligation_id="protocol.http.status", title="status", domain="protocol", risk="high",
+                          verdict="fail", diagnosis="got 200"),
+    ]
+    report = GateReport(run_id="r1", mode="run", poetkb_version="0", started_at="t", finished_at="t",
+                        duration_s=1.0, obligations=obligations, verdict="fail", exit_code=1,
+                        summary=GateSummary(selected=2, passed=0, failed=1, errors=0, no_evidence=0,
+                                            not_applicable=1, coverage=0.0))
+    assert [o.obligation_id for o in report.failures()] == ["protocol.http.status"]
+    assert "1 not applicable" in render_markdown(report)
+    junit = render_junit(report)
+    assert 'skipped="1"' in junit and "not applicable: not claimed by the configuration" in junit
+    assert "not applicable" in render_html(report)
