@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -67,6 +68,7 @@ def run(only: list[str] | None) -> list[dict[str, Any]]:
             print(_line(rows[-1]), file=sys.stderr)
     finally:
         kb.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     return rows
 
 
@@ -88,7 +90,10 @@ def main() -> int:
     home = tempfile.mkdtemp(prefix="poet-home-")
     os.environ["POET_HOME"] = home
     os.environ.setdefault("POET_DB", str(Path(home) / "kb.sqlite"))
-    rows = run(args.only)
+    try:
+        rows = run(args.only)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     bad = [r for r in rows if r.get("mismatches") or r.get("caught") is False]
     ups = [r["up_s"] for r in rows if "up_s" in r]
     downs = [r["down_s"] for r in rows if "down_s" in r]
