@@ -30,6 +30,8 @@ SCHEMAS: dict[str, str] = {
     "check-result": "poetkb.gates.models:CheckResult",
     "evidence-manifest": "poetkb.gates.models:EvidenceManifest",
     "http-exchange": "poetkb.gates.records:HttpExchange",
+    "target-profile": "poetkb.gates.profile:TargetProfile",
+    "probe-plan": "poetkb.ownedge.plan:ProbePlan",
     "change-summary": "poetkb.rank.change:ChangeSummary",
     "ranked-obligation": "poetkb.rank.explain:RankedObligation",
     "ranking": "poetkb.rank.explain:Ranking",

@@ -23,7 +23,8 @@ def _selection(func: Any) -> Any:
 def _print_report(report: Any, *, verbose: bool = False) -> None:
     from poetkb.gates.reports import reports_dir
 
-    marks = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "no-evidence": "NO-EVIDENCE"}
+    marks = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "no-evidence": "NO-EVIDENCE",
+             "not-applicable": "N/A"}
     for ob in sorted(report.obligations, key=lambda o: o.obligation_id):
         click.echo(f"{marks[ob.verdict]:<12} {ob.obligation_id:<36} {ob.title}")
         if ob.verdict != "pass" or verbose:
@@ -36,7 +37,8 @@ def _print_report(report: Any, *, verbose: bool = False) -> None:
     if report.evidence_record in ("unrecorded", "mismatch"):
         where += f" ({report.evidence_record} evidence)"
     click.echo(f"gate {marks[report.verdict]}{where}: {s.passed} of {s.selected} obligations pass "
-               f"(coverage {s.coverage:.0%}), {s.failed} fail, {s.errors} error, {s.no_evidence} no evidence; "
+               f"(coverage {s.coverage:.0%}), {s.failed} fail, {s.errors} error, {s.no_evidence} no evidence"
+               + (f", {s.not_applicable} not applicable" if s.not_applicable else "") + "; "
                f"{report.duration_s:.1f} s", err=True)
     for problem in report.problems:
         click.echo(f"problem: {problem}", err=True)
@@ -68,6 +70,15 @@ def gate() -> None:
 @gate.command("run")
 @_selection
 @click.option("--target", metavar="URL", help="The edge's HTTP URL (default: the running demo edge).")
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
+              help="Your own nginx.conf or haproxy.cfg: brought up on loopback against instrumented upstreams "
+                   "for the run (the file is only read).")
+@click.option("--explain", is_flag=True, help="With --config: print what was rewritten and the probe plan.")
+@click.option("--discover", is_flag=True,
+              help="With --target: propose a target profile from a few safe GETs (printed as YAML), no gate.")
+@click.option("--target-profile", "target_profile", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML describing a live edge: routes per check, hosts, safe methods, access log "
+                   "(`poet schema target-profile`).")
 @click.option("--proxy", type=click.Choice(["nginx", "haproxy"]), help="The proxy kind the target must be.")
 @click.option("--access-log", type=click.Path(dir_okay=False, path_type=Path), help="The edge's JSON access log.")
 @click.option("--upstream-admin", "upstream_admin", multiple=True, metavar="[NAME[:ROLE]=]URL",
@@ -87,7 +98,9 @@ def gate() -> None:
 @click.option("--allow-remote", is_flag=True, help="Allow targets that are not on this machine's loopback.")
 @click.pass_context
 def gate_run(ctx: click.Context, all_: bool, obligations: tuple[str, ...], domains: tuple[str, ...],
-             target: str | None, proxy: str | None, access_log: Path | None, upstream_admin: tuple[str, ...],
+             target: str | None, config: Path | None, explain: bool, discover: bool, target_profile: Path | None,
+             proxy: str | None, access_log: Path | None,
+             upstream_admin: tuple[str, ...],
              metrics_url: str | None, tls_url: str | None, mtls_url: str | None, ca_cert: str | None,
              client_cert: str | None, client_key: str | None, reload_command: str | None,
              evidence: tuple[Path, ...], junit: Path | None, as_json: bool, capture: bool, allow_remote: bool) -> None:
@@ -96,13 +109,33 @@ def gate_run(ctx: click.Context, all_: bool, obligations: tuple[str, ...], domai
     Exit code: 0 every selected obligation passes; 1 one fails or lacks evidence; 2 bad input, an
     unreachable target, or a check that could not run or be judged (error).
     """
+    if discover:
+        from poetkb.errors import InputError
+        from poetkb.gates.discover import discover as propose
+        from poetkb.gates.discover import render_yaml
+
+        if not target:
+            raise InputError("--discover needs --target URL", field="discover")
+        profile, notes = propose(target, allow_remote=allow_remote)
+        click.echo(render_yaml(profile, notes), nl=False)
+        ctx.exit(0)
     with open_kb(ctx) as kb:
         report = kb.gate(all=all_, obligations=obligations, domains=domains, target=target, proxy=proxy,
                          access_log=access_log, upstream_admin=upstream_admin, metrics_url=metrics_url,
                          tls_url=tls_url, mtls_url=mtls_url, ca_cert=ca_cert, client_cert=client_cert,
                          client_key=client_key, reload_command=reload_command, allow_remote=allow_remote,
-                         capture=capture, evidence=evidence)
+                         capture=capture, evidence=evidence, config=config, target_profile=target_profile,
+                         on_edge=_explainer(as_json) if explain else None)
     _finish(ctx, report, as_json=as_json, junit=junit)
+
+
+def _explainer(as_json: bool) -> Any:
+    def show(edge: Any) -> None:
+        for line in edge.explain_lines():
+            click.echo(line, err=as_json)
+        click.echo(f"brought up in {edge.started_s:.2f} s", err=True)
+
+    return show
 
 
 @gate.command("evaluate")

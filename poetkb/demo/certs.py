@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ _EXT = {
                     "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n",
     "server": "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
               "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n"
-              "subjectAltName=" + ",".join([*(f"DNS:{n}" for n in SERVER_NAMES), "IP:127.0.0.1"]) + "\n",
+              "subjectAltName={san}\n",
     "client": "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
               "extendedKeyUsage=clientAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n",
 }
@@ -107,22 +108,28 @@ def _still_valid(cert: Path, openssl: str) -> bool:
     return result.returncode == 0
 
 
-def ensure_certs(directory: Path) -> CertFiles:
-    """Make the CA, intermediate, server and client certificates unless valid ones are there already."""
+def ensure_certs(directory: Path, names: Sequence[str] = SERVER_NAMES) -> CertFiles:
+    """Make the CA, intermediate, server and client certificates unless valid ones are there already.
+
+    ``names`` are the server certificate's DNS names (the demo's by default; a user's own configuration
+    gets certificates for its own server names); 127.0.0.1 is always in it.
+    """
     files = CertFiles(directory)
     openssl = _openssl()
     if files.complete() and _still_valid(files.server_leaf, openssl) and _still_valid(files.ca, openssl):
         return files
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
-    config = "[req]\ndistinguished_name = dn\n[dn]\n" + "".join(f"[{n}]\n{t}" for n, t in _EXT.items())
+    san = ",".join([*(f"DNS:{n}" for n in names), "IP:127.0.0.1"])
+    config = "[req]\ndistinguished_name = dn\n[dn]\n" + "".join(
+        f"[{n}]\n{t.replace('{san}', san)}" for n, t in _EXT.items())
     (directory / "openssl.cnf").write_text(config)
     newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-config", "openssl.cnf"]
     _run([openssl, "req", "-x509", "-new", *newkey, "-keyout", "ca.key", "-out", "ca.pem", "-days", str(DAYS),
           "-subj", "/O=poetkb demo/CN=poetkb demo test root CA", "-extensions", "ca"], directory)
     for name, issuer, subject in (
         ("intermediate", "ca", "/O=poetkb demo/CN=poetkb demo intermediate CA"),
-        ("server", "intermediate", "/O=poetkb demo/CN=edge.test"),
+        ("server", "intermediate", f"/O=poetkb demo/CN={names[0] if names else 'localhost'}"),
         ("client", "intermediate", "/O=poetkb demo/CN=poetkb demo client"),
     ):
         _run([openssl, "req", "-new", *newkey, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject],

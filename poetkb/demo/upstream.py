@@ -10,6 +10,12 @@ on the upstream's own port (the edge never forwards that prefix):
 
 Edge route prefixes (``/api/``, ``/flaky/``, ``/limited/``) are ignored when
 choosing what to serve, so ``/flaky/slow/2000`` is a slow response too.
+
+Behind a user's own configuration (``poet gate run --config``) the routes are the
+user's, so a request may say what to serve and under which path to count it:
+``X-Poet-Serve: /cache/max-age/60`` selects the behaviour whatever the path, and
+``X-Poet-Path`` names the path the client asked for (a proxy may rewrite it).
+``--serve NAME=PORT`` (repeatable) runs several upstreams in one process.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from poetkb.demo.httpserver import Request, Response, serve_until_signalled
+from poetkb.demo.httpserver import Request, Response, serve, serve_until_signalled
 from poetkb.demo.models import Fault
 
 ADMIN_PREFIX = "/__poet/"
@@ -55,9 +61,10 @@ class Upstream:
         path = req.path
         if path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/"):
             return self.admin(req, path)
-        self.count(req, path)
+        counted = req.header("x-poet-path") or path
+        self.count(req, counted)
         fault = self.fault
-        if fault.active and self._matches(fault, path):
+        if fault.active and self._matches(fault, counted):
             return self._faulted(req, path, fault)
         return self.content(req, path)
 
@@ -96,7 +103,8 @@ class Upstream:
 
     # -- content -----------------------------------------------------------------------------------
     def content(self, req: Request, path: str) -> Response | Any:
-        logical = path
+        serve = req.header("x-poet-serve")
+        logical = serve if serve.startswith("/") else path
         for prefix in ROUTE_PREFIXES:
             if logical.startswith(prefix):
                 logical = "/" + logical[len(prefix) :]
@@ -247,14 +255,38 @@ async def run(name: str, role: str, host: str, port: int) -> None:
     await serve_until_signalled(Upstream(name, role).handle, host, port)
 
 
+async def run_many(specs: list[tuple[str, int]], host: str) -> None:
+    """Serve several upstreams (name, port) in one process until SIGTERM or SIGINT."""
+    import signal
+
+    servers = [await serve(Upstream(name).handle, host, port) for name, port in specs]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for server in servers:
+            server.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="poetkb demo upstream")
-    parser.add_argument("--name", required=True)
+    parser.add_argument("--name")
+    parser.add_argument("--serve", action="append", default=[], metavar="NAME=PORT",
+                        help="one upstream of several in this process (repeatable)")
     parser.add_argument("--role", choices=["healthy", "faulty"], default="healthy")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int)
     parser.add_argument("--run-dir", default="", help="the demo run directory (marks the process as the demo's)")
     args = parser.parse_args(argv)
+    if args.serve:
+        specs = [(item.rsplit("=", 1)[0], int(item.rsplit("=", 1)[1])) for item in args.serve]
+        asyncio.run(run_many(specs, args.host))
+        return
+    if not args.name or not args.port:
+        parser.error("--name and --port are required (or --serve NAME=PORT)")
     asyncio.run(run(args.name, args.role, args.host, args.port))
 
 

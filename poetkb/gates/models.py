@@ -16,8 +16,10 @@ from pydantic import ConfigDict, Field
 from poetkb.models import PoetModel
 
 #: pass: the check ran and its evidence shows the obligation holds; fail: evidence shows it does not;
-#: error: the check could not run or its evidence is unusable (with why); no-evidence: nothing to judge by.
-Verdict = Literal["pass", "fail", "error", "no-evidence"]
+#: error: the check could not run or its evidence is unusable (with why); no-evidence: nothing to judge by;
+#: not-applicable: the edge's own configuration does not claim what the check proves (no cache, no mTLS
+#: listener), with the reason. not-applicable never counts as a pass: coverage counts passes only.
+Verdict = Literal["pass", "fail", "error", "no-evidence", "not-applicable"]
 
 #: what the knowledge base knows of the evidence judged: ``self`` (collected by this very run), ``recorded``
 #: (the manifest matches the digest recorded when its run finished), ``unrecorded`` (no digest to compare with:
@@ -166,6 +168,7 @@ class GateSummary(PoetModel):
     errors: int
     no_evidence: int
     coverage: float
+    not_applicable: int = 0
 
 
 class GateReport(PoetModel):
@@ -194,9 +197,9 @@ class GateReport(PoetModel):
                               serialize_by_alias=True)
 
     def failures(self) -> list[ObligationVerdict]:
-        """Obligations that did not pass (fail first, then error, then no-evidence)."""
+        """Obligations that did not pass (fail first, then error, then no-evidence); not-applicable is left out."""
         order = {"fail": 0, "error": 1, "no-evidence": 2}
-        return sorted((o for o in self.obligations if o.verdict != "pass"),
+        return sorted((o for o in self.obligations if o.verdict in order),
                       key=lambda o: (order[o.verdict], o.obligation_id))
 
     def verdict_of(self, obligation_id: str) -> Verdict | None:

@@ -176,8 +176,12 @@ class Prober:
     """Sends requests through one httpx client and records every exchange."""
 
     def __init__(self, client: httpx.Client, sink: Sink, *, check_id: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT_S, fresh_connections: bool = False) -> None:
+                 timeout: float = DEFAULT_TIMEOUT_S, fresh_connections: bool = False,
+                 router: Callable[[RequestSpec], RequestSpec] | None = None) -> None:
         self.client = client
+        #: dresses each request for the route of the edge's own configuration it falls under (Host, the
+        #: instrumented upstream's behaviour headers); None on the demo and on --target edges
+        self.router = router
         self.sink = sink
         self.check_id = check_id
         self.timeout = timeout
@@ -197,6 +201,8 @@ class Prober:
         """Send one request; a network error is recorded in the exchange, never raised."""
         import httpx
 
+        if self.router is not None:
+            spec = self.router(spec)
         headers = dict(spec.headers)
         if spec.host:
             headers["Host"] = spec.host

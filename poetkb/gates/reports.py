@@ -23,7 +23,11 @@ from poetkb.gates.models import GateReport
 from poetkb.paths import work_dir
 
 FORMATS = ("json", "html", "md", "junit")
-_ICON = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "no-evidence": "NO EVIDENCE"}
+_ICON = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "no-evidence": "NO EVIDENCE",
+         "not-applicable": "NOT APPLICABLE"}
+
+
+_ORDER = {"fail": 0, "error": 1, "no-evidence": 2, "pass": 3, "not-applicable": 4}
 
 
 def reports_dir() -> Path:
@@ -66,7 +70,7 @@ def render_html(report: GateReport, *, base: Path | None = None) -> str:
     env = Environment(loader=PackageLoader("poetkb.gates", "templates"),
                       autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
                       trim_blocks=True, lstrip_blocks=True)
-    ordered = sorted(report.obligations, key=lambda o: ({"fail": 0, "error": 1, "no-evidence": 2, "pass": 3}[o.verdict],
+    ordered = sorted(report.obligations, key=lambda o: (_ORDER[o.verdict],
                                                         o.obligation_id))
     links = {f.path: _evidence_href(report, f.path, base) for f in report.evidence_files}
     return env.get_template("report.html.j2").render(report=report, obligations=ordered, links=links, icon=_ICON)
@@ -99,7 +103,9 @@ def render_markdown(report: GateReport) -> str:
             f" ({md_text(target.variant)})" if target.variant else "")
     lines = [f"### poet gate: {_ICON[report.verdict]}{where}", "",
              f"{s.passed} of {s.selected} obligations pass (coverage {s.coverage:.0%}); {s.failed} fail, {s.errors} "
-             f"error, {s.no_evidence} without evidence. Run {md_code(report.run_id)}, {report.duration_s:.1f} s.", ""]
+             f"error, {s.no_evidence} without evidence"
+             + (f", {s.not_applicable} not applicable" if s.not_applicable else "")
+             + f". Run {md_code(report.run_id)}, {report.duration_s:.1f} s.", ""]
     bad = report.failures()
     if bad:
         lines += ["| Obligation | Verdict | Diagnosis |", "|---|---|---|"]
@@ -121,7 +127,7 @@ def render_junit(report: GateReport) -> str:
     suites = ET.Element("testsuites", name="poet gate", tests=str(s.selected), failures=str(s.failed + s.no_evidence),
                         errors=str(s.errors), time=f"{report.duration_s:.3f}")
     suite = ET.SubElement(suites, "testsuite", name=f"poet gate {report.run_id}", tests=str(s.selected),
-                          failures=str(s.failed + s.no_evidence), errors=str(s.errors), skipped="0",
+                          failures=str(s.failed + s.no_evidence), errors=str(s.errors), skipped=str(s.not_applicable),
                           time=f"{report.duration_s:.3f}", timestamp=report.started_at)
     props = ET.SubElement(suite, "properties")
     if report.target is not None:
@@ -143,6 +149,8 @@ def render_junit(report: GateReport) -> str:
             ET.SubElement(case, "failure", message=f"no evidence: {ob.diagnosis}", type="no-evidence").text = detail
         elif ob.verdict == "error":
             ET.SubElement(case, "error", message=ob.diagnosis or "error", type="error").text = detail
+        elif ob.verdict == "not-applicable":  # not claimed by the configuration: skipped, never green
+            ET.SubElement(case, "skipped", message=f"not applicable: {ob.diagnosis}").text = detail
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from poetkb.gates.target import ResolvedTarget
     from poetkb.kb import KnowledgeBase
 
-SEVERITY: dict[str, int] = {"fail": 0, "error": 1, "no-evidence": 2, "pass": 3}
+SEVERITY: dict[str, int] = {"fail": 0, "error": 1, "no-evidence": 2, "pass": 3, "not-applicable": 4}
 
 
 # -- selection ---------------------------------------------------------------------------------------
@@ -123,7 +123,10 @@ def obligation_verdict(kb: KnowledgeBase | None, ob: Obligation, results: list[C
     elif not auto:
         verdict, diagnosis = "no-evidence", "only manual checks: a person must confirm this obligation"
     else:
-        verdict = worst([r.verdict for r in auto])
+        # a check the configuration does not claim is left out; an obligation none of whose checks apply is
+        # not-applicable, never a pass
+        claimed = [r for r in auto if r.verdict != "not-applicable"]
+        verdict = worst([r.verdict for r in claimed]) if claimed else "not-applicable"
         diagnosis = next((r.diagnosis for r in sorted(auto, key=lambda r: SEVERITY[r.verdict])
                           if r.verdict == verdict and r.diagnosis), "")
     source = None
@@ -141,21 +144,25 @@ def summarize(verdicts: list[ObligationVerdict]) -> tuple[GateSummary, Verdict, 
     count = {v: sum(1 for o in verdicts if o.verdict == v) for v in SEVERITY}
     total = len(verdicts)
     summary = GateSummary(selected=total, passed=count["pass"], failed=count["fail"], errors=count["error"],
-                          no_evidence=count["no-evidence"], coverage=round(count["pass"] / total, 4) if total else 0.0)
-    overall = worst([o.verdict for o in verdicts])
+                          no_evidence=count["no-evidence"], not_applicable=count["not-applicable"],
+                          coverage=round(count["pass"] / total, 4) if total else 0.0)
+    overall = worst([o.verdict for o in verdicts if o.verdict != "not-applicable"])
     exit_code = 1 if count["fail"] else 2 if count["error"] else 1 if count["no-evidence"] else 0
-    if not total:
-        overall, exit_code = "no-evidence", 1  # judging nothing proves nothing
+    if not total or not count["pass"] and not count["fail"] and not count["error"]:
+        # judging nothing proves nothing, and neither does a selection the configuration claims none of
+        overall, exit_code = ("no-evidence", 1) if exit_code == 0 or not total else (overall, exit_code)
     return summary, overall, exit_code
 
 
 # -- collection ---------------------------------------------------------------------------------------
 def _collect_one(item: Planned, notes: dict[str, Any], *, target: TargetInfo, writer: EvidenceWriter,
-                 client: Any, faults: Any, transport: Any, reload: Any, nonce: str) -> CheckRecord:
+                 client: Any, faults: Any, transport: Any, reload: Any, nonce: str,
+                 router: Any = None) -> CheckRecord:
     """Run one check's collector; every way it can fail becomes the record's ``error``, never an exception."""
     check = item.check
     ctx = CollectContext(target=target, check_id=item.check_id, nonce=nonce, writer=writer, client=client,
-                         faults=faults, transport=transport, reload=reload, fresh_connections=item.fault)
+                         faults=faults, transport=transport, reload=reload, fresh_connections=item.fault,
+                         router=router)
     ctx.notes.update(notes)
     started, t0 = now_iso(), time.perf_counter()
     failure = None
@@ -206,12 +213,16 @@ def _collect_all(obligations: list[Obligation], writer: EvidenceWriter, resolved
             return response.headers.get("x-upstream", "") if 200 <= response.status_code < 400 else None
 
         def one(item: Planned, notes: dict[str, Any]) -> CheckRecord:
+            if item.check_id in resolved.plan_params:
+                notes = {**notes, "plan_params": resolved.plan_params[item.check_id]}
             return _collect_one(item, notes, target=target, writer=writer, client=client, faults=faults,
                                 transport=transport, reload=resolved.reload,
-                                nonce=f"{nonce}{order[item.check_id]}")
+                                nonce=f"{nonce}{order[item.check_id]}", router=resolved.router)
 
         items = [(ob, index, check) for ob in obligations for index, check in enumerate(ob.checks)
                  if checks.has_collector(check.kind)]
+        if resolved.plan is not None:
+            items = _planned(items, resolved, writer)
         phases = plan(items)
         order = {p.check_id: n for n, p in enumerate(p for phase, _ in phases for p in phase)}
         clean = CleanState(reload=resolved.reload, probe=probe)
@@ -230,6 +241,39 @@ def _collect_all(obligations: list[Obligation], writer: EvidenceWriter, resolved
                 writer.checks.append(_ranged(record, start, writer.log_position(settle=False)))
 
 
+def _planned(items: list[Any], resolved: ResolvedTarget, writer: EvidenceWriter) -> list[Any]:
+    """Point each check at the routes of the user's own configuration, or record why it does not apply.
+
+    Only parameters that steer collection change (:data:`poetkb.ownedge.plan.STEERING`); the record keeps
+    them under ``notes.plan_params`` so evaluation judges the traffic that was really sent. A check whose
+    obligation the configuration does not claim is recorded with ``notes.not_applicable`` and not collected;
+    when the selection named its obligation explicitly, ``notes.required`` makes it a ``fail``.
+    """
+    from poetkb.ownedge.plan import NARROWING, STEERING, apply_overrides
+
+    plan = resolved.plan
+    assert plan is not None
+    kept = []
+    for ob, index, check in items:
+        overrides, reason = plan.adapt(check.kind, dict(check.params))
+        check_id = f"{ob.id}#{index}"
+        if reason is not None:
+            stamp = now_iso()
+            unclaimed = getattr(plan, "unclaimed_verdict", "not-applicable")
+            notes = ({"not_applicable": reason, "required": ob.id in resolved.required}
+                     if unclaimed == "not-applicable" else {"no_evidence": reason})
+            writer.checks.append(CheckRecord(
+                check_id=check_id, obligation_id=ob.id, kind=check.kind, description=check.description,
+                params=dict(check.params), started_at=stamp, finished_at=stamp, duration_ms=0.0, notes=notes))
+            continue
+        steering = {k: v for k, v in overrides.items() if k in STEERING or k in NARROWING}
+        if steering:
+            check = check.model_copy(update={"params": apply_overrides(dict(check.params), steering)})
+        kept.append((ob, index, check))
+        resolved.plan_params[check_id] = steering
+    return kept
+
+
 def _ranged(record: CheckRecord, start: int | None, end: int | None) -> CheckRecord:
     if start is None or end is None:
         return record
@@ -244,11 +288,14 @@ def run_gate(kb: KnowledgeBase, selection: Selection, resolved: ResolvedTarget, 
 
     obligations = select_obligations(kb, selection, proxy=resolved.info.proxy)
     foreign = _foreign(evidence)
-    resolved.info = preflight(resolved.info, transport=transport)
+    resolved.info = preflight(resolved.info, transport=transport,
+                              host=resolved.plan.probe_host() if resolved.plan is not None else None)
     run_id = new_run_id()
     root = evidence_root() / run_id
     started_at, t0 = now_iso(), time.perf_counter()
     writer = EvidenceWriter(root, run_id, resolved.info)
+    for rel, (data, kind, description) in resolved.extras.items():
+        writer.write_file(rel, data, kind, description)
     if resolved.info.access_log:
         writer.follow_log(Path(resolved.info.access_log))
     pcap = None
@@ -301,6 +348,22 @@ def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun |
             if rec is not None and rec.error and foreign is not None and check.kind in KINDS and \
                     set(KINDS[check.kind].evidence) & foreign.kinds:
                 rec = None  # the run could not collect it, but evidence from other tools was given for it
+            if rec is not None and loaded is not None and rec.notes.get("not_applicable"):
+                results.append(_not_applicable(check, check_id, ob.id, rec))
+                continue
+            if rec is not None and loaded is not None and rec.notes.get("no_evidence"):
+                spec = KINDS.get(check.kind)
+                results.append(CheckResult(
+                    check_id=check_id, obligation_id=ob.id, kind=check.kind, description=check.description,
+                    params=dict(check.params), verdict="no-evidence", expected=spec.summary if spec else "",
+                    observed="not probed", diagnosis=f"not probed on this target: {rec.notes['no_evidence']}"))
+                continue
+            if rec is not None and loaded is not None and isinstance(rec.notes.get("plan_params"), dict) \
+                    and loaded.record in ("self", "recorded"):
+                from poetkb.ownedge.plan import apply_overrides
+
+                check = check.model_copy(update={"params": apply_overrides(dict(check.params),
+                                                                           rec.notes["plan_params"])})
             if rec is not None and loaded is not None:
                 if rec.kind != check.kind:
                     results.append(CheckResult(
@@ -316,6 +379,8 @@ def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun |
                 ev.test_results, ev.load_summaries = foreign.test_results, foreign.load_summaries
             # the catalog is the authority on what a check requires; the manifest's copy is only reported
             result = checks.evaluate(check, check_id=check_id, obligation_id=ob.id, ev=ev)
+            if result.verdict == "fail" and ev is not None and loaded is not None and _live(loaded.manifest.target):
+                result = _silent(result, ev) or result
             if rec is not None and rec.params != check.params:
                 result = result.model_copy(update={"details": {**result.details,
                                                                "params_recorded": dict(rec.params)}})
@@ -341,6 +406,63 @@ def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun |
         summary=summary, verdict=overall, exit_code=exit_code, problems=problems,
         manifest_sha256=loaded.manifest_sha256 if loaded else None,
         evidence_record=_record_kind(loaded, foreign))
+
+
+#: kinds whose probes are meant to be refused (or answered) by the edge itself, so an answer such as 404 is
+#: evidence about the edge, not the sign of a route the target does not have
+_EDGE_ANSWERS = frozenset({"ambiguous_framing_rejected", "host_isolated", "mtls_client_required", "tls_chain_valid"})
+_LOGIN = ("login", "signin", "sign-in", "auth", "sso", "account")
+
+
+def _live(target: TargetInfo | None) -> bool:
+    """An edge poetkb did not bring up (``--target``): not the demo, not a ``--config`` copy."""
+    return target is not None and target.source == "options" and target.variant != "own-config"
+
+
+def _silent(result: CheckResult, ev: CheckEvidence) -> CheckResult | None:
+    """A ``fail`` on a live edge whose every answer says nothing about the obligation becomes no-evidence.
+
+    When every probe of the check got 404 or 405 (the target has no such route), 401 or 403, or a redirect
+    to a login page, the failure is about the probe, not the edge: the result names what to add instead.
+    """
+    if result.kind in _EDGE_ANSWERS:
+        return None
+    answered = [e for e in ev.exchanges if e.response is not None]
+    if not answered:
+        return None
+
+    def meaningless(e: Any) -> bool:
+        status = e.response.status
+        location = (e.response.headers.get("location") or "").lower()
+        return status in (401, 403, 404, 405) or 300 <= status < 400 and any(w in location for w in _LOGIN)
+
+    if not all(meaningless(e) for e in answered):
+        return None
+    from urllib.parse import urlsplit
+
+    paths = sorted({urlsplit(e.request.url).path for e in answered})
+    statuses = sorted({e.response.status for e in answered if e.response is not None})
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    return result.model_copy(update={
+        "verdict": "no-evidence", "observed": f"every answer was {', '.join(map(str, statuses))}",
+        "diagnosis": (f"every probe ({shown}) got {', '.join(map(str, statuses))}: the target has no such route "
+                      f"or asks for a login, so the answers say nothing about the obligation; name a route of "
+                      f"yours for {result.kind} in a target profile (--target-profile, routes.{result.kind}.path)"),
+        "details": {**result.details, "silenced_fail": result.diagnosis}})
+
+
+def _not_applicable(check: Any, check_id: str, obligation_id: str, rec: CheckRecord) -> CheckResult:
+    """A check the configuration does not claim: not-applicable with the reason, or fail when required."""
+    reason = str(rec.notes["not_applicable"])
+    required = bool(rec.notes.get("required"))
+    spec = KINDS.get(check.kind)
+    return CheckResult(
+        check_id=check_id, obligation_id=obligation_id, kind=check.kind, description=check.description,
+        params=dict(check.params), verdict="fail" if required else "not-applicable",
+        expected=spec.summary if spec else "", observed="not configured",
+        diagnosis=(f"{reason}, but the selection requires obligation {obligation_id}" if required
+                   else f"not claimed by the configuration: {reason}"),
+        details={"not_applicable": reason, "required": required})
 
 
 UNRECORDED = ("unrecorded evidence: this knowledge base holds no manifest digest for run {run}, so nothing shows "
@@ -470,14 +592,57 @@ def gate(kb: KnowledgeBase, *, all: bool = False, obligations: Sequence[str] = (
          tls_url: str | None = None, mtls_url: str | None = None, ca_cert: str | None = None,
          client_cert: str | None = None, client_key: str | None = None, reload_command: str | None = None,
          allow_remote: bool = False, capture: bool = False, evidence: Sequence[Path] = (), transport: Any = None,
-         record: bool = True, write_reports: bool = True) -> GateReport:
-    """Resolve the target (the running demo when ``target`` is None) and run a gate; see :func:`run_gate`."""
-    from poetkb.gates.target import resolve
+         record: bool = True, write_reports: bool = True, config: str | Path | None = None,
+         on_edge: Any = None, target_profile: str | Path | None = None) -> GateReport:
+    """Resolve the target (the running demo when ``target`` is None) and run a gate; see :func:`run_gate`.
+
+    With ``config``, the user's own NGINX or HAProxy configuration is brought up on loopback against
+    instrumented upstreams for the run (:mod:`poetkb.ownedge`) and torn down after it; ``on_edge`` is called
+    with the running :class:`~poetkb.ownedge.OwnEdge` first (the CLI prints ``--explain`` from it).
+    """
+    from poetkb.gates.target import ResolvedTarget, resolve
 
     selection = Selection(all=all, obligations=list(obligations), domains=list(domains))
+    if config is not None:
+        given = [name for name, value in (("--target", target), ("--access-log", access_log),
+                                          ("--upstream-admin", upstream_admin), ("--metrics-url", metrics_url),
+                                          ("--tls-url", tls_url), ("--mtls-url", mtls_url),
+                                          ("--reload-command", reload_command),
+                                          ("--target-profile", target_profile)) if value]
+        if given:
+            raise InputError(f"--config brings the edge up itself; {', '.join(given)} cannot be given with it",
+                             field="config", hint="drop those options, or gate a running edge with --target")
+        from poetkb.ownedge import own_edge
+        from poetkb.ownedge.plan import router
+
+        with own_edge(config, proxy=proxy) as edge:
+            if on_edge is not None:
+                on_edge(edge)
+            resolved = ResolvedTarget(edge.target, edge.reload, plan=edge.plan, router=router(edge.plan),
+                                      required=frozenset(obligations), extras=edge.evidence_files())
+            return run_gate(kb, selection, resolved, transport=transport, capture=capture, evidence=evidence,
+                            record=record, write_reports=write_reports)
+    profile = None
+    if target_profile is not None:
+        from poetkb.gates.profile import load_target_profile
+
+        profile = load_target_profile(target_profile)
+        target = target or profile.target
+        if target is None:
+            raise InputError("a target profile needs a target", file=target_profile, field="target",
+                             hint="write `target: URL` in the profile, or pass --target")
+        proxy = proxy or profile.proxy
+        access_log = access_log or profile.access_log
+        metrics_url = metrics_url or profile.metrics_url
+        upstream_admin = list(upstream_admin) or profile.upstream_admin
+        reload_command = reload_command or profile.reload_command
     resolved = resolve(target=target, proxy=proxy, access_log=access_log, upstream_admin=upstream_admin,
                        metrics_url=metrics_url, tls_url=tls_url, mtls_url=mtls_url, ca_cert=ca_cert,
                        client_cert=client_cert, client_key=client_key, reload_command=reload_command,
                        allow_remote=allow_remote)
+    if profile is not None:
+        from poetkb.gates.profile import router as profile_router
+
+        resolved.plan, resolved.router = profile, profile_router(profile)
     return run_gate(kb, selection, resolved, transport=transport, capture=capture, evidence=evidence, record=record,
                     write_reports=write_reports)

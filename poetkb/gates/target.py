@@ -14,7 +14,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,20 @@ PROXIES = ("nginx", "haproxy")
 
 @dataclass
 class ResolvedTarget:
-    """The target description plus how to reload it (None when no reload is known)."""
+    """The target description plus how to reload it (None when no reload is known).
+
+    For a user's own configuration brought up by poetkb (``--config``), ``plan`` is its probe plan: checks
+    probe its routes and hosts (``router`` dresses each request for the route it falls under), and
+    obligations it does not claim are not-applicable unless named in ``required``.
+    """
 
     info: TargetInfo
     reload: Callable[[], None] | None = None
+    plan: Any = None
+    router: Callable[[Any], Any] | None = None
+    required: frozenset[str] = frozenset()
+    extras: dict[str, tuple[bytes, str, str]] = field(default_factory=dict)
+    plan_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _demo_state() -> Any:
@@ -143,7 +153,7 @@ def _command_reload(command: str) -> Callable[[], None]:
     return reload
 
 
-def preflight(info: TargetInfo, *, transport: Any = None) -> TargetInfo:
+def preflight(info: TargetInfo, *, transport: Any = None, host: str | None = None) -> TargetInfo:
     """Check the target answers (TargetUnreachable if not) and the proxy kind matches; learn upstream names.
 
     Upstreams given by URL only are renamed to the name their admin API reports (the name their
@@ -154,7 +164,7 @@ def preflight(info: TargetInfo, *, transport: Any = None) -> TargetInfo:
     assert info.base_url
     with make_client(info.base_url, timeout=3.0, transport=transport) as client:
         try:
-            response = client.get("/")
+            response = client.get("/", headers={"Host": host} if host else None)
         except httpx.HTTPError as exc:
             raise TargetUnreachable(
                 f"target {info.base_url} is unreachable: {exc or type(exc).__name__}",

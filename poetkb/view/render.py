@@ -18,7 +18,8 @@ from urllib.parse import quote, urlencode
 if TYPE_CHECKING:
     from jinja2 import Environment
 
-VERDICT_LABEL = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "no-evidence": "NO EVIDENCE"}
+VERDICT_LABEL = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "no-evidence": "NO EVIDENCE",
+                 "not-applicable": "NOT APPLICABLE"}
 
 
 @lru_cache(maxsize=1)

@@ -104,7 +104,7 @@ class CollectContext:
     def __init__(self, *, target: TargetInfo, check_id: str, nonce: str, writer: EvidenceWriter,
                  client: httpx.Client, faults: FaultInjector | None, transport: Any = None,
                  reload: Callable[[], None] | None = None, timeout: float = 5.0,
-                 fresh_connections: bool = False) -> None:
+                 fresh_connections: bool = False, router: Callable[[RequestSpec], RequestSpec] | None = None) -> None:
         self.target = target
         self.check_id = check_id
         self.nonce = nonce
@@ -122,8 +122,9 @@ class CollectContext:
         if own is not client:
             self._extra_clients.append(own)
         self.edge = own
+        self.router = router
         self.prober = Prober(own, writer.exchange, check_id=check_id, timeout=timeout,
-                             fresh_connections=fresh_connections)
+                             fresh_connections=fresh_connections, router=router)
 
     # -- traffic --------------------------------------------------------------------------------
     def url(self, path: str, extra: str = "") -> str:
@@ -149,7 +150,7 @@ class CollectContext:
             context = ssl.create_default_context(cafile=verify)
         client = make_client(base_url, timeout=timeout, verify=context, transport=self.transport)
         self._extra_clients.append(client)
-        return Prober(client, self.writer.exchange, check_id=self.check_id, timeout=timeout)
+        return Prober(client, self.writer.exchange, check_id=self.check_id, timeout=timeout, router=self.router)
 
     def close(self) -> None:
         for client in self._extra_clients:

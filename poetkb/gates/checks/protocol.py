@@ -238,6 +238,10 @@ def framing_payload(case: str, host: str, path: str, smuggle_path: str) -> bytes
 def collect_framing(ctx: CollectContext, params: p.AmbiguousFramingRejected) -> None:
     base = ctx.target.base_url or ""
     host = urlsplit(base).netloc or "localhost"
+    if ctx.router is not None:  # a user's own configuration: the Host its route answers to
+        from poetkb.gates.probes import RequestSpec
+
+        host = ctx.router(RequestSpec(path=params.path)).host or host
     smuggle = {case: f"/smuggled-{ctx.nonce}-{case}" for case in params.cases}
     ctx.notes["smuggled_paths"] = smuggle
     has_counters = ctx.faults_ is not None and bool(ctx.faults_.upstreams)
