@@ -81,6 +81,19 @@ def run_step(step: Any, ctx: RunContext) -> Outcome:
     return provider(resolved, ctx)
 
 
+def safe_run(step: Any, ctx: RunContext) -> Outcome:
+    """Run a step; a PoetError or a crash becomes a failed outcome naming it (the run goes on to its rollbacks)."""
+    t0 = time.time()
+    try:
+        outcome = run_step(step, ctx)
+    except PoetError as exc:
+        outcome = Outcome("failed", {}, exc.message)
+    except Exception as exc:  # noqa: BLE001 - a probe crash is that probe failing, not a skipped rollback
+        outcome = Outcome("failed", {}, f"{type(exc).__name__}: {exc}")
+    outcome.output["_took"] = time.time() - t0
+    return outcome
+
+
 # -- safety -----------------------------------------------------------------------------------------------
 def ensure_url(url: str, ctx: RunContext, what: str) -> None:
     """Loopback only, unless the run allows remote targets (the gates' rule and pinning)."""

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from poetkb.chaos.journal import EXIT_CODES, Journal, StepRecord, default_journal_path, write_atomic
 from poetkb.chaos.models import ACTION_TYPES, Experiment
-from poetkb.chaos.providers import Outcome, RunContext, ensure_url, run_step
+from poetkb.chaos.providers import Outcome, RunContext, ensure_url, run_step, safe_run
 from poetkb.chaos.refs import ReferenceError_, substitute
 from poetkb.errors import InputError, PoetError
 
@@ -290,26 +290,13 @@ def _hypothesis(phase: str, experiment: Experiment, ctx: RunContext, recorder: R
     for probe in experiment.steady_state.probes:
         if stop is not None and stop.is_set():
             return False
-        outcome = _safe_run(probe, ctx)
+        outcome = safe_run(probe, ctx)
         recorder.add(phase, probe, outcome, time.time() - outcome.output.pop("_took", 0.0))
         if outcome.status != "ok":
             ok = False
         elif phase == "before":
             ctx.scope[probe.name] = outcome.output
     return ok
-
-
-def _safe_run(step: Any, ctx: RunContext) -> Outcome:
-    """Run a step; a PoetError becomes a failed outcome naming it (the run goes on to its rollbacks)."""
-    t0 = time.time()
-    try:
-        outcome = run_step(step, ctx)
-    except PoetError as exc:
-        outcome = Outcome("failed", {}, exc.message)
-    except Exception as exc:  # noqa: BLE001 - a probe crash is that probe failing, not a skipped rollback
-        outcome = Outcome("failed", {}, f"{type(exc).__name__}: {exc}")
-    outcome.output["_took"] = time.time() - t0
-    return outcome
 
 
 def _method(experiment: Experiment, ctx: RunContext, recorder: Recorder, stop: StopFlag, deadline: float,

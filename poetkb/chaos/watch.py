@@ -16,7 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from poetkb.chaos.providers import RunContext
+from poetkb.chaos.providers import RunContext, safe_run
 
 if TYPE_CHECKING:
     from poetkb.chaos.models import Experiment
@@ -58,7 +58,6 @@ class Watcher:
             self.thread.join(longest + 2.0)
 
     def _loop(self) -> None:
-        from poetkb.chaos.runner import _safe_run
         from poetkb.gates.probes import make_client
 
         failed_in_a_row = 0
@@ -73,7 +72,7 @@ class Watcher:
                                        f"{self.experiment.guardrails.max_duration_s} exceeded")
                     return
                 for guard in self.guards:
-                    outcome = _safe_run(guard, ctx)
+                    outcome = safe_run(guard, ctx)
                     self.recorder.add("guardrail", guard, outcome, time.time() - outcome.output.pop("_took", 0.0))
                     if outcome.status != "ok":
                         self.stop_flag.set("aborted", f"guardrail {guard.name}: {outcome.detail}")
@@ -82,7 +81,7 @@ class Watcher:
                 for probe in self.probes:
                     if self.done.is_set():
                         return
-                    outcome = _safe_run(probe, ctx)
+                    outcome = safe_run(probe, ctx)
                     self.recorder.add("watch", probe, outcome, time.time() - outcome.output.pop("_took", 0.0))
                     if outcome.status != "ok":
                         bad.append(f"{probe.name}: {outcome.detail}")
