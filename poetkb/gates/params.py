@@ -202,8 +202,12 @@ class StaleBounded(PoetModel):
     max_age_s: Seconds = 1.0
     max_stale_s: Seconds = 2.0
     margin_s: Seconds = 1.0
-    fault: FaultSpec = Field(default_factory=lambda: FaultSpec(target="all", status=500))
+    #: a network error: since nginx 1.19.3 stale-if-error is ignored on upstream 500/502/503/504 answers
+    fault: FaultSpec = Field(default_factory=lambda: FaultSpec(target="all", action="close"))
     require_stale_within: bool = False
+    #: after the fault, passive health checks may keep upstreams out for their fail_timeout (nginx: 10 s by
+    #: default); fresh content must return within this many seconds
+    recover_within_s: Seconds = 12.0
 
 
 # -- protocol ---------------------------------------------------------------------------------------
