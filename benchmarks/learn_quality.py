@@ -125,7 +125,7 @@ def main() -> int:
             labels = load_labels(label_file)
             if args.write_learned:
                 learn(kb, [Path(path)], source=name, workers=args.workers, store=False, out_dir=args.write_learned,
-                      mapped_only=True)
+                      mapped_only=True, role="reference")  # public suites: examples, not coverage
             report = learn(kb, [Path(path)], source=name, workers=args.workers, store=False, write_file=False)
             mined = {(p.file, p.test): p for p in report.patterns}
             score = per_suite.setdefault(name, Score())

@@ -339,7 +339,14 @@ class KnowledgeBase:
                     found.append(RelatedNode(id=other, kind=data.get("kind", "?"), label=data.get("label", other),
                                              edge=kind, direction=direction, distance=distance))
             frontier = nxt
-        return found
+        patterns = [n.id.split(":", 1)[1] for n in found if n.kind == "pattern"]
+        roles: dict[str, str] = {}
+        for start_at in range(0, len(patterns), 500):
+            chunk = patterns[start_at:start_at + 500]
+            roles.update(self.db.execute(
+                f"select id, role from patterns where id in ({', '.join('?' * len(chunk))})", chunk).fetchall())
+        return [n.model_copy(update={"role": roles.get(n.id.split(":", 1)[1], "own")}) if n.kind == "pattern" else n
+                for n in found]
 
     def stats(self) -> KBStats:
         meta = self.meta()
@@ -368,17 +375,20 @@ class KnowledgeBase:
     # --- learn (mining legacy test suites) ---
     def learn(self, paths: Iterable[str | Path], *, source: str | None = None, out_dir: str | Path | None = None,
               workers: int | None = None, progress: bool = False, store: bool = True,
-              write_file: bool = True, mapped_only: bool = False) -> LearnReport:
+              write_file: bool = True, mapped_only: bool = False, role: str = "own",
+              repository: str | None = None) -> LearnReport:
         """Mine test suites into learned patterns mapped to obligations (see poetkb.learn.runner).
 
         Static only (nothing is imported or run). Writes ``<out_dir>/<source>.json``
         (default ``./knowledge/learned``) and stores the patterns in this knowledge
-        base, both atomically; re-runs parse only changed files.
+        base, both atomically; re-runs parse only changed files. ``role`` is ``own``
+        (the user's suite: its tests are coverage) or ``reference`` (a public suite: examples).
         """
         from poetkb.learn.runner import learn
 
         return learn(self, list(paths), source=source, out_dir=out_dir, workers=workers, progress=progress,
-                     store=store, write_file=write_file, mapped_only=mapped_only)
+                     store=store, write_file=write_file, mapped_only=mapped_only, role=role,
+                     repository=repository)
 
     def learn_review(self, *, threshold: float | None = None, source: str | None = None,
                      decided: bool = False) -> list[LearnReviewItem]:

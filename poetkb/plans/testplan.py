@@ -3,8 +3,9 @@
 For each of the top-ranked obligations the plan says what must be true, why
 this change puts it at risk, how to exercise it on the change's component (the
 recipes' steps and the directives involved), which evidence to capture, the
-gate command that checks it, what counts as a pass, and which learned tests
-already cover it. It is meant to be read by the person who signs off the
+gate command that checks it, what counts as a pass, which of the user's own
+tests exercise it (coverage, or a gap to close) and, apart from those, how
+public suites test it (examples, never coverage). It is meant to be read by the person who signs off the
 release, so it holds only what they need to act on; ``poet obligations show``
 has the rest.
 """
@@ -63,8 +64,12 @@ class TestPlanItem(PoetModel):
     checks: list[Check] = Field(default_factory=list)
     pass_criteria: list[str] = Field(default_factory=list)
     gate_command: str
-    learned_tests: list[LearnedTest] = Field(default_factory=list)
-    learned_tests_total: int = 0
+    #: the user's own tests that exercise it (coverage); empty means a gap to close
+    own_tests: list[LearnedTest] = Field(default_factory=list)
+    own_tests_total: int = 0
+    #: how others test it: tests from public suites, with links; never counted as coverage
+    reference_examples: list[LearnedTest] = Field(default_factory=list)
+    reference_examples_total: int = 0
     safe_in_prod: bool = False
     assumptions: list[str] = Field(default_factory=list)
     #: proxy behaviour the item relies on, each verified by a probe or marked unverified
@@ -159,8 +164,9 @@ def build_test_plan(
             guards_against=[Ref(id=fm.id, title=fm.title) for fm in kb.failure_modes(obligation=ob.id)],
             exercise=exercise, exercise_note=note, changed_directives=list(dict.fromkeys(changed)),
             evidence=ob.evidence, checks=ob.checks, pass_criteria=ob.pass_criteria,
-            gate_command=gate_command([ob.id]), learned_tests=ranked.why.learned_tests,
-            learned_tests_total=ranked.why.learned_tests_total, safe_in_prod=ob.safe_in_prod,
+            gate_command=gate_command([ob.id]), own_tests=ranked.why.own_tests,
+            own_tests_total=ranked.why.own_tests_total, reference_examples=ranked.why.reference_examples,
+            reference_examples_total=ranked.why.reference_examples_total, safe_in_prod=ob.safe_in_prod,
             assumptions=ob.assumptions, claims=_claims(ob, exercise, target),
         ))
     return TestPlan(
