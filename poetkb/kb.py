@@ -408,18 +408,25 @@ class KnowledgeBase:
 
     # --- rank and plans ---
     def rank(self, change: str | None = None, *, diff: str | Path | None = None, component: str | None = None,
-             top: int = 10) -> Ranking:
-        """The obligations a change (text and/or unified diff) puts at risk, best first, each with why."""
+             top: int = 10, git: Any = None) -> Ranking:
+        """The obligations a change (text, unified diff, or ``git``: a GitChange) puts at risk, best first."""
         from poetkb.rank import rank
 
-        return rank(self, change, diff=diff, component=component, top=top)
+        return rank(self, change, diff=diff, component=component, top=top, git=git)
+
+    def rank_git(self, repo: str | Path = ".", range_: str | None = None, *, change: str | None = None,
+                 component: str | None = None, top: int = 10) -> Ranking:
+        """Rank the change in a git repository (see poetkb.rank.gitchange for the default range)."""
+        from poetkb.rank.gitchange import read_git
+
+        return self.rank(change, component=component, top=top, git=read_git(repo, range_))
 
     def test_plan(self, change: str | None = None, *, diff: str | Path | None = None, component: str | None = None,
-                  top: int = 5) -> TestPlan:
+                  top: int = 5, git: Any = None) -> TestPlan:
         """A release checklist for the top obligations a change puts at risk (see poetkb.plans.testplan)."""
         from poetkb.plans.testplan import build_test_plan
 
-        return build_test_plan(self, change, diff=diff, component=component, top=top)
+        return build_test_plan(self, change, diff=diff, component=component, top=top, git=git)
 
     def runbook(self, *, obligations: Iterable[str] | None = None, change: str | None = None,
                 diff: str | Path | None = None, component: str | None = None, top: int = 5) -> Runbook:

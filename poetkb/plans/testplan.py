@@ -23,6 +23,7 @@ from poetkb.rank.explain import LearnedTest
 
 if TYPE_CHECKING:
     from poetkb.kb import KnowledgeBase
+    from poetkb.rank.gitchange import GitChange
 
 DEFAULT_TOP = 5
 
@@ -146,11 +147,12 @@ def build_test_plan(
     diff: str | Path | None = None,
     component: str | None = None,
     top: int = DEFAULT_TOP,
+    git: GitChange | None = None,
 ) -> TestPlan:
     """The test plan for a change: the top ``top`` obligations it puts at risk, each as a checklist entry."""
     from poetkb.rank import rank
 
-    ranking = rank(kb, change, diff=diff, component=component, top=top)
+    ranking = rank(kb, change, diff=diff, component=component, top=top, git=git)
     summary = ranking.change
     target = component or (summary.components[0] if summary.components else None)
     items = []
