@@ -296,11 +296,11 @@ def understand(
         if is_manifest(file_diff.path):
             dependencies.extend(bumps(file_diff.lines, file_diff.path))
         if language == "python" and old_new is not None:
-            for side, text in (("-", old_new[0]), ("+", old_new[1])):
+            for side, source in (("-", old_new[0]), ("+", old_new[1])):
                 lines = [ln.line for ln in file_diff.lines if ln.sign == side]
-                if text and lines:
+                if source and lines:
                     names: list[str] = []
-                    signals.extend(_python_signals(text, file_diff.path, lines, names))
+                    signals.extend(_python_signals(source, file_diff.path, lines, names))
                     functions.update(dict.fromkeys(names))
         if kind in ("nginx", "haproxy"):
             components[kind] = None

@@ -46,12 +46,20 @@ class GitChange:
     new_rev: str | None  # None: the working tree
     warnings: list[str] = field(default_factory=list)
     _reads: int = 0
+    _blobs: dict[str, str | None] | None = None
 
     def contents(self, file_diff: FileDiff) -> tuple[str | None, str | None]:
-        """Old and new text of a changed file (None where it does not exist or is too large to read)."""
+        """Old and new text of a changed file (None where it does not exist or is too large to read).
+
+        The first call reads every candidate file (configuration and Python, at most
+        MAX_CONTENT_FILES) in one ``git cat-file --batch``, so a large change costs
+        one git process, not one per file.
+        """
         if self._reads >= MAX_CONTENT_FILES:
             return None, None
         self._reads += 1
+        if self._blobs is None:
+            self._blobs = self._prefetch()
         old = self._show(self.old_rev, file_diff.old_path) if file_diff.old_path and self.old_rev else None
         if not file_diff.new_path:
             return old, None
@@ -66,12 +74,77 @@ class GitChange:
             return old, data.decode("utf-8", "replace")
         return old, self._show(self.new_rev, file_diff.new_path)
 
+    def _prefetch(self) -> dict[str, str | None]:
+        specs: list[str] = []
+        for match in _PATH_LINE.finditer(self.diff):
+            sign, path = match.group(1), match.group(2)
+            rev = self.old_rev if sign == "---" else self.new_rev
+            if rev and _candidate(path):
+                specs.append(f"{rev}:{path}")
+        specs = list(dict.fromkeys(specs))[: 2 * MAX_CONTENT_FILES]
+        return read_blobs(self.root, specs) if specs else {}
+
     def _show(self, rev: str, path: str) -> str | None:
+        spec = f"{rev}:{path}"
+        if self._blobs is not None and spec in self._blobs:
+            return self._blobs[spec]
         try:
             data = run_git(self.root, ["cat-file", "blob", f"{rev}:{path}"], limit=MAX_FILE_BYTES, check=False)
         except InputError:
             return None
         return data.decode("utf-8", "replace") if data is not None else None
+
+
+_PATH_LINE = re.compile(r"^(---|\+\+\+) [ab]/(.+?)\t?$", re.M)
+
+
+def _candidate(path: str) -> bool:
+    """A file whose two versions are worth reading: configuration or Python."""
+    lower = path.lower()
+    return lower.endswith((".py", ".conf", ".cfg")) or "nginx" in lower or "haproxy" in lower
+
+
+def read_blobs(root: Path, specs: list[str], *, limit: int = 64_000_000) -> dict[str, str | None]:
+    """``rev:path`` -> text for each spec, read by one ``git cat-file --batch`` (bounded in total and per file)."""
+    import threading
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_")}, **_ENV}
+    proc = subprocess.Popen(["git", "-C", str(root), "cat-file", "--batch"],  # noqa: S603,S607
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+    payload = "".join(f"{s}\n" for s in specs if "\n" not in s).encode("utf-8")
+
+    def feed() -> None:
+        try:
+            proc.stdin.write(payload)  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    out: dict[str, str | None] = {}
+    total = 0
+    try:
+        for spec in specs:
+            header = proc.stdout.readline(4096).decode("utf-8", "replace").split()
+            if len(header) != 3 or header[1] != "blob" or not header[2].isdigit():
+                out[spec] = None
+                if len(header) == 3 and header[2].isdigit():  # a tree or another object: skip its bytes
+                    proc.stdout.read(int(header[2]) + 1)
+                continue
+            size = int(header[2])
+            total += size
+            if total > limit:
+                break
+            data = proc.stdout.read(size + 1)[:size]
+            out[spec] = data.decode("utf-8", "replace") if size <= MAX_FILE_BYTES else None
+    finally:
+        proc.kill()
+        proc.wait(timeout=GIT_TIMEOUT_S)
+        proc.stdout.close()
+        writer.join(timeout=GIT_TIMEOUT_S)
+    return out
 
 
 def run_git(root: Path, args: list[str], *, limit: int, check: bool = True, what: str = "git output",

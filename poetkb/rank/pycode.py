@@ -12,6 +12,7 @@ with its file, line and function, and words the ranking can match.
 from __future__ import annotations
 
 import ast
+import bisect
 from collections.abc import Iterable
 from typing import Literal
 
@@ -63,14 +64,30 @@ class CodeSignal(PoetModel):
 
 
 def touched_functions(tree: ast.AST, lines: set[int]) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
-    """The functions (nested ones too) whose span (decorators included) holds one of ``lines``."""
+    """The functions (nested ones too) whose span (decorators included) holds one of ``lines``.
+
+    Only subtrees whose span holds a changed line are visited, so a large module costs little.
+    """
+    wanted = sorted(lines)
+
+    def hit(start: int, end: int) -> bool:
+        at = bisect.bisect_left(wanted, start)
+        return at < len(wanted) and wanted[at] <= end
+
     found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-            end = node.end_lineno or node.lineno
-            if any(start <= n <= end for n in lines):
-                found.append(node)
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, ast.stmt):
+                continue
+            decorators = getattr(child, "decorator_list", [])
+            start = min([child.lineno, *(d.lineno for d in decorators)])
+            if not hit(start, child.end_lineno or child.lineno):
+                continue
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                found.append(child)
+            stack.append(child)
     return sorted(found, key=lambda f: f.lineno)
 
 
@@ -85,13 +102,22 @@ def _dotted(node: ast.AST) -> str:
     return ""
 
 
+_BY_NAME: dict[str, list[str]] = {}
+for _kind, _names in _NAMES.items():
+    for _name in _names:
+        _BY_NAME.setdefault(_name.lower(), []).append(_kind)
+
+
 def _kinds(name: str) -> list[str]:
-    parts = [p for p in name.replace(".", "_").split("_") if p] + [name.rsplit(".", 1)[-1], name]
-    out = []
-    for kind, names in _NAMES.items():
-        if any(n in parts or n.lower() in (p.lower() for p in parts) for n in names):
-            out.append(kind)
-    return out
+    """The kinds a dotted name points at: by any of its parts (``max_retries`` -> retry), lower-cased."""
+    parts = {p.lower() for p in name.replace(".", "_").split("_") if p}
+    parts.add(name.rsplit(".", 1)[-1].lower())
+    parts.add(name.lower())
+    found: dict[str, None] = {}
+    for part in parts:
+        for kind in _BY_NAME.get(part, ()):
+            found[kind] = None
+    return sorted(found, key=list(_NAMES).index)
 
 
 def _strong(name: str) -> bool:
