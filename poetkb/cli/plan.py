@@ -38,8 +38,9 @@ def plan() -> None:
 @click.option("--component", help=COMPONENT_HELP)
 @click.option("--top", default=5, show_default=True, type=click.IntRange(1, 50), help="How many obligations to plan.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
-@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True,
-              help="Markdown for people, or JSON for tools.")
+@click.option("--format", "fmt", type=click.Choice(["md", "json", "junit"]), default="md", show_default=True,
+              help="md: a pull-request comment (summary, gate command, collapsed details); json: the TestPlan model "
+                   "(`poet schema test-plan`); junit: each obligation a test case awaiting evidence.")
 @click.pass_context
 def plan_test(ctx: click.Context, change: str | None, diff: str | None, git_range: str | None, repo: Path | None,
               component: str | None, top: int, out: Path | None, fmt: str) -> None:
@@ -51,4 +52,4 @@ def plan_test(ctx: click.Context, change: str | None, diff: str | None, git_rang
     echo_warnings(test_plan.change.warnings)
     if test_plan.message:
         click.echo(test_plan.message, err=True)
-    write_output(render(test_plan, fmt), out)
+    write_output(test_plan.to_junit() if fmt == "junit" else render(test_plan, fmt), out)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import Field
 
 from poetkb.models import Check, Claim, Directive, EvidenceRequirement, Obligation, PoetModel
+from poetkb.plans.proving import ProofRoute, proof_routes
 from poetkb.rank.change import ChangeSummary
 from poetkb.rank.explain import LearnedTest
 
@@ -63,6 +64,8 @@ class TestPlanItem(PoetModel):
     changed_directives: list[str] = Field(default_factory=list)
     evidence: list[EvidenceRequirement] = Field(default_factory=list)
     checks: list[Check] = Field(default_factory=list)
+    #: per check kind: its evidence, and whether the demo or the user's edge can run it now
+    proof: list[ProofRoute] = Field(default_factory=list)
     pass_criteria: list[str] = Field(default_factory=list)
     gate_command: str
     #: the user's own tests that exercise it (coverage); empty means a gap to close
@@ -90,10 +93,22 @@ class TestPlan(PoetModel):
     items: list[TestPlanItem] = Field(default_factory=list)
     message: str = ""
 
+    @property
+    def gaps(self) -> list[str]:
+        """Obligations no test of the user's exercises."""
+        return [i.id for i in self.items if not i.own_tests]
+
     def to_markdown(self) -> str:
+        """The plan as a pull-request comment: summary and gate command on top, details collapsed per item."""
         from poetkb.plans.render import render_markdown
 
         return render_markdown("testplan.md.j2", plan=self)
+
+    def to_junit(self) -> str:
+        """JUnit XML: each obligation to prove is a test case awaiting evidence (skipped), so CI lists it."""
+        from poetkb.plans.render import render_junit
+
+        return render_junit(self)
 
 
 def gate_command(obligation_ids: list[str]) -> str:
@@ -165,7 +180,9 @@ def build_test_plan(
             must_be_true=ob.statement, why=ranked.why.sentences[1:],
             guards_against=[Ref(id=fm.id, title=fm.title) for fm in kb.failure_modes(obligation=ob.id)],
             exercise=exercise, exercise_note=note, changed_directives=list(dict.fromkeys(changed)),
-            evidence=ob.evidence, checks=ob.checks, pass_criteria=ob.pass_criteria,
+            evidence=ob.evidence, checks=ob.checks, proof=proof_routes(ob.checks, summary.components or
+                                                                      ([target] if target else [])),
+            pass_criteria=ob.pass_criteria,
             gate_command=gate_command([ob.id]), own_tests=ranked.why.own_tests,
             own_tests_total=ranked.why.own_tests_total, reference_examples=ranked.why.reference_examples,
             reference_examples_total=ranked.why.reference_examples_total, safe_in_prod=ob.safe_in_prod,
