@@ -87,6 +87,17 @@ def test_plan_lists_own_tests_as_coverage_and_public_ones_as_examples(mined: Kno
     assert "test_key_varies_by_host" not in text[own:others]
 
 
+def test_runbook_says_which_obligations_your_tests_exercise(mined: KnowledgeBase) -> None:
+    """The runbook's scope counts your tests and public examples apart, and names a gap as one."""
+    book = mined.runbook(obligations=["t.cache.key", "t.retry.bounded"])
+    refs = {r.id: r for r in book.obligations}
+    assert (refs["t.cache.key"].own_tests, refs["t.cache.key"].reference_examples) == (1, 1)
+    assert (refs["t.retry.bounded"].own_tests, refs["t.retry.bounded"].reference_examples) == (0, 0)
+    text = book.to_markdown()
+    assert "Your tests exercising it: 1; public examples, not coverage: 1." in text
+    assert "No test of yours exercises it (a gap)." in text
+
+
 def test_a_plan_without_own_tests_names_the_gap(tmp_path: Path) -> None:
     """With only public examples mapped, the plan says no test of yours exercises it, and still shows the example."""
     catalog = _catalog(tmp_path / "catalog", with_suite=False)
