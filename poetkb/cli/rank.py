@@ -24,6 +24,18 @@ GIT_HELP = ("Read the change from git: RANGE is A..B, A...B or a revision; witho
             "HEAD, else main...HEAD on a branch, else the last commit. Commit messages and the branch name count "
             "as the change's words.")
 REPO_HELP = "The repository --git reads (default: the current directory)."
+TICKET_HELP = ("A ticket or pull-request description in Markdown ('-' reads standard input); its sections (summary, "
+               "risk, rollout, ...) are read as the change's words.")
+
+
+def with_ticket(change: str | None, ticket: str | None) -> str | None:
+    """The --change text with the --ticket's sections after it."""
+    if ticket is None:
+        return change
+    from poetkb.rank.ticket import read_ticket
+
+    text = read_ticket(ticket).text
+    return "\n".join(t for t in (change, text) if t and t.strip())
 
 
 def git_option(value: str | None, repo: Path | None) -> Any:
@@ -64,13 +76,15 @@ def _wrap(text: str, indent: str) -> str:
 @click.option("--diff", "diff", metavar="FILE", help=DIFF_HELP)
 @click.option("--git", "git_range", is_flag=False, flag_value="", default=None, metavar="[RANGE]", help=GIT_HELP)
 @click.option("--repo", type=click.Path(file_okay=False, path_type=Path), help=REPO_HELP)
+@click.option("--ticket", metavar="FILE", help=TICKET_HELP)
 @click.option("--component", help=COMPONENT_HELP)
 @click.option("--top", default=10, show_default=True, type=click.IntRange(1, 200), help="How many obligations.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {id, score, why, ...}, best first.")
 @click.pass_context
 def rank(ctx: click.Context, change: str | None, diff: str | None, git_range: str | None, repo: Path | None,
-         component: str | None, top: int, as_json: bool) -> None:
+         ticket: str | None, component: str | None, top: int, as_json: bool) -> None:
     """Rank the obligations a change puts at risk, each with why (rules, words, graph paths, your tests)."""
+    change = with_ticket(change, ticket)
     diff_input = read_diff_option(diff)
     git = git_option(git_range, repo)
     with open_kb(ctx) as kb:
