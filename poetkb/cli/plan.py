@@ -17,6 +17,7 @@ from poetkb.cli.rank import (
     COMPONENT_HELP,
     DIFF_HELP,
     GIT_HELP,
+    OPENAPI_HELP,
     REPO_HELP,
     TICKET_HELP,
     echo_warnings,
@@ -38,6 +39,7 @@ def plan() -> None:
 @click.option("--git", "git_range", is_flag=False, flag_value="", default=None, metavar="[RANGE]", help=GIT_HELP)
 @click.option("--repo", type=click.Path(file_okay=False, path_type=Path), help=REPO_HELP)
 @click.option("--ticket", metavar="FILE", help=TICKET_HELP)
+@click.option("--openapi", nargs=2, metavar="OLD NEW", help=OPENAPI_HELP)
 @click.option("--component", help=COMPONENT_HELP)
 @click.option("--top", default=5, show_default=True, type=click.IntRange(1, 50), help="How many obligations to plan.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
@@ -46,9 +48,10 @@ def plan() -> None:
                    "(`poet schema test-plan`); junit: each obligation a test case awaiting evidence.")
 @click.pass_context
 def plan_test(ctx: click.Context, change: str | None, diff: str | None, git_range: str | None, repo: Path | None,
-              ticket: str | None, component: str | None, top: int, out: Path | None, fmt: str) -> None:
+              ticket: str | None, openapi: tuple[str, str] | None, component: str | None, top: int,
+              out: Path | None, fmt: str) -> None:
     """Test plan for a change: per obligation at risk, what must be true, how to exercise it, evidence, gate."""
-    change = with_ticket(change, ticket)
+    change = with_ticket(change, ticket, openapi)
     diff_input = read_diff_option(diff)
     git = git_option(git_range, repo)
     with open_kb(ctx) as kb:

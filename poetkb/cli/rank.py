@@ -28,14 +28,26 @@ TICKET_HELP = ("A ticket or pull-request description in Markdown ('-' reads stan
                "risk, rollout, ...) are read as the change's words.")
 
 
-def with_ticket(change: str | None, ticket: str | None) -> str | None:
-    """The --change text with the --ticket's sections after it."""
-    if ticket is None:
-        return change
-    from poetkb.rank.ticket import read_ticket
+OPENAPI_HELP = ("Two versions of an OpenAPI document (JSON or YAML): endpoints added or removed, authentication "
+                "changed, timeouts and rate limits declared are read as the change's words.")
 
-    text = read_ticket(ticket).text
-    return "\n".join(t for t in (change, text) if t and t.strip())
+
+def with_ticket(change: str | None, ticket: str | None, openapi: tuple[str, str] | None = None) -> str | None:
+    """The --change text with the --ticket's sections and the --openapi differences after it."""
+    parts = [change]
+    if ticket is not None:
+        from poetkb.rank.ticket import read_ticket
+
+        parts.append(read_ticket(ticket).text)
+    if openapi:
+        from poetkb.rank.openapi import read_openapi_change
+
+        api = read_openapi_change(*openapi)
+        if not api.findings:
+            click.echo(f"warning: {openapi[0]} and {openapi[1]} differ in nothing poetkb reads", err=True)
+        else:
+            parts.append(api.text)
+    return "\n".join(t for t in parts if t and t.strip()) or None
 
 
 def git_option(value: str | None, repo: Path | None) -> Any:
@@ -77,14 +89,16 @@ def _wrap(text: str, indent: str) -> str:
 @click.option("--git", "git_range", is_flag=False, flag_value="", default=None, metavar="[RANGE]", help=GIT_HELP)
 @click.option("--repo", type=click.Path(file_okay=False, path_type=Path), help=REPO_HELP)
 @click.option("--ticket", metavar="FILE", help=TICKET_HELP)
+@click.option("--openapi", nargs=2, metavar="OLD NEW", help=OPENAPI_HELP)
 @click.option("--component", help=COMPONENT_HELP)
 @click.option("--top", default=10, show_default=True, type=click.IntRange(1, 200), help="How many obligations.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {id, score, why, ...}, best first.")
 @click.pass_context
 def rank(ctx: click.Context, change: str | None, diff: str | None, git_range: str | None, repo: Path | None,
-         ticket: str | None, component: str | None, top: int, as_json: bool) -> None:
+         ticket: str | None, openapi: tuple[str, str] | None, component: str | None, top: int,
+         as_json: bool) -> None:
     """Rank the obligations a change puts at risk, each with why (rules, words, graph paths, your tests)."""
-    change = with_ticket(change, ticket)
+    change = with_ticket(change, ticket, openapi)
     diff_input = read_diff_option(diff)
     git = git_option(git_range, repo)
     with open_kb(ctx) as kb:
