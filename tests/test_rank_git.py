@@ -192,3 +192,18 @@ def test_a_hand_edited_diff_is_read_with_a_warning_naming_the_line(tmp_path: Pat
     assert summary.warnings and summary.warnings[0].startswith(f"{short}:3: hunk for x.conf promises 9")
     with pytest.raises(InputError, match="not a unified diff"):
         poetkb.open(tmp_path / "kb.sqlite").rank(None, diff="just some words\n+ and a plus\n")
+
+
+def test_syntax_tree_signals_need_a_specific_name() -> None:
+    """A common word alone is no signal (requests.Session is not SQL); cursor.execute and lru_cache are."""
+    from poetkb.rank.pycode import signals
+
+    source = ("import requests\nfrom functools import lru_cache\n\n\ndef client():\n    return requests.Session()\n\n\n"
+              "@lru_cache(maxsize=128)\ndef load(cursor, key):\n    cursor.execute('SELECT v FROM kv WHERE k = %s', (key,))\n"
+              "    return cursor.fetchone()\n")
+    names: list[str] = []
+    found = {(s.kind, s.function) for s in signals(source, "app/db.py", [6, 9, 11], function_names=names)}
+    assert names == ["client", "load"]
+    assert ("sql", "client") not in found
+    assert {("cache", "load"), ("sql", "load")} <= found
+    assert signals("def broken(:\n", "x.py", [1]) == []

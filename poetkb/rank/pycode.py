@@ -40,12 +40,12 @@ _NAMES: dict[str, tuple[str, ...]] = {
     "auth": ("jwt", "decode", "verify", "authenticate", "authorization", "Authorization", "login", "token",
              "verify_signature", "audience", "issuer", "jwks", "oauth", "permission", "login_required"),
     "sql": ("sql", "execute", "executemany", "cursor", "query", "text", "select", "insert", "commit", "rollback",
-            "session", "transaction", "atomic", "raw"),
+            "transaction", "atomic", "raw"),
     "pool": ("pool_size", "max_overflow", "pool", "create_engine", "maxconn", "pool_timeout", "Pool"),
     "idempotency": ("idempotency_key", "idempotency", "Idempotency-Key", "dedupe", "dedup"),
 }
 #: names too common to count on their own: they count only with a second, specific name of the same kind
-_WEAK = {"decode", "verify", "token", "query", "text", "session", "select", "insert", "raw", "pool", "ttl",
+_WEAK = {"decode", "verify", "token", "query", "text", "select", "insert", "raw", "pool", "ttl",
          "expire", "commit", "execute"}
 MAX_SIGNALS = 60
 
@@ -162,7 +162,7 @@ def signals(source: str, file: str, lines: Iterable[int], *, function_names: lis
                         else:
                             weak.setdefault(kind, signal)
         for kind, signal in weak.items():
-            if kind in strong_kinds or kind == "sql" and signal.detail.startswith(("call ", "decorator ")):
+            if kind in strong_kinds or kind == "sql" and signal.detail.endswith(("execute()", "executemany()")):
                 found.setdefault((scope, kind, signal.detail), signal)
     return sorted(found.values(), key=lambda s: (s.line, s.kind, s.detail))[:MAX_SIGNALS]
 
