@@ -395,7 +395,7 @@ def main() -> int:
                 continue
             if args.write_learned:
                 learn(kb, [Path(path)], source=name, workers=args.workers, store=False, out_dir=args.write_learned,
-                      mapped_only=True)
+                      mapped_only=True, role="reference")  # public suites: examples, not coverage
             cached = args.reuse / f"{name}.pickle" if args.reuse else None
             if cached is not None and cached.is_file():
                 suites[name] = pickle.loads(cached.read_bytes())

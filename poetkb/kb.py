@@ -339,7 +339,14 @@ class KnowledgeBase:
                     found.append(RelatedNode(id=other, kind=data.get("kind", "?"), label=data.get("label", other),
                                              edge=kind, direction=direction, distance=distance))
             frontier = nxt
-        return found
+        patterns = [n.id.split(":", 1)[1] for n in found if n.kind == "pattern"]
+        roles: dict[str, str] = {}
+        for start_at in range(0, len(patterns), 500):
+            chunk = patterns[start_at:start_at + 500]
+            roles.update(self.db.execute(
+                f"select id, role from patterns where id in ({', '.join('?' * len(chunk))})", chunk).fetchall())
+        return [n.model_copy(update={"role": roles.get(n.id.split(":", 1)[1], "own")}) if n.kind == "pattern" else n
+                for n in found]
 
     def stats(self) -> KBStats:
         meta = self.meta()
@@ -368,17 +375,20 @@ class KnowledgeBase:
     # --- learn (mining legacy test suites) ---
     def learn(self, paths: Iterable[str | Path], *, source: str | None = None, out_dir: str | Path | None = None,
               workers: int | None = None, progress: bool = False, store: bool = True,
-              write_file: bool = True, mapped_only: bool = False) -> LearnReport:
+              write_file: bool = True, mapped_only: bool = False, role: Literal["own", "reference"] = "own",
+              repository: str | None = None) -> LearnReport:
         """Mine test suites into learned patterns mapped to obligations (see poetkb.learn.runner).
 
         Static only (nothing is imported or run). Writes ``<out_dir>/<source>.json``
         (default ``./knowledge/learned``) and stores the patterns in this knowledge
-        base, both atomically; re-runs parse only changed files.
+        base, both atomically; re-runs parse only changed files. ``role`` is ``own``
+        (the user's suite: its tests are coverage) or ``reference`` (a public suite: examples).
         """
         from poetkb.learn.runner import learn
 
         return learn(self, list(paths), source=source, out_dir=out_dir, workers=workers, progress=progress,
-                     store=store, write_file=write_file, mapped_only=mapped_only)
+                     store=store, write_file=write_file, mapped_only=mapped_only, role=role,
+                     repository=repository)
 
     def learn_review(self, *, threshold: float | None = None, source: str | None = None,
                      decided: bool = False) -> list[LearnReviewItem]:
@@ -398,18 +408,25 @@ class KnowledgeBase:
 
     # --- rank and plans ---
     def rank(self, change: str | None = None, *, diff: str | Path | None = None, component: str | None = None,
-             top: int = 10) -> Ranking:
-        """The obligations a change (text and/or unified diff) puts at risk, best first, each with why."""
+             top: int = 10, git: Any = None) -> Ranking:
+        """The obligations a change (text, unified diff, or ``git``: a GitChange) puts at risk, best first."""
         from poetkb.rank import rank
 
-        return rank(self, change, diff=diff, component=component, top=top)
+        return rank(self, change, diff=diff, component=component, top=top, git=git)
+
+    def rank_git(self, repo: str | Path = ".", range_: str | None = None, *, change: str | None = None,
+                 component: str | None = None, top: int = 10) -> Ranking:
+        """Rank the change in a git repository (see poetkb.rank.gitchange for the default range)."""
+        from poetkb.rank.gitchange import read_git
+
+        return self.rank(change, component=component, top=top, git=read_git(repo, range_))
 
     def test_plan(self, change: str | None = None, *, diff: str | Path | None = None, component: str | None = None,
-                  top: int = 5) -> TestPlan:
+                  top: int = 5, git: Any = None) -> TestPlan:
         """A release checklist for the top obligations a change puts at risk (see poetkb.plans.testplan)."""
         from poetkb.plans.testplan import build_test_plan
 
-        return build_test_plan(self, change, diff=diff, component=component, top=top)
+        return build_test_plan(self, change, diff=diff, component=component, top=top, git=git)
 
     def runbook(self, *, obligations: Iterable[str] | None = None, change: str | None = None,
                 diff: str | Path | None = None, component: str | None = None, top: int = 5) -> Runbook:

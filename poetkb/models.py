@@ -231,6 +231,11 @@ class LearnedPattern(PoetModel):
 
     id: NonEmptyStr
     source: NonEmptyStr
+    #: ``own``: mined from the user's own suite, so it is coverage; ``reference``: from a public suite, so it
+    #: only shows how others test the obligation (the shipped ``knowledge/learned`` files are reference)
+    role: Literal["own", "reference"] = "own"
+    #: the web address of the repository the suite lives in (``https://...``), for links to the example
+    repository: str | None = Field(default=None, pattern=r"^https://[^\s]+$", max_length=300)
     file: NonEmptyStr
     test: str | None = None
     kind: Literal["function", "method", "class", "file", "parametrized"] = "function"
@@ -243,6 +248,13 @@ class LearnedPattern(PoetModel):
     obligations: list[ObligationMatch] = Field(default_factory=list)
     #: near misses (below the map threshold) for ``poet learn review``; never linked in the graph
     candidates: list[ObligationMatch] = Field(default_factory=list)
+
+    @property
+    def link(self) -> str | None:
+        """Where to read the test: its line in the repository at the mined commit, when both are known."""
+        if not self.repository or not self.commit:
+            return None
+        return f"{self.repository.rstrip('/')}/blob/{self.commit}/{self.file}#L{self.line}"
 
 
 class KBStats(PoetModel):
@@ -265,3 +277,5 @@ class RelatedNode(PoetModel):
     edge: str
     direction: Literal["out", "in"]
     distance: int = 1
+    #: for a learned test: ``own`` (the user's test, coverage) or ``reference`` (a public example)
+    role: Literal["own", "reference"] | None = None

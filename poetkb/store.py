@@ -166,6 +166,15 @@ def _m011_mutation_equivalents(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m012_pattern_role(db: sqlite_utils.Database) -> None:
+    """Catalog: each learned pattern's role, ``own`` (coverage) or ``reference`` (an example from a public suite)."""
+    db.table("patterns").add_column("role", str, not_null_default="own")
+    db.conn.execute(
+        "update patterns set role = 'reference' where json_valid(data) and json_extract(data, '$.role') = 'reference'"
+    )
+    db.table("patterns").create_index(["role"])
+
+
 #: Named migrations, applied in order; the schema version is how many have run.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_catalog", _m001_catalog),
@@ -176,6 +185,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("006_gate_run_manifest_digest", _m006_gate_run_manifest_digest),
     ("010_obligation_coverage", _m010_obligation_coverage),
     ("011_mutation_equivalents", _m011_mutation_equivalents),
+    ("012_pattern_role", _m012_pattern_role),
 ]
 
 
@@ -487,8 +497,8 @@ def _write_catalog(db: sqlite_utils.Database, catalog: Catalog, source: str) -> 
             for k, v in sorted(catalog.rules.items())
         )
         db.table("patterns").insert_all(
-            {"id": k, "source": v.source, "file": v.file, "test": v.test, "line": v.line, "summary": v.summary,
-             "data": v.model_dump_json()}
+            {"id": k, "source": v.source, "role": v.role, "file": v.file, "test": v.test, "line": v.line,
+             "summary": v.summary, "data": v.model_dump_json()}
             for k, v in sorted(catalog.patterns.items())
         )
         nodes, edges = graph_rows(catalog)

@@ -45,7 +45,7 @@ def test_test_plan_is_a_checklist_for_the_component(small: KnowledgeBase) -> Non
     assert item.exercise[0].steps[0].startswith("Request /page on host a")
     assert [e.kind for e in item.evidence] == ["access_log", "http_capture"]
     assert item.gate_command == "poet gate run --obligation t.cache.key"
-    assert [t.test for t in item.learned_tests] == ["test_cache_key_has_host"]
+    assert [t.test for t in item.own_tests] == ["test_cache_key_has_host"]
     assert plan.gate_command.startswith("poet gate run --obligation t.cache.key")
 
 
@@ -67,7 +67,7 @@ def test_test_plan_says_when_nothing_covers_or_exercises(small: KnowledgeBase) -
     item = next(i for i in plan.items if i.id == "t.jwt.verified")
     assert item.exercise == [] and "No recipe in the catalog exercises it yet" in item.exercise_note
     text = plan.to_markdown()
-    assert "None yet. A test that exercises it" in text
+    assert "No test of yours exercises it: a gap to close." in text
 
 
 def test_empty_plan_for_a_change_that_matches_nothing(small: KnowledgeBase) -> None:

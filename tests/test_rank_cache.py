@@ -73,7 +73,7 @@ def test_a_pattern_written_into_the_file_invalidates_the_model(small_path: Path)
         ranked = {r.id: r for r in kb.rank(QUERY).obligations}
         assert cache.fits == fitted + 1
         timeout = ranked["t.timeout.enforced"]
-        assert [t.test for t in timeout.why.learned_tests] == ["test_upstream_hang_times_out"]
+        assert [t.test for t in timeout.why.own_tests] == ["test_upstream_hang_times_out"]
         assert "pattern" in timeout.why.channels
 
 
@@ -81,15 +81,15 @@ def test_remapping_a_learned_test_in_place_invalidates_the_model(small_path: Pat
     """A review that moves a learned test to another obligation (same counts, same weight) is seen as a change."""
     with poetkb.open(small_path) as kb:
         before = {r.id: r for r in kb.rank("retry only idempotent post").obligations}
-        assert [t.test for t in before["t.retry.bounded"].why.learned_tests] == ["test_retry_only_idempotent"]
+        assert [t.test for t in before["t.retry.bounded"].why.own_tests] == ["test_retry_only_idempotent"]
         old_digest = cache.digest(kb)
         with kb.db.conn:
             kb.db.execute("update edges set dst = 'obligation:t.timeout.enforced' "
                           "where src like 'pattern:%test_retry_only_idempotent' and kind = 'learned_from'")
         assert cache.digest(kb) != old_digest
         after = {r.id: r for r in kb.rank("retry only idempotent post").obligations}
-    assert after["t.retry.bounded"].why.learned_tests == []
-    assert [t.test for t in after["t.timeout.enforced"].why.learned_tests] == ["test_retry_only_idempotent"]
+    assert after["t.retry.bounded"].why.own_tests == []
+    assert [t.test for t in after["t.timeout.enforced"].why.own_tests] == ["test_retry_only_idempotent"]
 
 
 def test_a_rebuild_from_a_changed_catalog_refits_and_an_unchanged_one_does_not(small_path: Path,

@@ -50,7 +50,7 @@ def test_directive_rule_ranks_first_with_file_line_and_learned_test(small: Knowl
     assert [r.rule for r in top.why.rules] == ["t.nginx.cache_key"]
     assert top.why.rules[0].where == ["edge/nginx.conf:2 (proxy_cache_key changed)"]
     assert top.why.paths[0].nodes == ["change", "rule:t.nginx.cache_key", "obligation:t.cache.key"]
-    assert [t.test for t in top.why.learned_tests] == ["test_cache_key_has_host"]
+    assert [t.test for t in top.why.own_tests] == ["test_cache_key_has_host"]
     assert any("Rule t.nginx.cache_key (directive) matched 'proxy_cache_key' edge/nginx.conf:2" in s
                for s in top.why.sentences)
     assert any("tests/test_edge.py::test_cache_key_has_host" in s for s in top.why.sentences)

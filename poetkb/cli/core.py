@@ -237,4 +237,5 @@ def related(ctx: click.Context, name: str, depth: int, edges: tuple[str, ...], a
         return
     for node in found:
         arrow = "->" if node.direction == "out" else "<-"
-        click.echo(f"{'  ' * (node.distance - 1)}{arrow} {node.edge:<18} {node.id}  ({node.label})")
+        role = {"own": "  [your test]", "reference": "  [public example, not coverage]"}.get(node.role or "", "")
+        click.echo(f"{'  ' * (node.distance - 1)}{arrow} {node.edge:<18} {node.id}  ({node.label}){role}")

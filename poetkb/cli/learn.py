@@ -20,6 +20,11 @@ def learn() -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Directory for <source>.json (default: ./knowledge/learned).")
 @click.option("--source", help="Name of what is mined, and of the output file (default: the repository's name).")
+@click.option("--role", type=click.Choice(["own", "reference"]), default="own", show_default=True,
+              help="own: your suite, its tests count as coverage; reference: a public suite, its tests are only "
+                   "examples of how others test an obligation.")
+@click.option("--repository", metavar="URL", help="The suite's repository web address (https://...), so plans "
+              "link each test at the mined commit.")
 @click.option("--workers", type=click.IntRange(1, 256), help="Parser processes (default: the CPU count).")
 @click.option("--mapped-only", is_flag=True,
               help="Keep only units mapped to an obligation in the file and the KB (the summary counts all).")
@@ -28,7 +33,8 @@ def learn() -> None:
               "obligations with confidence and reasons).")
 @click.pass_context
 def from_tests(ctx: click.Context, paths: tuple[Path, ...], out_dir: Path | None, source: str | None,
-               workers: int | None, mapped_only: bool, no_store: bool, as_json: bool) -> None:
+               role: str, repository: str | None, workers: int | None, mapped_only: bool, no_store: bool,
+               as_json: bool) -> None:
     """Mine test files under PATHS into knowledge/learned/<source>.json and the knowledge base.
 
     Finds test_*.py, *_test.py, *.test.py, conftest.py and test modules under tests/;
@@ -40,12 +46,13 @@ def from_tests(ctx: click.Context, paths: tuple[Path, ...], out_dir: Path | None
     """
     with open_kb(ctx) as kb:
         report = kb.learn(list(paths), source=source, out_dir=out_dir, workers=workers, progress=not as_json,
-                          store=not no_store, mapped_only=mapped_only)
+                          store=not no_store, mapped_only=mapped_only, role=role,
+                          repository=repository)
     if as_json:
         emit_json(_report_json(report))
         return
     summary, run = report.summary, report.run
-    click.echo(f"{report.source}: {summary.files_mined} test files mined ({run.files_parsed} parsed, "
+    click.echo(f"{report.source} ({report.role}): {summary.files_mined} test files mined ({run.files_parsed} parsed, "
                f"{run.files_cached} from the cache) in {run.seconds:.1f}s with {run.workers} "
                f"worker{'s' if run.workers != 1 else ''}")
     if summary.files_skipped:
@@ -74,6 +81,7 @@ def from_tests(ctx: click.Context, paths: tuple[Path, ...], out_dir: Path | None
 def _report_json(report: Any) -> dict[str, Any]:
     return {
         "source": report.source,
+        "role": report.role,
         "out_file": report.out_file,
         "stored_in_kb": report.stored_in_kb,
         "summary": report.summary.model_dump(mode="json"),

@@ -58,6 +58,8 @@ class LearnReport(PoetModel):
     """The result of ``poet learn from-tests`` / ``kb.learn``: summary, run statistics and the patterns."""
 
     source: str
+    role: Literal["own", "reference"] = Field(
+        default="own", description="own: the user's suite (coverage); reference: a public suite (examples only)")
     out_file: str | None = None
     stored_in_kb: bool = False
     summary: LearnSummary

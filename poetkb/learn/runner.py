@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from poetkb.errors import EnvironmentProblem, InputError, StoreError
 from poetkb.learn import review
@@ -62,6 +62,8 @@ if TYPE_CHECKING:
 
 #: Where learned files go when no --out is given (relative to the current directory).
 DEFAULT_OUT = Path("knowledge") / "learned"
+#: what a mined suite is to the user: their own (coverage) or a public one (reference examples)
+ROLES = ("own", "reference")
 #: Terms kept per pattern in the learned file.
 MAX_TERMS = 12
 #: Data files read per unit, and the size above which a data file is ignored.
@@ -346,14 +348,24 @@ def learn(
     store: bool = True,
     write_file: bool = True,
     mapped_only: bool = False,
+    role: Literal["own", "reference"] = "own",
+    repository: str | None = None,
     on_phase: Callable[[str], None] | None = None,
 ) -> LearnReport:
     """Mine test suites into learned patterns; see the module docstring for the steps and guarantees.
 
     ``store`` puts the patterns in the knowledge base, ``write_file`` writes
     ``<out_dir>/<source>.json``; ``mapped_only`` keeps only mapped units in both (for
-    committed knowledge files; the summary still counts every unit).
+    committed knowledge files; the summary still counts every unit). ``role`` says what
+    the suite is to the user: ``own`` (their tests: coverage) or ``reference`` (a public
+    suite: examples of how others test an obligation, never coverage).
     """
+    if role not in ROLES:
+        raise InputError(f"role {role!r} is not known", field="--role",
+                         hint="use `own` for your own suites (coverage) or `reference` for public ones (examples)")
+    if repository is not None and not re.fullmatch(r"https://\S{1,292}", repository):
+        raise InputError(f"repository {repository!r} is not an https:// address", field="--repository",
+                         hint="pass the web address of the suite's repository, e.g. https://git.example.com/team/app")
     started = time.perf_counter()
     roots = [Path(p) for p in paths]
     if source is not None:
@@ -384,14 +396,16 @@ def learn(
             skipped.append(Skipped(test_file.rel, record["error"], record.get("detail", "")))
             continue
         units.extend(assembler.units(test_file, record, commits.get(test_file.root)))
-    patterns = _map(kb, name, units)
+    patterns = _map(kb, name, units, role)
+    if repository is not None:
+        patterns = [p.model_copy(update={"repository": repository}) for p in patterns]
     summary = _summarise(kb, roots, commits, found, skipped, patterns)
     stats = LearnRunStats(
         files_parsed=len(jobs), files_cached=len(found.files) - len(jobs), data_files=len(assembler.data_files),
         workers=workers if len(jobs) >= MIN_PARALLEL_FILES else 1,
     )
     kept = [p for p in patterns if p.obligations] if mapped_only else patterns
-    report = LearnReport(source=name, summary=summary, run=stats, patterns=kept)
+    report = LearnReport(source=name, role=role, summary=summary, run=stats, patterns=kept)
 
     phase("writing")
     target = (Path(out_dir) if out_dir is not None else Path.cwd() / DEFAULT_OUT) / f"{name}.json"
@@ -403,7 +417,8 @@ def learn(
     })
 
 
-def _map(kb: KnowledgeBase, source: str, units: list[dict[str, Any]]) -> list[LearnedPattern]:
+def _map(kb: KnowledgeBase, source: str, units: list[dict[str, Any]],
+         role: Literal["own", "reference"] = "own") -> list[LearnedPattern]:
     from poetkb.learn.mapping import Mapper, aggregate_classes, split
 
     mapper = Mapper(kb.obligations(), kb.rules(), kb.failure_modes(), examples=known_examples(kb, source))
@@ -416,7 +431,7 @@ def _map(kb: KnowledgeBase, source: str, units: list[dict[str, Any]]) -> list[Le
         candidates = [c for c in candidates if c.id not in taken]
         kept, near = review.apply_decisions(unit["id"], matches, decisions, candidates=candidates)
         patterns.append(LearnedPattern(
-            id=unit["id"], source=source, file=unit["file"], test=unit["test"], kind=unit["kind"],
+            id=unit["id"], source=source, role=role, file=unit["file"], test=unit["test"], kind=unit["kind"],
             line=unit["line"], end_line=unit["end_line"], commit=unit["commit"], content_hash=unit["content_hash"],
             summary=_summary_text(unit), terms=summary_terms(unit["fields"], cap=MAX_TERMS), obligations=kept,
             candidates=[c.model_copy(update={"reasons": c.reasons[:2]}) for c in near],
@@ -480,7 +495,7 @@ def learned_file_text(report: LearnReport) -> str:
     One line per pattern keeps the file small and a re-mine's diff readable.
     """
     head = json.dumps(
-        {"source": report.source, "summary": report.summary.model_dump(mode="json")},
+        {"source": report.source, "role": report.role, "summary": report.summary.model_dump(mode="json")},
         indent=1, sort_keys=True, ensure_ascii=False,
     )
     lines = [
@@ -579,8 +594,9 @@ def store_patterns(kb: KnowledgeBase, source: str, patterns: Sequence[LearnedPat
     conn.execute("delete from patterns where source = ?", [source])
     known = {r[0] for r in conn.execute("select id from obligations")}
     conn.executemany(
-        "insert or replace into patterns (id, source, file, test, line, summary, data) values (?, ?, ?, ?, ?, ?, ?)",
-        ((p.id, p.source, p.file, p.test, p.line, p.summary, p.model_dump_json()) for p in patterns),
+        "insert or replace into patterns (id, source, role, file, test, line, summary, data) "
+        "values (?, ?, ?, ?, ?, ?, ?, ?)",
+        ((p.id, p.source, p.role, p.file, p.test, p.line, p.summary, p.model_dump_json()) for p in patterns),
     )
     conn.executemany(
         "insert or replace into nodes (id, kind, label) values (?, 'pattern', ?)",

@@ -41,3 +41,29 @@ def render_markdown(template: str, **context: Any) -> str:
             continue  # templates may leave double blank lines around optional sections
         out.append(line)
     return "\n".join(out).strip() + "\n"
+
+
+def render_junit(plan: Any) -> str:
+    """A test plan as JUnit XML: one test case per obligation, skipped with "awaiting evidence" and the gate.
+
+    CI systems list skipped cases, so what is still unproven shows beside the tests; ``poet gate run
+    --junit`` later reports the same obligations as passed or failed.
+    """
+    from xml.etree import ElementTree as ET
+
+    suite = ET.Element("testsuite", {"name": f"poetkb plan: {plan.title}", "tests": str(len(plan.items)),
+                                     "failures": "0", "errors": "0", "skipped": str(len(plan.items))})
+    for item in plan.items:
+        case = ET.SubElement(suite, "testcase", {"classname": f"poetkb.obligation.{item.risk}", "name": item.id})
+        kinds = ", ".join(p.kind for p in item.proof) or "no check named"
+        own = "no test of yours exercises it" if not item.own_tests else f"{item.own_tests_total} of your tests"
+        ET.SubElement(case, "skipped", {"message": f"awaiting evidence: run {item.gate_command}"}).text = (
+            f"{item.title}\nMust be true: {item.must_be_true}\nChecks: {kinds}\nCoverage: {own}\n")
+        props = ET.SubElement(case, "properties")
+        ET.SubElement(props, "property", {"name": "score", "value": f"{item.score:.4f}"})
+        ET.SubElement(props, "property", {"name": "gate", "value": item.gate_command})
+    if not plan.items:
+        suite.set("tests", "0")
+        ET.SubElement(suite, "system-out").text = plan.message
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"

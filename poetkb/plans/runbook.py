@@ -104,6 +104,9 @@ class Ref(PoetModel):
     id: str
     title: str
     risk: str
+    #: the user's own learned tests exercising it (0: a gap), and public examples of how others test it
+    own_tests: int = 0
+    reference_examples: int = 0
 
 
 class LogField(PoetModel):
@@ -183,6 +186,14 @@ def _components(obligations: list[Obligation], given: list[str]) -> list[str]:
         return list(dict.fromkeys(given))
     found = {c for ob in obligations for c in ob.applies_to if c in PROXIES}
     return [c for c in PROXIES if c in found]
+
+
+def _ref(kb: KnowledgeBase, ob: Obligation) -> Ref:
+    from poetkb.rank.explain import learned_counts
+
+    counts = learned_counts(kb, ob.id)
+    return Ref(id=ob.id, title=ob.title, risk=ob.risk, own_tests=counts.get("own", 0),
+               reference_examples=counts.get("reference", 0))
 
 
 def _log_fields(obligations: list[Obligation]) -> list[LogField]:
@@ -311,6 +322,6 @@ def build_runbook(
     )
     return Runbook(
         title=title, change=summary, understood=summary.describe() if summary else [], components=components,
-        obligations=[Ref(id=ob.id, title=ob.title, risk=ob.risk) for ob in scoped], signals=signals,
+        obligations=[_ref(kb, ob) for ob in scoped], signals=signals,
         failure_modes=mode_list, message=message,
     )

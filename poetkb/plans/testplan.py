@@ -3,8 +3,9 @@
 For each of the top-ranked obligations the plan says what must be true, why
 this change puts it at risk, how to exercise it on the change's component (the
 recipes' steps and the directives involved), which evidence to capture, the
-gate command that checks it, what counts as a pass, and which learned tests
-already cover it. It is meant to be read by the person who signs off the
+gate command that checks it, what counts as a pass, which of the user's own
+tests exercise it (coverage, or a gap to close) and, apart from those, how
+public suites test it (examples, never coverage). It is meant to be read by the person who signs off the
 release, so it holds only what they need to act on; ``poet obligations show``
 has the rest.
 """
@@ -17,11 +18,13 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import Field
 
 from poetkb.models import Check, Claim, Directive, EvidenceRequirement, Obligation, PoetModel
+from poetkb.plans.proving import ProofRoute, proof_routes
 from poetkb.rank.change import ChangeSummary
 from poetkb.rank.explain import LearnedTest
 
 if TYPE_CHECKING:
     from poetkb.kb import KnowledgeBase
+    from poetkb.rank.gitchange import GitChange
 
 DEFAULT_TOP = 5
 
@@ -61,10 +64,16 @@ class TestPlanItem(PoetModel):
     changed_directives: list[str] = Field(default_factory=list)
     evidence: list[EvidenceRequirement] = Field(default_factory=list)
     checks: list[Check] = Field(default_factory=list)
+    #: per check kind: its evidence, and whether the demo or the user's edge can run it now
+    proof: list[ProofRoute] = Field(default_factory=list)
     pass_criteria: list[str] = Field(default_factory=list)
     gate_command: str
-    learned_tests: list[LearnedTest] = Field(default_factory=list)
-    learned_tests_total: int = 0
+    #: the user's own tests that exercise it (coverage); empty means a gap to close
+    own_tests: list[LearnedTest] = Field(default_factory=list)
+    own_tests_total: int = 0
+    #: how others test it: tests from public suites, with links; never counted as coverage
+    reference_examples: list[LearnedTest] = Field(default_factory=list)
+    reference_examples_total: int = 0
     safe_in_prod: bool = False
     assumptions: list[str] = Field(default_factory=list)
     #: proxy behaviour the item relies on, each verified by a probe or marked unverified
@@ -84,10 +93,22 @@ class TestPlan(PoetModel):
     items: list[TestPlanItem] = Field(default_factory=list)
     message: str = ""
 
+    @property
+    def gaps(self) -> list[str]:
+        """Obligations no test of the user's exercises."""
+        return [i.id for i in self.items if not i.own_tests]
+
     def to_markdown(self) -> str:
+        """The plan as a pull-request comment: summary and gate command on top, details collapsed per item."""
         from poetkb.plans.render import render_markdown
 
         return render_markdown("testplan.md.j2", plan=self)
+
+    def to_junit(self) -> str:
+        """JUnit XML: each obligation to prove is a test case awaiting evidence (skipped), so CI lists it."""
+        from poetkb.plans.render import render_junit
+
+        return render_junit(self)
 
 
 def gate_command(obligation_ids: list[str]) -> str:
@@ -141,11 +162,12 @@ def build_test_plan(
     diff: str | Path | None = None,
     component: str | None = None,
     top: int = DEFAULT_TOP,
+    git: GitChange | None = None,
 ) -> TestPlan:
     """The test plan for a change: the top ``top`` obligations it puts at risk, each as a checklist entry."""
     from poetkb.rank import rank
 
-    ranking = rank(kb, change, diff=diff, component=component, top=top)
+    ranking = rank(kb, change, diff=diff, component=component, top=top, git=git)
     summary = ranking.change
     target = component or (summary.components[0] if summary.components else None)
     items = []
@@ -158,9 +180,12 @@ def build_test_plan(
             must_be_true=ob.statement, why=ranked.why.sentences[1:],
             guards_against=[Ref(id=fm.id, title=fm.title) for fm in kb.failure_modes(obligation=ob.id)],
             exercise=exercise, exercise_note=note, changed_directives=list(dict.fromkeys(changed)),
-            evidence=ob.evidence, checks=ob.checks, pass_criteria=ob.pass_criteria,
-            gate_command=gate_command([ob.id]), learned_tests=ranked.why.learned_tests,
-            learned_tests_total=ranked.why.learned_tests_total, safe_in_prod=ob.safe_in_prod,
+            evidence=ob.evidence, checks=ob.checks, proof=proof_routes(ob.checks, summary.components or
+                                                                      ([target] if target else [])),
+            pass_criteria=ob.pass_criteria,
+            gate_command=gate_command([ob.id]), own_tests=ranked.why.own_tests,
+            own_tests_total=ranked.why.own_tests_total, reference_examples=ranked.why.reference_examples,
+            reference_examples_total=ranked.why.reference_examples_total, safe_in_prod=ob.safe_in_prod,
             assumptions=ob.assumptions, claims=_claims(ob, exercise, target),
         ))
     return TestPlan(

@@ -24,6 +24,7 @@ from poetkb.rank.explain import NO_MATCH, RankedObligation, Ranking, Why, explai
 
 if TYPE_CHECKING:
     from poetkb.kb import KnowledgeBase
+    from poetkb.rank.gitchange import GitChange
 
 __all__ = [
     "NO_MATCH", "ChangeSummary", "DirectiveChange", "RankedObligation", "Ranking", "Why", "rank", "read_change",
@@ -38,10 +39,21 @@ def read_change(
     *,
     diff: str | Path | None = None,
     component: str | None = None,
+    git: GitChange | None = None,
 ) -> ChangeSummary:
-    """Understand a change (text and/or a diff given as text or a file path) against ``kb``'s components."""
+    """Understand a change (text and/or a diff given as text or a file path, or read from git) against ``kb``."""
     if component is not None:
         kb.component(component)  # UnknownEntity (exit 2) naming the known components
+    if git is not None:
+        if diff is not None:
+            raise InputError("pass either --git or --diff, not both", field="diff")
+        text = "\n".join(t for t in (change, git.text) if t and t.strip())
+        if not git.diff.strip() and not text:
+            raise InputError(f"nothing to rank: {git.origin} is empty", field="--git",
+                             hint="make a change, or name the range to rank, e.g. --git main...HEAD")
+        summary = understand(text or None, git.diff or None, diff_name=git.origin, component=component,
+                             contents=git.contents, skip_binary=True)
+        return summary.model_copy(update={"origin": git.origin, "warnings": [*git.warnings, *summary.warnings]})
     diff_text, diff_name = None, "diff"
     if isinstance(diff, Path):
         diff_text, diff_name = read_diff_file(diff)
@@ -60,6 +72,7 @@ def rank(
     diff: str | Path | None = None,
     component: str | None = None,
     top: int = DEFAULT_TOP,
+    git: GitChange | None = None,
 ) -> Ranking:
     """The obligations ``change`` puts at risk, best first, each with its why.
 
@@ -73,7 +86,7 @@ def rank(
 
     if top < 1:
         raise InputError(f"--top must be at least 1, not {top}", field="top")
-    summary = read_change(kb, change, diff=diff, component=component)
+    summary = read_change(kb, change, diff=diff, component=component, git=git)
     model = model_for(kb)
     scored = score(model, matcher_for(kb, model), summary)[:top]
     ranked = [explain(kb, model, s, summary) for s in scored]

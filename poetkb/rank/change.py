@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -23,8 +24,15 @@ from pydantic import Field, PrivateAttr
 
 from poetkb.errors import InputError
 from poetkb.models import PoetModel
+from poetkb.rank.deps import DependencyBump, bumps, is_manifest
 from poetkb.rank.diff import MAX_DIFF_BYTES, DiffLine, FileDiff, looks_like_diff, parse_unified_diff
+from poetkb.rank.migration import MigrationStatement, is_migration, read_statements
+from poetkb.rank.pycode import WORDS as SIGNAL_WORDS
+from poetkb.rank.pycode import CodeSignal
 from poetkb.text import CODE_NOISE
+
+#: gives the old and new text of a changed file (None where it does not exist), when the caller has them
+Contents = Callable[[FileDiff], tuple[str | None, str | None]]
 
 FileKind = Literal["nginx", "haproxy", "code", "config", "docs", "other"]
 
@@ -72,9 +80,11 @@ class DirectiveChange(PoetModel):
     new: str | None = None
     file: str
     line: int
+    #: the enclosing blocks, outside in (``["http", "server", "location /api"]``), when read through the model
+    context: list[str] = Field(default_factory=list)
 
     def describe(self) -> str:
-        where = f"{self.file}:{self.line}"
+        where = f"{self.file}:{self.line}" + (f" in {' > '.join(self.context)}" if self.context else "")
         if self.action == "changed":
             return f"{self.name} changed from {self.old!r} to {self.new!r} ({where})"
         value = self.new if self.action == "added" else self.old
@@ -104,6 +114,17 @@ class ChangeSummary(PoetModel):
     identifiers: list[str] = Field(default_factory=list)
     imports: list[str] = Field(default_factory=list)
     terms: list[str] = Field(default_factory=list)
+    #: functions and methods whose lines the change touched (Python, read from the syntax tree)
+    functions: list[str] = Field(default_factory=list)
+    #: retries, timeouts, caches, auth and SQL calls in the touched functions
+    code_signals: list[CodeSignal] = Field(default_factory=list)
+    #: schema and data statements a migration adds, with their lock level and compatibility
+    migrations: list[MigrationStatement] = Field(default_factory=list)
+    dependencies: list[DependencyBump] = Field(default_factory=list)
+    #: what was read leniently (a hunk whose counts do not add up, a binary file skipped), naming the line
+    warnings: list[str] = Field(default_factory=list)
+    #: where the change was read from, when not handed in (``git diff main...HEAD``)
+    origin: str = ""
     _changed_lines: str = PrivateAttr(default="")
 
     @property
@@ -114,6 +135,8 @@ class ChangeSummary(PoetModel):
     def describe(self) -> list[str]:
         """Sentences saying what was understood, for people."""
         out: list[str] = []
+        if self.origin:
+            out.append(f"Read from {self.origin}")
         if self.text:
             out.append(f"Description: {self.text}")
         if self.files:
@@ -125,6 +148,14 @@ class ChangeSummary(PoetModel):
             out.append(f"Directive {directive.describe()}")
         if len(self.directives) > 20:
             out.append(f"... and {len(self.directives) - 20} more directive changes")
+        if self.functions:
+            out.append(f"Functions touched: {', '.join(self.functions[:15])}")
+        for signal in self.code_signals[:12]:
+            out.append(f"Code: {signal.describe()}")
+        for statement in self.migrations[:12]:
+            out.append(f"Migration: {statement.describe()}")
+        for bump in self.dependencies[:12]:
+            out.append(f"Dependency: {bump.describe()}")
         if self.imports:
             out.append(f"Imports touched: {', '.join(self.imports[:15])}")
         if self.identifiers:
@@ -142,9 +173,19 @@ class ChangeSummary(PoetModel):
             parts.append(f"{d.name} {d.old or ''} {d.new or ''}")
         parts.extend(self.imports)
         parts.extend(self.identifiers)
+        parts.extend(self.signal_words())
         parts.extend(Path(f.path).stem for f in self.files)
         parts.extend(self.terms if not self.text else [])
         return " ".join(p for p in parts if p)
+
+
+    def signal_words(self) -> list[str]:
+        """Words for what the syntax tree, the migrations and the manifests showed (once per kind)."""
+        out = [SIGNAL_WORDS[k] for k in dict.fromkeys(s.kind for s in self.code_signals)]
+        out.extend(dict.fromkeys(m.words() for m in self.migrations))
+        if self.dependencies:
+            out.append("dependency upgrade library version " + " ".join(b.name for b in self.dependencies[:10]))
+        return out
 
 
 def read_diff_file(path: Path | str) -> tuple[str, str]:
@@ -202,11 +243,17 @@ def understand(
     *,
     diff_name: str = "diff",
     component: str | None = None,
+    contents: Contents | None = None,
+    skip_binary: bool = False,
 ) -> ChangeSummary:
     """Build a :class:`ChangeSummary` from a description and/or a unified diff.
 
     A description that is itself a unified diff is read as one. ``component``
     (already validated by the caller) is recorded as the change's component.
+    ``contents`` (``poet rank --git`` gives it) returns both versions of a changed
+    file: configuration is then compared through the configuration model and
+    Python through its syntax tree. ``skip_binary`` records binary files instead
+    of refusing the diff.
     """
     text = (text or "").strip()
     diff = diff or ""
@@ -226,17 +273,45 @@ def understand(
     imports: dict[str, None] = {}
     diff_words: list[str] = []
     components: dict[str, None] = {}
-    parsed = parse_unified_diff(diff, name=diff_name) if diff.strip() else []
+    warnings: list[str] = []
+    functions: dict[str, None] = {}
+    signals: list[CodeSignal] = []
+    migrations: list[MigrationStatement] = []
+    dependencies: list[DependencyBump] = []
+    parsed = (parse_unified_diff(diff, name=diff_name, warnings=warnings, skip_binary=skip_binary)
+              if diff.strip() else [])
     for file_diff in parsed:
-        kind, language = classify(file_diff)
+        kind, language = ("other", None) if file_diff.binary else classify(file_diff)
         files.append(ChangedFile(
             path=file_diff.path, kind=kind, language=language, status=file_diff.status,
             added=sum(1 for ln in file_diff.lines if ln.sign == "+"),
             removed=sum(1 for ln in file_diff.lines if ln.sign == "-"),
         ))
+        if file_diff.binary:
+            warnings.append(f"{file_diff.path}: a binary file; only its name is read")
+            continue
+        old_new = contents(file_diff) if contents is not None and kind in ("nginx", "haproxy", "code") else None
+        if is_migration(file_diff.path):
+            migrations.extend(_migration_statements(file_diff, old_new))
+        if is_manifest(file_diff.path):
+            dependencies.extend(bumps(file_diff.lines, file_diff.path))
+        if language == "python" and old_new is not None:
+            for side, code in (("-", old_new[0]), ("+", old_new[1])):
+                lines = [ln.line for ln in file_diff.lines if ln.sign == side]
+                if code and lines:
+                    names: list[str] = []
+                    signals.extend(_python_signals(code, file_diff.path, lines, names))
+                    functions.update(dict.fromkeys(names))
         if kind in ("nginx", "haproxy"):
             components[kind] = None
-            directives.extend(directive_changes(file_diff, kind))
+            modelled = None
+            if old_new is not None:
+                from poetkb.rank.configdiff import compare
+
+                modelled = compare(old_new[0], old_new[1], kind, file_diff.path)
+                if modelled is None:
+                    warnings.append(f"{file_diff.path}: does not parse as {kind} configuration; read line by line")
+            directives.extend(modelled if modelled is not None else directive_changes(file_diff, kind))
         elif kind in ("code", "config", "other"):
             for ident in code_identifiers(file_diff.lines):
                 identifiers[ident] += 1
@@ -260,9 +335,44 @@ def understand(
         identifiers=ranked_idents[:MAX_IDENTIFIERS],
         imports=sorted(imports)[:40],
         terms=terms[:60],
+        functions=list(functions)[:40],
+        code_signals=_unique_signals(signals),
+        migrations=migrations[:200],
+        dependencies=dependencies[:100],
+        warnings=warnings[:50],
     )
-    summary._changed_lines = "\n".join(ln.text for fd in parsed for ln in fd.lines)
+    summary._changed_lines = "\n".join([*(ln.text for fd in parsed for ln in fd.lines), *summary.signal_words()])
     return summary
+
+
+def _python_signals(text: str, path: str, lines: list[int], names: list[str]) -> list[CodeSignal]:
+    from poetkb.rank.pycode import signals
+
+    return signals(text, path, lines, function_names=names)
+
+
+def _unique_signals(found: list[CodeSignal]) -> list[CodeSignal]:
+    seen: dict[tuple[str, str, str, str], CodeSignal] = {}
+    for s in found:
+        seen.setdefault((s.file, s.function, s.kind, s.detail), s)
+    return sorted(seen.values(), key=lambda s: (s.file, s.line, s.kind, s.detail))[:60]
+
+
+def _migration_statements(file_diff: FileDiff, old_new: tuple[str | None, str | None] | None
+                          ) -> list[MigrationStatement]:
+    """Statements of the added lines (runs of consecutive added lines, each read with its first line number)."""
+    if old_new is not None and old_new[1] and file_diff.status == "added":
+        return read_statements(old_new[1], file_diff.path)
+    out: list[MigrationStatement] = []
+    run: list[DiffLine] = []
+    for ln in [*file_diff.lines, None]:
+        if ln is not None and ln.sign == "+" and (not run or ln.line == run[-1].line + 1):
+            run.append(ln)
+            continue
+        if run:
+            out.extend(read_statements("\n".join(r.text for r in run), file_diff.path, run[0].line))
+        run = [ln] if ln is not None and ln.sign == "+" else []
+    return out
 
 
 def classify(file_diff: FileDiff) -> tuple[FileKind, str | None]:

@@ -1,11 +1,13 @@
 """Read a unified diff into files, hunks and changed lines, refusing what is not one.
 
-This is the strict, format-only half of understanding a change: it knows the
-unified diff grammar (``diff --git`` / ``---`` / ``+++`` headers, ``@@`` hunks
-whose line counts must add up) and nothing about NGINX, HAProxy or code. A
-binary patch, a diff with no hunks, or a hunk whose counts do not match its
-lines is an :class:`~poetkb.errors.InputError` naming the line, so a person can
-fix the input instead of getting a ranking computed from garbage.
+This is the format-only half of understanding a change: it knows the unified
+diff grammar (``diff --git`` / ``---`` / ``+++`` headers, ``@@`` hunks) and
+nothing about NGINX, HAProxy or code. poetkb reads a diff and never applies
+it, so a hunk whose line counts no longer match its lines (a diff edited by
+hand) is read as it stands, with a warning naming the hunk's line. Input that
+is not a diff at all (no hunks), binary data, or a binary patch (unless the
+caller skips binary files, as ``poet rank --git`` does) is an
+:class:`~poetkb.errors.InputError` naming the line.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class FileDiff:
     new_path: str | None
     lines: list[DiffLine] = field(default_factory=list)
     sections: list[str] = field(default_factory=list)
+    binary: bool = False
 
     @property
     def path(self) -> str:
@@ -71,8 +74,21 @@ def _strip_path(raw: str) -> str | None:
     return path
 
 
-def parse_unified_diff(text: str, *, name: str = "diff") -> list[FileDiff]:
-    """Parse a unified diff; raise InputError (with ``name`` and the line) when it is binary or malformed."""
+def _is_header(lines: list[str], index: int) -> bool:
+    raw = lines[index]
+    return raw.startswith(("diff --git ", "@@ ")) or (
+        raw.startswith("--- ") and index + 1 < len(lines) and lines[index + 1].startswith("+++ "))
+
+
+def parse_unified_diff(text: str, *, name: str = "diff", warnings: list[str] | None = None,
+                       skip_binary: bool = False) -> list[FileDiff]:
+    """Parse a unified diff; raise InputError (with ``name`` and the line) when it is binary or not a diff.
+
+    Hunks whose counts do not add up are read leniently; a sentence naming the
+    line is appended to ``warnings``. ``skip_binary`` records a binary file as
+    changed (``binary=True``, no lines) instead of refusing the diff.
+    """
+    warnings = warnings if warnings is not None else []
     if len(text.encode("utf-8", "surrogatepass")) > MAX_DIFF_BYTES:
         raise InputError(
             f"the diff is larger than {MAX_DIFF_BYTES // 1_000_000} MB",
@@ -88,9 +104,22 @@ def parse_unified_diff(text: str, *, name: str = "diff") -> list[FileDiff]:
     pending_old: str | None | bool = False  # False: no '---' seen for the next file
     index = 0
     saw_hunk = False
+    git_path: str | None = None
     while index < len(lines):
         number = index + 1
         raw = lines[index]
+        if raw.startswith(_BINARY_MARKERS) and skip_binary:
+            parts = re.match(r"Binary files (.+?) and (.+?) differ", raw)
+            if parts:
+                old, new = _strip_path(parts.group(1)), _strip_path(parts.group(2))
+            else:
+                old = new = git_path
+            files.append(FileDiff(old_path=old, new_path=new, binary=True))
+            saw_hunk = True  # a binary file is a change, read as such (without lines)
+            index += 1
+            while index < len(lines) and not lines[index].startswith("diff --git "):
+                index += 1
+            continue
         if raw.startswith(_BINARY_MARKERS):
             raise InputError(
                 "the diff changes a binary file; poetkb ranks text changes only",
@@ -100,6 +129,7 @@ def parse_unified_diff(text: str, *, name: str = "diff") -> list[FileDiff]:
         if raw.startswith("diff --git "):
             current = None
             pending_old = False
+            git_path = _strip_path(raw.rsplit(" ", 1)[-1])
         elif raw.startswith("--- ") and index + 1 < len(lines) and lines[index + 1].startswith("+++ "):
             pending_old = _strip_path(raw[4:])
         elif raw.startswith("+++ ") and pending_old is not False:
@@ -116,7 +146,7 @@ def parse_unified_diff(text: str, *, name: str = "diff") -> list[FileDiff]:
                 raise InputError("hunk before any file header", file=name, line=number,
                                  hint="a unified diff names each file with `--- a/path` and `+++ b/path` lines")
             saw_hunk = True
-            index = _read_hunk(lines, index, match, current, name)
+            index = _read_hunk(lines, index, match, current, name, warnings)
             continue
         index += 1
     if not saw_hunk:
@@ -128,8 +158,15 @@ def parse_unified_diff(text: str, *, name: str = "diff") -> list[FileDiff]:
     return files
 
 
-def _read_hunk(lines: list[str], start: int, match: re.Match[str], current: FileDiff, name: str) -> int:
-    """Read one hunk starting at ``start``; return the index of the first line after it."""
+def _read_hunk(lines: list[str], start: int, match: re.Match[str], current: FileDiff, name: str,
+               warnings: list[str]) -> int:
+    """Read one hunk starting at ``start``; return the index of the first line after it.
+
+    The counts in the header say where the hunk ends; when they are wrong (too
+    large: the next header or a line that is not a hunk line ends it; too small:
+    the ``+``/``-``/context lines that follow still belong to it) the hunk is read
+    as it stands and a warning names the header's line.
+    """
     old_line, old_count = int(match.group(1)), int(match.group(2) or 1)
     new_line, new_count = int(match.group(3)), int(match.group(4) or 1)
     section = match.group(5).strip()
@@ -138,7 +175,13 @@ def _read_hunk(lines: list[str], start: int, match: re.Match[str], current: File
     header_number = start + 1
     want_old, want_new = old_count, new_count
     index = start + 1
-    while index < len(lines) and (want_old > 0 or want_new > 0):
+    while index < len(lines):
+        if want_old <= 0 and want_new <= 0:
+            nxt = lines[index]
+            if not nxt.startswith(("+", "-")) or _is_header(lines, index) or nxt.startswith(("--- ", "+++ ")):
+                break  # the promised lines are read; only unpromised +/- lines would continue the hunk
+        elif _is_header(lines, index):
+            break
         raw = lines[index]
         if raw.startswith("\\"):  # "\ No newline at end of file"
             index += 1
@@ -162,12 +205,9 @@ def _read_hunk(lines: list[str], start: int, match: re.Match[str], current: File
         index += 1
     if want_old != 0 or want_new != 0:
         got_old, got_new = old_count - want_old, new_count - want_new
-        raise InputError(
-            f"hunk for {current.path} promises {old_count} old and {new_count} new lines "
-            f"but holds {got_old} and {got_new}",
-            file=name,
-            line=header_number,
-            hint="the diff was cut or edited by hand; regenerate it with `git diff`",
+        warnings.append(
+            f"{name}:{header_number}: hunk for {current.path} promises {old_count} old and {new_count} new lines "
+            f"but holds {got_old} and {got_new}; read as it stands (edited by hand?)"
         )
     while index < len(lines) and lines[index].startswith("\\"):
         index += 1

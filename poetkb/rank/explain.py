@@ -4,19 +4,18 @@ Every :class:`RankedObligation` carries a :class:`Why`: the mapping rules that
 fired (with the directive, file and line or the words they matched), the words
 the change shares with the obligation, the graph paths that led to it
 (change -> failure mode -> obligation, change -> rule -> obligation, ...), the
-learned tests that already cover it, and the same facts as plain sentences.
+learned tests (the user's own, as coverage; public ones, as examples), and the same facts as plain sentences.
 A reviewer should be able to read the sentences and agree, or see exactly
 which rule or word to fix.
 """
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from poetkb.models import PoetModel
+from poetkb.models import LearnedPattern, PoetModel
 from poetkb.rank.change import ChangeSummary
 from poetkb.rank.scoring import Contribution, Scored
 
@@ -53,14 +52,25 @@ class GraphPath(PoetModel):
 
 
 class LearnedTest(PoetModel):
-    """A test mined from a legacy suite that exercises the obligation."""
+    """A test mined from a suite that exercises the obligation.
+
+    ``role`` says what it proves: ``own`` tests come from the user's suites and are
+    coverage; ``reference`` tests come from public suites and only show how others
+    test the obligation (``link`` points at the example when the repository is known).
+    """
 
     pattern: str
     source: str
+    role: Literal["own", "reference"] = "own"
     file: str
     line: int
     test: str | None = None
     confidence: float
+    link: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.file}::{self.test}" if self.test else self.file
 
 
 class Why(PoetModel):
@@ -70,8 +80,12 @@ class Why(PoetModel):
     rules: list[RuleMatch] = Field(default_factory=list)
     terms: list[str] = Field(default_factory=list)
     paths: list[GraphPath] = Field(default_factory=list)
-    learned_tests: list[LearnedTest] = Field(default_factory=list)
-    learned_tests_total: int = 0
+    #: the user's own tests mapped to the obligation (coverage), most confident first
+    own_tests: list[LearnedTest] = Field(default_factory=list)
+    own_tests_total: int = 0
+    #: tests from public suites mapped to it: how others test it, never coverage
+    reference_examples: list[LearnedTest] = Field(default_factory=list)
+    reference_examples_total: int = 0
     channels: dict[str, float] = Field(default_factory=dict)
     component_fit: Literal["applies", "generic", "off", "unknown"] = "unknown"
 
@@ -99,18 +113,46 @@ class Ranking(PoetModel):
         return bool(self.obligations)
 
 
-def learned_tests(kb: KnowledgeBase, obligation_id: str, limit: int = LEARNED_SHOWN) -> list[LearnedTest]:
-    """The learned tests mapped to an obligation, most confident first."""
+def learned_tests(kb: KnowledgeBase, obligation_id: str, limit: int = LEARNED_SHOWN, *,
+                  role: str = "own") -> list[LearnedTest]:
+    """The learned tests of one role (``own`` or ``reference``) mapped to an obligation, most confident first."""
     rows = kb.db.query(
         "select p.data as data, e.weight as weight from edges e join patterns p on p.id = substr(e.src, 9) "
-        "where e.dst = ? and e.kind = 'learned_from' order by e.weight desc, p.id limit ?",
-        [f"obligation:{obligation_id}", limit],
+        "where e.dst = ? and e.kind = 'learned_from' and p.role = ? order by e.weight desc, p.id limit ?",
+        [f"obligation:{obligation_id}", role, limit],
     )
     out = []
     for row in rows:
-        data = json.loads(row["data"])
-        out.append(LearnedTest(pattern=data["id"], source=data["source"], file=data["file"], line=data["line"],
-                               test=data.get("test"), confidence=round(float(row["weight"]), 3)))
+        pattern = LearnedPattern.model_validate_json(row["data"])
+        out.append(LearnedTest(pattern=pattern.id, source=pattern.source, role=pattern.role, file=pattern.file,
+                               line=pattern.line, test=pattern.test, confidence=round(float(row["weight"]), 3),
+                               link=pattern.link))
+    return out
+
+
+def learned_counts(kb: KnowledgeBase, obligation_id: str) -> dict[str, int]:
+    """How many learned tests of each role are mapped to an obligation."""
+    rows = kb.db.execute(
+        "select p.role, count(*) from edges e join patterns p on p.id = substr(e.src, 9) "
+        "where e.dst = ? and e.kind = 'learned_from' group by p.role",
+        [f"obligation:{obligation_id}"],
+    ).fetchall()
+    return {str(role): int(n) for role, n in rows}
+
+
+def coverage_sentences(own: list[LearnedTest], own_total: int, examples: list[LearnedTest],
+                       examples_total: int) -> list[str]:
+    """What the learned tests say, keeping coverage (the user's tests) apart from public examples."""
+    out = []
+    if own:
+        more = f" and {own_total - len(own)} more" if own_total > len(own) else ""
+        out.append(f"Your tests that exercise it: {', '.join(t.name for t in own)}{more}.")
+    else:
+        out.append("No test of yours exercises it: a gap to close.")
+    if examples:
+        more = f" and {examples_total - len(examples)} more" if examples_total > len(examples) else ""
+        shown = ", ".join(f"{t.name} ({t.source})" for t in examples[:3])
+        out.append(f"How others test it (public examples, not coverage): {shown}{more}.")
     return out
 
 
@@ -203,22 +245,20 @@ def explain(kb: KnowledgeBase, model: RankModel, scored: Scored, change: ChangeS
                                                                      or not sentences):
             told.add(about)
             sentences.append(_sentence(model, kb, c, change))
-    total = model.coverage.get(scored.id, 0)
-    tests = learned_tests(kb, scored.id) if total else []
-    if tests:
-        names = ", ".join(f"{t.file}::{t.test}" if t.test else t.file for t in tests)
-        more = f" and {total - len(tests)} more" if total > len(tests) else ""
-        sentences.append(f"Learned tests already covering it: {names}{more}.")
-    else:
-        sentences.append("No learned test covers it yet.")
+    counts = learned_counts(kb, scored.id) if model.coverage.get(scored.id, 0) else {}
+    own = learned_tests(kb, scored.id, role="own") if counts.get("own") else []
+    examples = learned_tests(kb, scored.id, role="reference") if counts.get("reference") else []
+    sentences += coverage_sentences(own, counts.get("own", 0), examples, counts.get("reference", 0))
     if scored.component_fit == "off":
         sentences.append(f"It does not list {', '.join(change.components)} among the components it applies to, "
                          "so it ranks lower.")
     sentences.insert(0, f"{meta['risk'].capitalize()}-risk {meta['domain']} obligation: {meta['title']}.")
     return RankedObligation(
         id=scored.id, title=meta["title"], score=scored.score, risk=meta["risk"], domain=meta["domain"],
-        why=Why(sentences=sentences, rules=list(rules.values()), terms=terms[:8], paths=paths, learned_tests=tests,
-                learned_tests_total=total, channels=scored.channels, component_fit=scored.component_fit),
+        why=Why(sentences=sentences, rules=list(rules.values()), terms=terms[:8], paths=paths, own_tests=own,
+                own_tests_total=counts.get("own", 0), reference_examples=examples,
+                reference_examples_total=counts.get("reference", 0), channels=scored.channels,
+                component_fit=scored.component_fit),
     )
 
 
