@@ -24,6 +24,7 @@ from pydantic import Field, PrivateAttr
 
 from poetkb.errors import InputError
 from poetkb.models import PoetModel
+from poetkb.rank.configdiff import _HAPROXY_COMPOUND, _PAIR_BY_FIRST_ARG, DirectiveChange
 from poetkb.rank.deps import DependencyBump, bumps, is_manifest
 from poetkb.rank.diff import MAX_DIFF_BYTES, DiffLine, FileDiff, looks_like_diff, parse_unified_diff
 from poetkb.rank.migration import MigrationStatement, is_migration, read_statements
@@ -48,9 +49,6 @@ _CODE_EXT = {
 _CONFIG_EXT = {".yaml", ".yml", ".json", ".toml", ".ini", ".env", ".properties", ".tf", ".hcl"}
 _DOCS_EXT = {".md", ".rst", ".txt", ".adoc"}
 
-#: HAProxy keywords whose first argument is part of the directive's name ("timeout server", "option redispatch")
-_HAPROXY_COMPOUND = {"option", "timeout", "http-request", "http-response", "tcp-request", "tcp-response",
-                     "http-check", "tcp-check", "stick", "http-after-response", "errorfile"}
 _NGINX_HINTS = re.compile(
     r"^\s*(proxy_pass|proxy_\w+|upstream\s+\S+\s*\{|server\s*\{|location\s|listen\s+\d|server_name\s|"
     r"fastcgi_\w+|add_header\s|limit_req\w*|keepalive\w*|ssl_\w+|access_log\s|error_page\s|worker_\w+)",
@@ -64,32 +62,9 @@ _HAPROXY_HINTS = re.compile(
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NGINX_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 _HAPROXY_NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]*$")
-_PAIR_BY_FIRST_ARG = {"proxy_set_header", "add_header", "server", "location", "set", "map", "limit_req_zone",
-                      "proxy_cache_path", "upstream", "error_page", "log_format", "http-request", "http-response",
-                      "acl", "use_backend", "bind", "default-server", "stick-table", "timeout", "option"}
 
 
 
-class DirectiveChange(PoetModel):
-    """A proxy configuration directive the diff added, removed or changed."""
-
-    component: Literal["nginx", "haproxy"]
-    name: str
-    action: Literal["added", "removed", "changed"]
-    old: str | None = None
-    new: str | None = None
-    file: str
-    line: int
-    #: the enclosing blocks, outside in (``["http", "server", "location /api"]``), when read through the model
-    context: list[str] = Field(default_factory=list)
-
-    def describe(self) -> str:
-        where = f"{self.file}:{self.line}" + (f" in {' > '.join(self.context)}" if self.context else "")
-        if self.action == "changed":
-            return f"{self.name} changed from {self.old!r} to {self.new!r} ({where})"
-        value = self.new if self.action == "added" else self.old
-        shown = f" {value!r}" if value else ""
-        return f"{self.name}{shown} {self.action} ({where})"
 
 
 class ChangedFile(PoetModel):

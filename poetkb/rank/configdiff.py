@@ -16,8 +16,40 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Literal
 
+from pydantic import Field
+
 from poetkb.errors import PoetError
-from poetkb.rank.change import _HAPROXY_COMPOUND, _PAIR_BY_FIRST_ARG, DirectiveChange
+from poetkb.models import PoetModel
+
+#: HAProxy keywords whose first argument is part of the directive's name ("timeout server", "option redispatch")
+_HAPROXY_COMPOUND = {"option", "timeout", "http-request", "http-response", "tcp-request", "tcp-response",
+                     "http-check", "tcp-check", "stick", "http-after-response", "errorfile"}
+
+_PAIR_BY_FIRST_ARG = {"proxy_set_header", "add_header", "server", "location", "set", "map", "limit_req_zone",
+                      "proxy_cache_path", "upstream", "error_page", "log_format", "http-request", "http-response",
+                      "acl", "use_backend", "bind", "default-server", "stick-table", "timeout", "option"}
+
+class DirectiveChange(PoetModel):
+    """A proxy configuration directive the diff added, removed or changed."""
+
+    component: Literal["nginx", "haproxy"]
+    name: str
+    action: Literal["added", "removed", "changed"]
+    old: str | None = None
+    new: str | None = None
+    file: str
+    line: int
+    #: the enclosing blocks, outside in (``["http", "server", "location /api"]``), when read through the model
+    context: list[str] = Field(default_factory=list)
+
+    def describe(self) -> str:
+        where = f"{self.file}:{self.line}" + (f" in {' > '.join(self.context)}" if self.context else "")
+        if self.action == "changed":
+            return f"{self.name} changed from {self.old!r} to {self.new!r} ({where})"
+        value = self.new if self.action == "added" else self.old
+        shown = f" {value!r}" if value else ""
+        return f"{self.name}{shown} {self.action} ({where})"
+
 
 Entry = tuple[str, str, int]  # (name, value, line)
 
