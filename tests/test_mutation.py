@@ -147,3 +147,22 @@ def test_cli_reports_survivors_and_records_equivalents(nginx_edge: Path, home: P
     third = runner.invoke(main, ["gate", "mutate", "--operator", "nginx.retries.unbound", "--out", str(out)])
     assert third.exit_code == 0, third.output
     assert out.read_text().startswith("# Mutation score 100%: nginx")
+
+
+@pytest.mark.proxy
+def test_own_configuration_is_mutated_on_loopback_and_never_written(tmp_path: Path, kb_path: Path) -> None:
+    """`--config` without a reload command brings each mutant up on loopback; the user's file is only read."""
+    import shutil
+
+    source = Path(__file__).parent / "fixtures" / "edges" / "nginx-login-limit" / "nginx.conf"
+    config = tmp_path / "nginx.conf"
+    shutil.copyfile(source, config)
+    before = config.read_bytes()
+    result = CliRunner().invoke(main, ["gate", "mutate", "--config", str(config), "--operator",
+                                       "nginx.rate_limit.removed", "--json"])
+    data = json.loads(result.stdout)
+    assert result.exit_code == 0, result.output
+    assert [m["status"] for m in data["mutants"]] == ["killed"]
+    assert config.read_bytes() == before
+    refused = CliRunner().invoke(main, ["gate", "mutate", "--config", str(config), "--target", "http://127.0.0.1:9"])
+    assert refused.exit_code == 2 and "--reload-command" in refused.output

@@ -21,7 +21,9 @@ from poetkb.cli.gate import gate
 @click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
               help="Your edge's configuration file (default: the running demo's).")
 @click.option("--proxy", type=click.Choice(["nginx", "haproxy"]), help="The proxy of --config (default: inferred).")
-@click.option("--reload-command", metavar="CMD", help="Reloads your edge after the file changed (with --config).")
+@click.option("--reload-command", metavar="CMD",
+              help="Reloads your running edge after the file changed; without it, --config is brought up on "
+                   "loopback against instrumented upstreams for each mutant (your file is only read).")
 @click.option("--validate-command", metavar="CMD",
               help="Validates the file (default: nginx -t -c FILE or haproxy -c -f FILE).")
 @click.option("--target", metavar="URL", help="Your edge's HTTP URL (with --config).")
@@ -59,21 +61,31 @@ def gate_mutate(ctx: click.Context, operators: tuple[str, ...], obligations: tup
         for op in shown:
             click.echo(f"{op.id:<36} {op.op:<12} {op.match:<28} breaks {', '.join(op.breaks)}")
         return
-    if config is not None:
-        if not reload_command:
-            raise InputError("--config needs --reload-command (how your edge picks up the changed file)",
-                             field="--reload-command")
-        options = {"target": target, "proxy": proxy, "access_log": access_log,
-                   "upstream_admin": upstream_admin, "metrics_url": metrics_url, "reload_command": reload_command}
-        edge = command_target(config, proxy=proxy, reload_command=reload_command,  # type: ignore[arg-type]
-                              validate_command=validate_command, gate_options=options)
-    else:
-        edge = demo_target()
-    chosen = [op for op in select(all_ops, only=operators, obligations=obligations) if op.proxy == edge.proxy]
-    progress = (lambda line: click.echo(line, err=True)) if not as_json else None
-    with open_kb(ctx) as kb:
-        report = run_mutation(kb, edge, operators=chosen, max_mutants=max_mutants, budget_s=budget,
-                              on_progress=progress)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="poet-mutate-") as scratch:
+        if config is not None and reload_command:
+            options = {"target": target, "proxy": proxy, "access_log": access_log,
+                       "upstream_admin": upstream_admin, "metrics_url": metrics_url,
+                       "reload_command": reload_command}
+            edge = command_target(config, proxy=proxy, reload_command=reload_command,  # type: ignore[arg-type]
+                                  validate_command=validate_command, gate_options=options)
+        elif config is not None:
+            if target or access_log or upstream_admin or metrics_url or validate_command:
+                raise InputError("without --reload-command, --config is brought up on loopback for each mutant; "
+                                 "--target, --access-log, --upstream-admin, --metrics-url and --validate-command "
+                                 "belong to a running edge", field="--config",
+                                 hint="add --reload-command to mutate the running edge instead")
+            from poetkb.ownedge.mutate import own_config_target
+
+            edge = own_config_target(config, proxy=proxy, work=Path(scratch))
+        else:
+            edge = demo_target()
+        chosen = [op for op in select(all_ops, only=operators, obligations=obligations) if op.proxy == edge.proxy]
+        progress = (lambda line: click.echo(line, err=True)) if not as_json else None
+        with open_kb(ctx) as kb:
+            report = run_mutation(kb, edge, operators=chosen, max_mutants=max_mutants, budget_s=budget,
+                                  on_progress=progress)
     if out is not None:
         write_output(report.markdown(), out)
     if as_json:
