@@ -207,7 +207,7 @@ def mine_suite(kb: KnowledgeBase, name: str, path: Path, labels: dict[tuple[str,
     """Mine a suite once (the real `poet learn` pipeline up to mapping), then map it with the rules only."""
     captured: list[dict] = []
 
-    def capture(_kb: KnowledgeBase, _source: str, units: list[dict]) -> list:
+    def capture(_kb: KnowledgeBase, _source: str, units: list[dict], *_role: object) -> list:
         captured.extend(units)
         return []
 
