@@ -33,6 +33,8 @@ class ResolvedTarget:
 
     info: TargetInfo
     reload: Callable[[], None] | None = None
+    #: the demo's service tier runs (``poet demo up --tier service|all``): ``--all`` also selects its obligations
+    service: bool = False
 
 
 def _demo_state() -> Any:
@@ -100,8 +102,21 @@ def resolve(
     return resolved
 
 
+def _service_state() -> Any:
+    try:
+        from poetkb.demo.service.tier import load_service_state
+    except ImportError:
+        return None
+    return load_service_state()
+
+
 def _from_demo(proxy: str | None) -> ResolvedTarget:
     state = _demo_state()
+    service = _service_state()
+    if state is None and service is not None and proxy is None:
+        # the service tier alone (`poet demo up --tier service`): the service is the target
+        return ResolvedTarget(TargetInfo(source="demo", base_url=service.service_url,
+                                         variant=f"service:{service.variant}"), None, service=True)
     if state is None:
         raise InputError("no --target given and no demo edge is running",
                          hint="start one with `poet demo up` (or `make demo`), or pass --target URL")
@@ -123,7 +138,7 @@ def _from_demo(proxy: str | None) -> ResolvedTarget:
         except PoetError as exc:
             raise CollectError(f"reloading the demo edge failed: {exc.message}") from exc
 
-    return ResolvedTarget(info, reload)
+    return ResolvedTarget(info, reload, service=service is not None)
 
 
 def _command_reload(command: str) -> Callable[[], None]:

@@ -147,7 +147,9 @@ def _start(variant: str, breaks: list[str], base: int, root: Path) -> ServiceSta
             jwks_url=f"http://{HOST}:{ports['issuer']}/jwks.json",
             dependency_url=f"http://{HOST}:{ports['dependency']}",
             issuer_admin_url=f"http://{HOST}:{ports['issuer']}/__poet",
-            variant=variant, flaws=get_service_variant(variant).flaws)
+            variant=variant, flaws=get_service_variant(variant).flaws,
+            # the mock-auth variant runs with mock auth on, in production, and nothing stops it
+            mock_auth=get_service_variant(variant).flaws.mock_auth_in_production)
         settings_path = root / "service.json"
         settings_path.write_text(settings.model_dump_json(indent=2) + "\n", encoding="utf-8")
         pids["app"] = procs.spawn([sys.executable, "-m", "poetkb.demo.service.app", "--settings",
