@@ -183,6 +183,14 @@ SERVICE_KINDS: dict[str, KindSpec] = {spec.name: spec for spec in [
     _k("jwks_rotation_bounded", p.JwksRotationBounded, "service", _HTTP, traffic=False),
     _k("jwks_outage_fails_closed", p.JwksOutageFailsClosed, "service", _HTTP, traffic=False),
     _k("unsafe_config_refused", p.UnsafeConfigRefused, "service", _HTTP, traffic=False),
+    _k("concurrent_updates_consistent", p.ConcurrentUpdatesConsistent, "service", _HTTP, traffic=False),
+    _k("rollback_no_partial_write", p.RollbackNoPartialWrite, "service", _HTTP, traffic=False),
+    _k("ids_unique_concurrent", p.IdsUniqueConcurrent, "service", _HTTP, traffic=False),
+    _k("deadlock_retried", p.DeadlockRetried, "service", _HTTP, traffic=False),
+    _k("pool_exhaustion_graceful", p.PoolExhaustionGraceful, "service", _HTTP, traffic=False),
+    _k("database_restart_recovered", p.DatabaseRestartRecovered, "service", _HTTP, traffic=False),
+    _k("slow_dependency_isolated", p.SlowDependencyIsolated, "service", _HTTP, traffic=False),
+    _k("threads_bounded", p.ThreadsBounded, "service", _HTTP, traffic=False),
 ]}
 KINDS.update(SERVICE_KINDS)
 

@@ -524,3 +524,19 @@ class SlowDependencyIsolated(PoetModel):
     dependency_latency_ms: Annotated[int, Field(ge=100, le=20_000)] = 3000
     max_latency_ms: Millis = 1500
     requests: Count = 4
+
+
+class DeadlockRetried(PoetModel):
+    """Opposite transfers between two accounts, run concurrently, all succeed and conserve money."""
+
+    transfers: Count = 30
+    concurrency: Concurrency = 8
+
+
+class ThreadsBounded(PoetModel):
+    """A burst of slow requests beyond the worker pool is shed at once; threads stay bounded."""
+
+    requests: Count = 48
+    dependency_latency_ms: Annotated[int, Field(ge=100, le=5000)] = 700
+    max_threads: Annotated[int, Field(ge=1, le=10_000)] = 40
+    max_latency_ms: Millis = 5000

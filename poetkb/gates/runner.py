@@ -63,7 +63,7 @@ SEVERITY: dict[str, int] = {"fail": 0, "error": 1, "no-evidence": 2, "pass": 3}
 
 # -- selection ---------------------------------------------------------------------------------------
 def select_obligations(kb: KnowledgeBase, selection: Selection, *, proxy: str | None = None,
-                       service: bool = False) -> list[Obligation]:
+                       service: bool = False, edge: bool = True) -> list[Obligation]:
     """The obligations a selection names; ``all`` means every obligation with a check a gate run can drive
     (with ``service``, when the demo's service tier runs, those with a service-tier check too)."""
     chosen: dict[str, Obligation] = {}
@@ -83,7 +83,7 @@ def select_obligations(kb: KnowledgeBase, selection: Selection, *, proxy: str | 
             if service and any(is_service_check(c) for c in ob.checks):
                 chosen[ob.id] = ob
                 continue
-            if not any(is_edge_check(c) for c in ob.checks):
+            if not edge or not any(is_edge_check(c) for c in ob.checks):
                 continue
             if proxy and ob.applies_to and proxy not in ob.applies_to and "generic-http" not in ob.applies_to:
                 continue
@@ -275,7 +275,8 @@ def run_gate(kb: KnowledgeBase, selection: Selection, resolved: ResolvedTarget, 
     """Collect evidence for the selected obligations on the target, then judge it (see the module docstring)."""
     from poetkb.gates.target import preflight
 
-    obligations = select_obligations(kb, selection, proxy=resolved.info.proxy, service=resolved.service)
+    obligations = select_obligations(kb, selection, proxy=resolved.info.proxy, service=resolved.service,
+                                     edge=resolved.edge)
     foreign = _foreign(evidence)
     resolved.info = preflight(resolved.info, transport=transport)
     run_id = new_run_id()

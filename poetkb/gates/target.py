@@ -35,6 +35,8 @@ class ResolvedTarget:
     reload: Callable[[], None] | None = None
     #: the demo's service tier runs (``poet demo up --tier service|all``): ``--all`` also selects its obligations
     service: bool = False
+    #: False when the service tier runs alone: ``--all`` then selects its obligations only
+    edge: bool = True
 
 
 def _demo_state() -> Any:
@@ -116,7 +118,7 @@ def _from_demo(proxy: str | None) -> ResolvedTarget:
     if state is None and service is not None and proxy is None:
         # the service tier alone (`poet demo up --tier service`): the service is the target
         return ResolvedTarget(TargetInfo(source="demo", base_url=service.service_url,
-                                         variant=f"service:{service.variant}"), None, service=True)
+                                         variant=f"service:{service.variant}"), None, service=True, edge=False)
     if state is None:
         raise InputError("no --target given and no demo edge is running",
                          hint="start one with `poet demo up` (or `make demo`), or pass --target URL")

@@ -73,7 +73,7 @@ class Service:
         self.flaws = settings.flaws
         self.faults = Faults()
         self.pool = Pool(settings.dsn, settings.pool_size, settings.pool_timeout_s,
-                         unbounded_wait=self.flaws.pool_unbounded_wait)
+                         unbounded_wait=self.flaws.pool_unbounded_wait, no_reconnect=self.flaws.no_reconnect)
         self.store = Store(self.pool, self.flaws, self.faults)
         self.cache = JwksCache(settings.jwks_url, ttl_s=settings.jwks_ttl_s,
                                min_refetch_s=settings.jwks_min_refetch_s, stale_max_s=settings.jwks_stale_max_s,
@@ -145,7 +145,8 @@ _ACCOUNT = re.compile(r"^/api/accounts/(\d{1,18})(/increment)?$")
 
 def make_handler(svc: Service) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+        # one request per connection: a worker is held by a request, never by an idle keep-alive connection
+        protocol_version = "HTTP/1.0"
         server_version = "poet-demo-service"
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -242,6 +243,7 @@ def make_handler(svc: Service) -> type[BaseHTTPRequestHandler]:
                 data["jwks_fetches"] = svc.cache.stats.fetches
                 data["pool"] = svc.pool.stats()
                 data["variant"] = svc.settings.variant
+                data["threads"] = threading.active_count()
                 self._reply(200, data)
             elif path == "/__poet/fault" and method == "PUT":
                 self._reply(200, svc.set_fault(body))
@@ -281,13 +283,17 @@ class BoundedServer(ThreadingHTTPServer):
     block_on_close = False
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, workers: int,
-                 queue: int, counters: Counters) -> None:
+                 queue: int, counters: Counters, unbounded: bool = False) -> None:
         super().__init__(address, handler)
+        self.unbounded = unbounded
         self.slots = threading.BoundedSemaphore(workers + queue)
         self.running = threading.BoundedSemaphore(workers)
         self.counters = counters
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        if self.unbounded:  # the flaw: a thread per connection, without limit
+            threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True).start()
+            return
         if not self.slots.acquire(blocking=False):
             with self.counters.lock:
                 self.counters.shed += 1
@@ -301,6 +307,9 @@ class BoundedServer(ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        if self.unbounded:
+            super().process_request_thread(request, client_address)
+            return
         try:
             with self.running:
                 super().process_request_thread(request, client_address)
@@ -330,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     migrate(settings.dsn, settings.flaws)
     svc = Service(settings)
     server = BoundedServer((settings.host, settings.port), make_handler(svc), workers=settings.workers,
-                           queue=settings.queue, counters=svc.counters)
+                           queue=settings.queue, counters=svc.counters, unbounded=settings.flaws.threads_unbounded)
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

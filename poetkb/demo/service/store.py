@@ -92,8 +92,10 @@ class Pool:
     service recovers by itself once the database is back.
     """
 
-    def __init__(self, dsn: str, size: int, timeout_s: float, *, unbounded_wait: bool = False) -> None:
+    def __init__(self, dsn: str, size: int, timeout_s: float, *, unbounded_wait: bool = False,
+                 no_reconnect: bool = False) -> None:
         self.dsn = dsn
+        self.no_reconnect = no_reconnect
         self.size = size
         self.timeout_s = timeout_s
         self.unbounded_wait = unbounded_wait
@@ -131,9 +133,11 @@ class Pool:
             self.in_use += 1
         conn = slot
         try:
-            if conn is None or conn.closed or conn.broken:
-                if conn is not None:
-                    self.replaced += 1
+            if conn is None:
+                conn = self._open()
+            elif (conn.closed or conn.broken) and not self.no_reconnect:
+                # a connection that broke (database restarted, backend terminated) is replaced
+                self.replaced += 1
                 conn = None
                 conn = self._open()
             yield conn
@@ -144,12 +148,16 @@ class Pool:
                 try:
                     conn.rollback()
                 except psycopg.Error:
-                    conn.close()
+                    if not self.no_reconnect:
+                        conn.close()
             raise
         finally:
             with self.lock:
                 self.in_use -= 1
-            self.free.put(conn if conn is not None and not conn.closed and not conn.broken else None)
+            if self.no_reconnect:
+                self.free.put(conn)  # the flaw: a broken connection goes back into the pool, forever
+            else:
+                self.free.put(conn if conn is not None and not conn.closed and not conn.broken else None)
 
     def stats(self) -> dict[str, int | float]:
         with self.lock:
@@ -229,7 +237,8 @@ class Store:
 
         if amount <= 0:
             raise Refused("amount must be positive")
-        for attempt in range(1, TRANSFER_TRIES + 1):
+        tries = 1 if self.flaws.deadlock_unretried else TRANSFER_TRIES
+        for attempt in range(1, tries + 1):
             try:
                 with self.pool.connection() as conn:
                     self._slow(conn)
@@ -239,18 +248,23 @@ class Store:
                         return self._transfer_unlocked(conn, source, dest, amount)
                     return self._transfer(conn, source, dest, amount) | {"attempts": attempt}
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-                if attempt == TRANSFER_TRIES:
+                if attempt == tries:
                     raise
                 time.sleep(0.01 * attempt)
         raise AssertionError("unreachable")
 
     def _transfer(self, conn: Any, source: int, dest: int, amount: int) -> dict[str, Any]:
         with conn.transaction():
+            if not self.flaws.deadlock_unretried:
+                # lock both rows in id order, so two opposite transfers never wait on each other in a cycle
+                conn.execute("SELECT id FROM accounts WHERE id = ANY(%s) ORDER BY id FOR UPDATE", ([source, dest],))
             cur = conn.execute("UPDATE accounts SET balance = balance - %s WHERE id = %s AND balance >= %s "
                                "RETURNING balance", (amount, source, amount))
             if cur.fetchone() is None:
                 exists = conn.execute("SELECT 1 FROM accounts WHERE id = %s", (source,)).fetchone()
                 raise Refused("not enough money") if exists else NotFound(f"account {source} does not exist")
+            if self.flaws.deadlock_unretried:
+                time.sleep(0.01)  # the flaw: rows locked in request order, so opposite transfers wait in a cycle
             cur = conn.execute("UPDATE accounts SET balance = balance + %s WHERE id = %s RETURNING balance",
                                (amount, dest))
             if cur.fetchone() is None:

@@ -30,6 +30,9 @@ class Flaws(PoetModel):
     duplicate_ids: bool = False
     pool_unbounded_wait: bool = False
     dependency_no_timeout: bool = False
+    deadlock_unretried: bool = False
+    threads_unbounded: bool = False
+    no_reconnect: bool = False
 
 
 class ServiceVariant(PoetModel):
@@ -97,6 +100,18 @@ VARIANTS: dict[str, ServiceVariant] = {v.name: v for v in [
         breaks=["resilience.slow_dependency.isolated"],
         description="The call to the slow dependency has no timeout.",
         outage="A slow dependency makes every request that touches it as slow as the dependency."),
+    ServiceVariant(
+        name="deadlock-unretried", flaws=Flaws(deadlock_unretried=True), breaks=["data.deadlock.retried"],
+        description="Transfers lock rows in request order (not id order) and a deadlock victim is not retried.",
+        outage="Two opposite transfers deadlock; one customer gets an error for a transfer that would have worked."),
+    ServiceVariant(
+        name="threads-unbounded", flaws=Flaws(threads_unbounded=True), breaks=["resilience.threads.bounded"],
+        description="Every connection gets a thread of its own, without limit or shedding.",
+        outage="A burst of slow requests grows threads without bound until memory or the dependency gives out."),
+    ServiceVariant(
+        name="no-reconnect", flaws=Flaws(no_reconnect=True), breaks=["resilience.dependency.restart"],
+        description="Pooled connections are never validated or replaced: after a database restart they stay broken.",
+        outage="The database restarted for a minor upgrade; the service needs a restart by hand to serve again."),
 ]}
 
 

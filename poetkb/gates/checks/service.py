@@ -16,6 +16,7 @@ database, an issuer outage) must not land on another's traffic.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -476,3 +477,457 @@ EVALUATORS: dict[str, Any] = {
     "jwks_outage_fails_closed": evaluate_outage,
     "unsafe_config_refused": evaluate_config,
 }
+
+
+# -- data: invariants checked in the database ------------------------------------------------------------------
+def _new_account(prober: Prober, ctx: CollectContext, token: str, balance: int, step: str) -> int:
+    body, headers = _json({"owner": f"gate-{ctx.nonce}", "balance": balance})
+    exchange = prober.send(RequestSpec(method="POST", path=ctx.url("/api/accounts"), headers={**headers,
+                           **_bearer(token)}, body=body, step=step))
+    data = exchange.body_json
+    if exchange.status != 201 or not data or "id" not in data:
+        raise CollectError(f"the service did not create an account: {exchange.describe()}"
+                           + (f" ({exchange.error})" if exchange.error else ""))
+    return int(data["id"])
+
+
+def _balances(dsn: str, ids: list[int]) -> dict[str, Any]:
+    rows = _db(dsn, "SELECT id, balance, counter FROM accounts WHERE id = ANY(%s) ORDER BY id", (ids,))
+    return {str(r[0]): {"balance": int(r[1]), "counter": int(r[2])} for r in rows}
+
+
+def _transfer_spec(ctx: CollectContext, token: str, source: int, dest: int, amount: int, step: str) -> RequestSpec:
+    body, headers = _json({"from": source, "to": dest, "amount": amount})
+    return RequestSpec(method="POST", path=ctx.url("/api/transfers"), headers={**headers, **_bearer(token)},
+                       body=body, step=step)
+
+
+def collect_updates(ctx: CollectContext, params: p.ConcurrentUpdatesConsistent) -> None:
+    def body(state: Any, admin: _Admin, prober: Prober) -> None:
+        token = admin.token({"exp": int(time.time()) + 600})
+        ids = [_new_account(prober, ctx, token, 1000, "setup") for _ in range(3)]
+        ctx.notes["accounts"] = ids
+        ctx.notes["initial"] = {str(i): 1000 for i in ids}
+        inc = [RequestSpec(method="POST", path=ctx.url(f"/api/accounts/{ids[0]}/increment"), headers=_bearer(token),
+                           step="increment") for _ in range(params.increments)]
+        prober.send_many(inc, concurrency=params.concurrency)
+        pairs = [(0, 1), (1, 2), (2, 0), (1, 0), (2, 1), (0, 2)]  # every direction, so transfers cross
+        specs = [_transfer_spec(ctx, token, ids[pairs[n % 6][0]], ids[pairs[n % 6][1]], 1 + n % 7, f"transfer:{n}")
+                 for n in range(params.transfers)]
+        prober.send_many(specs, concurrency=params.concurrency)
+        ctx.notes["db"] = _balances(state.dsn, ids)
+
+    _run(ctx, body, timeout=15.0)
+
+
+def _transfer_effects(exchanges: list[Any]) -> tuple[dict[str, int], int]:
+    """Balance changes the successful transfers (by their responses) imply, and how many succeeded."""
+    delta: dict[str, int] = {}
+    ok = 0
+    for e in exchanges:
+        data = e.body_json if e.status == 200 else None
+        if not data:
+            continue
+        ok += 1
+        delta[str(data["from"])] = delta.get(str(data["from"]), 0) - int(data["amount"])
+        delta[str(data["to"])] = delta.get(str(data["to"]), 0) + int(data["amount"])
+    return delta, ok
+
+
+def evaluate_updates(ev: CheckEvidence, params: p.ConcurrentUpdatesConsistent) -> Outcome:
+    expected = (f"after {params.increments} concurrent increments the counter in the database equals the number "
+                f"acknowledged; after {params.transfers} concurrent transfers every balance equals its start plus "
+                "the acknowledged transfers, and the total is unchanged")
+    bad = precheck(ev, expected, _CAPTURES)
+    if bad:
+        return bad
+    db, initial = ev.notes.get("db"), ev.notes.get("initial")
+    increments, transfers = ev.steps("increment"), ev.steps("transfer")
+    if not isinstance(db, dict) or not isinstance(initial, dict) or not increments:
+        return no_evidence(expected, "the database state after the traffic was not recorded")
+    first = str(ev.notes["accounts"][0])
+    acked = sum(1 for e in increments if e.status == 200)
+    counter = db.get(first, {}).get("counter")
+    delta, ok = _transfer_effects(transfers)
+    want = {k: v + delta.get(k, 0) for k, v in initial.items()}
+    got = {k: db.get(k, {}).get("balance") for k in initial}
+    total_before, total_after = sum(initial.values()), sum(v for v in got.values() if v is not None)
+    details = {"increments_acknowledged": acked, "counter": counter, "transfers_acknowledged": ok,
+               "balances_expected": want, "balances": got, "total_before": total_before, "total_after": total_after,
+               "increment_statuses": _statuses(increments), "transfer_statuses": _statuses(transfers)}
+    observed = (f"counter {counter} after {acked} acknowledged increments; balances {got} (expected {want}); "
+                f"total {total_after} (was {total_before})")
+    problems = []
+    if counter != acked:
+        problems.append(f"{acked} increments were acknowledged but the counter in the database is {counter}: "
+                        f"{acked - (counter or 0)} updates were lost")
+    if total_after != total_before:
+        problems.append(f"money was not conserved: the accounts held {total_before} before and {total_after} after")
+    if got != want:
+        problems.append(f"balances differ from the acknowledged transfers: {got} instead of {want}")
+    if acked == 0 or ok == 0:
+        problems.append(f"nothing was acknowledged (increments: {_statuses(increments)}; transfers: "
+                        f"{_statuses(transfers)}), so nothing is proven")
+    if problems:
+        return Outcome("fail", expected, observed, "; ".join(problems), details, len(increments) + len(transfers))
+    return Outcome("pass", expected, observed, "", details, len(increments) + len(transfers))
+
+
+def collect_rollback(ctx: CollectContext, params: p.RollbackNoPartialWrite) -> None:
+    def body(state: Any, admin: _Admin, prober: Prober) -> None:
+        token = admin.token()
+        source = _new_account(prober, ctx, token, 1000, "setup")
+        ctx.notes["account"] = source
+        ctx.notes["before"] = _balances(state.dsn, [source])
+        missing = int(_db(state.dsn, "SELECT coalesce(max(id), 0) + 1000000 FROM accounts")[0][0])
+        for _ in range(params.attempts):
+            prober.send(_transfer_spec(ctx, token, source, missing, 100, "failing"))
+        ctx.notes["after"] = _balances(state.dsn, [source])
+
+    _run(ctx, body)
+
+
+def evaluate_rollback(ev: CheckEvidence, params: p.RollbackNoPartialWrite) -> Outcome:
+    expected = "a transfer whose credit fails (the destination does not exist) is refused and its debit rolled back"
+    bad = precheck(ev, expected, _CAPTURES)
+    if bad:
+        return bad
+    before, after, failing = ev.notes.get("before"), ev.notes.get("after"), ev.steps("failing")
+    if not isinstance(before, dict) or not isinstance(after, dict) or not failing:
+        return no_evidence(expected, "the database state around the failing transfers was not recorded")
+    key = str(ev.notes.get("account"))
+    b, a = before.get(key, {}).get("balance"), after.get(key, {}).get("balance")
+    details = {"balance_before": b, "balance_after": a, "statuses": _statuses(failing)}
+    observed = f"{len(failing)} failing transfers answered {_statuses(failing)}; balance {b} -> {a}"
+    if a != b:
+        return Outcome("fail", expected, observed, f"the failed transfers left a partial write: the source balance "
+                       f"went from {b} to {a} although no transfer completed", details, len(failing))
+    served = [e for e in failing if e.status is not None and e.status < 400]
+    if served:
+        return Outcome("fail", expected, observed, "a transfer to an account that does not exist was acknowledged",
+                       details, len(failing))
+    return Outcome("pass", expected, observed, "", details, len(failing))
+
+
+def collect_ids(ctx: CollectContext, params: p.IdsUniqueConcurrent) -> None:
+    def body(state: Any, admin: _Admin, prober: Prober) -> None:
+        token = admin.token({"exp": int(time.time()) + 600})
+        account = _new_account(prober, ctx, token, 0, "setup")
+        payload, headers = _json({"account_id": account})
+        specs = [RequestSpec(method="POST", path=ctx.url("/api/orders"), headers={**headers, **_bearer(token)},
+                             body=payload, step="order") for _ in range(params.orders)]
+        prober.send_many(specs, concurrency=params.concurrency)
+        rows = _db(state.dsn, "SELECT number, count(*) FROM orders WHERE account_id = %s GROUP BY number "
+                              "HAVING count(*) > 1", (account,))
+        total = _db(state.dsn, "SELECT count(*), count(DISTINCT number) FROM orders WHERE account_id = %s", (account,))
+        ctx.notes["db"] = {"rows": int(total[0][0]), "distinct_numbers": int(total[0][1]),
+                           "duplicates": {str(r[0]): int(r[1]) for r in rows[:20]}}
+
+    _run(ctx, body, timeout=15.0)
+
+
+def evaluate_ids(ev: CheckEvidence, params: p.IdsUniqueConcurrent) -> Outcome:
+    expected = f"{params.orders} orders created concurrently get distinct numbers, in the answers and in the database"
+    bad = precheck(ev, expected, _CAPTURES)
+    if bad:
+        return bad
+    db, orders = ev.notes.get("db"), ev.steps("order")
+    if not isinstance(db, dict) or not orders:
+        return no_evidence(expected, "the orders and the database state were not recorded")
+    numbers = [e.body_json.get("number") for e in orders if e.status == 201 and e.body_json]
+    repeated = sorted({n for n in numbers if numbers.count(n) > 1})
+    details = {"acknowledged": len(numbers), "rows": db["rows"], "distinct_numbers": db["distinct_numbers"],
+               "duplicates_in_db": db["duplicates"], "statuses": _statuses(orders)}
+    observed = f"{len(numbers)} orders acknowledged; {db['rows']} rows with {db['distinct_numbers']} distinct numbers"
+    problems = []
+    if repeated:
+        problems.append(f"{plural(len(repeated), 'number')} were given to more than one order: {listing(repeated, 5)}")
+    if db["rows"] != db["distinct_numbers"]:
+        problems.append(f"the database holds {db['rows']} orders with only {db['distinct_numbers']} distinct numbers")
+    if not numbers:
+        problems.append(f"no order was acknowledged ({_statuses(orders)})")
+    if problems:
+        return Outcome("fail", expected, observed, "; ".join(problems), details, len(orders))
+    return Outcome("pass", expected, observed, "", details, len(orders))
+
+
+def collect_deadlock(ctx: CollectContext, params: p.DeadlockRetried) -> None:
+    def body(state: Any, admin: _Admin, prober: Prober) -> None:
+        token = admin.token({"exp": int(time.time()) + 600})
+        a = _new_account(prober, ctx, token, 1000, "setup")
+        b = _new_account(prober, ctx, token, 1000, "setup")
+        ctx.notes["accounts"], ctx.notes["initial"] = [a, b], {str(a): 1000, str(b): 1000}
+        deadlocks = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+        before = int(_db(state.dsn, deadlocks)[0][0])
+        specs = [_transfer_spec(ctx, token, a if n % 2 else b, b if n % 2 else a, 1 + n % 5, f"transfer:{n}")
+                 for n in range(params.transfers)]
+        prober.send_many(specs, concurrency=params.concurrency)
+        ctx.notes["db"] = _balances(state.dsn, [a, b])
+        ctx.notes["deadlocks_in_db"] = int(_db(state.dsn, deadlocks)[0][0]) - before
+
+    _run(ctx, body, timeout=15.0)
+
+
+def evaluate_deadlock(ev: CheckEvidence, params: p.DeadlockRetried) -> Outcome:
+    expected = (f"{params.transfers} opposite transfers between two accounts, {params.concurrency} at a time, all "
+                "succeed (deadlocks avoided by lock order or retried) and the balances match them")
+    bad = precheck(ev, expected, _CAPTURES)
+    if bad:
+        return bad
+    db, initial, transfers = ev.notes.get("db"), ev.notes.get("initial"), ev.steps("transfer")
+    if not isinstance(db, dict) or not isinstance(initial, dict) or not transfers:
+        return no_evidence(expected, "the transfers and the database state were not recorded")
+    delta, ok = _transfer_effects(transfers)
+    want = {k: v + delta.get(k, 0) for k, v in initial.items()}
+    got = {k: db.get(k, {}).get("balance") for k in initial}
+    failed = [e for e in transfers if e.status != 200]
+    details = {"acknowledged": ok, "statuses": _statuses(transfers), "deadlocks_in_db": ev.notes.get("deadlocks_in_db"),
+               "balances": got, "balances_expected": want}
+    observed = (f"{ok} of {len(transfers)} transfers acknowledged ({_statuses(transfers)}); "
+                f"{ev.notes.get('deadlocks_in_db')} deadlocks detected by the database")
+    problems = []
+    if failed:
+        sample = failed[0].body_json or {}
+        problems.append(f"{len(failed)} of {len(transfers)} transfers failed ({_statuses(failed)}; first: "
+                        f"{str(sample.get('error', failed[0].error or ''))[:120]}): deadlock victims were not retried")
+    if got != want:
+        problems.append(f"balances {got} do not match the acknowledged transfers ({want})")
+    if problems:
+        return Outcome("fail", expected, observed, "; ".join(problems), details, len(transfers))
+    return Outcome("pass", expected, observed, "", details, len(transfers))
+
+
+def collect_pool(ctx: CollectContext, params: p.PoolExhaustionGraceful) -> None:
+    def body(state: Any, admin: _Admin, prober: Prober) -> None:
+        token = admin.token({"exp": int(time.time()) + 600})
+        account = _new_account(prober, ctx, token, 0, "setup")
+        admin.service("PUT", "/fault", {"slow_query_ms": params.slow_query_ms})
+        specs = [RequestSpec(path=ctx.url(f"/api/accounts/{account}"), headers=_bearer(token), step="flood",
+                             timeout=params.max_latency_ms / 1000 + 2) for _ in range(params.requests)]
+        prober.send_many(specs, concurrency=params.concurrency)
+        admin.service("DELETE", "/fault")
+        time.sleep(0.2)
+        prober.send(RequestSpec(path=ctx.url(f"/api/accounts/{account}"), headers=_bearer(token), step="after",
+                                timeout=params.max_latency_ms / 1000 + 2))
+        ctx.notes["pool"] = admin.service("GET", "/pool")
+
+    _run(ctx, body, timeout=params.max_latency_ms / 1000 + 2)
+
+
+def evaluate_pool(ev: CheckEvidence, params: p.PoolExhaustionGraceful) -> Outcome:
+    expected = (f"with every connection held by {params.slow_query_ms} ms queries, {params.requests} concurrent "
+                f"requests each finish within {params.max_latency_ms:g} ms, those without a connection refused with "
+                f"{', '.join(map(str, params.expect_status))}; served normally once the load drops")
+    bad = precheck(ev, expected, _CAPTURES)
+    if bad:
+        return bad
+    flood, after = ev.steps("flood"), ev.steps("after")
+    if not flood or not after:
+        return no_evidence(expected, "the flood and the request after it were not captured")
+    slow = [e for e in flood if e.elapsed_ms is None or e.elapsed_ms > params.max_latency_ms or e.status is None]
+    shed = [e for e in flood if e.status in params.expect_status]
+    worst = max((e.elapsed_ms or 0.0) for e in flood)
+    details = {"statuses": _statuses(flood), "shed": len(shed), "worst_ms": round(worst, 1),
+               "after": after[0].status, "pool": ev.notes.get("pool")}
+    observed = f"{_statuses(flood)}; worst {worst:.0f} ms; after the load: {after[0].describe()}"
+    problems = []
+    if slow:
+        problems.append(f"{len(slow)} of {len(flood)} requests waited longer than {params.max_latency_ms:g} ms or got "
+                        f"no answer (worst {worst:.0f} ms): requests queue for a connection without a bound")
+    elif not shed:
+        problems.append("no request was refused while every connection was busy, so exhaustion was not reached")
+    other = [e for e in flood if e.status not in (200, *params.expect_status)]
+    if other:
+        problems.append(f"{len(other)} requests failed otherwise ({_statuses(other)})")
+    if after[0].status != 200:
+        problems.append(f"the service did not recover once the load dropped ({after[0].describe()})")
+    if problems:
+        return Outcome("fail", expected, observed, "; ".join(problems), details, len(flood) + 1)
+    return Outcome("pass", expected, observed, "", details, len(flood) + 1)
+
+
+# -- resilience ----------------------------------------------------------------------------------------------
+def collect_restart(ctx: CollectContext, params: p.DatabaseRestartRecovered) -> None:
+    from poetkb.demo.service.tier import start_database, stop_database
+
+    def body(state: Any, admin: _Admin, prober: Prober) -> None:
+        token = admin.token({"exp": int(time.time()) + 600})
+        account = _new_account(prober, ctx, token, 0, "setup")
+        path = ctx.url(f"/api/accounts/{account}")
+        for _ in range(3):  # every pooled connection is used once before the restart
+            prober.send(RequestSpec(path=path, headers=_bearer(token), step="before"))
+        stop_database(state)
+        try:
+            prober.send(RequestSpec(path=path, headers=_bearer(token), step="down", timeout=10))
+        finally:
+            start_database(state)
+        started = time.monotonic()
+        recovered = None
+        for attempt in range(int(params.within_s / 0.25) + 1):
+            exchange = prober.send(RequestSpec(path=path, headers=_bearer(token), step=f"after:{attempt}", timeout=5))
+            if exchange.status == 200:
+                recovered = round(time.monotonic() - started, 3)
+                break
+            if time.monotonic() - started > params.within_s:
+                break
+            time.sleep(0.25)
+        # a flawed pool may recover on one connection and not the others: three more requests
+        for _ in range(3):
+            prober.send(RequestSpec(path=path, headers=_bearer(token), step="settled", timeout=5))
+        ctx.notes["recovered_after_s"] = recovered
+
+    _run(ctx, body)
+
+
+def evaluate_restart(ev: CheckEvidence, params: p.DatabaseRestartRecovered) -> Outcome:
+    expected = (f"while the database is down requests fail fast; within {params.within_s:g} s of its restart the "
+                "service serves again, every pooled connection replaced, without a restart of the service")
+    bad = precheck(ev, expected, _CAPTURES)
+    if bad:
+        return bad
+    before, down, settled = ev.steps("before"), ev.steps("down"), ev.steps("settled")
+    if not before or not down or not settled:
+        return no_evidence(expected, "the restart experiment was not recorded whole")
+    recovered = ev.notes.get("recovered_after_s")
+    details = {"before": _statuses(before), "down": down[0].status or down[0].error_type,
+               "down_ms": down[0].elapsed_ms, "recovered_after_s": recovered, "settled": _statuses(settled)}
+    observed = (f"down: {down[0].describe()} in {down[0].elapsed_ms or 0:.0f} ms; "
+                + (f"served again after {recovered} s" if recovered is not None else "never served again")
+                + f"; then {_statuses(settled)}")
+    problems = []
+    if any(e.status != 200 for e in before):
+        problems.append(f"the service failed before the restart ({_statuses(before)})")
+    if down[0].status is not None and down[0].status < 400:
+        problems.append("a request was served while the database was down")
+    if down[0].elapsed_ms is None or down[0].elapsed_ms > 5000:
+        problems.append("the request during the outage did not fail fast")
+    if recovered is None:
+        problems.append(f"the service did not serve again within {params.within_s:g} s of the database restart")
+    bad_after = [e for e in settled if e.status != 200]
+    if bad_after:
+        problems.append(f"{len(bad_after)} of {len(settled)} requests after recovery failed ({_statuses(bad_after)}): "
+                        "broken pooled connections were not replaced")
+    if problems:
+        return Outcome("fail", expected, observed, "; ".join(problems), details, len(before) + len(settled) + 1)
+    return Outcome("pass", expected, observed, "", details, len(before) + len(settled) + 1)
+
+
+def collect_slow_dependency(ctx: CollectContext, params: p.SlowDependencyIsolated) -> None:
+    def body(state: Any, admin: _Admin, prober: Prober) -> None:
+        token = admin.token({"exp": int(time.time()) + 600})
+        admin.service("PUT", "/fault", {"dependency_latency_ms": params.dependency_latency_ms})
+        timeout = params.dependency_latency_ms / 1000 + 5
+        uses = [RequestSpec(path=ctx.url("/api/dependency"), headers=_bearer(token), step="dependent",
+                            timeout=timeout) for _ in range(params.requests)]
+        others = [RequestSpec(path=ctx.url("/api/me"), headers=_bearer(token), step="independent", timeout=timeout)
+                  for _ in range(params.requests)]
+        prober.send_many(uses + others, concurrency=min(2 * params.requests, 16))
+        prober.send(RequestSpec(path=ctx.url("/health"), step="health", timeout=timeout))
+
+    _run(ctx, body, timeout=params.dependency_latency_ms / 1000 + 5)
+
+
+def evaluate_slow_dependency(ev: CheckEvidence, params: p.SlowDependencyIsolated) -> Outcome:
+    expected = (f"with the dependency answering after {params.dependency_latency_ms} ms, calls to it end within "
+                f"{params.max_latency_ms:g} ms (timeout), and requests that do not use it and health stay fast")
+    bad = precheck(ev, expected, _CAPTURES)
+    if bad:
+        return bad
+    dependent, independent, health_ = ev.steps("dependent"), ev.steps("independent"), ev.steps("health")
+    if not dependent or not independent or not health_:
+        return no_evidence(expected, "the requests during the slow dependency were not captured")
+    worst_dep = max((e.elapsed_ms or 1e9) for e in dependent)
+    worst_ind = max((e.elapsed_ms or 1e9) for e in [*independent, *health_])
+    details = {"dependent": _statuses(dependent), "worst_dependent_ms": round(worst_dep, 1),
+               "independent": _statuses(independent), "worst_independent_ms": round(worst_ind, 1)}
+    observed = (f"dependent: {_statuses(dependent)}, worst {worst_dep:.0f} ms; others: {_statuses(independent)}, "
+                f"worst {worst_ind:.0f} ms")
+    problems = []
+    if worst_dep > params.max_latency_ms:
+        problems.append(f"calls to the slow dependency took up to {worst_dep:.0f} ms (limit "
+                        f"{params.max_latency_ms:g}): no timeout cuts them off")
+    if worst_ind > params.max_latency_ms or any(e.status != 200 for e in [*independent, *health_]):
+        problems.append(f"requests that do not use the dependency suffered ({_statuses(independent)}, worst "
+                        f"{worst_ind:.0f} ms)")
+    if problems:
+        return Outcome("fail", expected, observed, "; ".join(problems), details, len(dependent) + len(independent))
+    return Outcome("pass", expected, observed, "", details, len(dependent) + len(independent))
+
+
+def collect_threads(ctx: CollectContext, params: p.ThreadsBounded) -> None:
+    def body(state: Any, admin: _Admin, prober: Prober) -> None:
+        token = admin.token({"exp": int(time.time()) + 600})
+        admin.service("PUT", "/fault", {"dependency_latency_ms": params.dependency_latency_ms})
+        peak = [0]
+        stop = threading.Event()
+
+        def watch() -> None:
+            for _ in range(400):  # bounded: at most 400 polls of 25 ms
+                if stop.is_set():
+                    return
+                with contextlib.suppress(Exception):  # a refused poll is just not a sample
+                    peak[0] = max(peak[0], int(admin.service("GET", "/counters").get("threads", 0)))
+                time.sleep(0.025)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        specs = [RequestSpec(path=ctx.url("/api/dependency"), headers=_bearer(token), step="burst",
+                             timeout=params.max_latency_ms / 1000 + 2) for _ in range(params.requests)]
+        try:
+            prober.send_many(specs, concurrency=min(params.requests, 64))
+        finally:
+            stop.set()
+            watcher.join(timeout=5)
+        ctx.notes["peak_threads"] = peak[0]
+        ctx.notes["shed"] = admin.service("GET", "/counters").get("shed")
+
+    _run(ctx, body, timeout=params.max_latency_ms / 1000 + 2)
+
+
+def evaluate_threads(ev: CheckEvidence, params: p.ThreadsBounded) -> Outcome:
+    expected = (f"a burst of {params.requests} concurrent slow requests keeps the service at {params.max_threads} "
+                f"threads or fewer, sheds the excess at once (503/429) and answers every request within "
+                f"{params.max_latency_ms:g} ms")
+    bad = precheck(ev, expected, _CAPTURES)
+    if bad:
+        return bad
+    burst = ev.steps("burst")
+    peak = ev.notes.get("peak_threads")
+    if not burst or peak is None:
+        return no_evidence(expected, "the burst and the thread count were not recorded")
+    shed = [e for e in burst if e.status in (503, 429)]
+    slow = [e for e in burst if e.elapsed_ms is None or e.elapsed_ms > params.max_latency_ms or e.status is None]
+    details = {"statuses": _statuses(burst), "peak_threads": peak, "shed": len(shed)}
+    observed = f"{_statuses(burst)}; peak {peak} threads"
+    problems = []
+    if peak > params.max_threads:
+        problems.append(f"the service grew to {peak} threads (limit {params.max_threads}): workers are not bounded")
+    if not shed:
+        problems.append(f"none of {len(burst)} concurrent requests was shed: the excess queued instead")
+    if slow:
+        problems.append(f"{len(slow)} requests took longer than {params.max_latency_ms:g} ms or got no answer")
+    if problems:
+        return Outcome("fail", expected, observed, "; ".join(problems), details, len(burst))
+    return Outcome("pass", expected, observed, "", details, len(burst))
+
+
+COLLECTORS.update({
+    "concurrent_updates_consistent": collect_updates,
+    "rollback_no_partial_write": collect_rollback,
+    "ids_unique_concurrent": collect_ids,
+    "deadlock_retried": collect_deadlock,
+    "pool_exhaustion_graceful": collect_pool,
+    "database_restart_recovered": collect_restart,
+    "slow_dependency_isolated": collect_slow_dependency,
+    "threads_bounded": collect_threads,
+})
+EVALUATORS.update({
+    "concurrent_updates_consistent": evaluate_updates,
+    "rollback_no_partial_write": evaluate_rollback,
+    "ids_unique_concurrent": evaluate_ids,
+    "deadlock_retried": evaluate_deadlock,
+    "pool_exhaustion_graceful": evaluate_pool,
+    "database_restart_recovered": evaluate_restart,
+    "slow_dependency_isolated": evaluate_slow_dependency,
+    "threads_bounded": evaluate_threads,
+})
