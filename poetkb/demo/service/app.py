@@ -3,7 +3,7 @@
 Routes (every ``/api/`` route needs a valid bearer token; the edge forwards
 ``/svc/api/...`` here with the prefix kept, and it is stripped):
 
-- ``GET /`` and ``GET /health``: the service and its database answer.
+- ``GET /`` and ``GET /health``: the service and its database answer; ``GET /live``: the process answers.
 - ``GET /api/me``: who the token says you are (the handler counts its calls per ``poet`` marker, so a
   gate proves a refused token never reached it).
 - ``POST /api/accounts`` ``{owner, balance}``, ``GET /api/accounts/ID``, ``POST /api/accounts/ID/increment``.
@@ -183,6 +183,8 @@ def make_handler(svc: Service) -> type[BaseHTTPRequestHandler]:
             try:
                 if path.startswith("/__poet/"):
                     self._admin(method, path, query, body)
+                elif path == "/live":
+                    self._reply(200, {"live": True})
                 elif path in ("/", "/health"):
                     svc.store.ping()
                     self._reply(200, {"service": "poet-demo-service", "variant": svc.settings.variant})
@@ -281,6 +283,8 @@ class BoundedServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    #: the listen backlog: a burst of connections is accepted (then served or shed), not dropped by the kernel
+    request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, workers: int,
                  queue: int, counters: Counters, unbounded: bool = False) -> None:

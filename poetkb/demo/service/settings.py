@@ -29,7 +29,7 @@ class ServiceSettings(PoetModel):
     issuer_admin_url: str
     mock_auth: bool = False
     pool_size: int = Field(default=4, ge=1, le=32)
-    pool_timeout_s: float = Field(default=0.5, gt=0, le=30)
+    pool_timeout_s: float = Field(default=1.0, gt=0, le=30)
     workers: int = Field(default=8, ge=1, le=64)
     queue: int = Field(default=16, ge=0, le=256)
     dependency_timeout_s: float = Field(default=0.8, gt=0, le=30)

@@ -80,7 +80,9 @@ VARIANTS: dict[str, ServiceVariant] = {v.name: v for v in [
         outage="Junk kids turn each request into a call to the identity provider, which then rate-limits "
                "every service."),
     ServiceVariant(
-        name="lost-update", flaws=Flaws(lost_update=True), breaks=["data.concurrency.no_lost_update"],
+        name="lost-update", flaws=Flaws(lost_update=True),
+        # the deadlock check also compares the balances of its transfers with what was acknowledged
+        breaks=["data.concurrency.no_lost_update", "data.deadlock.retried"],
         description="Increments and transfers read a balance, then write it back, without a lock.",
         outage="Concurrent writes overwrite each other: counts go missing and money appears or vanishes."),
     ServiceVariant(

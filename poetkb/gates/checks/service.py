@@ -822,7 +822,7 @@ def collect_slow_dependency(ctx: CollectContext, params: p.SlowDependencyIsolate
         others = [RequestSpec(path=ctx.url("/api/me"), headers=_bearer(token), step="independent", timeout=timeout)
                   for _ in range(params.requests)]
         prober.send_many(uses + others, concurrency=min(2 * params.requests, 16))
-        prober.send(RequestSpec(path=ctx.url("/health"), step="health", timeout=timeout))
+        prober.send(RequestSpec(path=ctx.url("/live"), step="health", timeout=timeout))
 
     _run(ctx, body, timeout=params.dependency_latency_ms / 1000 + 5)
 
