@@ -6,8 +6,9 @@ refuses to run as root, so when poetkb runs as root every command runs as the
 ``postgres`` system user (``runuser``), and the data directory is owned by it.
 When that user cannot reach the run directory (a parent is private, as pytest's
 temporary directories are), the cluster is made in a directory of its own under
-the system's temporary directory instead, named after the run directory, and
-``pgdata`` in the run directory links to it. Local connections are trusted (the
+the system's temporary directory instead (``poet-pg-<digest of the run
+directory>/data``, its log beside it), and ``pgdata`` in the run directory links
+to it. Local connections are trusted (the
 demo's database holds only demo data and listens on loopback only).
 """
 
@@ -63,7 +64,13 @@ class Cluster:
         self.run_dir = run_dir
         self.port = port
         self.link = run_dir / "pgdata"
-        self.log = run_dir / "logs" / "postgres.log"
+
+    @property
+    def log(self) -> Path:
+        """PostgreSQL's log: in the run directory's ``logs/``, or beside a private data directory."""
+        if self.link.is_symlink():
+            return self.data_dir.parent / "postgres.log"
+        return self.run_dir / "logs" / "postgres.log"
 
     # -- where --------------------------------------------------------------------------------------
     @property
@@ -92,13 +99,14 @@ class Cluster:
             raise EnvironmentProblem(f"cannot run {argv[0]}: {exc.strerror}", hint=INSTALL_HINT) from exc
 
     def _reachable_by_postgres(self, directory: Path) -> bool:
-        done = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-w", str(directory)],
+        """True when the postgres user can reach ``directory`` (every parent lets it through)."""
+        done = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(directory)],
                               capture_output=True, timeout=10)
         return done.returncode == 0
 
     def _prepare_dir(self) -> Path:
         """Create the (empty) data directory, owned by whoever runs PostgreSQL."""
-        self.log.parent.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         if self.link.is_symlink() or self.link.exists():
             return self.data_dir
         if not _as_root():
@@ -106,7 +114,7 @@ class Cluster:
             return self.link
         uid, gid = _pg_user()
         self.run_dir.chmod(0o755)
-        os.chown(self.log.parent, uid, gid)
+        os.chown(self.run_dir / "logs", uid, gid)
         if self._reachable_by_postgres(self.run_dir):
             self.link.mkdir(mode=0o700)
             os.chown(self.link, uid, gid)
@@ -117,8 +125,8 @@ class Cluster:
             shutil.rmtree(private)
         private.mkdir(mode=0o700)
         os.chown(private, uid, gid)
-        self.link.symlink_to(private)
-        return private
+        self.link.symlink_to(private / "data")
+        return private / "data"
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def init(self) -> None:
@@ -177,6 +185,8 @@ class Cluster:
         data = self.data_dir
         if self.link.is_symlink():
             self.link.unlink()
+            if data.parent.name.startswith("poet-pg-"):
+                data = data.parent
         if data.exists():
             shutil.rmtree(data, ignore_errors=True)
 

@@ -116,24 +116,31 @@ def up(variant: str = GOOD, base_port: int | None = None) -> ServiceState:
         if current is not None:
             if (current.variant, current.base_port) == (variant, base) and _alive(current, root) and \
                     health.http_request(current.service_url + "/health", timeout=2).status == 200:
-                return current
+                # PostgreSQL may have been restarted under the service (a gate's experiment): its pid now
+                postmaster = Cluster(root, current.ports["postgres"]).pid() or 0
+                return current.model_copy(update={"pids": {**current.pids, "postgres": postmaster}})
+            if current.base_port == base and procs.alive(Cluster(root, current.ports["postgres"]).pid()):
+                # another variant on the same ports: keep PostgreSQL, give the new service a fresh database
+                _stop(current, root, keep_database=True)
+                return _start(chosen.name, list(chosen.breaks), base, root, reuse=True)
             _stop(current, root)
         else:
-            _stop_strays(root)
+            _stop(None, root)
         return _start(chosen.name, list(chosen.breaks), base, root)
 
 
-def _start(variant: str, breaks: list[str], base: int, root: Path) -> ServiceState:
+def _start(variant: str, breaks: list[str], base: int, root: Path, *, reuse: bool = False) -> ServiceState:
     ports = ports_for(base)
-    check_ports_free(ports)
+    check_ports_free({n: p for n, p in ports.items() if not (reuse and n == "postgres")})
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(root, ports["postgres"])
     pids: dict[str, int] = {}
     try:
-        cluster.remove()
-        cluster.init()
-        cluster.start()
+        if not reuse:
+            cluster.remove()
+            cluster.init()
+            cluster.start()
         pids["postgres"] = cluster.pid() or 0
         _fresh_database(ports["postgres"])
         marker = _marker(root)
@@ -204,7 +211,7 @@ def _tail(path: Path, lines: int = 12) -> str:
         return "(no log)"
 
 
-def _stop(state: ServiceState | None, root: Path) -> list[str]:
+def _stop(state: ServiceState | None, root: Path, *, keep_database: bool = False) -> list[str]:
     stopped = []
     if state is not None:
         for name in ("app", "sidecar"):
@@ -213,8 +220,12 @@ def _stop(state: ServiceState | None, root: Path) -> list[str]:
                 procs.stop(pid)
                 stopped.append(f"service {name}")
     stopped += [f"stray service process {pid}" for pid in _stop_strays(root)]
+    if keep_database:
+        return stopped
     cluster = Cluster(root, state.ports["postgres"] if state else 0)
     pid = cluster.pid()
+    if pid is not None and not procs.alive(pid):
+        pid = None
     if pid is not None and procs.alive(pid):
         cluster.stop()
         if procs.wait_gone([pid], 10.0):
@@ -226,7 +237,10 @@ def _stop(state: ServiceState | None, root: Path) -> list[str]:
 
 
 def _stop_strays(root: Path) -> list[int]:
-    strays = procs.find_by_marker(_marker(root))
+    """Stop processes of this run directory no state file knows about (after a crash); PostgreSQL is left to
+    ``pg_ctl`` (a signal to its postmaster alone would orphan its backends)."""
+    postmaster = Cluster(root, 0).pid()
+    strays = [pid for pid in procs.find_by_marker(_marker(root)) if pid != postmaster]
     for pid in strays:
         procs.stop(pid)
     return strays
