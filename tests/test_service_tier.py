@@ -47,9 +47,9 @@ def service(shared_home: Path, isolated_home: Path, kb: Any, base_port: int,
 def _postgres_pids() -> set[int]:
     found = set()
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and procs.alive(int(entry.name)):
-            if procs.cmdline(int(entry.name)).startswith(("postgres", "/usr/lib/postgresql")):
-                found.add(int(entry.name))
+        if entry.name.isdigit() and procs.alive(int(entry.name)) and \
+                procs.cmdline(int(entry.name)).startswith(("postgres", "/usr/lib/postgresql")):
+            found.add(int(entry.name))
     return found
 
 
