@@ -191,6 +191,7 @@ SERVICE_KINDS: dict[str, KindSpec] = {spec.name: spec for spec in [
     _k("database_restart_recovered", p.DatabaseRestartRecovered, "service", _HTTP, traffic=False),
     _k("slow_dependency_isolated", p.SlowDependencyIsolated, "service", _HTTP, traffic=False),
     _k("threads_bounded", p.ThreadsBounded, "service", _HTTP, traffic=False),
+    _k("service_load_slo", p.ServiceLoadSlo, "service", _HTTP, traffic=False),
 ]}
 KINDS.update(SERVICE_KINDS)
 

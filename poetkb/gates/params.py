@@ -540,3 +540,16 @@ class ThreadsBounded(PoetModel):
     dependency_latency_ms: Annotated[int, Field(ge=100, le=5000)] = 700
     max_threads: Annotated[int, Field(ge=1, le=10_000)] = 40
     max_latency_ms: Millis = 5000
+
+
+class ServiceLoadSlo(PoetModel):
+    """A short, bounded closed-loop load on the service, judged by the load module's SLO interpretation."""
+
+    slo: Literal["latency", "error_rate", "throughput"] = "latency"
+    path: Path_ = "/api/me"
+    requests: Annotated[int, Field(ge=10, le=2000)] = 400
+    concurrency: Concurrency = 8
+    percentile: Literal["p50", "p90", "p95", "p99"] = "p95"
+    max_ms: Millis = 250
+    max_rate: Ratio = 0.01
+    min_rps: Annotated[float, Field(gt=0, le=100_000)] = 50

@@ -213,6 +213,11 @@ def make_handler(svc: Service) -> type[BaseHTTPRequestHandler]:
             marker = (query.get("poet") or [""])[0]
             svc.counters.handle(marker)
             if path == "/api/me" and method == "GET":
+                if svc.flaws.slow_handler:
+                    time.sleep(0.4)  # the flaw: needless synchronous work on every call
+                if svc.flaws.flaky_handler and svc.counters.total_handled % 20 == 0:
+                    self._reply(500, {"error": "internal error (seeded fault)"})  # the flaw: one call in twenty
+                    return
                 self._reply(200, {"sub": claims.get("sub"), "mock": bool(claims.get("mock"))})
             elif path == "/api/accounts" and method == "POST":
                 self._reply(201, svc.store.create_account(str(body.get("owner", "demo"))[:64],

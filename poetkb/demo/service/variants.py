@@ -33,6 +33,8 @@ class Flaws(PoetModel):
     deadlock_unretried: bool = False
     threads_unbounded: bool = False
     no_reconnect: bool = False
+    slow_handler: bool = False
+    flaky_handler: bool = False
 
 
 class ServiceVariant(PoetModel):
@@ -114,6 +116,14 @@ VARIANTS: dict[str, ServiceVariant] = {v.name: v for v in [
         name="no-reconnect", flaws=Flaws(no_reconnect=True), breaks=["resilience.dependency.restart"],
         description="Pooled connections are never validated or replaced: after a database restart they stay broken.",
         outage="The database restarted for a minor upgrade; the service needs a restart by hand to serve again."),
+    ServiceVariant(
+        name="slow-handler", flaws=Flaws(slow_handler=True), breaks=["perf.latency.slo", "perf.throughput.slo"],
+        description="GET /api/me does 400 ms of needless work on every call.",
+        outage="A release adds a synchronous call to every request: p95 and capacity both collapse."),
+    ServiceVariant(
+        name="flaky-handler", flaws=Flaws(flaky_handler=True), breaks=["perf.error_rate.slo"],
+        description="Every twentieth GET /api/me fails with 500.",
+        outage="A race in a new code path fails one request in twenty under load."),
 ]}
 
 

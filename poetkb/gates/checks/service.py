@@ -931,3 +931,61 @@ EVALUATORS.update({
     "slow_dependency_isolated": evaluate_slow_dependency,
     "threads_bounded": evaluate_threads,
 })
+
+
+# -- perf: a short bounded load, judged by poetkb.load ---------------------------------------------------------
+def collect_load(ctx: CollectContext, params: p.ServiceLoadSlo) -> None:
+    def body(state: Any, admin: _Admin, prober: Prober) -> None:
+        token = admin.token({"exp": int(time.time()) + 600})
+        specs = [RequestSpec(path=ctx.url(params.path), headers=_bearer(token), step="load", timeout=5)
+                 for _ in range(params.requests)]
+        started = time.monotonic()
+        prober.send_many(specs, concurrency=params.concurrency)
+        ctx.notes["load_duration_s"] = round(time.monotonic() - started, 3)
+
+    _run(ctx, body, timeout=5.0)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q / 100 * len(ordered) + 0.5)) - 1))]
+
+
+def evaluate_load(ev: CheckEvidence, params: p.ServiceLoadSlo) -> Outcome:
+    from poetkb.load.checks import evaluate_check
+    from poetkb.load.metrics import MetricsSummary, PhaseMetrics
+
+    expected = {"latency": f"{params.percentile} at most {params.max_ms:g} ms",
+                "error_rate": f"error rate at most {params.max_rate:.2%}",
+                "throughput": f"at least {params.min_rps:g} requests/s"}[params.slo]
+    expected += f" over {params.requests} requests, {params.concurrency} at a time"
+    bad = precheck(ev, expected, _CAPTURES)
+    if bad:
+        return bad
+    load, duration = ev.steps("load"), ev.notes.get("load_duration_s")
+    if not load or not duration:
+        return no_evidence(expected, "the load run was not recorded")
+    latencies = [e.elapsed_ms for e in load if e.elapsed_ms is not None]
+    errors = sum(1 for e in load if e.status is None or e.status >= 400)
+    ok = len(load) - errors
+    window = PhaseMetrics(p50_ms=_percentile(latencies, 50), p90_ms=_percentile(latencies, 90),
+                          p95_ms=_percentile(latencies, 95), p99_ms=_percentile(latencies, 99),
+                          error_rate=errors / len(load), throughput_rps=round(ok / float(duration), 2),
+                          requests=len(load), duration_s=float(duration))
+    summary = MetricsSummary(source="the gate's load on the demo service", format="samples",
+                             phases={"steady": window}, sample_count=len(latencies), samples_ms=latencies[:5000],
+                             **window.model_dump())
+    kind, check = {"latency": ("slo_latency", {"percentile": params.percentile, "max_ms": params.max_ms}),
+                   "error_rate": ("slo_error_rate", {"max_rate": params.max_rate}),
+                   "throughput": ("slo_throughput", {"min_rps": params.min_rps})}[params.slo]
+    verdict, observed, wanted, diagnosis = evaluate_check(kind, {**check, "phase": "steady"}, summary)
+    details = {"p50_ms": window.p50_ms, "p95_ms": window.p95_ms, "p99_ms": window.p99_ms,
+               "error_rate": window.error_rate, "throughput_rps": window.throughput_rps,
+               "statuses": _statuses(load), "duration_s": duration}
+    shown = (f"p95 {window.p95_ms:.1f} ms, p99 {window.p99_ms:.1f} ms, error rate {window.error_rate:.2%}, "
+             f"{window.throughput_rps:g} requests/s ({_statuses(load)})")
+    return Outcome(verdict, expected, shown, "" if verdict == "pass" else diagnosis, details, len(load))
+
+
+COLLECTORS["service_load_slo"] = collect_load
+EVALUATORS["service_load_slo"] = evaluate_load
