@@ -547,7 +547,7 @@ class ServiceLoadSlo(PoetModel):
 
     slo: Literal["latency", "error_rate", "throughput"] = "latency"
     path: Path_ = "/api/me"
-    requests: Annotated[int, Field(ge=10, le=2000)] = 400
+    requests: Annotated[int, Field(ge=10, le=2000)] = 200
     concurrency: Concurrency = 8
     percentile: Literal["p50", "p90", "p95", "p99"] = "p95"
     max_ms: Millis = 250

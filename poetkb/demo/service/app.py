@@ -214,7 +214,7 @@ def make_handler(svc: Service) -> type[BaseHTTPRequestHandler]:
             svc.counters.handle(marker)
             if path == "/api/me" and method == "GET":
                 if svc.flaws.slow_handler:
-                    time.sleep(0.4)  # the flaw: needless synchronous work on every call
+                    time.sleep(0.3)  # the flaw: needless synchronous work on every call
                 if svc.flaws.flaky_handler and svc.counters.total_handled % 20 == 0:
                     self._reply(500, {"error": "internal error (seeded fault)"})  # the flaw: one call in twenty
                     return

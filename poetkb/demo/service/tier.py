@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import Field
 
 from poetkb.demo import health, procs
-from poetkb.demo.layout import HOST, base_port_from_env, check_ports_free
+from poetkb.demo.layout import HOST, base_port_from_env, check_ports_free, port_free
 from poetkb.demo.service.issuer import AUDIENCE, ISSUER
 from poetkb.demo.service.pg import Cluster, find_bin
 from poetkb.demo.service.settings import ServiceSettings
@@ -131,7 +131,10 @@ def up(variant: str = GOOD, base_port: int | None = None) -> ServiceState:
 
 def _start(variant: str, breaks: list[str], base: int, root: Path, *, reuse: bool = False) -> ServiceState:
     ports = ports_for(base)
-    check_ports_free({n: p for n, p in ports.items() if not (reuse and n == "postgres")})
+    needed = {n: p for n, p in ports.items() if not (reuse and n == "postgres")}
+    # processes stopped a moment ago may still be closing their listeners on a loaded machine: wait a little
+    health.wait_for(lambda: all(port_free(p) for p in needed.values()), timeout=5.0, interval=0.1)
+    check_ports_free(needed)
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(root, ports["postgres"])

@@ -118,7 +118,7 @@ VARIANTS: dict[str, ServiceVariant] = {v.name: v for v in [
         outage="The database restarted for a minor upgrade; the service needs a restart by hand to serve again."),
     ServiceVariant(
         name="slow-handler", flaws=Flaws(slow_handler=True), breaks=["perf.latency.slo", "perf.throughput.slo"],
-        description="GET /api/me does 400 ms of needless work on every call.",
+        description="GET /api/me does 300 ms of needless work on every call.",
         outage="A release adds a synchronous call to every request: p95 and capacity both collapse."),
     ServiceVariant(
         name="flaky-handler", flaws=Flaws(flaky_handler=True), breaks=["perf.error_rate.slo"],
