@@ -192,6 +192,7 @@ SERVICE_KINDS: dict[str, KindSpec] = {spec.name: spec for spec in [
     _k("slow_dependency_isolated", p.SlowDependencyIsolated, "service", _HTTP, traffic=False),
     _k("threads_bounded", p.ThreadsBounded, "service", _HTTP, traffic=False),
     _k("service_load_slo", p.ServiceLoadSlo, "service", _HTTP, traffic=False),
+    _k("migration_lock_bounded", p.MigrationLockBounded, "service", _HTTP, traffic=False),
 ]}
 KINDS.update(SERVICE_KINDS)
 

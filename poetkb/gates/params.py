@@ -553,3 +553,11 @@ class ServiceLoadSlo(PoetModel):
     max_ms: Millis = 250
     max_rate: Ratio = 0.01
     min_rps: Annotated[float, Field(gt=0, le=100_000)] = 50
+
+
+class MigrationLockBounded(PoetModel):
+    """An online migration meeting a long read gives up its lock wait in time; traffic never stalls behind it."""
+
+    hold_read_s: Annotated[float, Field(gt=0, le=10)] = 3.0
+    reads: Count = 10
+    max_stall_ms: Millis = 2000

@@ -12,8 +12,9 @@ Routes (every ``/api/`` route needs a valid bearer token; the edge forwards
 - ``GET /api/dependency``: calls the slow dependency with a timeout (504 when it runs out).
 
 Admin API under ``/__poet/`` (no auth, loopback only, like the upstreams'):
-``GET counters[?marker=M]``, ``PUT fault`` ``{slow_query_ms, hold_lock_s, drop_connections,
-dependency_latency_ms, jwks_down}``, ``DELETE fault``, ``POST jwks/flush``, ``GET pool``.
+``GET counters[?marker=M]``, ``PUT fault`` ``{slow_query_ms, hold_lock_s, hold_read_s, drop_connections,
+dependency_latency_ms, jwks_down}``, ``DELETE fault``, ``POST migrate`` ``{name}`` (an online migration),
+``POST jwks/flush``, ``GET pool``.
 
 Requests beyond ``workers`` running plus ``queue`` waiting are shed at once with
 503, and a request that cannot get a database connection within
@@ -38,7 +39,17 @@ from urllib.parse import parse_qs, urlsplit
 
 from poetkb.demo.service.auth import AuthError, JwksCache, Verifier
 from poetkb.demo.service.settings import ServiceSettings, startup_problems
-from poetkb.demo.service.store import Faults, NotFound, Pool, PoolTimeout, Refused, Store, hold_lock, migrate
+from poetkb.demo.service.store import (
+    Faults,
+    NotFound,
+    Pool,
+    PoolTimeout,
+    Refused,
+    Store,
+    hold_lock,
+    migrate,
+    online_migration,
+)
 
 MAX_BODY = 64 * 1024
 MAX_MARKERS = 2000
@@ -113,6 +124,9 @@ class Service:
         if body.get("hold_lock_s"):
             hold_lock(self.settings.dsn, float(body["hold_lock_s"]))
             done["hold_lock_s"] = float(body["hold_lock_s"])
+        if body.get("hold_read_s"):
+            hold_lock(self.settings.dsn, float(body["hold_read_s"]), mode="ACCESS SHARE")
+            done["hold_read_s"] = float(body["hold_read_s"])
         if body.get("drop_connections"):
             done["dropped"] = self.store.drop_connections()
         if "dependency_latency_ms" in body:
@@ -256,6 +270,8 @@ def make_handler(svc: Service) -> type[BaseHTTPRequestHandler]:
                 self._reply(200, svc.set_fault(body))
             elif path == "/__poet/fault" and method == "DELETE":
                 self._reply(200, svc.heal())
+            elif path == "/__poet/migrate" and method == "POST":
+                self._reply(200, online_migration(svc.settings.dsn, str(body.get("name", "")), svc.flaws))
             elif path == "/__poet/jwks/flush" and method == "POST":
                 svc.cache.flush()
                 self._reply(200, {"flushed": True})

@@ -39,6 +39,13 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("002_order_number_unique", "CREATE UNIQUE INDEX orders_number_key ON orders (number);"),
 ]
 
+#: migrations applied while the service runs (``POST /__poet/migrate``), each under a bounded lock wait
+ONLINE_MIGRATIONS: dict[str, str] = {
+    "003_accounts_note": "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS note text",
+}
+#: the longest an online migration waits for its lock before it gives up (and is tried again later)
+MIGRATION_LOCK_TIMEOUT = "1s"
+
 #: how often a transfer that hit a deadlock or serialization failure is tried in all
 TRANSFER_TRIES = 4
 
@@ -322,13 +329,41 @@ class Store:
         return len(rows)
 
 
-def hold_lock(dsn: str, seconds: float) -> threading.Thread:
-    """Hold an exclusive lock on ``accounts`` for ``seconds`` (at most 30) in a thread of its own."""
+def online_migration(dsn: str, name: str, flaws: Flaws) -> dict[str, Any]:
+    """Apply one online migration, waiting at most MIGRATION_LOCK_TIMEOUT for its lock; say what happened."""
     import psycopg
+
+    sql = ONLINE_MIGRATIONS.get(name)
+    if sql is None:
+        raise NotFound(f"no online migration {name!r}")
+    started = time.monotonic()
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        if conn.execute("SELECT 1 FROM schema_migrations WHERE name = %s", (name,)).fetchone():
+            return {"name": name, "applied": True, "already": True, "elapsed_ms": 0.0}
+        try:
+            with conn.transaction():
+                # the flaw: no lock_timeout, so the ALTER queues behind any reader and every query behind it
+                timeout = "0" if flaws.migration_no_lock_timeout else MIGRATION_LOCK_TIMEOUT
+                conn.execute(f"SET LOCAL lock_timeout = '{timeout}'")
+                conn.execute(sql)
+                conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
+        except psycopg.errors.LockNotAvailable:
+            return {"name": name, "applied": False, "reason": f"lock not acquired within {MIGRATION_LOCK_TIMEOUT}",
+                    "elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
+    return {"name": name, "applied": True, "elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+def hold_lock(dsn: str, seconds: float, *, mode: str = "ACCESS EXCLUSIVE") -> threading.Thread:
+    """Hold a lock on ``accounts`` for ``seconds`` (at most 30) in a thread of its own (ACCESS SHARE: a long
+    read, which an ALTER TABLE must wait for)."""
+    import psycopg
+
+    if mode not in ("ACCESS EXCLUSIVE", "ACCESS SHARE"):
+        raise ValueError(mode)
 
     def hold() -> None:
         with psycopg.connect(dsn) as conn, conn.transaction():
-            conn.execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
+            conn.execute(f"LOCK TABLE accounts IN {mode} MODE")
             time.sleep(min(seconds, 30.0))
 
     thread = threading.Thread(target=hold, daemon=True, name="poet-held-lock")

@@ -34,6 +34,7 @@ class Flaws(PoetModel):
     threads_unbounded: bool = False
     no_reconnect: bool = False
     slow_handler: bool = False
+    migration_no_lock_timeout: bool = False
     flaky_handler: bool = False
 
 
@@ -124,6 +125,11 @@ VARIANTS: dict[str, ServiceVariant] = {v.name: v for v in [
         name="flaky-handler", flaws=Flaws(flaky_handler=True), breaks=["perf.error_rate.slo"],
         description="Every twentieth GET /api/me fails with 500.",
         outage="A race in a new code path fails one request in twenty under load."),
+    ServiceVariant(
+        name="migration-no-lock-timeout", flaws=Flaws(migration_no_lock_timeout=True),
+        breaks=["data.migration.lock_bounded"],
+        description="The online migration takes its exclusive lock with no lock_timeout.",
+        outage="An ALTER TABLE queues behind a long read and every query on the table queues behind the ALTER."),
 ]}
 
 

@@ -989,3 +989,74 @@ def evaluate_load(ev: CheckEvidence, params: p.ServiceLoadSlo) -> Outcome:
 
 COLLECTORS["service_load_slo"] = collect_load
 EVALUATORS["service_load_slo"] = evaluate_load
+
+
+# -- migrations ------------------------------------------------------------------------------------------------
+def collect_migration_lock(ctx: CollectContext, params: p.MigrationLockBounded) -> None:
+    import httpx
+
+    def body(state: Any, admin: _Admin, prober: Prober) -> None:
+        token = admin.token({"exp": int(time.time()) + 600})
+        account = _new_account(prober, ctx, token, 0, "setup")
+        held_at = time.monotonic()
+        admin.service("PUT", "/fault", {"hold_read_s": params.hold_read_s})
+        time.sleep(0.2)  # the long read has its lock
+        outcome: dict[str, Any] = {}
+
+        def migrate() -> None:
+            started = time.monotonic()
+            try:
+                with httpx.Client(timeout=params.hold_read_s + 10, trust_env=False) as client:
+                    response = client.post(state.admin_url + "/migrate", json={"name": "003_accounts_note"})
+                outcome.update(response.json() if response.status_code == 200 else {"status": response.status_code})
+            except httpx.HTTPError as exc:
+                outcome["error"] = f"{type(exc).__name__}: {exc}"
+            outcome["wall_ms"] = round((time.monotonic() - started) * 1000, 1)
+
+        runner = threading.Thread(target=migrate, daemon=True)
+        runner.start()
+        time.sleep(0.2)  # the migration now waits for its lock (or has given up)
+        spacing = params.hold_read_s / params.reads
+        for _ in range(params.reads):
+            prober.send(RequestSpec(path=ctx.url(f"/api/accounts/{account}"), headers=_bearer(token), step="read",
+                                    timeout=params.hold_read_s + 5))
+            time.sleep(spacing)
+        runner.join(timeout=params.hold_read_s + 15)
+        ctx.notes["migration"] = outcome
+        ctx.sleep_until(held_at + params.hold_read_s + 0.3)  # the long read is over: the migration can now apply
+        ctx.notes["retry"] = admin.service("POST", "/migrate", {"name": "003_accounts_note"})
+
+    _run(ctx, body, timeout=params.hold_read_s + 5)
+
+
+def evaluate_migration_lock(ev: CheckEvidence, params: p.MigrationLockBounded) -> Outcome:
+    expected = (f"while a {params.hold_read_s:g} s read holds the table, the migration gives up its lock wait and "
+                f"reads stall at most {params.max_stall_ms:g} ms; it applies once the read is over")
+    bad = precheck(ev, expected, _CAPTURES)
+    if bad:
+        return bad
+    reads, migration, retry = ev.steps("read"), ev.notes.get("migration"), ev.notes.get("retry")
+    if not reads or not isinstance(migration, dict) or not isinstance(retry, dict):
+        return no_evidence(expected, "the migration experiment was not recorded whole")
+    worst = max((e.elapsed_ms or 1e9) for e in reads)
+    failed = [e for e in reads if e.status != 200]
+    details = {"reads": _statuses(reads), "worst_read_ms": round(worst, 1), "migration": migration, "retry": retry}
+    observed = (f"reads {_statuses(reads)}, worst {worst:.0f} ms; migration during the read: "
+                f"{'applied' if migration.get('applied') else migration.get('reason', migration.get('error', '?'))} "
+                f"after {migration.get('wall_ms', 0):.0f} ms; afterwards applied: {bool(retry.get('applied'))}")
+    problems = []
+    if worst > params.max_stall_ms or failed:
+        problems.append(f"reads stalled behind the waiting migration: worst {worst:.0f} ms (limit "
+                        f"{params.max_stall_ms:g}), {len(failed)} of {len(reads)} failed ({_statuses(reads)})")
+    if float(migration.get("wall_ms") or 0) > params.max_stall_ms:
+        problems.append(f"the migration waited {float(migration.get('wall_ms') or 0):.0f} ms for its lock: no "
+                        "bounded lock wait")
+    if not retry.get("applied"):
+        problems.append("the migration was not applied once the long read was over")
+    if problems:
+        return Outcome("fail", expected, observed, "; ".join(problems), details, len(reads))
+    return Outcome("pass", expected, observed, "", details, len(reads))
+
+
+COLLECTORS["migration_lock_bounded"] = collect_migration_lock
+EVALUATORS["migration_lock_bounded"] = evaluate_migration_lock
