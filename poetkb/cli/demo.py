@@ -61,6 +61,19 @@ def demo_up(proxy: str, variant: str, base_port: int | None, tier: str, service_
         _print_service(service)
 
 
+def _print_service_status() -> None:
+    """One line about the service tier, when it runs (its own health is checked by `poet demo up --tier`)."""
+    from poetkb.demo import health
+    from poetkb.demo.service.tier import load_service_state
+
+    service = load_service_state()
+    if service is None:
+        return
+    ok = health.http_request(service.service_url + "/health", timeout=2).status == 200
+    click.echo(f"service tier: {'healthy' if ok else 'UNHEALTHY'}, variant {service.variant}, "
+               f"{service.service_url} (postgres 127.0.0.1:{service.ports['postgres']})")
+
+
 def _print_service(service: object) -> None:
     from poetkb.demo.service.tier import ServiceState
 
@@ -110,6 +123,7 @@ def demo_status(as_json: bool) -> None:
     if as_json:
         emit_json(report)
     else:
+        _print_service_status()
         if report.stale_pids_cleaned:
             click.echo(f"cleaned stale pid files: {', '.join(report.stale_pids_cleaned)}")
         if report.state is None:
