@@ -94,9 +94,10 @@ def migrate(dsn: str, flaws: Flaws) -> list[str]:
 class Pool:
     """A fixed number of connections; a request waits at most ``timeout_s`` for one (:class:`PoolTimeout`).
 
-    A connection that broke (the database restarted, a backend was terminated)
-    is closed and replaced by a new one the next time it is needed, so the
-    service recovers by itself once the database is back.
+    A pooled connection is validated (``SELECT 1``) before each use; one that
+    broke (the database restarted, a backend was terminated) is closed and
+    replaced by a new one, so the service recovers by itself once the database
+    is back.
     """
 
     def __init__(self, dsn: str, size: int, timeout_s: float, *, unbounded_wait: bool = False,
@@ -120,6 +121,18 @@ class Pool:
 
         return psycopg.connect(self.dsn, autocommit=False)
 
+    @staticmethod
+    def _usable(conn: Any) -> bool:
+        """Validate a pooled connection before use: the server may have restarted while it sat idle."""
+        import psycopg
+
+        try:
+            conn.execute("SELECT 1")
+            conn.rollback()
+        except psycopg.Error:
+            return False
+        return True
+
     @contextmanager
     def connection(self) -> Iterator[Any]:
         import psycopg
@@ -142,9 +155,10 @@ class Pool:
         try:
             if conn is None:
                 conn = self._open()
-            elif (conn.closed or conn.broken) and not self.no_reconnect:
+            elif not self.no_reconnect and (conn.closed or conn.broken or not self._usable(conn)):
                 # a connection that broke (database restarted, backend terminated) is replaced
                 self.replaced += 1
+                conn.close()
                 conn = None
                 conn = self._open()
             yield conn
