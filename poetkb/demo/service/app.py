@@ -4,6 +4,7 @@ Routes (every ``/api/`` route needs a valid bearer token; the edge forwards
 ``/svc/api/...`` here with the prefix kept, and it is stripped):
 
 - ``GET /`` and ``GET /health``: the service and its database answer; ``GET /live``: the process answers.
+- ``GET /api/ping``: authenticated, touches nothing else.
 - ``GET /api/me``: who the token says you are (the handler counts its calls per ``poet`` marker, so a
   gate proves a refused token never reached it).
 - ``POST /api/accounts`` ``{owner, balance}``, ``GET /api/accounts/ID``, ``POST /api/accounts/ID/increment``.
@@ -233,6 +234,8 @@ def make_handler(svc: Service) -> type[BaseHTTPRequestHandler]:
                     self._reply(500, {"error": "internal error (seeded fault)"})  # the flaw: one call in twenty
                     return
                 self._reply(200, {"sub": claims.get("sub"), "mock": bool(claims.get("mock"))})
+            elif path == "/api/ping" and method == "GET":
+                self._reply(200, {"pong": True})
             elif path == "/api/accounts" and method == "POST":
                 self._reply(201, svc.store.create_account(str(body.get("owner", "demo"))[:64],
                                                           int(body.get("balance", 0))))
