@@ -23,6 +23,8 @@ TOOLS: dict[str, tuple[list[str], str]] = {
     "tcpdump": (["--version"], "tcpdump"),
     "openssl": (["version"], "openssl"),
     "node": (["--version"], "nodejs"),
+    # the service tier's database server (Debian keeps it in /usr/lib/postgresql/N/bin, off PATH)
+    "postgres": (["--version"], "postgresql"),
 }
 
 _VERSION_RE = re.compile(r"(\d+\.\d+(?:\.\d+)?)")
@@ -57,6 +59,11 @@ def find_binary(name: str) -> str | None:
         candidate = Path(directory) / name
         if candidate.is_file():
             return str(candidate)
+    if name == "postgres":
+        import glob
+
+        found_pg = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+        return found_pg[-1] if found_pg else None
     return None
 
 

@@ -24,20 +24,66 @@ def demo() -> None:
               help="The good configuration or a seeded-fault variant (see `poet demo variants`).")
 @click.option("--base-port", type=int, envvar="POET_DEMO_BASE_PORT",
               help="First port of the demo's range (default 18080; env POET_DEMO_BASE_PORT).")
+@click.option("--tier", type=click.Choice(["edge", "service", "all"]), default="edge", show_default=True,
+              help="The edge, the service tier (PostgreSQL, token issuer, service), or both (the edge then "
+                   "routes /svc/ to the service).")
+@click.option("--service-variant", default="good", show_default=True,
+              help="The good service or a seeded-fault service variant (see docs/service.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the demo state as JSON.")
-def demo_up(proxy: str, variant: str, base_port: int | None, as_json: bool) -> None:
+def demo_up(proxy: str, variant: str, base_port: int | None, tier: str, service_variant: str,
+            as_json: bool) -> None:
     """Start the demo edge and wait until every listener answers; the same settings again change nothing."""
     from poetkb.demo.lifecycle import load_state, up
 
+    service = None
+    if tier in ("service", "all"):
+        from poetkb.demo.service.tier import up as service_up
+
+        service = service_up(variant=service_variant, base_port=base_port)
+        if tier == "service":
+            if as_json:
+                emit_json(service)
+                return
+            _print_service(service)
+            return
     before = load_state()
-    state = up(proxy=proxy, variant=variant, base_port=base_port)
+    state = up(proxy=proxy, variant=variant, base_port=base_port,
+               service_port=service.ports["service"] if service is not None else None)
     if as_json:
-        emit_json(state)
+        emit_json({"edge": state, "service": service} if service is not None else state)
         return
     already = before is not None and before.started_at == state.started_at
     click.echo(f"{'already running' if already else 'started'}: {state.proxy} edge, variant {state.variant}"
                + (f" (breaks {', '.join(state.breaks)})" if state.breaks else ""))
     _print_where(state)
+    if service is not None:
+        click.echo(f"  routes   {state.base_url}/svc/ -> the service")
+        _print_service(service)
+
+
+def _print_service_status() -> None:
+    """One line about the service tier, when it runs (its own health is checked by `poet demo up --tier`)."""
+    from poetkb.demo import health
+    from poetkb.demo.service.tier import load_service_state
+
+    service = load_service_state()
+    if service is None:
+        return
+    ok = health.http_request(service.service_url + "/health", timeout=2).status == 200
+    click.echo(f"service tier: {'healthy' if ok else 'UNHEALTHY'}, variant {service.variant}, "
+               f"{service.service_url} (postgres 127.0.0.1:{service.ports['postgres']})")
+
+
+def _print_service(service: object) -> None:
+    from poetkb.demo.service.tier import ServiceState
+
+    assert isinstance(service, ServiceState)
+    click.echo(f"service tier: variant {service.variant}"
+               + (f" (breaks {', '.join(service.breaks)})" if service.breaks else ""))
+    click.echo(f"  service  {service.service_url}   admin {service.admin_url}/")
+    click.echo(f"  issuer   {service.issuer_url}   jwks {service.jwks_url}")
+    click.echo(f"  slow dependency {service.dependency_url}")
+    click.echo(f"  postgres {service.dsn}")
 
 
 def _print_where(state: DemoState) -> None:
@@ -77,6 +123,7 @@ def demo_status(as_json: bool) -> None:
     if as_json:
         emit_json(report)
     else:
+        _print_service_status()
         if report.stale_pids_cleaned:
             click.echo(f"cleaned stale pid files: {', '.join(report.stale_pids_cleaned)}")
         if report.state is None:

@@ -83,20 +83,25 @@ def require_binary(proxy: str) -> str:
 
 
 # -- up -------------------------------------------------------------------------------------------
-def up(proxy: str = "nginx", variant: str = GOOD, base_port: int | None = None) -> DemoState:
-    """Start (or keep) the demo edge with ``proxy`` and ``variant``; return its state once healthy."""
+def up(proxy: str = "nginx", variant: str = GOOD, base_port: int | None = None,
+       service_port: int | None = None) -> DemoState:
+    """Start (or keep) the demo edge with ``proxy`` and ``variant``; return its state once healthy.
+
+    With ``service_port`` (``poet demo up --tier all``) the edge also routes ``/svc/`` to the service tier.
+    """
     if proxy not in PROXIES:
         raise InputError(f"unknown proxy {proxy!r}", field="proxy", hint="use nginx or haproxy")
     base = base_port_from_env(base_port)
     chosen = get_variant(proxy, variant)
-    knobs = knobs_for(chosen)
+    knobs = {**knobs_for(chosen), "service_port": service_port}
     binary = require_binary(proxy)
     paths = RunPaths(run_dir())
     paths.make()
     with _locked(paths):
         current = load_state(paths.root)
         if current is not None:
-            same = (current.proxy, current.variant, current.base_port) == (proxy, variant, base)
+            same = (current.proxy, current.variant, current.base_port) == (proxy, variant, base) \
+                and _routes_service(paths, current.proxy) == bool(service_port)
             if same and _all_alive(current, paths) and _healthy(current):
                 return current
             keep = current.base_port == base and _upstreams_alive(current, paths)
@@ -109,6 +114,14 @@ def up(proxy: str = "nginx", variant: str = GOOD, base_port: int | None = None) 
         _clean_pid_files(paths)
         return _start(proxy, variant, chosen.breaks, knobs, binary, base, paths,
                       current if keep else None)
+
+
+def _routes_service(paths: RunPaths, proxy: str) -> bool:
+    """True when the rendered edge configuration routes /svc/ to the service tier."""
+    try:
+        return "/svc/" in paths.config(proxy).read_text(encoding="utf-8")
+    except OSError:
+        return False
 
 
 def _start(proxy: str, variant: str, breaks: list[str], knobs: dict[str, Any], binary: str, base: int,
@@ -255,14 +268,17 @@ def _reset_upstreams(state: DemoState) -> None:
 # -- down -----------------------------------------------------------------------------------------
 def down() -> list[str]:
     """Stop every process of the demo and check none is left; return the names of those stopped."""
+    from poetkb.demo.service.tier import down as service_down
+
+    stopped_service = service_down()
     paths = RunPaths(run_dir())
     if not paths.root.exists():
-        return []
+        return stopped_service
     with _locked(paths):
         current = load_state(paths.root)
-        stopped: list[str] = []
+        stopped: list[str] = list(stopped_service)
         if current is not None:
-            stopped = _stop_all(current, paths)
+            stopped += _stop_all(current, paths)
         stopped += [f"stray process {pid}" for pid in _stop_strays(paths)]
         left = procs.find_by_marker(_marker(paths))
         if left:

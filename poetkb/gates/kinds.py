@@ -165,3 +165,31 @@ def _line_of(file: str, oid: str, index: int, key: str, param: str | None = None
             return params.line_of(param)
         return check.line_of(key)
     return None
+
+
+# -- the service tier (poet demo up --tier service) ------------------------------------------------------------
+#: kinds that drive the demo's service tier rather than an edge: collected when selected by id or domain, and
+#: by ``--all`` when the service tier runs; ``traffic`` stays False so an edge-only ``--all`` is unchanged
+SERVICE_KINDS: dict[str, KindSpec] = {spec.name: spec for spec in [
+    _k("jwt_forgery_rejected", p.JwtForgeryRejected, "service", _HTTP, traffic=False),
+    _k("jwt_claims_enforced", p.JwtClaimsEnforced, "service", _HTTP, traffic=False),
+    _k("jwks_rotation_bounded", p.JwksRotationBounded, "service", _HTTP, traffic=False),
+    _k("jwks_outage_fails_closed", p.JwksOutageFailsClosed, "service", _HTTP, traffic=False),
+    _k("unsafe_config_refused", p.UnsafeConfigRefused, "service", _HTTP, traffic=False),
+    _k("concurrent_updates_consistent", p.ConcurrentUpdatesConsistent, "service", _HTTP, traffic=False),
+    _k("rollback_no_partial_write", p.RollbackNoPartialWrite, "service", _HTTP, traffic=False),
+    _k("ids_unique_concurrent", p.IdsUniqueConcurrent, "service", _HTTP, traffic=False),
+    _k("deadlock_retried", p.DeadlockRetried, "service", _HTTP, traffic=False),
+    _k("pool_exhaustion_graceful", p.PoolExhaustionGraceful, "service", _HTTP, traffic=False),
+    _k("database_restart_recovered", p.DatabaseRestartRecovered, "service", _HTTP, traffic=False),
+    _k("slow_dependency_isolated", p.SlowDependencyIsolated, "service", _HTTP, traffic=False),
+    _k("threads_bounded", p.ThreadsBounded, "service", _HTTP, traffic=False),
+    _k("service_load_slo", p.ServiceLoadSlo, "service", _HTTP, traffic=False),
+    _k("migration_lock_bounded", p.MigrationLockBounded, "service", _HTTP, traffic=False),
+]}
+KINDS.update(SERVICE_KINDS)
+
+
+def is_service_check(check: Check) -> bool:
+    """True for checks that drive the demo's service tier (PostgreSQL, JWT auth)."""
+    return check.kind in SERVICE_KINDS

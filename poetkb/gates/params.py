@@ -434,3 +434,134 @@ def without_calibration(kind: str, params: PoetModel) -> tuple[PoetModel, list[s
     if not changed:
         return params, []
     return params.model_copy(update={name: neutral[name] for name in changed}), changed
+
+
+# -- the service tier (poet demo up --tier service): auth and data checks that drive the demo service ---------------
+class JwtForgeryRejected(PoetModel):
+    """Forged and malformed tokens get 401 and never reach a handler, while a valid token is served."""
+
+    path: Path_ = "/api/me"
+    forgeries: list[Literal["alg_none", "stripped_signature", "tampered_payload", "hs256_public_key",
+                            "embedded_jwk", "jku_foreign", "x5u_foreign", "foreign_key", "garbage"]] = Field(
+        default_factory=lambda: ["alg_none", "stripped_signature", "tampered_payload", "hs256_public_key",
+                                 "embedded_jwk", "jku_foreign", "x5u_foreign", "foreign_key", "garbage"],
+        min_length=1)
+
+
+class JwtClaimsEnforced(PoetModel):
+    """Validly signed tokens with one bad claim get 401; a valid one, and one within the leeway, are served."""
+
+    path: Path_ = "/api/me"
+    cases: list[Literal["expired", "not_yet_valid", "missing_exp", "wrong_issuer", "wrong_audience"]] = Field(
+        default_factory=lambda: ["expired", "not_yet_valid", "missing_exp", "wrong_issuer", "wrong_audience"],
+        min_length=1)
+    max_leeway_s: Annotated[int, Field(ge=0, le=300)] = 60
+
+
+class JwksRotationBounded(PoetModel):
+    """A rotated key is accepted within the cache TTL, junk key ids refetch sparingly, an outage keeps serving."""
+
+    path: Path_ = "/api/me"
+    within_s: Seconds = 5.0
+    junk_tokens: Count = 20
+    max_refetches: Annotated[int, Field(ge=0, le=100)] = 3
+    outage: bool = True
+
+
+class JwksOutageFailsClosed(PoetModel):
+    """With no usable key set (cache empty, issuer down), a token is refused (401/503), never served."""
+
+    path: Path_ = "/api/me"
+    expect_status: list[Status] = Field(default_factory=lambda: [401, 403, 503])
+
+
+class UnsafeConfigRefused(PoetModel):
+    """The service refuses to start with mock auth in production or a missing issuer setting."""
+
+    cases: list[Literal["mock_auth_in_production", "missing_issuer", "missing_audience", "missing_jwks_url"]] = Field(
+        default_factory=lambda: ["mock_auth_in_production", "missing_issuer", "missing_audience",
+                                 "missing_jwks_url"], min_length=1)
+    probe_mock_header: bool = True
+    path: Path_ = "/api/me"
+
+
+class ConcurrentUpdatesConsistent(PoetModel):
+    """Concurrent increments and transfers leave the database consistent: no lost update, money conserved."""
+
+    increments: Count = 40
+    transfers: Count = 40
+    concurrency: Concurrency = 8
+
+
+class RollbackNoPartialWrite(PoetModel):
+    """A transfer that fails after its debit leaves no trace in the database."""
+
+    attempts: Annotated[int, Field(ge=1, le=20)] = 3
+
+
+class IdsUniqueConcurrent(PoetModel):
+    """Orders created concurrently get distinct numbers, in the responses and in the database."""
+
+    orders: Count = 40
+    concurrency: Concurrency = 8
+
+
+class PoolExhaustionGraceful(PoetModel):
+    """With every database connection held by slow queries, extra requests are refused fast, none hangs."""
+
+    slow_query_ms: Annotated[int, Field(ge=100, le=10_000)] = 1500
+    requests: Count = 12
+    concurrency: Concurrency = 12
+    max_latency_ms: Millis = 4000
+    expect_status: list[Status] = Field(default_factory=lambda: [503, 429])
+
+
+class DatabaseRestartRecovered(PoetModel):
+    """After the database restarts, the service serves again within ``within_s`` without being restarted."""
+
+    within_s: Seconds = 10.0
+
+
+class SlowDependencyIsolated(PoetModel):
+    """A slow dependency is cut off by a timeout, and requests that do not need it stay fast."""
+
+    dependency_latency_ms: Annotated[int, Field(ge=100, le=20_000)] = 3000
+    max_latency_ms: Millis = 1500
+    requests: Count = 4
+
+
+class DeadlockRetried(PoetModel):
+    """Opposite transfers between two accounts, run concurrently, all succeed and conserve money."""
+
+    transfers: Count = 30
+    concurrency: Concurrency = 8
+
+
+class ThreadsBounded(PoetModel):
+    """A burst of slow requests beyond the worker pool is shed at once; threads stay bounded."""
+
+    requests: Count = 48
+    dependency_latency_ms: Annotated[int, Field(ge=100, le=5000)] = 700
+    max_threads: Annotated[int, Field(ge=1, le=10_000)] = 40
+    max_latency_ms: Millis = 5000
+
+
+class ServiceLoadSlo(PoetModel):
+    """A short, bounded closed-loop load on the service, judged by the load module's SLO interpretation."""
+
+    slo: Literal["latency", "error_rate", "throughput"] = "latency"
+    path: Path_ = "/api/me"
+    requests: Annotated[int, Field(ge=10, le=2000)] = 200
+    concurrency: Concurrency = 8
+    percentile: Literal["p50", "p90", "p95", "p99"] = "p95"
+    max_ms: Millis = 250
+    max_rate: Ratio = 0.01
+    min_rps: Annotated[float, Field(gt=0, le=100_000)] = 50
+
+
+class MigrationLockBounded(PoetModel):
+    """An online migration meeting a long read gives up its lock wait in time; traffic never stalls behind it."""
+
+    hold_read_s: Annotated[float, Field(gt=0, le=10)] = 3.0
+    reads: Count = 10
+    max_stall_ms: Millis = 2000

@@ -36,7 +36,7 @@ from poetkb.errors import InputError, PoetError
 from poetkb.gates import checks
 from poetkb.gates.checks.base import CollectContext, CollectError
 from poetkb.gates.evidence import CheckEvidence, EvidenceWriter, LoadedRun, evidence_root, load_run, new_run_id
-from poetkb.gates.kinds import KINDS, is_edge_check
+from poetkb.gates.kinds import KINDS, SERVICE_KINDS, is_edge_check, is_service_check
 from poetkb.gates.models import (
     CheckRecord,
     CheckResult,
@@ -62,8 +62,10 @@ SEVERITY: dict[str, int] = {"fail": 0, "error": 1, "no-evidence": 2, "pass": 3, 
 
 
 # -- selection ---------------------------------------------------------------------------------------
-def select_obligations(kb: KnowledgeBase, selection: Selection, *, proxy: str | None = None) -> list[Obligation]:
-    """The obligations a selection names; ``all`` means every obligation with a check a gate run can drive."""
+def select_obligations(kb: KnowledgeBase, selection: Selection, *, proxy: str | None = None,
+                       service: bool = False, edge: bool = True) -> list[Obligation]:
+    """The obligations a selection names; ``all`` means every obligation with a check a gate run can drive
+    (with ``service``, when the demo's service tier runs, those with a service-tier check too)."""
     chosen: dict[str, Obligation] = {}
     if selection.obligations:
         require_known(kb, selection.obligations, where="the selection")
@@ -78,7 +80,10 @@ def select_obligations(kb: KnowledgeBase, selection: Selection, *, proxy: str | 
         chosen.update({ob.id: ob for ob in found})
     if selection.all:
         for ob in kb.obligations():
-            if not any(is_edge_check(c) for c in ob.checks):
+            if service and any(is_service_check(c) for c in ob.checks):
+                chosen[ob.id] = ob
+                continue
+            if not edge or not any(is_edge_check(c) for c in ob.checks):
                 continue
             if proxy and ob.applies_to and proxy not in ob.applies_to and "generic-http" not in ob.applies_to:
                 continue
@@ -115,6 +120,33 @@ def worst(verdicts: Sequence[Verdict]) -> Verdict:
     return min(verdicts, key=lambda v: SEVERITY[v]) if verdicts else "no-evidence"
 
 
+def _route(auto: list[CheckResult]) -> list[CheckResult]:
+    """The checks an obligation is judged by when it can be proven two ways.
+
+    An obligation with service-tier checks (driven against the demo's service) and checks judged from other
+    tools' evidence (JUnit results, metric snapshots of the user's own service) is proven by either route:
+    a route that produced no evidence at all (every check ``no-evidence``, or an ``error`` because its
+    collection could not start: no metrics endpoint, say) is left out, as long as the other produced some. A
+    route with any evidence counts whole, so a failure in either still fails; with no evidence anywhere the
+    verdict is the worst of all, as always.
+    """
+
+    def empty(r: CheckResult) -> bool:
+        return r.verdict == "no-evidence" or (r.verdict == "error" and r.diagnosis.startswith("collection failed"))
+
+    service = [r for r in auto if r.kind in SERVICE_KINDS]
+    other = [r for r in auto if r.kind not in SERVICE_KINDS]
+    if not service or not other:
+        return auto
+    empty_service = all(empty(r) for r in service)
+    empty_other = all(empty(r) for r in other)
+    if empty_service and not empty_other:
+        return other
+    if empty_other and not empty_service:
+        return service
+    return auto
+
+
 def obligation_verdict(kb: KnowledgeBase | None, ob: Obligation, results: list[CheckResult]) -> ObligationVerdict:
     auto = [r for r in results if r.kind != "manual"]
     if not ob.checks:
@@ -124,8 +156,8 @@ def obligation_verdict(kb: KnowledgeBase | None, ob: Obligation, results: list[C
         verdict, diagnosis = "no-evidence", "only manual checks: a person must confirm this obligation"
     else:
         # a check the configuration does not claim is left out; an obligation none of whose checks apply is
-        # not-applicable, never a pass
-        claimed = [r for r in auto if r.verdict != "not-applicable"]
+        # not-applicable, never a pass; of checks on two kinds of evidence, a side that produced none is left out
+        claimed = _route([r for r in auto if r.verdict != "not-applicable"])
         verdict = worst([r.verdict for r in claimed]) if claimed else "not-applicable"
         diagnosis = next((r.diagnosis for r in sorted(auto, key=lambda r: SEVERITY[r.verdict])
                           if r.verdict == verdict and r.diagnosis), "")
@@ -286,7 +318,8 @@ def run_gate(kb: KnowledgeBase, selection: Selection, resolved: ResolvedTarget, 
     """Collect evidence for the selected obligations on the target, then judge it (see the module docstring)."""
     from poetkb.gates.target import preflight
 
-    obligations = select_obligations(kb, selection, proxy=resolved.info.proxy)
+    obligations = select_obligations(kb, selection, proxy=resolved.info.proxy, service=resolved.service,
+                                     edge=resolved.edge)
     foreign = _foreign(evidence)
     resolved.info = preflight(resolved.info, transport=transport,
                               host=resolved.plan.probe_host() if resolved.plan is not None else None)

@@ -43,6 +43,10 @@ class ResolvedTarget:
     required: frozenset[str] = frozenset()
     extras: dict[str, tuple[bytes, str, str]] = field(default_factory=dict)
     plan_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the demo's service tier runs (``poet demo up --tier service|all``): ``--all`` also selects its obligations
+    service: bool = False
+    #: False when the service tier runs alone: ``--all`` then selects its obligations only
+    edge: bool = True
 
 
 def _demo_state() -> Any:
@@ -110,8 +114,21 @@ def resolve(
     return resolved
 
 
+def _service_state() -> Any:
+    try:
+        from poetkb.demo.service.tier import load_service_state
+    except ImportError:
+        return None
+    return load_service_state()
+
+
 def _from_demo(proxy: str | None) -> ResolvedTarget:
     state = _demo_state()
+    service = _service_state()
+    if state is None and service is not None and proxy is None:
+        # the service tier alone (`poet demo up --tier service`): the service is the target
+        return ResolvedTarget(TargetInfo(source="demo", base_url=service.service_url,
+                                         variant=f"service:{service.variant}"), None, service=True, edge=False)
     if state is None:
         raise InputError("no --target given and no demo edge is running",
                          hint="start one with `poet demo up` (or `make demo`), or pass --target URL")
@@ -133,7 +150,7 @@ def _from_demo(proxy: str | None) -> ResolvedTarget:
         except PoetError as exc:
             raise CollectError(f"reloading the demo edge failed: {exc.message}") from exc
 
-    return ResolvedTarget(info, reload)
+    return ResolvedTarget(info, reload, service=service is not None)
 
 
 def _command_reload(command: str) -> Callable[[], None]:

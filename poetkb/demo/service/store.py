@@ -1,0 +1,385 @@
+"""The service's data: migrations, a bounded connection pool, and the account and order operations.
+
+Every operation is written the right way (row locks in id order, one
+transaction per transfer with deadlock retries, numbers from a sequence under a
+unique index) unless the service runs a seeded-fault variant, whose flaws are
+written here next to the right code so the difference is plain to read.
+Runtime faults (slow queries, a held table lock, dropped connections) are
+injected here too, through :class:`Faults`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from poetkb.demo.service.variants import Flaws
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("001_accounts_orders", """
+        CREATE TABLE accounts (
+            id bigserial PRIMARY KEY,
+            owner text NOT NULL,
+            balance bigint NOT NULL CHECK (balance >= 0),
+            counter bigint NOT NULL DEFAULT 0
+        );
+        CREATE TABLE orders (
+            id bigserial PRIMARY KEY,
+            number bigint NOT NULL,
+            account_id bigint NOT NULL REFERENCES accounts (id),
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE SEQUENCE order_number_seq;
+    """),
+    ("002_order_number_unique", "CREATE UNIQUE INDEX orders_number_key ON orders (number);"),
+]
+
+#: migrations applied while the service runs (``POST /__poet/migrate``), each under a bounded lock wait
+ONLINE_MIGRATIONS: dict[str, str] = {
+    "003_accounts_note": "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS note text",
+}
+#: the longest an online migration waits for its lock before it gives up (and is tried again later)
+MIGRATION_LOCK_TIMEOUT = "1s"
+
+#: how often a transfer that hit a deadlock or serialization failure is tried in all
+TRANSFER_TRIES = 4
+
+
+class PoolTimeout(Exception):
+    """No database connection became free in time."""
+
+
+class NotFound(Exception):
+    """An account the request names does not exist."""
+
+
+class Refused(Exception):
+    """The request cannot be done (not enough money, a bad amount)."""
+
+
+@dataclass
+class Faults:
+    """Runtime faults of the database layer, set through the admin API."""
+
+    slow_query_ms: int = 0
+
+
+def migrate(dsn: str, flaws: Flaws) -> list[str]:
+    """Apply the migrations not yet applied, each in its own transaction; return the names applied."""
+    import psycopg
+
+    applied: list[str] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, "
+                     "applied_at timestamptz NOT NULL DEFAULT now())")
+        done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+        for name, sql in MIGRATIONS:
+            if name in done:
+                continue
+            if name == "002_order_number_unique" and flaws.duplicate_ids:
+                sql = "SELECT 1"  # the flaw: numbers are computed by the application and never constrained
+            with conn.transaction():
+                conn.execute("SET LOCAL lock_timeout = '2s'")
+                conn.execute(sql)
+                conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
+            applied.append(name)
+    return applied
+
+
+class Pool:
+    """A fixed number of connections; a request waits at most ``timeout_s`` for one (:class:`PoolTimeout`).
+
+    A pooled connection is validated (``SELECT 1``) before each use; one that
+    broke (the database restarted, a backend was terminated) is closed and
+    replaced by a new one, so the service recovers by itself once the database
+    is back.
+    """
+
+    def __init__(self, dsn: str, size: int, timeout_s: float, *, unbounded_wait: bool = False,
+                 no_reconnect: bool = False) -> None:
+        self.dsn = dsn
+        self.no_reconnect = no_reconnect
+        self.size = size
+        self.timeout_s = timeout_s
+        self.unbounded_wait = unbounded_wait
+        self.free: queue.LifoQueue[Any] = queue.LifoQueue()
+        for _ in range(size):
+            self.free.put(None)  # a slot without a connection yet
+        self.lock = threading.Lock()
+        self.in_use = 0
+        self.waiting = 0
+        self.timeouts = 0
+        self.replaced = 0
+
+    def _open(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.dsn, autocommit=False)
+
+    @staticmethod
+    def _usable(conn: Any) -> bool:
+        """Validate a pooled connection before use: the server may have restarted while it sat idle."""
+        import psycopg
+
+        try:
+            conn.execute("SELECT 1")
+            conn.rollback()
+        except psycopg.Error:
+            return False
+        return True
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        import psycopg
+
+        with self.lock:
+            self.waiting += 1
+        try:
+            # the flaw: wait as long as it takes (a minute here, so even the flawed demo ends)
+            slot = self.free.get(timeout=60.0 if self.unbounded_wait else self.timeout_s)
+        except queue.Empty:
+            with self.lock:
+                self.timeouts += 1
+            raise PoolTimeout(f"no database connection free within {self.timeout_s:g} s") from None
+        finally:
+            with self.lock:
+                self.waiting -= 1
+        with self.lock:
+            self.in_use += 1
+        conn = slot
+        try:
+            if conn is None:
+                conn = self._open()
+            elif not self.no_reconnect and (conn.closed or conn.broken or not self._usable(conn)):
+                # a connection that broke (database restarted, backend terminated) is replaced
+                self.replaced += 1
+                conn.close()
+                conn = None
+                conn = self._open()
+            yield conn
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+        except BaseException:
+            if conn is not None and not conn.closed:
+                try:
+                    conn.rollback()
+                except psycopg.Error:
+                    if not self.no_reconnect:
+                        conn.close()
+            raise
+        finally:
+            with self.lock:
+                self.in_use -= 1
+            if self.no_reconnect:
+                self.free.put(conn)  # the flaw: a broken connection goes back into the pool, forever
+            else:
+                self.free.put(conn if conn is not None and not conn.closed and not conn.broken else None)
+
+    def stats(self) -> dict[str, int | float]:
+        with self.lock:
+            return {"size": self.size, "in_use": self.in_use, "waiting": self.waiting, "timeouts": self.timeouts,
+                    "replaced": self.replaced, "timeout_s": self.timeout_s}
+
+    def close(self) -> None:
+        while True:
+            try:
+                conn = self.free.get_nowait()
+            except queue.Empty:
+                return
+            if conn is not None:
+                conn.close()
+
+
+class Store:
+    """The service's operations on accounts and orders."""
+
+    def __init__(self, pool: Pool, flaws: Flaws, faults: Faults) -> None:
+        self.pool = pool
+        self.flaws = flaws
+        self.faults = faults
+
+    def _slow(self, conn: Any) -> None:
+        if self.faults.slow_query_ms:
+            conn.execute("SELECT pg_sleep(%s)", (self.faults.slow_query_ms / 1000,))
+
+    def ping(self) -> None:
+        with self.pool.connection() as conn:
+            conn.execute("SELECT 1")
+            conn.commit()
+
+    def create_account(self, owner: str, balance: int) -> dict[str, Any]:
+        if balance < 0:
+            raise Refused("balance must not be negative")
+        with self.pool.connection() as conn:
+            self._slow(conn)
+            row = conn.execute("INSERT INTO accounts (owner, balance) VALUES (%s, %s) RETURNING id, balance",
+                               (owner, balance)).fetchone()
+            conn.commit()
+        return {"id": row[0], "balance": row[1]}
+
+    def account(self, account_id: int) -> dict[str, Any]:
+        with self.pool.connection() as conn:
+            self._slow(conn)
+            row = conn.execute("SELECT id, owner, balance, counter FROM accounts WHERE id = %s",
+                               (account_id,)).fetchone()
+            conn.commit()
+        if row is None:
+            raise NotFound(f"account {account_id} does not exist")
+        return {"id": row[0], "owner": row[1], "balance": row[2], "counter": row[3]}
+
+    def increment(self, account_id: int) -> int:
+        with self.pool.connection() as conn:
+            self._slow(conn)
+            if self.flaws.lost_update:
+                # the flaw: read, compute in the application, write back; a concurrent increment is lost
+                row = conn.execute("SELECT counter FROM accounts WHERE id = %s", (account_id,)).fetchone()
+                conn.commit()
+                if row is None:
+                    raise NotFound(f"account {account_id} does not exist")
+                time.sleep(0.005)
+                conn.execute("UPDATE accounts SET counter = %s WHERE id = %s", (row[0] + 1, account_id))
+                conn.commit()
+                return int(row[0] + 1)
+            row = conn.execute("UPDATE accounts SET counter = counter + 1 WHERE id = %s RETURNING counter",
+                               (account_id,)).fetchone()
+            conn.commit()
+        if row is None:
+            raise NotFound(f"account {account_id} does not exist")
+        return int(row[0])
+
+    def transfer(self, source: int, dest: int, amount: int) -> dict[str, Any]:
+        """Move ``amount`` from ``source`` to ``dest`` atomically (retried on deadlock)."""
+        import psycopg
+
+        if amount <= 0:
+            raise Refused("amount must be positive")
+        tries = 1 if self.flaws.deadlock_unretried else TRANSFER_TRIES
+        for attempt in range(1, tries + 1):
+            try:
+                with self.pool.connection() as conn:
+                    self._slow(conn)
+                    if self.flaws.partial_write:
+                        return self._transfer_autocommit(conn, source, dest, amount)
+                    if self.flaws.lost_update:
+                        return self._transfer_unlocked(conn, source, dest, amount)
+                    return self._transfer(conn, source, dest, amount) | {"attempts": attempt}
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                if attempt == tries:
+                    raise
+                time.sleep(0.01 * attempt)
+        raise AssertionError("unreachable")
+
+    def _transfer(self, conn: Any, source: int, dest: int, amount: int) -> dict[str, Any]:
+        with conn.transaction():
+            if not self.flaws.deadlock_unretried:
+                # lock both rows in id order, so two opposite transfers never wait on each other in a cycle
+                conn.execute("SELECT id FROM accounts WHERE id = ANY(%s) ORDER BY id FOR UPDATE", ([source, dest],))
+            cur = conn.execute("UPDATE accounts SET balance = balance - %s WHERE id = %s AND balance >= %s "
+                               "RETURNING balance", (amount, source, amount))
+            if cur.fetchone() is None:
+                exists = conn.execute("SELECT 1 FROM accounts WHERE id = %s", (source,)).fetchone()
+                raise Refused("not enough money") if exists else NotFound(f"account {source} does not exist")
+            if self.flaws.deadlock_unretried:
+                time.sleep(0.01)  # the flaw: rows locked in request order, so opposite transfers wait in a cycle
+            cur = conn.execute("UPDATE accounts SET balance = balance + %s WHERE id = %s RETURNING balance",
+                               (amount, dest))
+            if cur.fetchone() is None:
+                raise NotFound(f"account {dest} does not exist")  # rolls the debit back with the transaction
+        conn.commit()
+        return {"from": source, "to": dest, "amount": amount}
+
+    def _transfer_autocommit(self, conn: Any, source: int, dest: int, amount: int) -> dict[str, Any]:
+        # the flaw: each statement commits on its own, so the debit stays when the credit fails
+        conn.execute("UPDATE accounts SET balance = balance - %s WHERE id = %s", (amount, source))
+        conn.commit()
+        cur = conn.execute("UPDATE accounts SET balance = balance + %s WHERE id = %s RETURNING balance",
+                           (amount, dest))
+        if cur.fetchone() is None:
+            conn.commit()
+            raise NotFound(f"account {dest} does not exist")
+        conn.commit()
+        return {"from": source, "to": dest, "amount": amount, "attempts": 1}
+
+    def _transfer_unlocked(self, conn: Any, source: int, dest: int, amount: int) -> dict[str, Any]:
+        # the flaw: balances read, computed and written back without row locks
+        rows = dict(conn.execute("SELECT id, balance FROM accounts WHERE id = ANY(%s)", ([source, dest],)).fetchall())
+        conn.commit()
+        if source not in rows or dest not in rows:
+            raise NotFound("account does not exist")
+        if rows[source] < amount:
+            raise Refused("not enough money")
+        time.sleep(0.005)
+        conn.execute("UPDATE accounts SET balance = %s WHERE id = %s", (rows[source] - amount, source))
+        conn.execute("UPDATE accounts SET balance = %s WHERE id = %s", (rows[dest] + amount, dest))
+        conn.commit()
+        return {"from": source, "to": dest, "amount": amount, "attempts": 1}
+
+    def create_order(self, account_id: int) -> dict[str, Any]:
+        with self.pool.connection() as conn:
+            self._slow(conn)
+            if self.flaws.duplicate_ids:
+                # the flaw: the next number computed by the application, racing every other request
+                number = conn.execute("SELECT coalesce(max(number), 0) + 1 FROM orders").fetchone()[0]
+                time.sleep(0.005)
+                row = conn.execute("INSERT INTO orders (number, account_id) VALUES (%s, %s) RETURNING id, number",
+                                   (number, account_id)).fetchone()
+            else:
+                row = conn.execute("INSERT INTO orders (number, account_id) VALUES (nextval('order_number_seq'), "
+                                   "%s) RETURNING id, number", (account_id,)).fetchone()
+            conn.commit()
+        return {"id": row[0], "number": row[1]}
+
+    def drop_connections(self) -> int:
+        """Terminate every other backend of the database (the pool's idle connections break)."""
+        with self.pool.connection() as conn:
+            rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                                "current_database() AND pid <> pg_backend_pid()").fetchall()
+            conn.commit()
+        return len(rows)
+
+
+def online_migration(dsn: str, name: str, flaws: Flaws) -> dict[str, Any]:
+    """Apply one online migration, waiting at most MIGRATION_LOCK_TIMEOUT for its lock; say what happened."""
+    import psycopg
+
+    sql = ONLINE_MIGRATIONS.get(name)
+    if sql is None:
+        raise NotFound(f"no online migration {name!r}")
+    started = time.monotonic()
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        if conn.execute("SELECT 1 FROM schema_migrations WHERE name = %s", (name,)).fetchone():
+            return {"name": name, "applied": True, "already": True, "elapsed_ms": 0.0}
+        try:
+            with conn.transaction():
+                # the flaw: no lock_timeout, so the ALTER queues behind any reader and every query behind it
+                timeout = "0" if flaws.migration_no_lock_timeout else MIGRATION_LOCK_TIMEOUT
+                conn.execute(f"SET LOCAL lock_timeout = '{timeout}'")
+                conn.execute(sql)
+                conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
+        except psycopg.errors.LockNotAvailable:
+            return {"name": name, "applied": False, "reason": f"lock not acquired within {MIGRATION_LOCK_TIMEOUT}",
+                    "elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
+    return {"name": name, "applied": True, "elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+def hold_lock(dsn: str, seconds: float, *, mode: str = "ACCESS EXCLUSIVE") -> threading.Thread:
+    """Hold a lock on ``accounts`` for ``seconds`` (at most 30) in a thread of its own (ACCESS SHARE: a long
+    read, which an ALTER TABLE must wait for)."""
+    import psycopg
+
+    if mode not in ("ACCESS EXCLUSIVE", "ACCESS SHARE"):
+        raise ValueError(mode)
+
+    def hold() -> None:
+        with psycopg.connect(dsn) as conn, conn.transaction():
+            conn.execute(f"LOCK TABLE accounts IN {mode} MODE")
+            time.sleep(min(seconds, 30.0))
+
+    thread = threading.Thread(target=hold, daemon=True, name="poet-held-lock")
+    thread.start()
+    return thread
