@@ -319,7 +319,8 @@ def _kill_at_random_point(proc: subprocess.Popen[bytes], build_file: Path, rnd: 
         deadline = time.monotonic() + 60
         while not build_file.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
-    delay = rnd.uniform(0.0, 1.5) if not after_start else rnd.uniform(0.1, 2.5)
+    # the build file lives for a fraction of a second (about 0.2 s of a 1.5 s build here): kill inside it
+    delay = rnd.uniform(0.0, 0.15) if not after_start else rnd.uniform(0.1, 2.5)
     try:
         proc.wait(timeout=delay)
     except subprocess.TimeoutExpired:
