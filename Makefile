@@ -21,10 +21,11 @@ test: $(STAMP)
 # The main job: build the knowledge base, bring up the NGINX demo edge with its upstreams, gate it on every
 # edge obligation. The edge stays up afterwards (`poet demo status`, `poet gate run --all`, `poet demo down`).
 DEMO_PROXY ?= nginx
+DEMO_TIER ?= edge
 demo: $(STAMP)
-	bash scripts/ensure-system-packages $(DEMO_PROXY) openssl
+	bash scripts/ensure-system-packages $(DEMO_PROXY) openssl $(if $(filter edge,$(DEMO_TIER)),,postgresql)
 	$(BIN)/poet kb build
-	$(BIN)/poet demo up --proxy $(DEMO_PROXY)
+	$(BIN)/poet demo up --proxy $(DEMO_PROXY) --tier $(DEMO_TIER)
 	$(BIN)/poet gate run --all
 	@echo "the $(DEMO_PROXY) demo edge is still up: $(BIN)/poet demo status | $(BIN)/poet demo down"
 

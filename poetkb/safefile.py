@@ -130,24 +130,8 @@ def open_text(path: Path, *, limit: int, root: Path | None = None, display: str 
 def read_bytes(path: Path, *, limit: int, root: Path | None = None, display: str | None = None) -> bytes:
     """Read a regular file of at most ``limit`` bytes; see the module docstring."""
     shown = display or str(path)
-    if root is not None and not is_within(path.resolve(), root.resolve()):
-        raise InputError("file lies outside the directory being read (a link out?)", file=shown,
-                         hint="only files inside the directory are read")
+    fd = _open_regular(path, limit=limit, root=root, shown=shown)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError as exc:
-        raise InputError("file does not exist (or is a dangling link)", file=shown) from exc
-    except OSError as exc:
-        raise InputError(f"cannot read file: {exc.strerror}", file=shown) from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError(f"not a regular file ({_kind(info.st_mode)})", file=shown,
-                             hint="only regular files are read")
-        if info.st_size > limit:
-            raise InputError(f"file is {info.st_size:,} bytes, over the limit of {limit:,}", file=shown,
-                             hint="split it, or pass a smaller file")
-        os.set_blocking(fd, True)
         chunks: list[bytes] = []
         total = 0
         while True:

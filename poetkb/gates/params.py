@@ -443,8 +443,9 @@ class JwtForgeryRejected(PoetModel):
     path: Path_ = "/api/me"
     forgeries: list[Literal["alg_none", "stripped_signature", "tampered_payload", "hs256_public_key",
                             "embedded_jwk", "jku_foreign", "x5u_foreign", "foreign_key", "garbage"]] = Field(
-        default_factory=lambda: ["alg_none", "stripped_signature", "tampered_payload", "hs256_public_key",
-                                 "embedded_jwk", "jku_foreign", "x5u_foreign", "foreign_key", "garbage"],
+        default_factory=lambda: [  # type: ignore[arg-type]  # literals, checked by pydantic
+            "alg_none", "stripped_signature", "tampered_payload", "hs256_public_key", "embedded_jwk", "jku_foreign",
+            "x5u_foreign", "foreign_key", "garbage"],
         min_length=1)
 
 
@@ -453,7 +454,8 @@ class JwtClaimsEnforced(PoetModel):
 
     path: Path_ = "/api/me"
     cases: list[Literal["expired", "not_yet_valid", "missing_exp", "wrong_issuer", "wrong_audience"]] = Field(
-        default_factory=lambda: ["expired", "not_yet_valid", "missing_exp", "wrong_issuer", "wrong_audience"],
+        default_factory=lambda: [  # type: ignore[arg-type]  # literals, checked by pydantic
+            "expired", "not_yet_valid", "missing_exp", "wrong_issuer", "wrong_audience"],
         min_length=1)
     max_leeway_s: Annotated[int, Field(ge=0, le=300)] = 60
 
@@ -479,8 +481,9 @@ class UnsafeConfigRefused(PoetModel):
     """The service refuses to start with mock auth in production or a missing issuer setting."""
 
     cases: list[Literal["mock_auth_in_production", "missing_issuer", "missing_audience", "missing_jwks_url"]] = Field(
-        default_factory=lambda: ["mock_auth_in_production", "missing_issuer", "missing_audience",
-                                 "missing_jwks_url"], min_length=1)
+        default_factory=lambda: [  # type: ignore[arg-type]  # literals, checked by pydantic
+            "mock_auth_in_production", "missing_issuer", "missing_audience", "missing_jwks_url"],
+        min_length=1)
     probe_mock_header: bool = True
     path: Path_ = "/api/me"
 

@@ -258,7 +258,7 @@ def make_handler(svc: Service) -> type[BaseHTTPRequestHandler]:
 
         def _admin(self, method: str, path: str, query: dict[str, list[str]], body: dict[str, Any]) -> None:
             if path == "/__poet/counters" and method == "GET":
-                marker = (query.get("marker") or [None])[0]
+                marker = (query.get("marker") or [""])[0] or None
                 with svc.counters.lock:
                     data: dict[str, Any] = {"handled_total": svc.counters.total_handled,
                                             "rejected": dict(svc.counters.rejected), "shed": svc.counters.shed}

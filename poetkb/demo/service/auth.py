@@ -116,7 +116,8 @@ class Verifier:
             options.update(verify_exp=False, verify_nbf=False, require=["iss", "aud"])
         if self.flaws.audience_unchecked:
             options.update(verify_aud=False, verify_iss=False, require=["exp"])
-        decode = {"audience": self.audience, "issuer": self.issuer, "leeway": LEEWAY_S, "options": options}
+        decode: dict[str, Any] = {"audience": self.audience, "issuer": self.issuer, "leeway": LEEWAY_S,
+                                  "options": options}
         try:
             if self.flaws.alg_none_accepted and alg.lower() == "none":
                 # the flaw: the token switches verification off

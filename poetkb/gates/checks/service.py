@@ -143,7 +143,7 @@ def _forge(kind: str, valid: str, admin: _Admin, state: Any) -> str:
     kid = str(header.get("kid", ""))
     admin_claims = {**claims, "sub": "admin", "role": "admin"}
     if kind == "alg_none":
-        return jwt.encode(admin_claims, None, algorithm="none", headers={"kid": kid})
+        return jwt.encode(admin_claims, "", algorithm="none", headers={"kid": kid})
     if kind == "stripped_signature":
         return valid.rsplit(".", 1)[0] + "."
     if kind == "garbage":
@@ -234,13 +234,14 @@ def evaluate_forgery(ev: CheckEvidence, params: p.JwtForgeryRejected) -> Outcome
 # -- claims -----------------------------------------------------------------------------------------------
 def _claims(case: str, params: p.JwtClaimsEnforced) -> dict[str, Any]:
     now = int(time.time())
-    return {
+    table: dict[str, dict[str, Any]] = {
         "expired": {"exp": now - params.max_leeway_s - 120, "iat": now - 3600},
         "not_yet_valid": {"nbf": now + params.max_leeway_s + 600},
         "missing_exp": {"exp": None},
         "wrong_issuer": {"iss": "https://another-issuer.poet.test"},
         "wrong_audience": {"aud": "another-service"},
-    }[case]
+    }
+    return table[case]
 
 
 def collect_claims(ctx: CollectContext, params: p.JwtClaimsEnforced) -> None:
@@ -397,7 +398,7 @@ def evaluate_outage(ev: CheckEvidence, params: p.JwksOutageFailsClosed) -> Outco
 
 
 # -- unsafe configuration ------------------------------------------------------------------------------------
-_CASES = {"mock_auth_in_production": {"mock_auth": True, "environment": "production"},
+_CASES: dict[str, dict[str, Any]] = {"mock_auth_in_production": {"mock_auth": True, "environment": "production"},
           "missing_issuer": {"issuer": ""}, "missing_audience": {"audience": ""}, "missing_jwks_url": {"jwks_url": ""}}
 _NAMES = {"mock_auth_in_production": "mock_auth", "missing_issuer": "issuer", "missing_audience": "audience",
           "missing_jwks_url": "jwks_url"}
@@ -635,7 +636,7 @@ def evaluate_ids(ev: CheckEvidence, params: p.IdsUniqueConcurrent) -> Outcome:
     if not isinstance(db, dict) or not orders:
         return no_evidence(expected, "the orders and the database state were not recorded")
     numbers = [e.body_json.get("number") for e in orders if e.status == 201 and e.body_json]
-    repeated = sorted({n for n in numbers if numbers.count(n) > 1})
+    repeated = sorted({n for n in numbers if n is not None and numbers.count(n) > 1})
     details = {"acknowledged": len(numbers), "rows": db["rows"], "distinct_numbers": db["distinct_numbers"],
                "duplicates_in_db": db["duplicates"], "statuses": _statuses(orders)}
     observed = f"{len(numbers)} orders acknowledged; {db['rows']} rows with {db['distinct_numbers']} distinct numbers"
@@ -976,9 +977,11 @@ def evaluate_load(ev: CheckEvidence, params: p.ServiceLoadSlo) -> Outcome:
     summary = MetricsSummary(source="the gate's load on the demo service", format="samples",
                              phases={"steady": window}, sample_count=len(latencies), samples_ms=latencies[:5000],
                              **window.model_dump())
-    kind, check = {"latency": ("slo_latency", {"percentile": params.percentile, "max_ms": params.max_ms}),
-                   "error_rate": ("slo_error_rate", {"max_rate": params.max_rate}),
-                   "throughput": ("slo_throughput", {"min_rps": params.min_rps})}[params.slo]
+    slos: dict[str, tuple[str, dict[str, Any]]] = {
+        "latency": ("slo_latency", {"percentile": params.percentile, "max_ms": params.max_ms}),
+        "error_rate": ("slo_error_rate", {"max_rate": params.max_rate}),
+        "throughput": ("slo_throughput", {"min_rps": params.min_rps})}
+    kind, check = slos[params.slo]
     verdict, observed, wanted, diagnosis = evaluate_check(kind, {**check, "phase": "steady"}, summary)
     details = {"p50_ms": window.p50_ms, "p95_ms": window.p95_ms, "p99_ms": window.p99_ms,
                "error_rate": window.error_rate, "throughput_rps": window.throughput_rps,
