@@ -238,7 +238,10 @@ def test_sigterm_and_second_signal_still_roll_back(edge: Any, tmp_path: Path, ho
             proc.kill()
     journal = json.loads(journal_path.read_text())
     assert proc.returncode == 1, err.decode()
-    assert journal["status"] == "interrupted" and "SIGTERM" in journal["reason"]
+    if journal["status"] == "deviated":  # on a loaded machine the watcher may see the fault before SIGTERM lands
+        assert any("SIGTERM" in s for s in journal["signals"]), journal["signals"]
+    else:
+        assert journal["status"] == "interrupted" and "SIGTERM" in journal["reason"]
     assert [s["name"] for s in steps(journal, "rollback")] == ["slow_rollback", "heal"]
     assert all(s["status"] == "ok" for s in steps(journal, "rollback"))
     assert any("SIGINT" in s and "ignored" in s for s in journal["signals"]), journal["signals"]
