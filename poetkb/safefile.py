@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import TextIO
 
@@ -164,23 +165,14 @@ def read_text(path: Path, *, limit: int, root: Path | None = None, display: str 
 def read_head(path: Path, size: int, *, display: str | None = None) -> bytes:
     """The first ``size`` bytes of a regular file (a header probe: FIFOs and devices are refused, never read)."""
     shown = display or str(path)
+    fd = _open_regular(path, limit=sys.maxsize, root=None, shown=shown)  # any size: only the head is read
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError as exc:
-        raise InputError("file does not exist (or is a dangling link)", file=shown) from exc
-    except OSError as exc:
-        raise InputError(f"cannot read file: {exc.strerror}", file=shown) from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError(f"not a regular file ({_kind(info.st_mode)})", file=shown,
-                             hint="only regular files are read")
-        os.set_blocking(fd, True)
         return os.read(fd, size)
     except OSError as exc:
         raise InputError(f"cannot read file: {exc.strerror}", file=shown) from exc
     finally:
         os.close(fd)
+
 
 def _kind(mode: int) -> str:
     if stat.S_ISFIFO(mode):
