@@ -72,7 +72,7 @@ def production_problems(experiment: Experiment) -> list[str]:
 def reference_problems(experiment: Experiment, data: Any, *, file: str) -> list[Problem]:
     """References to steps that do not exist or run later (hypothesis probes come first, rollbacks last)."""
     problems: list[Problem] = []
-    available: set[str] = {"config", "demo", "run"}
+    available: set[str] = {"config", "demo", "run", "service"}
     order: list[tuple[str, int, Any]] = []
     for section in SECTIONS:
         steps = _section(experiment, section)

@@ -111,8 +111,39 @@ class CountersProbe(StepBase):
     min_total: int | None = Field(default=None, ge=0)
 
 
-Probe = Annotated[HttpProbe | MetricProbe | GateProbe | CountersProbe, Field(discriminator="type")]
-PROBE_TYPES = ("http", "metric", "gate", "upstream_counters")
+class SqlExpect(PoetModel):
+    """When a SQL probe's answer counts as healthy: the row count and the first column of the first row."""
+
+    min_rows: int | None = Field(default=None, ge=0)
+    max_rows: int | None = Field(default=None, ge=0)
+    op: Literal["<", "<=", ">", ">=", "==", "!="] | None = None
+    value: float | None = None
+    max_latency_ms: float | None = Field(default=None, gt=0, le=120_000)
+
+    @model_validator(mode="after")
+    def _op_needs_value(self) -> SqlExpect:
+        if (self.op is None) != (self.value is None):
+            raise ValueError("op and value go together: give both or neither")
+        return self
+
+
+class SqlProbe(StepBase):
+    """A read-only SQL query on the service tier's PostgreSQL (or ``dsn``, on loopback).
+
+    It runs in a READ ONLY transaction with ``statement_timeout`` set from ``timeout_s``, so a probe never
+    writes and never waits without bound. Output: ``rows`` (at most 50, as lists), ``row_count``, ``value``
+    (the first column of the first row), ``elapsed_ms``.
+    """
+
+    type: Literal["sql"] = "sql"
+    query: NonEmptyStr
+    #: a libpq connection string; empty means the running service tier's database
+    dsn: str = ""
+    expect: SqlExpect | None = None
+
+
+Probe = Annotated[HttpProbe | MetricProbe | GateProbe | CountersProbe | SqlProbe, Field(discriminator="type")]
+PROBE_TYPES = ("http", "metric", "gate", "upstream_counters", "sql")
 
 
 # -- actions --------------------------------------------------------------------------------------------
@@ -243,6 +274,59 @@ class DemoSignalAction(ActionBase):
     signal: Literal["SIGSTOP", "SIGCONT", "SIGHUP", "SIGTERM", "SIGKILL"]
 
 
+class PgActionBase(ActionBase):
+    """A PostgreSQL action on the service tier's database (or ``dsn``, on loopback)."""
+
+    dsn: str = ""
+
+
+class PgTerminateBackends(PgActionBase):
+    """Terminate the database's client backends (``pg_terminate_backend``), as a failover or an admin would.
+
+    ``application_name`` limits it to sessions of that name; ``max_backends`` bounds how many. Output:
+    ``terminated`` (how many). Nothing to undo: a service must reconnect by itself.
+    """
+
+    type: Literal["pg_terminate_backends"] = "pg_terminate_backends"
+    application_name: str = ""
+    max_backends: int = Field(default=100, ge=1, le=1000)
+
+
+class PgHoldLock(PgActionBase):
+    """Hold a table lock in a transaction of its own for ``hold_s`` seconds (in the background).
+
+    The method goes on while the lock is held; the lock is released when ``hold_s`` is over, and at the
+    latest by the automatic cleanup after the run (the session is cancelled and closed).
+    """
+
+    type: Literal["pg_hold_lock"] = "pg_hold_lock"
+    table: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
+    mode: Literal["ACCESS SHARE", "ROW SHARE", "ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "SHARE",
+                  "SHARE ROW EXCLUSIVE", "EXCLUSIVE", "ACCESS EXCLUSIVE"] = "ACCESS EXCLUSIVE"
+    hold_s: float = Field(default=5.0, gt=0.0, le=600.0)
+
+
+class PgSlowStatements(PgActionBase):
+    """Run ``sessions`` slow statements at once, in the background, for ``seconds`` each.
+
+    Each session reads ``table`` inside a transaction (taking its ACCESS SHARE lock, as a long report
+    query does) and sleeps in the statement: the database holds backends and a lock the whole time.
+    Cancelled by the automatic cleanup after the run at the latest.
+    """
+
+    type: Literal["pg_slow_statements"] = "pg_slow_statements"
+    sessions: int = Field(default=1, ge=1, le=32)
+    seconds: float = Field(default=5.0, gt=0.0, le=600.0)
+    table: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] | None = None
+
+
+class PgRestart(ActionBase):
+    """Restart the service tier's PostgreSQL (``pg_ctl restart -m fast``): every connection breaks."""
+
+    type: Literal["pg_restart"] = "pg_restart"
+    timeout_s: TimeoutSeconds = 60.0
+
+
 class PauseStep(PoetModel):
     """Wait (interruptibly): the method stops at once when a guardrail trips or a signal arrives."""
 
@@ -254,15 +338,18 @@ class PauseStep(PoetModel):
 
 Action = Annotated[
     UpstreamFaultAction | UpstreamHealAction | FaultProxyStart | EdgeInterpose | FaultProxyUpdate | FaultProxyStop
-    | HttpAction | DemoReloadAction | DemoSignalAction,
+    | HttpAction | DemoReloadAction | DemoSignalAction | PgTerminateBackends | PgHoldLock | PgSlowStatements
+    | PgRestart,
     Field(discriminator="type"),
 ]
 ACTION_TYPES = ("upstream_fault", "upstream_heal", "fault_proxy_start", "edge_interpose", "fault_proxy_update",
-                "fault_proxy_stop", "http_call", "demo_reload", "demo_signal")
+                "fault_proxy_stop", "http_call", "demo_reload", "demo_signal", "pg_terminate_backends",
+                "pg_hold_lock", "pg_slow_statements", "pg_restart")
 
 Step = Annotated[
-    HttpProbe | MetricProbe | GateProbe | CountersProbe | UpstreamFaultAction | UpstreamHealAction | FaultProxyStart
-    | EdgeInterpose | FaultProxyUpdate | FaultProxyStop | HttpAction | DemoReloadAction | DemoSignalAction | PauseStep,
+    HttpProbe | MetricProbe | GateProbe | CountersProbe | SqlProbe | UpstreamFaultAction | UpstreamHealAction
+    | FaultProxyStart | EdgeInterpose | FaultProxyUpdate | FaultProxyStop | HttpAction | DemoReloadAction
+    | DemoSignalAction | PgTerminateBackends | PgHoldLock | PgSlowStatements | PgRestart | PauseStep,
     Field(discriminator="type"),
 ]
 
@@ -323,7 +410,7 @@ class Experiment(PoetModel):
             if step.name in seen:
                 raise ValueError(f"step name {step.name!r} is used twice; names must be unique (they are "
                                  "referenced as ${NAME...})")
-            if step.name in ("config", "demo", "run"):
+            if step.name in ("config", "demo", "run", "service"):
                 raise ValueError(f"step name {step.name!r} is reserved")
             seen.add(step.name)
         return self

@@ -412,3 +412,84 @@ def demo_signal(step: Any, ctx: RunContext) -> Outcome:
         ctx.cleanups.append((f"restart the demo after {step.process} was stopped", restart))
     os.kill(pid, sig)
     return Outcome("ok", {"pid": pid, "signal": step.signal}, f"{step.signal} to {step.process} (pid {pid})")
+
+
+# -- the service tier's database ---------------------------------------------------------------------------
+_SQL_OPS = _OPS
+
+
+@register("sql")
+def sql_probe(step: Any, ctx: RunContext) -> Outcome:
+    from poetkb.chaos import database
+
+    output = database.query(database.resolve_dsn(step.dsn, allow_remote=ctx.allow_remote), step.query,
+                            step.timeout_s)
+    if "error" in output:
+        return Outcome("deviated" if step.expect is not None else "failed", output, output["error"])
+    expect = step.expect
+    summary = f"{output['row_count']} row(s), value {output['value']!r} in {output['elapsed_ms']} ms"
+    if expect is None:
+        return Outcome("ok", output, summary)
+    problems = []
+    if expect.min_rows is not None and output["row_count"] < expect.min_rows:
+        problems.append(f"{output['row_count']} rows < {expect.min_rows}")
+    if expect.max_rows is not None and output["row_count"] > expect.max_rows:
+        problems.append(f"{output['row_count']} rows > {expect.max_rows}")
+    if expect.op is not None:
+        try:
+            number = float(output["value"])
+        except (TypeError, ValueError):
+            problems.append(f"value {output['value']!r} is not a number")
+        else:
+            if not _SQL_OPS[expect.op](number, float(expect.value)):
+                problems.append(f"value {number:g} {expect.op} {expect.value:g} does not hold")
+    if expect.max_latency_ms is not None and output["elapsed_ms"] > expect.max_latency_ms:
+        problems.append(f"{output['elapsed_ms']} ms > {expect.max_latency_ms} ms")
+    return Outcome("deviated" if problems else "ok", output, "; ".join(problems) or summary)
+
+
+@register("pg_terminate_backends")
+def pg_terminate_backends(step: Any, ctx: RunContext) -> Outcome:
+    from poetkb.chaos import database
+
+    count = database.terminate_backends(database.resolve_dsn(step.dsn, allow_remote=ctx.allow_remote),
+                                        application_name=step.application_name, limit=step.max_backends,
+                                        timeout_s=step.timeout_s)
+    return Outcome("ok", {"terminated": count}, f"terminated {count} backend(s)")
+
+
+def _background(step: Any, ctx: RunContext, start: Callable[[str], Any], what: str) -> Outcome:
+    from poetkb.chaos import database
+
+    dsn = database.resolve_dsn(step.dsn, allow_remote=ctx.allow_remote)
+    try:
+        sessions = start(dsn)
+    except EnvironmentProblem as exc:
+        return Outcome("failed", {}, exc.message)
+    ctx.cleanups.append((f"release {step.name} ({what})", sessions.stop))
+    return Outcome("ok", {"pids": list(sessions.pids)}, what)
+
+
+@register("pg_hold_lock")
+def pg_hold_lock(step: Any, ctx: RunContext) -> Outcome:
+    from poetkb.chaos import database
+
+    return _background(step, ctx, lambda dsn: database.hold_lock(dsn, step.table, step.mode, step.hold_s),
+                       f"{step.mode} lock on {step.table} held for {step.hold_s:g} s")
+
+
+@register("pg_slow_statements")
+def pg_slow_statements(step: Any, ctx: RunContext) -> Outcome:
+    from poetkb.chaos import database
+
+    return _background(step, ctx, lambda dsn: database.slow_statements(dsn, step.sessions, step.seconds, step.table),
+                       f"{step.sessions} slow statement(s) of {step.seconds:g} s"
+                       + (f" reading {step.table}" if step.table else ""))
+
+
+@register("pg_restart")
+def pg_restart(step: Any, ctx: RunContext) -> Outcome:
+    from poetkb.chaos import database
+
+    took = database.restart(step.timeout_s)
+    return Outcome("ok", {"restart_s": took}, f"PostgreSQL restarted in {took:g} s")

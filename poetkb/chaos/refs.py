@@ -48,6 +48,9 @@ def lookup(path: str, scope: Mapping[str, Any]) -> Any:
     head, *rest = path.split(".")
     if head == "demo" and head not in scope:
         raise ReferenceError_(f"${{{path}}}: the demo edge is not running", hint="start it with `poet demo up`")
+    if head == "service" and head not in scope:
+        raise ReferenceError_(f"${{{path}}}: the service tier is not running",
+                              hint="start it with `poet demo up --tier service`")
     if head not in scope:
         raise ReferenceError_(f"${{{path}}}: nothing called {head!r} has produced an output yet",
                               hint="reference a probe or action that runs earlier, or config.KEY / demo.FIELD")

@@ -154,6 +154,15 @@ def preflight(experiment: Experiment, demo: DemoState | None, options: RunOption
                              field="guardrails.max_faulted_share", hint="fault fewer upstreams or raise the limit")
     scope = base_scope(experiment, demo)
     for step in experiment.all_steps():
+        if getattr(step, "dsn", ""):
+            from poetkb.chaos.database import resolve_dsn
+
+            try:
+                resolve_dsn(substitute(step.dsn, scope), allow_remote=options.allow_remote)
+            except ReferenceError_:
+                pass  # depends on an output: checked when the step runs
+            except InputError as exc:
+                raise InputError(exc.message, file=file, field=f"{step.name}.dsn", hint=exc.hint) from None
         for key in ("url",):
             raw = getattr(step, key, None)
             if not isinstance(raw, str):
@@ -175,7 +184,21 @@ def base_scope(experiment: Experiment, demo: DemoState | None) -> dict[str, Any]
         scope["demo"] = {"base_url": demo.base_url, "tls_url": demo.tls_url, "metrics_url": demo.metrics_url,
                          "proxy": demo.proxy, "variant": demo.variant,
                          "upstreams": {u.name: {"url": u.url, "admin_url": u.admin_url} for u in demo.upstreams}}
+    service = service_scope()
+    if service is not None:
+        scope["service"] = service
     return scope
+
+
+def service_scope() -> dict[str, Any] | None:
+    """What ``${service...}`` resolves to while the service tier runs: its URLs, DSN and variant."""
+    from poetkb.demo.service.tier import load_service_state
+
+    state = load_service_state()
+    if state is None:
+        return None
+    return {"url": state.service_url, "admin_url": state.admin_url, "dsn": state.dsn, "variant": state.variant,
+            "issuer_admin_url": state.issuer_admin_url, "dependency_url": state.dependency_url}
 
 
 # -- signals ---------------------------------------------------------------------------------------------

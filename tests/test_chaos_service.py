@@ -1,0 +1,137 @@
+"""Chaos on the service tier: SQL probes and PostgreSQL actions (terminate backends, hold a lock, slow
+statements, restart) against the real PostgreSQL of the demo service, each undone after the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from poetkb.cli import main
+from poetkb.demo.service import tier
+
+pytestmark = pytest.mark.proxy
+
+HEALTH = {"name": "health", "type": "http", "url": "${service.url}/health",
+          "tolerance": {"status": [200], "max_latency_ms": 3000}}
+
+
+@pytest.fixture(scope="module")
+def started(shared_home: Path, base_port: int) -> Any:
+    """The good service tier, started once for the module."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POET_HOME", str(shared_home))
+        return tier.up(variant="good", base_port=base_port)
+
+
+@pytest.fixture
+def service(started: Any, home: Path, kb_path: Path) -> Any:
+    return tier.load_service_state()
+
+
+def write(tmp_path: Path, method: list[dict[str, Any]], *, steady: list[dict[str, Any]] | None = None,
+          watch: bool = True, **extra: Any) -> Path:
+    data: dict[str, Any] = {
+        "title": "database experiment", "obligations": ["resilience.dependency.restart"],
+        "steady_state": {"probes": steady or [HEALTH], "watch": {"enabled": watch, "interval_s": 0.2}},
+        "method": method, **extra}
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run(path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    journal = path.parent / "journal.json"
+    result = CliRunner().invoke(main, ["chaos", "run", str(path), "--journal", str(journal), *args])
+    data = json.loads(journal.read_text()) if journal.exists() else {}
+    return result.exit_code, data, result.output
+
+
+def method_steps(journal: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in journal["steps"] if s["phase"] == "method"}
+
+
+def locks_on_accounts(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                           "WHERE c.relname = 'accounts' AND l.mode = 'AccessExclusiveLock'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def chaos_sessions(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'poet-chaos' "
+                           "AND pid <> pg_backend_pid()").fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_held_lock_and_slow_statements_are_seen_by_sql_probes_and_released(service: Any, tmp_path: Path) -> None:
+    """A held ACCESS EXCLUSIVE lock and four slow statements are visible to SQL probes during the method (the
+    probes' outputs are in the journal); after the run no lock and no chaos session is left."""
+    path = write(tmp_path, [
+        {"name": "lock", "type": "pg_hold_lock", "table": "accounts", "hold_s": 60},
+        {"name": "slow", "type": "pg_slow_statements", "sessions": 4, "seconds": 60},
+        {"name": "locked", "type": "sql", "expect": {"op": ">=", "value": 1},
+         "query": "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                  "WHERE c.relname = 'accounts' AND l.mode = 'AccessExclusiveLock' AND l.granted"},
+        {"name": "sleeping", "type": "sql", "expect": {"op": ">=", "value": 4},
+         "query": "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'"},
+    ])
+    code, journal, output = run(path)
+    assert code == 0 and journal["status"] == "completed", output
+    steps = method_steps(journal)
+    assert steps["locked"]["output"]["value"] >= 1 and steps["sleeping"]["output"]["value"] >= 4
+    assert len(steps["slow"]["output"]["pids"]) == 4
+    cleanups = [s["detail"] for s in journal["steps"] if s["phase"] == "cleanup"]
+    assert any("release lock" in c for c in cleanups) and any("release slow" in c for c in cleanups)
+    assert locks_on_accounts(service.dsn) == 0 and chaos_sessions(service.dsn) == 0
+
+
+def test_terminated_backends_and_restart_are_survived(service: Any, tmp_path: Path) -> None:
+    """Terminating the service's backends and restarting PostgreSQL: the service serves again by itself
+    (the hypothesis holds after the method), and PostgreSQL runs under a new pid."""
+    before = tier.load_service_state()
+    with psycopg.connect(service.dsn, autocommit=True) as conn:
+        old_pid = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+    path = write(tmp_path, [
+        {"name": "warm", "type": "http", "url": "${service.url}/health"},
+        {"name": "kill", "type": "pg_terminate_backends"},
+        {"name": "restart", "type": "pg_restart"},
+        {"name": "settle", "type": "pause", "seconds": 1.5},
+    ], watch=False)
+    code, journal, output = run(path)
+    assert code == 0 and journal["status"] == "completed", output
+    steps = method_steps(journal)
+    assert steps["kill"]["status"] == "ok" and steps["restart"]["status"] == "ok"
+    after = [s for s in journal["steps"] if s["phase"] == "after"]
+    assert after and all(s["status"] == "ok" for s in after)
+    with psycopg.connect(service.dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT pg_postmaster_start_time()").fetchone() != old_pid
+    assert before is not None
+
+
+def test_sql_probe_outside_expectation_is_a_deviation(service: Any, tmp_path: Path) -> None:
+    """A hypothesis SQL probe that does not hold makes the run not-steady (exit 1); a read-only probe cannot
+    write (the write is an error, not a change)."""
+    path = write(tmp_path, [{"name": "nothing", "type": "pause", "seconds": 0.1}], steady=[
+        {"name": "accounts", "type": "sql", "query": "SELECT count(*) FROM accounts", "expect": {"op": "<", "value": 0}}])
+    code, journal, _ = run(path)
+    assert code == 1 and journal["status"] == "not-steady"
+    assert "does not hold" in journal["steps"][0]["detail"]
+    write_path = write(tmp_path, [{"name": "w", "type": "sql", "query": "DELETE FROM accounts",
+                                   "expect": {"max_rows": 0}}])
+    code, journal, _ = run(write_path)
+    assert code == 1 and "read-only" in method_steps(journal)["w"]["detail"]
+
+
+def test_remote_dsn_refused_before_anything_runs(service: Any, tmp_path: Path) -> None:
+    """A DSN off loopback is bad input (exit 2) naming the step's field, unless --allow-remote."""
+    path = write(tmp_path, [{"name": "far", "type": "pg_terminate_backends",
+                             "dsn": "host=192.0.2.1 port=5432 user=poet dbname=poet"}])
+    code, journal, output = run(path)
+    assert code == 2 and "far.dsn" in output and journal == {}
