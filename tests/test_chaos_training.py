@@ -15,7 +15,7 @@ from poetkb import demo
 from poetkb.chaos.training import Scenario, load_scenarios
 from poetkb.cli import main
 
-SCENARIOS = sorted(load_scenarios())
+SCENARIOS = sorted(sid for sid, s in load_scenarios().items() if s.tier == "edge")
 
 
 def poet(*args: str) -> Any:
@@ -46,13 +46,20 @@ def edge(started: str, home: Path, kb_path: Path) -> Iterator[Any]:
 def test_library_has_the_scenarios() -> None:
     """The library holds at least eight scenarios, each with three graded hints and a variant that exists."""
     from poetkb.demo.overlays import all_variants
+    from poetkb.demo.service.variants import VARIANTS as SERVICE_VARIANTS
 
     variants = {v.name for v in all_variants()}
     scenarios = load_scenarios()
     assert len(scenarios) >= 8
-    assert {"slow-upstream", "retry-storm", "cache-poisoning-vary", "connection-exhaustion"} <= set(scenarios)
+    assert {"slow-upstream", "retry-storm", "cache-poisoning-vary", "connection-exhaustion", "slow-database-query",
+            "thread-exhaustion", "pool-exhaustion", "stale-cache-forever", "tls-chain-broken"} <= set(scenarios)
     for scenario in scenarios.values():
         assert isinstance(scenario, Scenario) and len(scenario.hints) >= 3
+        assert [h.split(":")[0] for h in scenario.hints[:3]] == ["Signal", "Component", "Fix"]
+        if scenario.tier == "service":
+            assert scenario.variant in SERVICE_VARIANTS
+            assert set(scenario.obligations) <= set(SERVICE_VARIANTS[scenario.variant].breaks)
+            continue
         assert scenario.variant in variants
         for proxy in scenario.proxies:
             assert any(v.name == scenario.variant and v.proxy == proxy for v in all_variants())

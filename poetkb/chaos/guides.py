@@ -14,17 +14,24 @@ from poetkb.chaos.training import Scenario, load_scenarios
 
 def render_guide(scenario: Scenario) -> str:
     """The instructor guide of one scenario: what breaks, how to diagnose, the fix, what it teaches."""
+    where = ("the service tier: `poet demo up --tier service` (or `--tier all`)" if scenario.tier == "service"
+             else f"demo edge on {' or '.join(scenario.proxies)}")
+    runs = "The service tier runs its" if scenario.tier == "service" else "The demo runs its"
     lines = [f"# {scenario.title}", "",
-             f"Scenario `{scenario.id}` — `poet train start {scenario.id}` (demo edge on "
-             f"{' or '.join(scenario.proxies)}).", "",
+             f"Scenario `{scenario.id}` — `poet train start {scenario.id}` ({where}).", "",
              "## What the learner sees", "", scenario.symptom, "",
              "## What breaks, and why", "",
-             f"The demo runs its `{scenario.variant}` variant: {_variant_description(scenario)}", ""]
+             f"{runs} `{scenario.variant}` variant: {_variant_description(scenario)}", ""]
     if scenario.inject:
         lines += ["Injected at run time to make the symptom visible:", ""]
         for action in scenario.inject:
             detail = getattr(action, "fault", None)
-            what = f"`{action.type}` on `{getattr(action, 'upstream', '')}`"
+            if hasattr(action, "upstream"):
+                what = f"`{action.type}` on `{action.upstream}`"
+            elif action.type == "http_call":
+                what = f"`{action.type}` {action.method} `{action.url}` {action.body or ''}".rstrip()
+            else:
+                what = f"`{action.type}`"
             if detail is not None:
                 what += f": {detail.model_dump(exclude_defaults=True)}"
             lines.append(f"- {action.name}: {what}")
@@ -32,8 +39,7 @@ def render_guide(scenario: Scenario) -> str:
     lines += ["## How to diagnose (the hints, in order)", ""]
     lines += [f"{n}. {hint}" for n, hint in enumerate(scenario.hints, 1)]
     lines += ["", "## The fix", "", scenario.fix, "",
-              "In the demo: `poet demo up --variant good` (or edit the running configuration and reload it), then "
-              "`poet train check`.", "",
+              _in_the_demo(scenario), "",
               "## What it teaches", "",
               f"- Obligations: {', '.join(f'`{o}`' for o in scenario.obligations)} (`poet obligations show ID`)"]
     if scenario.failure_mode:
@@ -44,7 +50,21 @@ def render_guide(scenario: Scenario) -> str:
     return "\n".join(lines)
 
 
+def _in_the_demo(scenario: Scenario) -> str:
+    if scenario.tier == "service":
+        return ("In the demo: `poet demo up --tier service --service-variant good` (the service with the flaw "
+                "fixed; PostgreSQL keeps running), then `poet train check`.")
+    return ("In the demo: `poet demo up --variant good` (or edit the running configuration and reload it), then "
+            "`poet train check`.")
+
+
 def _variant_description(scenario: Scenario) -> str:
+    if scenario.tier == "service":
+        from poetkb.demo.service.variants import get_service_variant
+
+        variant = get_service_variant(scenario.variant)
+        text = " ".join(f"{variant.description} {variant.outage}".split())
+        return text if text.endswith(".") else text + "."
     from poetkb.demo.overlays import get_variant
 
     text = " ".join(get_variant(scenario.proxies[0], scenario.variant).description.split())

@@ -1,13 +1,16 @@
 """Training scenarios: a standard failure injected into the running demo, graded hints, and a check that says
 when the system is healthy again and why.
 
-A scenario (``poetkb/chaos/scenarios/*.yaml``, ``poet schema chaos-scenario``) names the demo variant that
-carries the failure (a configuration mistake seen in real outages), run-time faults that make its symptom
-visible, the obligations it teaches, three or more graded hints (first the signal to look at, then the
-component, then the fix) and what to say when it is solved. ``check`` runs the gate checks of those
+A scenario (``poetkb/chaos/scenarios/*.yaml``, ``poet schema chaos-scenario``) names the tier (the demo edge,
+or the service tier with its real PostgreSQL) and the variant of that tier that carries the failure (a
+configuration or code mistake seen in real outages), run-time faults that make its symptom visible, the
+obligations it teaches, three or more graded hints (first the signal to look at, then the component, then
+the fix) and what to say when it is solved. ``check`` runs the gate checks of those
 obligations (plus any extra probes) against the demo: healthy only when every one passes. While the
 scenario is unsolved, ``check`` injects the run-time faults again (a gate run heals faults it finds), so
-the learner keeps seeing the symptom.
+the learner keeps seeing the symptom. On the service tier, ``check`` first heals the faults it injected
+(the service's ``/__poet/fault``), so the gates judge the service's code and configuration, not the
+injected slowness.
 
 State of the active scenario lives in ``$POET_HOME/train/active.json``.
 """
@@ -41,7 +44,9 @@ class Scenario(PoetModel):
     title: NonEmptyStr
     obligations: list[ObligationId] = Field(min_length=1)
     failure_mode: str = ""
-    #: the demo variant that carries the failure
+    #: where the failure lives: the demo edge (NGINX/HAProxy) or the service tier (service + PostgreSQL)
+    tier: Literal["edge", "service"] = "edge"
+    #: the variant of that tier that carries the failure (``poet demo variants`` / the service variants)
     variant: NonEmptyStr
     #: the proxies the variant exists for
     proxies: list[ProxyName] = Field(default_factory=lambda: list(_BOTH), min_length=1)
@@ -60,6 +65,7 @@ class TrainingState(PoetModel):
 
     scenario: str
     proxy: str
+    tier: Literal["edge", "service"] = "edge"
     previous_variant: str
     started_at: float
     hints_given: int = 0
@@ -138,6 +144,16 @@ def _demo() -> Any:
     return state
 
 
+def _service() -> Any:
+    from poetkb.demo.service.tier import load_service_state
+
+    state = load_service_state()
+    if state is None:
+        raise EnvironmentProblem("the service tier is not running",
+                                 hint="start it with `poet demo up --tier service` (or --tier all)")
+    return state
+
+
 def _context(demo_state: Any, kb: KnowledgeBase | None) -> Any:
     from poetkb.chaos.providers import RunContext
     from poetkb.gates.probes import make_client
@@ -149,10 +165,31 @@ def _context(demo_state: Any, kb: KnowledgeBase | None) -> Any:
 def base_scope_for(demo_state: Any) -> dict[str, Any]:
     import os
 
-    return {"config": {}, "run": {"nonce": os.urandom(4).hex()},
-            "demo": {"base_url": demo_state.base_url, "tls_url": demo_state.tls_url,
-                     "metrics_url": demo_state.metrics_url, "proxy": demo_state.proxy,
-                     "upstreams": {u.name: {"url": u.url, "admin_url": u.admin_url} for u in demo_state.upstreams}}}
+    from poetkb.chaos.runner import service_scope
+
+    scope: dict[str, Any] = {"config": {}, "run": {"nonce": os.urandom(4).hex()}}
+    if demo_state is not None:
+        scope["demo"] = {"base_url": demo_state.base_url, "tls_url": demo_state.tls_url,
+                         "metrics_url": demo_state.metrics_url, "proxy": demo_state.proxy,
+                         "upstreams": {u.name: {"url": u.url, "admin_url": u.admin_url}
+                                       for u in demo_state.upstreams}}
+    service = service_scope()
+    if service is not None:
+        scope["service"] = service
+    return scope
+
+
+def _heal_service(state: Any) -> None:
+    """Remove every fault of the service tier (its ``/__poet/fault``)."""
+    import httpx
+
+    from poetkb.gates.probes import ensure_allowed
+
+    ensure_allowed(state.admin_url, allow_remote=False, what="service admin")
+    try:
+        httpx.delete(state.admin_url.rstrip("/") + "/fault", timeout=5.0)
+    except httpx.HTTPError as exc:
+        raise EnvironmentProblem(f"cannot heal the service tier's faults: {exc}") from None
 
 
 def _inject(scenario: Scenario, demo_state: Any) -> list[str]:
@@ -179,6 +216,8 @@ def start(scenario_id: str) -> tuple[Scenario, list[str]]:
     current = active()
     if current is not None and current.scenario != scenario_id:
         raise InputError(f"scenario {current.scenario!r} is active", hint="end it with `poet train stop` first")
+    if scenario.tier == "service":
+        return _start_service(scenario, current)
     before = _demo()
     if before.proxy not in scenario.proxies:
         raise InputError(f"scenario {scenario.id!r} needs the demo on {' or '.join(scenario.proxies)}; it runs "
@@ -188,6 +227,19 @@ def start(scenario_id: str) -> tuple[Scenario, list[str]]:
     _save(TrainingState(scenario=scenario.id, proxy=running.proxy, previous_variant=previous,
                         started_at=round(time.time(), 3)))
     return scenario, _inject(scenario, running)
+
+
+def _start_service(scenario: Scenario, current: TrainingState | None) -> tuple[Scenario, list[str]]:
+    from poetkb import demo
+    from poetkb.demo.service import tier
+
+    before = _service()
+    previous = current.previous_variant if current is not None else before.variant
+    _heal_service(before)
+    tier.up(variant=scenario.variant, base_port=before.base_port)
+    _save(TrainingState(scenario=scenario.id, proxy="service", tier="service", previous_variant=previous,
+                        started_at=round(time.time(), 3)))
+    return scenario, _inject(scenario, demo.load_state())
 
 
 def hint() -> tuple[int, int, str]:
@@ -200,10 +252,15 @@ def hint() -> tuple[int, int, str]:
 
 def check(kb: KnowledgeBase) -> CheckResult:
     """Run the scenario's gates and probes; healthy only when all pass (see the module docstring)."""
+    from poetkb import demo
     from poetkb.chaos.providers import run_step
 
     state, scenario = _require_active()
-    demo_state = _demo()
+    if scenario.tier == "service":
+        _heal_service(_service())
+        demo_state = demo.load_state()
+    else:
+        demo_state = _demo()
     probes: list[Any] = [GateProbe(name="gate", obligations=list(scenario.obligations)), *scenario.check]
     ctx = _context(demo_state, kb)
     details: list[str] = []
@@ -237,6 +294,14 @@ def stop() -> str:
     from poetkb.chaos.providers import run_step
 
     state, scenario = _require_active()
+    if scenario.tier == "service":
+        from poetkb.demo.service import tier
+
+        service = _service()
+        _heal_service(service)
+        tier.up(variant=state.previous_variant, base_port=service.base_port)
+        _state_path().unlink(missing_ok=True)
+        return f"stopped {scenario.id}; the service tier runs the {state.previous_variant!r} variant again"
     demo_state = _demo()
     ctx = _context(demo_state, None)
     try:
