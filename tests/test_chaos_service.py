@@ -90,6 +90,10 @@ def test_held_lock_and_slow_statements_are_seen_by_sql_probes_and_released(servi
     cleanups = [s["detail"] for s in journal["steps"] if s["phase"] == "cleanup"]
     assert any("release lock" in c for c in cleanups) and any("release slow" in c for c in cleanups)
     assert locks_on_accounts(service.dsn) == 0 and chaos_sessions(service.dsn) == 0
+    # the journal is evidence: recorded as a gate run, and judged again (pass) from its steps
+    assert "resilience.dependency.restart: pass" in output and "recorded as gate run" in output
+    again = CliRunner().invoke(main, ["gate", "evaluate", "--evidence", str(path.parent / "journal.json")])
+    assert again.exit_code == 0, again.output
 
 
 def test_terminated_backends_and_restart_are_survived(service: Any, tmp_path: Path) -> None:

@@ -62,6 +62,9 @@ class Journal(PoetModel):
     #: passing watch/guardrail probes not listed in ``steps`` once 500 were (failures are always listed)
     watch_ok_omitted: int = 0
     signals: list[str] = Field(default_factory=list)
+    #: sha256 of the journal's canonical JSON without this field, set when the run ends
+    #: (:func:`poetkb.chaos.evidence.digest`); ``poet gate evaluate`` refuses a journal that no longer matches
+    digest: str | None = None
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -119,6 +119,10 @@ class Recorder:
     def write(self) -> Journal:
         with self.lock:
             journal = Journal.model_validate({**self.journal, "steps": list(self.journal["steps"])})
+        if journal.phase == "done":
+            from poetkb.chaos.evidence import seal
+
+            journal = seal(journal)
         write_atomic(self.path, journal.model_dump(mode="json"))
         return journal
 

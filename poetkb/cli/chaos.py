@@ -73,12 +73,19 @@ def run(ctx: click.Context, experiment: Path, dry_run: bool, journal_path: Path 
                     click.echo(f"[{phase}] {step.name} ({step.type})")
             return
         journal = run_experiment(exp, kb=base, file=experiment, options=options)
+        written = options.journal_path or _journal_default(journal.run_id)
+        # the journal is evidence: judged again from its steps and recorded as a gate run (verdict per obligation)
+        report = base.gate_evaluate(written)
     finally:
         base.close()
     if as_json:
         emit_json(journal)
     click.echo(f"{journal.status}: {journal.reason}", err=True)
-    click.echo(f"journal: {options.journal_path or _journal_default(journal.run_id)}", err=True)
+    click.echo(f"journal: {written}", err=True)
+    for verdict in report.obligations:
+        click.echo(f"  {verdict.obligation_id}: {verdict.verdict}", err=True)
+    click.echo(f"recorded as gate run {report.run_id} (judge it again: poet gate evaluate --evidence {written})",
+               err=True)
     ctx.exit(journal.exit_code)
 
 

@@ -570,6 +570,10 @@ def evaluate_evidence(kb: KnowledgeBase, paths: Sequence[Path], selection: Selec
     if not paths:
         raise InputError("no evidence given", field="evidence", hint="pass --evidence DIR or FILE")
     started_at, t0 = now_iso(), time.perf_counter()
+    journals = _chaos_journals(paths)
+    if journals:
+        report = _judge_journals(kb, journals, selection, started_at=started_at, t0=t0)
+        return _finish(kb, report, record=record, write_reports=write_reports)
     first = Path(paths[0])
     loaded = load_run(first) if first.is_dir() and os.path.lexists(first / "manifest.json") else None
     if loaded is not None:
@@ -604,6 +608,62 @@ def evaluate_evidence(kb: KnowledgeBase, paths: Sequence[Path], selection: Selec
                     duration=time.perf_counter() - t0, selection=chosen,
                     target=None if loaded else TargetInfo(source="evidence"))
     return _finish(kb, report, record=record, write_reports=write_reports)
+
+
+def _chaos_journals(paths: Sequence[Path]) -> list[tuple[Path, bytes]]:
+    """The chaos journals among ``paths`` (read bounded); empty when none is one, InputError when mixed."""
+    from poetkb.chaos.evidence import looks_like_journal
+    from poetkb.safefile import EVIDENCE_FILE_LIMIT, read_bytes
+
+    found = []
+    for path in paths:
+        if path.is_dir() or not path.exists():
+            continue
+        data = read_bytes(path, limit=EVIDENCE_FILE_LIMIT, display=str(path))
+        if looks_like_journal(data):
+            found.append((path, data))
+    if found and len(found) != len(paths):
+        raise InputError("chaos journals are judged on their own; pass them without other evidence",
+                         file=", ".join(str(p) for p, _ in found), field="evidence")
+    return found
+
+
+def _judge_journals(kb: KnowledgeBase, journals: list[tuple[Path, bytes]], selection: Selection | None, *,
+                    started_at: str, t0: float) -> GateReport:
+    """One verdict per obligation the journals name (or the selection), each re-derived from the steps."""
+    import hashlib
+
+    from poetkb.chaos.evidence import check_results, read_journal
+
+    parsed = [(str(path), read_journal(path, data), data) for path, data in journals]
+    named = sorted({oid for _, journal, _ in parsed for oid in journal.obligations})
+    chosen = selection or Selection()
+    if chosen.all or chosen.obligations or chosen.domains:
+        obligations = select_obligations(kb, chosen)
+    else:
+        require_known(kb, named, where="the chaos journal", file=parsed[0][0])
+        obligations = kb.obligations(ids=named)
+        chosen = Selection(obligations=named)
+    results: dict[str, list[CheckResult]] = {ob.id: [] for ob in obligations}
+    for shown, journal, _ in parsed:
+        for oid, result in check_results(journal, shown, obligations).items():
+            results[oid].append(result)
+    verdicts = []
+    for ob in obligations:
+        if results[ob.id]:
+            verdicts.append(obligation_verdict(kb, ob, results[ob.id]))
+        else:
+            verdicts.append(ObligationVerdict(obligation_id=ob.id, title=ob.title, domain=ob.domain, risk=ob.risk,
+                                              verdict="no-evidence",
+                                              diagnosis="no chaos journal given names this obligation"))
+    summary, overall, exit_code = summarize(verdicts)
+    files = [EvidenceFile(path=shown, kind="chaos_journal", sha256=hashlib.sha256(data).hexdigest(), bytes=len(data),
+                          description=f"chaos journal of run {journal.run_id} ({journal.status})")
+             for shown, journal, data in parsed]
+    return GateReport(run_id=new_run_id(), mode="evaluate", poetkb_version=__version__, started_at=started_at,
+                      finished_at=now_iso(), duration_s=round(time.perf_counter() - t0, 3),
+                      target=TargetInfo(source="evidence"), selection=chosen, evidence_files=files,
+                      obligations=verdicts, summary=summary, verdict=overall, exit_code=exit_code)
 
 
 def _finish(kb: KnowledgeBase, report: GateReport, *, record: bool, write_reports: bool) -> GateReport:
