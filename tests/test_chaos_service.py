@@ -139,3 +139,46 @@ def test_remote_dsn_refused_before_anything_runs(service: Any, tmp_path: Path) -
                              "dsn": "host=192.0.2.1 port=5432 user=poet dbname=poet"}])
     code, journal, output = run(path)
     assert code == 2 and "far.dsn" in output and journal == {}
+
+
+def test_chaos_toolkit_journal_imported_becomes_evidence(service: Any, tmp_path: Path) -> None:
+    """chaostoolkit-lib runs an exported experiment with a SQL probe and a held lock on the real database; its
+    journal, imported with `poet chaos import`, is judged by `poet gate evaluate` (pass); a CTK run whose
+    hypothesis does not hold is judged fail from the imported journal alone."""
+    from chaoslib.experiment import run_experiment
+
+    from poetkb.chaos.ctk import export_ctk
+    from poetkb.chaos.loader import load
+
+    def ctk_run(expect: dict[str, Any], name: str) -> Path:
+        path = write(tmp_path, [
+            {"name": "lock", "type": "pg_hold_lock", "table": "orders", "mode": "SHARE", "hold_s": 2},
+            {"name": "held", "type": "sql", "query": "SELECT count(*) FROM pg_locks WHERE mode = 'ShareLock'",
+             "expect": {"op": ">=", "value": 1}},
+        ], steady=[{"name": "accounts", "type": "sql", "query": "SELECT count(*) FROM accounts", "expect": expect}])
+        journal = run_experiment(export_ctk(load(path)))
+        out = tmp_path / f"{name}.ctk.json"
+        out.write_text(json.dumps(journal, default=str), encoding="utf-8")
+        return out
+
+    held = ctk_run({"op": ">=", "value": 0}, "held")
+    imported = tmp_path / "held.poet.json"
+    result = CliRunner().invoke(main, ["chaos", "import", str(held), "--obligation", "data.migration.lock_bounded",
+                                       "--out", str(imported)])
+    assert result.exit_code == 0, result.output
+    journal = json.loads(imported.read_text())
+    assert journal["imported_from"]["format"] == "chaostoolkit-journal" and journal["status"] == "completed"
+    assert {s["phase"] for s in journal["steps"]} >= {"before", "method", "after"}
+    judged = CliRunner().invoke(main, ["gate", "evaluate", "--evidence", str(imported), "--json"])
+    assert judged.exit_code == 0, judged.output
+    report = json.loads(judged.stdout)
+    assert report["obligations"][0]["obligation_id"] == "data.migration.lock_bounded"
+    assert report["obligations"][0]["verdict"] == "pass"
+
+    broken = ctk_run({"op": "<", "value": 0}, "broken")
+    imported = tmp_path / "broken.poet.json"
+    assert CliRunner().invoke(main, ["chaos", "import", str(broken), "--obligation", "data.migration.lock_bounded",
+                                     "--out", str(imported)]).exit_code == 0
+    judged = CliRunner().invoke(main, ["gate", "evaluate", "--evidence", str(imported), "--json"])
+    assert judged.exit_code == 1, judged.output
+    assert json.loads(judged.stdout)["obligations"][0]["verdict"] == "fail"

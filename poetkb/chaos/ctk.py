@@ -301,7 +301,9 @@ def _native_http(step: Any) -> bool:
 
 
 def _export_step(step: Any) -> dict[str, Any]:
-    kind = "action" if step.type not in ("http", "metric", "gate", "upstream_counters") else "probe"
+    from poetkb.chaos.models import PROBE_TYPES
+
+    kind = "probe" if step.type in PROBE_TYPES else "action"
     if step.type in ("http", "http_call") and _native_http(step):
         provider: dict[str, Any] = {"type": "http", "url": _OUR_CONFIG_REF.sub(r"${\1}", step.url),
                                     "method": step.method, "timeout": step.timeout_s}

@@ -10,6 +10,7 @@ tolerance (the exported tolerance is ``true``); an action returns its output, or
 from __future__ import annotations
 
 import atexit
+import contextlib
 import threading
 from typing import Any
 
@@ -34,6 +35,11 @@ def _context(configuration: dict[str, Any] | None) -> Any:
             atexit.register(_close)
         _CTX.scope["config"] = {k: v for k, v in (configuration or {}).items()
                                 if isinstance(v, str | int | float | bool)}
+        from poetkb.chaos.runner import service_scope
+
+        service = service_scope()  # the service tier may have been started (or moved) since the last step
+        if service is not None:
+            _CTX.scope["service"] = service
         return _CTX
 
 
@@ -50,6 +56,10 @@ def _close() -> None:
         return
     for proxy in list(ctx.proxies.values()):
         proxy.stop()
+    for _label, undo in reversed(ctx.cleanups):  # e.g. database sessions still holding a lock
+        with contextlib.suppress(Exception):  # the process is ending; every undo gets its turn
+            undo()
+    ctx.cleanups.clear()
     ctx.client.close()
 
 

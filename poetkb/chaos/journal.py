@@ -65,6 +65,8 @@ class Journal(PoetModel):
     #: sha256 of the journal's canonical JSON without this field, set when the run ends
     #: (:func:`poetkb.chaos.evidence.digest`); ``poet gate evaluate`` refuses a journal that no longer matches
     digest: str | None = None
+    #: set for a journal converted from another tool's (``format``, ``file``, ``sha256`` of the original)
+    imported_from: dict[str, str] | None = None
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:

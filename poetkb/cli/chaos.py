@@ -102,7 +102,8 @@ def _journal_default(run_id: str) -> Path:
 @click.option("--out", type=_FILE, help="Write the experiment here (.json for JSON, else YAML) instead of stdout.")
 @click.pass_context
 def import_(ctx: click.Context, ctk_file: Path, obligations: tuple[str, ...], out: Path | None) -> None:
-    """Convert a Chaos Toolkit experiment (JSON or YAML) into a poetkb experiment.
+    """Convert a Chaos Toolkit experiment (JSON or YAML) into a poetkb experiment, or a CTK journal into a
+    poetkb journal (JSON) that `poet gate evaluate --evidence` judges (its probes become evidence).
 
     What cannot be converted is listed on stderr with its JSON path; the result is validated like
     `poet chaos validate` (exit 2 when it is not a valid experiment).
@@ -112,10 +113,15 @@ def import_(ctx: click.Context, ctk_file: Path, obligations: tuple[str, ...], ou
     import yaml
 
     from poetkb.chaos.ctk import import_ctk
+    from poetkb.chaos.ctk_journal import is_ctk_journal
     from poetkb.chaos.loader import parse, read_data
     from poetkb.errors import InputError
 
-    result = import_ctk(read_data(ctk_file), obligations=list(obligations))
+    doc = read_data(ctk_file)
+    if is_ctk_journal(doc):
+        _import_journal(ctx, ctk_file, doc, list(obligations), out)
+        return
+    result = import_ctk(doc, obligations=list(obligations))
     for item in result.unconverted:
         click.echo(f"not converted: {item}", err=True)
     if not result.data["obligations"]:
@@ -136,6 +142,26 @@ def import_(ctx: click.Context, ctk_file: Path, obligations: tuple[str, ...], ou
     write_output(text, out)
     click.echo(f"imported {len(experiment.method)} method step(s), {len(experiment.rollbacks)} rollback(s); "
                f"{len(result.unconverted)} item(s) not converted", err=True)
+
+
+def _import_journal(ctx: click.Context, ctk_file: Path, doc: object, obligations: list[str], out: Path | None) -> None:
+    """A CTK journal becomes a poetkb journal (JSON): evidence for `poet gate evaluate`."""
+    import json
+
+    from poetkb import safefile
+    from poetkb.chaos.ctk_journal import import_ctk_journal
+    from poetkb.chaos.loader import MAX_BYTES
+    from poetkb.cli.common import write_output
+
+    data = safefile.read_bytes(ctk_file, limit=MAX_BYTES)
+    journal = import_ctk_journal(doc, data, file=str(ctk_file), obligations=obligations)
+    with open_kb(ctx) as base:
+        from poetkb.gates.runner import require_known
+
+        require_known(base, journal.obligations, where="the imported journal", file=ctk_file)
+    write_output(json.dumps(journal.model_dump(mode="json"), indent=2) + "\n", out)
+    click.echo(f"imported a Chaos Toolkit journal: {len(journal.steps)} activity run(s), status {journal.status}; "
+               f"judge it with `poet gate evaluate --evidence {out or 'FILE'}`", err=True)
 
 
 @chaos.command("export")
