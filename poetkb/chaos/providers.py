@@ -402,7 +402,13 @@ def demo_signal(step: Any, ctx: RunContext) -> Outcome:
     sig = getattr(signals, step.signal)
     demo_state = ctx.demo
     if step.signal == "SIGSTOP":
-        ctx.cleanups.append((f"continue {step.process}", lambda: os.kill(pid, signals.SIGCONT)))
+        def resume() -> None:
+            # a process another undo already replaced (the demo restarted after a SIGKILL) needs no SIGCONT
+            if procs.owned(pid, f"{demo_state.run_dir}/"):
+                with contextlib.suppress(ProcessLookupError):  # it may end between the check and the signal
+                    os.kill(pid, signals.SIGCONT)
+
+        ctx.cleanups.append((f"continue {step.process}", resume))
     elif step.signal in ("SIGTERM", "SIGKILL"):
         def restart() -> None:
             from poetkb import demo
