@@ -182,3 +182,30 @@ def test_chaos_toolkit_journal_imported_becomes_evidence(service: Any, tmp_path:
     judged = CliRunner().invoke(main, ["gate", "evaluate", "--evidence", str(imported), "--json"])
     assert judged.exit_code == 1, judged.output
     assert json.loads(judged.stdout)["obligations"][0]["verdict"] == "fail"
+
+
+def test_migration_lock_check_tests_the_lock_wait_on_every_run(service: Any, kb: Any) -> None:
+    """Gated twice, the flawed migration fails both times: the first run's applied migration is undone before
+    the second, which would otherwise return at once and pass without waiting for any lock."""
+    tier.up(variant="migration-no-lock-timeout", base_port=service.base_port)
+    try:
+        for _ in range(2):
+            report = kb.gate(obligations=["data.migration.lock_bounded"], record=False, write_reports=False)
+            assert report.obligations[0].verdict == "fail", report.obligations[0].diagnosis
+    finally:
+        tier.up(variant="good", base_port=service.base_port)
+
+
+def test_planned_service_experiment_runs(service: Any, tmp_path: Path) -> None:
+    """`poet chaos plan` derives a service-tier experiment for a migration change (a long read held on the
+    real database while the gate proves the bounded lock wait before and after); it runs and completes."""
+    out = tmp_path / "plan"
+    planned = CliRunner().invoke(main, ["chaos", "plan", "--change", "add lock_timeout to the online migration",
+                                        "--top", "3", "--out-dir", str(out)])
+    assert planned.exit_code == 0, planned.output
+    path = out / "data.migration.lock_bounded.yaml"
+    assert path.exists(), planned.output
+    code, journal, output = run(path)
+    assert code == 0 and journal["status"] == "completed", output
+    assert method_steps(journal)["long_read"]["status"] == "ok"
+    assert [s["name"] for s in journal["steps"] if s["phase"] == "rollback"] == ["heal_service"]

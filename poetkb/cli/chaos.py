@@ -318,8 +318,9 @@ def plan(ctx: click.Context, change: str | None, diff: Path | None, component: s
         emit_json(result)
         return
     for item in result.items:
+        source = f"scenario {item.scenario}" if item.scenario else "the service-tier fault templates"
         click.echo(f"{item.obligation_id} ({item.score:.2f}): "
-                   + (f"experiment from scenario {item.scenario}" if item.experiment else item.note), err=True)
+                   + (f"experiment from {source}" if item.experiment else item.note), err=True)
         if item.experiment is None:
             continue
         text = yaml.safe_dump(item.experiment.model_dump(mode="json", exclude_unset=True), sort_keys=False)
