@@ -184,28 +184,77 @@ def test_chaos_toolkit_journal_imported_becomes_evidence(service: Any, tmp_path:
     assert json.loads(judged.stdout)["obligations"][0]["verdict"] == "fail"
 
 
-def test_migration_lock_check_tests_the_lock_wait_on_every_run(service: Any, kb: Any) -> None:
-    """Gated twice, the flawed migration fails both times: the first run's applied migration is undone before
-    the second, which would otherwise return at once and pass without waiting for any lock."""
-    tier.up(variant="migration-no-lock-timeout", base_port=service.base_port)
+def test_migration_lock_check_is_not_fooled_by_an_applied_migration(service: Any, kb: Any) -> None:
+    """With the migration already applied (as an earlier gate run or chaos hypothesis leaves it), the flawed
+    variant still fails: the check undoes the migration first, so its lock wait is tested every time."""
+    import httpx
+
+    state = tier.up(variant="migration-no-lock-timeout", base_port=service.base_port)
     try:
-        for _ in range(2):
-            report = kb.gate(obligations=["data.migration.lock_bounded"], record=False, write_reports=False)
-            assert report.obligations[0].verdict == "fail", report.obligations[0].diagnosis
+        applied = httpx.post(state.admin_url + "/migrate", json={"name": "003_accounts_note"}, timeout=10).json()
+        assert applied["applied"] is True
+        report = kb.gate(obligations=["data.migration.lock_bounded"], record=False, write_reports=False)
+        assert report.obligations[0].verdict == "fail", report.obligations[0].diagnosis
+        assert "no bounded lock wait" in report.obligations[0].diagnosis
     finally:
         tier.up(variant="good", base_port=service.base_port)
 
 
-def test_planned_service_experiment_runs(service: Any, tmp_path: Path) -> None:
-    """`poet chaos plan` derives a service-tier experiment for a migration change (a long read held on the
-    real database while the gate proves the bounded lock wait before and after); it runs and completes."""
+def test_planned_service_experiment_is_valid(service: Any, tmp_path: Path) -> None:
+    """`poet chaos plan` derives a service-tier experiment for a migration change (a long read held on the real
+    database, the gate before and after, the service's faults healed by the rollback); it validates and its
+    dry run resolves every reference against the running tier. (benchmarks/chaos_scenarios.py --plan runs it.)"""
     out = tmp_path / "plan"
     planned = CliRunner().invoke(main, ["chaos", "plan", "--change", "add lock_timeout to the online migration",
                                         "--top", "3", "--out-dir", str(out)])
     assert planned.exit_code == 0, planned.output
+    assert "data.migration.lock_bounded (" in planned.output and "service-tier fault templates" in planned.output
     path = out / "data.migration.lock_bounded.yaml"
-    assert path.exists(), planned.output
-    code, journal, output = run(path)
-    assert code == 0 and journal["status"] == "completed", output
-    assert method_steps(journal)["long_read"]["status"] == "ok"
-    assert [s["name"] for s in journal["steps"] if s["phase"] == "rollback"] == ["heal_service"]
+    assert CliRunner().invoke(main, ["chaos", "validate", str(path)]).exit_code == 0
+    dry = CliRunner().invoke(main, ["chaos", "run", str(path), "--dry-run"])
+    assert dry.exit_code == 0 and "[method] long_read (pg_slow_statements)" in dry.output
+    assert "[rollback] heal_service (http_call)" in dry.output
+
+
+def test_service_scenario_breaks_then_its_fix_makes_it_healthy(service: Any) -> None:
+    """pool-exhaustion: start switches the service to the flawed variant and restarts PostgreSQL under it (the
+    symptom: PostgreSQL is up, the service is not); check exits 1 naming the obligation; the documented fix
+    makes check exit 0 with the solved message; stop restores the good service. The other service scenarios
+    run the same way in benchmarks/chaos_scenarios.py."""
+    import httpx
+
+    from poetkb.chaos.training import load_scenarios
+
+    scenario = load_scenarios()["pool-exhaustion"]
+    try:
+        started = CliRunner().invoke(main, ["train", "start", scenario.id])
+        assert started.exit_code == 0, started.output
+        assert scenario.symptom in started.output
+        state = tier.load_service_state()
+        assert state is not None and state.variant == scenario.variant
+        assert httpx.get(state.service_url + "/health", timeout=5).status_code != 200
+        unhealthy = CliRunner().invoke(main, ["train", "check"])
+        assert unhealthy.exit_code == 1, unhealthy.output
+        # a service that cannot serve at all when the gate begins is an error of the check, never a pass
+        assert "not yet" in unhealthy.output
+        assert any(f"{scenario.obligations[0]}: {v}" in unhealthy.output for v in ("fail", "error"))
+        tier.up(variant="good", base_port=state.base_port)  # the documented fix
+        healthy = CliRunner().invoke(main, ["train", "check"])
+        assert healthy.exit_code == 0, healthy.output
+        assert f"solved: {scenario.solved}" in healthy.output
+        stopped = CliRunner().invoke(main, ["train", "stop"])
+        assert stopped.exit_code == 0 and "'good'" in stopped.output
+        after = tier.load_service_state()
+        assert after is not None and after.variant == "good"
+        assert httpx.get(after.service_url + "/health", timeout=5).status_code == 200
+    finally:
+        CliRunner().invoke(main, ["train", "stop"])
+        state = tier.load_service_state()
+        if state is not None and state.variant != "good":
+            tier.up(variant="good", base_port=state.base_port)
+
+
+def test_service_scenario_needs_the_service_tier(kb_path: Path, isolated_home: Path) -> None:
+    """Without the service tier running, start is exit 2 saying how to start it."""
+    result = CliRunner().invoke(main, ["train", "start", "slow-database-query"])
+    assert result.exit_code == 2 and "--tier service" in result.output
