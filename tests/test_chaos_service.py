@@ -258,3 +258,44 @@ def test_service_scenario_needs_the_service_tier(kb_path: Path, isolated_home: P
     """Without the service tier running, start is exit 2 saying how to start it."""
     result = CliRunner().invoke(main, ["train", "start", "slow-database-query"])
     assert result.exit_code == 2 and "--tier service" in result.output
+
+
+def test_ctrl_c_during_the_method_releases_the_database(service: Any, tmp_path: Path, home: Path,
+                                                         kb_path: Path) -> None:
+    """Ctrl-C to a real `poet chaos run` while it holds an exclusive lock and runs slow statements: the run stops
+    (interrupted, exit 1), the undo releases the lock and ends the sessions, and the service answers."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    path = write(tmp_path, [
+        {"name": "lock", "type": "pg_hold_lock", "table": "accounts", "hold_s": 120},
+        {"name": "slow", "type": "pg_slow_statements", "sessions": 2, "seconds": 120},
+        {"name": "hold", "type": "pause", "seconds": 60},
+    ], watch=False)
+    journal_path = tmp_path / "journal.json"
+    env = {**os.environ, "POET_HOME": str(home), "POET_DB": str(kb_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "poetkb", "chaos", "run", str(path), "--journal",
+                             str(journal_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if journal_path.exists() and any(s["name"] == "slow" for s in
+                                              json.loads(journal_path.read_text()).get("steps", [])):
+                break
+            time.sleep(0.05)
+        assert locks_on_accounts(service.dsn) == 1 and chaos_sessions(service.dsn) == 3
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    journal = json.loads(journal_path.read_text())
+    assert proc.returncode == 1 and journal["status"] == "interrupted", err.decode()
+    assert all(s["status"] == "ok" for s in journal["steps"] if s["phase"] == "cleanup")
+    assert locks_on_accounts(service.dsn) == 0 and chaos_sessions(service.dsn) == 0
+    assert httpx.get(service.service_url + "/health", timeout=5).status_code == 200
