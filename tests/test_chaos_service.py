@@ -299,3 +299,25 @@ def test_ctrl_c_during_the_method_releases_the_database(service: Any, tmp_path: 
     assert all(s["status"] == "ok" for s in journal["steps"] if s["phase"] == "cleanup")
     assert locks_on_accounts(service.dsn) == 0 and chaos_sessions(service.dsn) == 0
     assert httpx.get(service.service_url + "/health", timeout=5).status_code == 200
+
+
+def test_error_rate_guardrail_aborts_and_rolls_back(service: Any, tmp_path: Path) -> None:
+    """While an exclusive lock holds accounts, the reads counted by the error-rate guardrail run into their 1 s
+    statement timeout: over max_error_rate the method's long pause is cut, the run is aborted (exit 1) and the
+    lock is released. max_error_rate without error-rate probes is bad input."""
+    import time
+
+    guard = {"name": "read_accounts", "type": "sql", "query": "SELECT count(*) FROM accounts", "timeout_s": 1.0,
+             "expect": {"max_latency_ms": 800}}
+    path = write(tmp_path, [
+        {"name": "lock", "type": "pg_hold_lock", "table": "accounts", "hold_s": 120},
+        {"name": "hold", "type": "pause", "seconds": 60},
+    ], watch=False, guardrails={"max_error_rate": 0.3, "error_rate_probes": [guard], "interval_s": 0.1})
+    t0 = time.monotonic()
+    code, journal, output = run(path)
+    assert time.monotonic() - t0 < 40, "the pause was not cut by the guardrail"
+    assert code == 1 and journal["status"] == "aborted" and "error rate" in journal["reason"], output
+    assert all(s["status"] == "ok" for s in journal["steps"] if s["phase"] == "cleanup")
+    assert locks_on_accounts(service.dsn) == 0
+    bad = write(tmp_path, [{"name": "p", "type": "pause", "seconds": 0.1}], guardrails={"max_error_rate": 0.1})
+    assert CliRunner().invoke(main, ["chaos", "validate", str(bad)]).exit_code == 2

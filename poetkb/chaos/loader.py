@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 #: the largest experiment file read
 MAX_BYTES = 1024 * 1024
-SECTIONS = ("steady_state.probes", "guardrails.probes", "method", "rollbacks")
+SECTIONS = ("steady_state.probes", "guardrails.probes", "guardrails.error_rate_probes", "method", "rollbacks")
 
 
 def read_data(path: Path) -> Any:
@@ -56,7 +56,8 @@ def load(path: Path, *, kb: KnowledgeBase | None = None) -> Experiment:
         from poetkb.gates.runner import require_known
 
         require_known(kb, experiment.obligations, where="the experiment", file=path)
-        for probe in [*experiment.steady_state.probes, *experiment.guardrails.probes, *experiment.method]:
+        for probe in [*experiment.steady_state.probes, *experiment.guardrails.probes,
+                      *experiment.guardrails.error_rate_probes, *experiment.method]:
             if probe.type == "gate":
                 require_known(kb, probe.obligations, where=f"gate probe {probe.name!r}", file=path)
     return experiment

@@ -381,6 +381,17 @@ class Guardrails(PoetModel):
     #: probes whose failure aborts the run (checked in the watch loop)
     probes: list[Probe] = Field(default_factory=list, max_length=20)
     interval_s: float = Field(default=0.5, ge=0.05, le=60.0)
+    #: the largest share of failed samples of ``error_rate_probes`` (over the last ``error_rate_window``)
+    #: before the run is aborted; a single failed sample does not abort, as a guardrail probe does
+    max_error_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    error_rate_probes: list[Probe] = Field(default_factory=list, max_length=20)
+    error_rate_window: int = Field(default=20, ge=5, le=1000)
+
+    @model_validator(mode="after")
+    def _error_rate_needs_probes(self) -> Guardrails:
+        if self.max_error_rate is not None and not self.error_rate_probes:
+            raise ValueError("max_error_rate needs error_rate_probes: the requests whose failures are counted")
+        return self
 
 
 ConfigValue = str | int | float | bool
@@ -417,7 +428,8 @@ class Experiment(PoetModel):
 
     def all_steps(self) -> list[Any]:
         """Every step in order: hypothesis probes, guardrail probes, method, rollbacks."""
-        return [*self.steady_state.probes, *self.guardrails.probes, *self.method, *self.rollbacks]
+        return [*self.steady_state.probes, *self.guardrails.probes, *self.guardrails.error_rate_probes,
+                *self.method, *self.rollbacks]
 
     def actions(self) -> list[Any]:
         """Every action of the method and the rollbacks."""

@@ -4,7 +4,9 @@ One daemon thread runs rounds every ``steady_state.watch.interval_s`` (guardrail
 ``guardrails.interval_s``, whichever is shorter drives the loop). A round probes every hypothesis probe
 except gate probes (a gate run takes seconds and drives its own traffic) and every guardrail probe.
 ``watch.tolerance_rounds`` consecutive failed rounds of the hypothesis stop the method as "deviated";
-one failed guardrail stops it as "aborted"; passing the run's deadline stops it as "aborted" too.
+one failed guardrail stops it as "aborted"; so does an error rate over ``guardrails.max_error_rate`` among
+the last ``error_rate_window`` samples of the error-rate probes (counted once at least five samples are in),
+and passing the run's deadline.
 The loop is bounded in rounds (the duration limit over the interval, plus one) and in time (the
 deadline), and :meth:`Watcher.stop` joins it within the longest probe timeout.
 """
@@ -42,7 +44,10 @@ class Watcher:
         watch = experiment.steady_state.watch
         self.probes = [p for p in experiment.steady_state.probes if p.type != "gate"] if watch.enabled else []
         self.guards = [p for p in experiment.guardrails.probes if p.type != "gate"]
-        intervals = [watch.interval_s] * bool(self.probes) + [experiment.guardrails.interval_s] * bool(self.guards)
+        self.error_probes = [p for p in experiment.guardrails.error_rate_probes if p.type != "gate"]
+        self.samples: list[bool] = []
+        intervals = [watch.interval_s] * bool(self.probes) + \
+            [experiment.guardrails.interval_s] * bool(self.guards or self.error_probes)
         self.interval = min(intervals or [watch.interval_s])
         self.max_rounds = math.ceil(experiment.guardrails.max_duration_s / self.interval) + 1
         self.rounds = 0
@@ -54,7 +59,7 @@ class Watcher:
     def stop(self) -> None:
         self.done.set()
         if self.thread is not None:
-            longest = max([p.timeout_s for p in self.probes + self.guards] or [1.0])
+            longest = max([p.timeout_s for p in self.probes + self.guards + self.error_probes] or [1.0])
             self.thread.join(longest + 2.0)
 
     def _loop(self) -> None:
@@ -77,6 +82,8 @@ class Watcher:
                     if outcome.status != "ok":
                         self.stop_flag.set("aborted", f"guardrail {guard.name}: {outcome.detail}")
                         return
+                if self._error_rate_crossed(ctx):
+                    return
                 bad = []
                 for probe in self.probes:
                     if self.done.is_set():
@@ -91,3 +98,20 @@ class Watcher:
                     return
                 if self.done.wait(self.interval):
                     return
+
+    def _error_rate_crossed(self, ctx: RunContext) -> bool:
+        """Probe the error-rate probes once; abort (True) when the windowed error rate is over the limit."""
+        limit = self.experiment.guardrails.max_error_rate
+        if limit is None:
+            return False
+        window = self.experiment.guardrails.error_rate_window
+        for probe in self.error_probes:
+            outcome = safe_run(probe, ctx)
+            self.recorder.add("guardrail", probe, outcome, time.time() - outcome.output.pop("_took", 0.0))
+            self.samples = [*self.samples, outcome.status == "ok"][-window:]
+        failed = self.samples.count(False)
+        if len(self.samples) >= min(5, window) and failed / len(self.samples) > limit + 1e-9:
+            self.stop_flag.set("aborted", f"guardrail: error rate {failed}/{len(self.samples)} "
+                               f"({failed / len(self.samples):.0%}) over max_error_rate {limit:.0%}")
+            return True
+        return False
