@@ -50,7 +50,7 @@ def resolve_dsn(dsn: str, *, allow_remote: bool) -> str:
         ensure_allowed(f"http://{host}:{params.get('port') or 5432}/", allow_remote=False, what="dsn")
     params.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
     params.setdefault("application_name", "poet-chaos")
-    return psycopg.conninfo.make_conninfo(**params)
+    return psycopg.conninfo.make_conninfo("", **params)
 
 
 def _connect(dsn: str, *, autocommit: bool = True) -> Any:

@@ -641,7 +641,7 @@ def _judge_journals(kb: KnowledgeBase, journals: list[tuple[Path, bytes]], selec
     if chosen.all or chosen.obligations or chosen.domains:
         obligations = select_obligations(kb, chosen)
     else:
-        require_known(kb, named, where="the chaos journal", file=parsed[0][0])
+        require_known(kb, named, where="the chaos journal", file=Path(parsed[0][0]))
         obligations = kb.obligations(ids=named)
         chosen = Selection(obligations=named)
     results: dict[str, list[CheckResult]] = {ob.id: [] for ob in obligations}
