@@ -398,7 +398,7 @@ def test_planned_experiment_runs_on_the_edge(edge: Any, tmp_path: Path) -> None:
     for) and it completes on the good edge (exit 0), recording the faulted route's answer as evidence."""
     out = tmp_path / "plan"
     planned = CliRunner().invoke(main, ["chaos", "plan", "--change", "raise the proxy read timeout on /flaky/",
-                                        "--top", "3", "--out-dir", str(out)])
+                                        "--top", "4", "--out-dir", str(out)])
     assert planned.exit_code == 0, planned.output
     assert "resilience.timeout.enforced" in planned.output and "no fault template" in planned.output
     code, journal, output = run(out / "resilience.timeout.enforced.yaml")
