@@ -206,7 +206,8 @@ def gate_probe(step: Any, ctx: RunContext) -> Outcome:
     report = ctx.kb.gate(obligations=step.obligations, target=step.target, allow_remote=ctx.allow_remote,
                          record=False, write_reports=False)
     verdicts = {v.obligation_id: v.verdict for v in report.obligations}
-    output = {"verdict": report.verdict, "obligations": verdicts, "run_id": report.run_id}
+    output = {"verdict": report.verdict, "obligations": verdicts, "run_id": report.run_id,
+              "diagnoses": {v.obligation_id: v.diagnosis for v in report.obligations if v.verdict != "pass"}}
     bad = {k: v for k, v in verdicts.items() if v != "pass"}
     if bad:
         return Outcome("deviated", output, "; ".join(f"{k}: {v}" for k, v in sorted(bad.items())))

@@ -270,8 +270,10 @@ def check(kb: KnowledgeBase) -> CheckResult:
             outcome = run_step(probe, ctx)
             healthy = healthy and outcome.status == "ok"
             if probe.type == "gate":
+                diagnoses = outcome.output.get("diagnoses", {})
                 for oid, verdict in sorted(outcome.output.get("obligations", {}).items()):
-                    details.append(f"{oid}: {verdict}")
+                    why = diagnoses.get(oid)
+                    details.append(f"{oid}: {verdict}" + (f" ({why})" if why else ""))
             else:
                 details.append(f"{probe.name}: {outcome.status} ({outcome.detail})")
     finally:
