@@ -321,3 +321,24 @@ def test_error_rate_guardrail_aborts_and_rolls_back(service: Any, tmp_path: Path
     assert locks_on_accounts(service.dsn) == 0
     bad = write(tmp_path, [{"name": "p", "type": "pause", "seconds": 0.1}], guardrails={"max_error_rate": 0.1})
     assert CliRunner().invoke(main, ["chaos", "validate", str(bad)]).exit_code == 2
+
+
+def test_signals_to_the_service_tier_are_undone(service: Any, tmp_path: Path) -> None:
+    """SIGSTOP freezes the service (a request to it times out) and SIGKILL kills the PostgreSQL postmaster; after
+    the run the service was continued and PostgreSQL started again, so the hypothesis holds after (exit 0)."""
+    path = write(tmp_path, [
+        {"name": "freeze", "type": "demo_signal", "process": "service", "signal": "SIGSTOP"},
+        {"name": "frozen", "type": "http", "url": "${service.url}/live", "timeout_s": 0.5},
+        {"name": "kill_db", "type": "demo_signal", "process": "postgres", "signal": "SIGKILL"},
+    ], watch=False)
+    with psycopg.connect(service.dsn, autocommit=True) as conn:
+        started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+    code, journal, output = run(path)
+    assert code == 0 and journal["status"] == "completed", output
+    steps = method_steps(journal)
+    assert "ReadTimeout" in steps["frozen"]["detail"]
+    assert [s["status"] for s in journal["steps"] if s["phase"] == "cleanup"] == ["ok", "ok"]
+    with psycopg.connect(service.dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT pg_postmaster_start_time()").fetchone() != started
+    unknown = write(tmp_path, [{"name": "x", "type": "demo_signal", "process": "redis", "signal": "SIGHUP"}])
+    assert run(unknown)[0] != 0

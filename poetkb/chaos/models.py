@@ -262,7 +262,8 @@ class DemoReloadAction(ActionBase):
 
 
 class DemoSignalAction(ActionBase):
-    """Send a signal to a process of the running demo (``nginx``, ``haproxy``, ``healthy-a`` ...).
+    """Send a signal to a process of the running demo (``nginx``, ``haproxy``, ``healthy-a`` ...) or of the
+    service tier (``service``, ``sidecar``, ``postgres``).
 
     SIGSTOP freezes it (SIGCONT is sent after the run); SIGTERM and SIGKILL stop it (the demo is started
     again after the run); SIGHUP and SIGCONT are sent as they are. Only processes the demo started (their

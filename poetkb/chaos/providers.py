@@ -392,6 +392,8 @@ def demo_signal(step: Any, ctx: RunContext) -> Outcome:
 
     from poetkb.demo import procs
 
+    if step.process in SERVICE_PROCESSES:
+        return _service_signal(step, ctx)
     if ctx.demo is None:
         raise EnvironmentProblem("demo_signal: the demo is not running", hint="start it with `poet demo up`")
     pid = ctx.demo.pids.get(step.process)
@@ -418,6 +420,71 @@ def demo_signal(step: Any, ctx: RunContext) -> Outcome:
 
         ctx.cleanups.append((f"restart the demo after {step.process} was stopped", restart))
     os.kill(pid, sig)
+    return Outcome("ok", {"pid": pid, "signal": step.signal}, f"{step.signal} to {step.process} (pid {pid})")
+
+
+#: processes of the service tier a demo_signal may name (besides the edge's)
+SERVICE_PROCESSES = ("service", "sidecar", "postgres")
+
+
+def _service_signal(step: Any, ctx: RunContext) -> Outcome:
+    """demo_signal to a process of the service tier: the service, the sidecar (issuer and dependency) or the
+    PostgreSQL postmaster. Only a process the tier started is signalled (its command line carries the tier's
+    run directory; the postmaster is the one of the tier's cluster); undone as for the edge's processes."""
+    import os
+    import signal as signals
+    from pathlib import Path
+
+    from poetkb.demo import procs
+    from poetkb.demo.service.pg import Cluster
+    from poetkb.demo.service.tier import load_service_state
+
+    state = load_service_state()
+    if state is None:
+        raise EnvironmentProblem(f"demo_signal {step.process}: the service tier is not running",
+                                 hint="start it with `poet demo up --tier service`")
+    cluster = Cluster(Path(state.run_dir), state.ports["postgres"])
+
+    def current() -> int | None:
+        if step.process == "postgres":
+            return cluster.pid()
+        pid = state.pids.get("app" if step.process == "service" else step.process)
+        return pid if procs.owned(pid, f"{state.run_dir}/") else None
+
+    pid = current()
+    if pid is None or not procs.alive(pid):
+        return Outcome("failed", {"pid": pid}, f"{step.process} is not a running process of the service tier")
+    if step.signal == "SIGSTOP":
+        def resume() -> None:
+            if current() == pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signals.SIGCONT)
+
+        ctx.cleanups.append((f"continue {step.process}", resume))
+    elif step.signal in ("SIGTERM", "SIGKILL"):
+        def restart() -> None:
+            from poetkb.demo.service import tier
+
+            if step.process == "postgres":
+                # only the database: the service reconnects by itself (a service that does not is the finding),
+                # and another step may still hold the service stopped until its own undo
+                import time as clock
+
+                deadline = clock.monotonic() + 10.0
+                while procs.alive(pid) and clock.monotonic() < deadline:
+                    clock.sleep(0.05)
+                if procs.alive(cluster.pid()):
+                    return
+                if cluster.pid() == pid:
+                    # the killed postmaster's lock file: its pid may live on as a zombie nobody reaps, which
+                    # PostgreSQL would take for a running server; the process is gone, so the file goes too
+                    (cluster.data_dir / "postmaster.pid").unlink(missing_ok=True)
+                cluster.start()
+                return
+            tier.up(variant=state.variant, base_port=state.base_port)
+
+        ctx.cleanups.append((f"restart the service tier after {step.process} was stopped", restart))
+    os.kill(pid, getattr(signals, step.signal))
     return Outcome("ok", {"pid": pid, "signal": step.signal}, f"{step.signal} to {step.process} (pid {pid})")
 
 
