@@ -342,3 +342,22 @@ def test_signals_to_the_service_tier_are_undone(service: Any, tmp_path: Path) ->
         assert conn.execute("SELECT pg_postmaster_start_time()").fetchone() != started
     unknown = write(tmp_path, [{"name": "x", "type": "demo_signal", "process": "redis", "signal": "SIGHUP"}])
     assert run(unknown)[0] != 0
+
+
+def test_fault_proxy_in_front_of_the_database(service: Any, tmp_path: Path) -> None:
+    """The fault proxy in front of PostgreSQL (${service.postgres}): a SQL probe through it with 150 ms of latency
+    per chunk answers, slower than the same query direct, and the proxy is stopped after the run."""
+    proxied = "host=127.0.0.1 port=${db_proxy.port} user=poet dbname=poet"
+    path = write(tmp_path, [
+        {"name": "direct", "type": "sql", "query": "SELECT count(*) FROM accounts"},
+        {"name": "db_proxy", "type": "fault_proxy_start", "upstream": "${service.postgres}",
+         "toxics": {"latency_ms": 150}},
+        {"name": "through", "type": "sql", "query": "SELECT count(*) FROM accounts", "dsn": proxied,
+         "expect": {"min_rows": 1}},
+    ], watch=False)
+    code, journal, output = run(path)
+    assert code == 0 and journal["status"] == "completed", output
+    steps = method_steps(journal)
+    assert steps["through"]["output"]["value"] == steps["direct"]["output"]["value"]
+    assert steps["through"]["output"]["elapsed_ms"] >= steps["direct"]["output"]["elapsed_ms"] + 300
+    assert any("stop fault proxy db_proxy" in s["detail"] for s in journal["steps"] if s["phase"] == "cleanup")

@@ -202,7 +202,8 @@ def service_scope() -> dict[str, Any] | None:
     if state is None:
         return None
     return {"url": state.service_url, "admin_url": state.admin_url, "dsn": state.dsn, "variant": state.variant,
-            "issuer_admin_url": state.issuer_admin_url, "dependency_url": state.dependency_url}
+            "issuer_admin_url": state.issuer_admin_url, "dependency_url": state.dependency_url,
+            "postgres": f"127.0.0.1:{state.ports['postgres']}"}
 
 
 # -- signals ---------------------------------------------------------------------------------------------
