@@ -452,7 +452,7 @@ def test_demo_signal_freezes_and_kills_then_the_demo_is_restored(edge: Any, tmp_
 
 def test_demo_signal_refuses_unknown_process(edge: Any, tmp_path: Path) -> None:
     """A process the demo does not have fails the action (exit 1) naming the known ones."""
-    path = write(tmp_path, [{"name": "nope", "type": "demo_signal", "process": "postgres", "signal": "SIGHUP"}])
+    path = write(tmp_path, [{"name": "nope", "type": "demo_signal", "process": "redis", "signal": "SIGHUP"}])
     code, journal, _ = run(path)
     assert code == 1 and journal["status"] == "failed"
-    assert "the demo has no process 'postgres'" in journal["reason"]
+    assert "the demo has no process 'redis'" in journal["reason"]
