@@ -31,7 +31,8 @@ def started(shared_home: Path, base_port: int) -> Any:
 
 @pytest.fixture
 def service(started: Any, home: Path, kb_path: Path) -> Any:
-    return tier.load_service_state()
+    """The good service tier (switched back when a test left another variant; at once when it runs already)."""
+    return tier.up(variant="good", base_port=started.base_port)
 
 
 def write(tmp_path: Path, method: list[dict[str, Any]], *, steady: list[dict[str, Any]] | None = None,
@@ -182,22 +183,6 @@ def test_chaos_toolkit_journal_imported_becomes_evidence(service: Any, tmp_path:
     judged = CliRunner().invoke(main, ["gate", "evaluate", "--evidence", str(imported), "--json"])
     assert judged.exit_code == 1, judged.output
     assert json.loads(judged.stdout)["obligations"][0]["verdict"] == "fail"
-
-
-def test_migration_lock_check_is_not_fooled_by_an_applied_migration(service: Any, kb: Any) -> None:
-    """With the migration already applied (as an earlier gate run or chaos hypothesis leaves it), the flawed
-    variant still fails: the check undoes the migration first, so its lock wait is tested every time."""
-    import httpx
-
-    state = tier.up(variant="migration-no-lock-timeout", base_port=service.base_port)
-    try:
-        applied = httpx.post(state.admin_url + "/migrate", json={"name": "003_accounts_note"}, timeout=10).json()
-        assert applied["applied"] is True
-        report = kb.gate(obligations=["data.migration.lock_bounded"], record=False, write_reports=False)
-        assert report.obligations[0].verdict == "fail", report.obligations[0].diagnosis
-        assert "no bounded lock wait" in report.obligations[0].diagnosis
-    finally:
-        tier.up(variant="good", base_port=service.base_port)
 
 
 def test_planned_service_experiment_is_valid(service: Any, tmp_path: Path) -> None:
@@ -361,3 +346,16 @@ def test_fault_proxy_in_front_of_the_database(service: Any, tmp_path: Path) -> N
     assert steps["through"]["output"]["value"] == steps["direct"]["output"]["value"]
     assert steps["through"]["output"]["elapsed_ms"] >= steps["direct"]["output"]["elapsed_ms"] + 300
     assert any("stop fault proxy db_proxy" in s["detail"] for s in journal["steps"] if s["phase"] == "cleanup")
+
+
+def test_migration_lock_check_is_not_fooled_by_an_applied_migration(service: Any, kb: Any) -> None:
+    """With the migration already applied (as an earlier gate run or chaos hypothesis leaves it), the flawed
+    variant still fails: the check undoes the migration first, so its lock wait is tested every time."""
+    import httpx
+
+    state = tier.up(variant="migration-no-lock-timeout", base_port=service.base_port)  # the next test's fixture
+    applied = httpx.post(state.admin_url + "/migrate", json={"name": "003_accounts_note"}, timeout=10).json()
+    assert applied["applied"] is True                                                # switches back to good
+    report = kb.gate(obligations=["data.migration.lock_bounded"], record=False, write_reports=False)
+    assert report.obligations[0].verdict == "fail", report.obligations[0].diagnosis
+    assert "no bounded lock wait" in report.obligations[0].diagnosis
