@@ -353,9 +353,10 @@ def test_migration_lock_check_is_not_fooled_by_an_applied_migration(service: Any
     variant still fails: the check undoes the migration first, so its lock wait is tested every time."""
     import httpx
 
-    state = tier.up(variant="migration-no-lock-timeout", base_port=service.base_port)  # the next test's fixture
+    # last in the module: a test after it would get the good service back from its fixture
+    state = tier.up(variant="migration-no-lock-timeout", base_port=service.base_port)
     applied = httpx.post(state.admin_url + "/migrate", json={"name": "003_accounts_note"}, timeout=10).json()
-    assert applied["applied"] is True                                                # switches back to good
+    assert applied["applied"] is True
     report = kb.gate(obligations=["data.migration.lock_bounded"], record=False, write_reports=False)
     assert report.obligations[0].verdict == "fail", report.obligations[0].diagnosis
     assert "no bounded lock wait" in report.obligations[0].diagnosis
