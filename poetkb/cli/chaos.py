@@ -57,6 +57,7 @@ def run(ctx: click.Context, experiment: Path, dry_run: bool, journal_path: Path 
     """
     from poetkb.chaos.loader import load
     from poetkb.chaos.runner import RunOptions, preflight, run_experiment
+    from poetkb.errors import PoetError
 
     base = open_kb(ctx)
     try:
@@ -75,17 +76,24 @@ def run(ctx: click.Context, experiment: Path, dry_run: bool, journal_path: Path 
         journal = run_experiment(exp, kb=base, file=experiment, options=options)
         written = options.journal_path or _journal_default(journal.run_id)
         # the journal is evidence: judged again from its steps and recorded as a gate run (verdict per obligation)
-        report = base.gate_evaluate(written)
+        report, problem = None, ""
+        try:
+            report = base.gate_evaluate(written)
+        except PoetError as exc:  # the run's own exit code stands; say why it was not recorded
+            problem = exc.message
     finally:
         base.close()
     if as_json:
         emit_json(journal)
     click.echo(f"{journal.status}: {journal.reason}", err=True)
     click.echo(f"journal: {written}", err=True)
-    for verdict in report.obligations:
-        click.echo(f"  {verdict.obligation_id}: {verdict.verdict}", err=True)
-    click.echo(f"recorded as gate run {report.run_id} (judge it again: poet gate evaluate --evidence {written})",
-               err=True)
+    if report is None:
+        click.echo(f"warning: the journal was not recorded as a gate run: {problem}", err=True)
+    else:
+        for verdict in report.obligations:
+            click.echo(f"  {verdict.obligation_id}: {verdict.verdict}", err=True)
+        click.echo(f"recorded as gate run {report.run_id} (judge it again: poet gate evaluate --evidence {written})",
+                   err=True)
     ctx.exit(journal.exit_code)
 
 
