@@ -144,6 +144,7 @@ class UnitResult:
     scored: dict[str, float] = field(default_factory=dict)
     baseline: set[str] = field(default_factory=set)
     reasons: dict[str, list[str]] = field(default_factory=dict)
+    limit: int = mapping.MAX_OBLIGATIONS  # how many obligations of the unit may be mapped
 
 
 @dataclass
@@ -168,7 +169,7 @@ def predict(scored: dict[str, float], threshold: float, limit: int = mapping.MAX
 def score_at(units: list[UnitResult], threshold: float) -> Score:
     score = Score()
     for unit in units:
-        score.add(unit.expected, predict(unit.scored, threshold))
+        score.add(unit.expected, predict(unit.scored, threshold, unit.limit))
     return score
 
 
@@ -257,7 +258,10 @@ def results_with(suite: MinedSuite, model: PairModel | None, mode: str = "score"
     for i in suite.needed:
         row = suite.rule_rows[i]
         if model is not None:
-            row = {**row, **{oid: (mapping.learned_confidence(row.get(oid, (0.0, []))[0], model.probability(v), mode),
+            # "score": the raw probability (the threshold is chosen on it, and the unit keeps its most probable
+            # LEARNED_LIMIT pairs, as `poet learn` does); "propose": as the mapper combines them
+            row = {**row, **{oid: (model.probability(v) if mode == "score" else
+                                   mapping.learned_confidence(row.get(oid, (0.0, []))[0], model.probability(v), mode),
                                    row.get(oid, (0.0, []))[1]) for oid, v in suite.vectors[i].items()}}
         combined[i] = sorted((ObligationMatch(id=oid, confidence=round(c, 3), reasons=r[:4])
                               for oid, (c, r) in row.items() if c >= min(GRID)),
@@ -271,7 +275,8 @@ def results_with(suite: MinedSuite, model: PairModel | None, mode: str = "score"
         for m in aggregated[i]:
             if m.confidence > scored.get(m.id, 0.0):
                 scored[m.id], reasons[m.id] = m.confidence, m.reasons
-        out.append(UnitResult(suite.name, key, expected, scored, suite.baseline[i], reasons))
+        limit = mapping.LEARNED_LIMIT if model is not None and mode == "score" else mapping.MAX_OBLIGATIONS
+        out.append(UnitResult(suite.name, key, expected, scored, suite.baseline[i], reasons, limit))
     return out
 
 
