@@ -467,8 +467,10 @@ def main() -> int:
                 print(f"skip {name}: no label file {label_file}", file=sys.stderr)
                 continue
             if args.write_learned:
+                repository = yaml.safe_load(label_file.read_text(encoding="utf-8")).get("repository")
                 learn(kb, [Path(path)], source=name, workers=args.workers, store=False, out_dir=args.write_learned,
-                      mapped_only=True, role="reference")  # public suites: examples, not coverage
+                      mapped_only=True, role="reference",  # public suites: examples, not coverage
+                      repository=repository)
             cached = args.reuse / f"{name}.pickle" if args.reuse else None
             if cached is not None and cached.is_file():
                 suites[name] = pickle.loads(cached.read_bytes())
