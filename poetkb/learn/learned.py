@@ -142,11 +142,11 @@ def pair_features(
         sums, tops = rule_sum.setdefault(group, {}), rule_top.setdefault(group, {})
         for oid, c in rules.items():
             sums[oid] = sums.get(oid, 0.0) + c
-            best = tops.setdefault(oid, [0.0, 0.0])
-            if c > best[0]:
-                best[0], best[1] = c, best[0]
-            elif c > best[1]:
-                best[1] = c
+            two = tops.setdefault(oid, [0.0, 0.0])  # the best two confidences of the file for the obligation
+            if c > two[0]:
+                two[0], two[1] = c, two[0]
+            elif c > two[1]:
+                two[1] = c
         mapped = {oid.split(".", 1)[0] for oid, c in rules.items() if c >= RULE_MAPPED}
         unit_domains.append(mapped)
         counts = domain_mapped.setdefault(group, {})

@@ -46,7 +46,7 @@ suite do, the similarity, the obligation's domain. It is fitted on labelled
 suites and measured leave-one-suite-out (``benchmarks/learn_quality.py``). By
 default (:data:`LEARNED_MODE` ``propose``) it only proposes: pairs it finds
 likely that the rules missed become candidates for ``poet learn review``, with
-the learned probability and the terms and fields it saw as the reason.
+the learned probability, the terms and fields it saw and the features that weighed most as the reason.
 """
 
 from __future__ import annotations
