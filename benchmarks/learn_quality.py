@@ -144,6 +144,7 @@ class UnitResult:
     scored: dict[str, float] = field(default_factory=dict)
     baseline: set[str] = field(default_factory=set)
     reasons: dict[str, list[str]] = field(default_factory=dict)
+    limit: int = mapping.MAX_OBLIGATIONS  # how many obligations of the unit may be mapped
 
 
 @dataclass
@@ -168,7 +169,7 @@ def predict(scored: dict[str, float], threshold: float, limit: int = mapping.MAX
 def score_at(units: list[UnitResult], threshold: float) -> Score:
     score = Score()
     for unit in units:
-        score.add(unit.expected, predict(unit.scored, threshold))
+        score.add(unit.expected, predict(unit.scored, threshold, unit.limit))
     return score
 
 
@@ -257,7 +258,10 @@ def results_with(suite: MinedSuite, model: PairModel | None, mode: str = "score"
     for i in suite.needed:
         row = suite.rule_rows[i]
         if model is not None:
-            row = {**row, **{oid: (mapping.learned_confidence(row.get(oid, (0.0, []))[0], model.probability(v), mode),
+            # "score": the raw probability (the threshold is chosen on it, and the unit keeps its most probable
+            # LEARNED_LIMIT pairs, as `poet learn` does); "propose": as the mapper combines them
+            row = {**row, **{oid: (model.probability(v) if mode == "score" else
+                                   mapping.learned_confidence(row.get(oid, (0.0, []))[0], model.probability(v), mode),
                                    row.get(oid, (0.0, []))[1]) for oid, v in suite.vectors[i].items()}}
         combined[i] = sorted((ObligationMatch(id=oid, confidence=round(c, 3), reasons=r[:4])
                               for oid, (c, r) in row.items() if c >= min(GRID)),
@@ -271,7 +275,8 @@ def results_with(suite: MinedSuite, model: PairModel | None, mode: str = "score"
         for m in aggregated[i]:
             if m.confidence > scored.get(m.id, 0.0):
                 scored[m.id], reasons[m.id] = m.confidence, m.reasons
-        out.append(UnitResult(suite.name, key, expected, scored, suite.baseline[i], reasons))
+        limit = mapping.LEARNED_LIMIT if model is not None and mode == "score" else mapping.MAX_OBLIGATIONS
+        out.append(UnitResult(suite.name, key, expected, scored, suite.baseline[i], reasons, limit))
     return out
 
 
@@ -318,20 +323,22 @@ def leave_one_suite_out(suites: dict[str, MinedSuite], *, use_model: bool) -> Lo
     return out
 
 
-def table(suites: dict[str, MinedSuite], scored: Loso, rules: Loso, styles: dict[str, str]) -> list[str]:
-    """The headline table: per suite, per style and pooled.
+COLUMNS = ("mapped", "review_rules", "review", "score", "shipped", "grep")
+
+
+def table_rows(suites: dict[str, MinedSuite], scored: Loso, rules: Loso,
+               styles: dict[str, str]) -> list[tuple[str, str, dict[str, Score], float | None, float | None]]:
+    """(name, style, scores per column, rules' LOSO threshold, combiner's LOSO threshold) per suite, then per
+    style and pooled (thresholds None).
 
     mapped: the rules, threshold chosen on the other suites (what `poet learn` maps: the combiner only proposes);
     review: mapped + candidates (>= CANDIDATE_THRESHOLD), rules only, then with the combiner trained on the other
-    suites proposing; score: the combiner's probability as the confidence, threshold chosen on the other suites;
-    shipped: the rules at the shipped threshold, tuned looking at every suite; grep: the keyword baseline.
+    suites proposing; score: the combiner's probability as the confidence (one obligation per unit, as
+    `poet learn` scores), threshold chosen on the other suites; shipped: the rules at the shipped threshold,
+    tuned looking at every suite; grep: the keyword baseline.
     """
-    columns = ("mapped", "review_rules", "review", "score", "shipped", "grep")
-    head = (f"{'suite':<15} {'style':<8} {'units':>5} {'pairs':>5}  {'mapped LOSO':<11} {'thr':>4}  "
-            f"{'review rules':<12}  {'review +learned':<15}  {'score LOSO':<11} {'thr':>4}  {'shipped':<11}  "
-            f"{'grep':<11}")
-    rows = [head]
-    pooled = {k: Score() for k in columns}
+    out: list[tuple[str, str, dict[str, Score], float | None, float | None]] = []
+    pooled = {k: Score() for k in COLUMNS}
     by_style: dict[str, dict[str, Score]] = {}
     candidate = mapping.CANDIDATE_THRESHOLD
     for name in sorted(suites):
@@ -347,19 +354,83 @@ def table(suites: dict[str, MinedSuite], scored: Loso, rules: Loso, styles: dict
         for unit in rules.results[name]:
             scores["grep"].add(unit.expected, unit.baseline)
         style = styles.get(name, "pytest")
-        for kind in columns:
+        for kind in COLUMNS:
             pooled[kind].merge(scores[kind])
-            by_style.setdefault(style, {k: Score() for k in columns})[kind].merge(scores[kind])
-        m = scores["mapped"]
-        rows.append(f"{name:<15} {style:<8} {m.units:>5} {m.tp + m.fn:>5}  {m.pr():<11} {rules.threshold[name]:>4.2f}  "
-                    f"{scores['review_rules'].pr():<12}  {scores['review'].pr():<15}  {scores['score'].pr():<11} "
-                    f"{scored.threshold[name]:>4.2f}  {scores['shipped'].pr():<11}  {scores['grep'].pr():<11}")
-    for label, sc in [*((f"style {k}", v) for k, v in sorted(by_style.items())), ("pooled", pooled)]:
+            by_style.setdefault(style, {k: Score() for k in COLUMNS})[kind].merge(scores[kind])
+        out.append((name, style, scores, rules.threshold[name], scored.threshold[name]))
+    for style, sc in sorted(by_style.items()):
+        out.append((f"style {style}", "", sc, None, None))
+    out.append(("pooled", "", pooled, None, None))
+    return out
+
+
+def table(suites: dict[str, MinedSuite], scored: Loso, rules: Loso, styles: dict[str, str]) -> list[str]:
+    """The headline table as text: per suite, per style and pooled (columns: see :func:`table_rows`)."""
+    head = (f"{'suite':<15} {'style':<8} {'units':>5} {'pairs':>5}  {'mapped LOSO':<11} {'thr':>4}  "
+            f"{'review rules':<12}  {'review +learned':<15}  {'score LOSO':<11} {'thr':>4}  {'shipped':<11}  "
+            f"{'grep':<11}")
+    rows = [head]
+    for name, style, sc, rthr, sthr in table_rows(suites, scored, rules, styles):
         m = sc["mapped"]
-        rows.append(f"{label:<15} {'':<8} {m.units:>5} {m.tp + m.fn:>5}  {m.pr():<11} {'':>4}  "
-                    f"{sc['review_rules'].pr():<12}  {sc['review'].pr():<15}  {sc['score'].pr():<11} {'':>4}  "
-                    f"{sc['shipped'].pr():<11}  {sc['grep'].pr():<11}")
+        rt = f"{rthr:>4.2f}" if rthr is not None else f"{'':>4}"
+        st = f"{sthr:>4.2f}" if sthr is not None else f"{'':>4}"
+        rows.append(f"{name:<15} {style:<8} {m.units:>5} {m.tp + m.fn:>5}  {m.pr():<11} {rt}  "
+                    f"{sc['review_rules'].pr():<12}  {sc['review'].pr():<15}  {sc['score'].pr():<11} "
+                    f"{st}  {sc['shipped'].pr():<11}  {sc['grep'].pr():<11}")
     return rows
+
+
+def markdown(suites: dict[str, MinedSuite], scored: Loso, rules: Loso, styles: dict[str, str]) -> list[str]:
+    """The same table in Markdown, as docs/learn.md shows it (``--update-doc``)."""
+    rows = ["| suite | style | units | pairs | **mapped, LOSO** | thr | review, rules | review, + learned | "
+            "learned score, LOSO | thr | shipped (0.65) | **grep** |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, style, sc, rthr, sthr in table_rows(suites, scored, rules, styles):
+        m = sc["mapped"]
+        label = f"**{name}**" if name == "pooled" else f"*{name[6:]}*" if name.startswith("style ") else name
+        strong = name == "pooled"
+        cell = (lambda v: f"**{v}**") if strong else (lambda v: v)
+        rows.append(f"| {label} | {style} | {m.units} | {m.tp + m.fn} | {cell(m.pr())} | "
+                    f"{'' if rthr is None else f'{rthr:.2f}'} | {sc['review_rules'].pr()} | {sc['review'].pr()} | "
+                    f"{sc['score'].pr()} | {'' if sthr is None else f'{sthr:.2f}'} | {sc['shipped'].pr()} | "
+                    f"{cell(sc['grep'].pr())} |")
+    return rows
+
+
+def calibration(loso: Loso, suites: dict[str, MinedSuite], bins: int = 5) -> list[str]:
+    """How well the learned probabilities are calibrated leave-one-suite-out: per probability bin, the pairs,
+    their mean probability and the share of them that are labelled (each suite scored by a model that did not
+    see it)."""
+    seen: list[tuple[float, int]] = []
+    for name, suite in suites.items():
+        model = loso.models.get(name)
+        if model is None:
+            continue
+        for i, _, expected in suite.labelled:
+            seen.extend((model.probability(v), 1 if oid in expected else 0) for oid, v in suite.vectors[i].items())
+    rows = ["calibration of the learned probability, LOSO (bin: pairs, mean probability, labelled share):"]
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        inside = [(p, y) for p, y in seen if low <= p < high or (b == bins - 1 and p == 1.0)]
+        if inside:
+            mean = sum(p for p, _ in inside) / len(inside)
+            share = sum(y for _, y in inside) / len(inside)
+            rows.append(f"  {low:.1f}-{high:.1f}: {len(inside):>5} pairs, mean p {mean:.2f}, labelled {share:.2f}")
+    return rows
+
+
+BEGIN_MARK = "<!-- learn_quality table: begin (benchmarks/learn_quality.py --update-doc) -->"
+END_MARK = "<!-- learn_quality table: end -->"
+
+
+def update_doc(path: Path, rows: list[str]) -> None:
+    """Replace the table between the markers in ``path`` (the markers must be there)."""
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find(BEGIN_MARK), text.find(END_MARK)
+    if start < 0 or end < start:
+        raise SystemExit(f"{path}: the markers {BEGIN_MARK!r} and {END_MARK!r} are missing; add them where "
+                         "the table goes")
+    path.write_text(text[:start + len(BEGIN_MARK)] + "\n" + "\n".join(rows) + "\n" + text[end:], encoding="utf-8")
 
 
 def main() -> int:
@@ -378,6 +449,8 @@ def main() -> int:
                              "(for iterating on the learned model; delete DIR after changing rules or extraction)")
     parser.add_argument("--write-model", type=Path, metavar="FILE",
                         help="write the learned model trained on every given suite (poetkb/learn/learned_model.json)")
+    parser.add_argument("--update-doc", type=Path, metavar="FILE",
+                        help="rewrite the Markdown table between the learn_quality markers of FILE (docs/learn.md)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the per-unit results as JSON")
     args = parser.parse_args()
 
@@ -394,8 +467,10 @@ def main() -> int:
                 print(f"skip {name}: no label file {label_file}", file=sys.stderr)
                 continue
             if args.write_learned:
+                repository = yaml.safe_load(label_file.read_text(encoding="utf-8")).get("repository")
                 learn(kb, [Path(path)], source=name, workers=args.workers, store=False, out_dir=args.write_learned,
-                      mapped_only=True, role="reference")  # public suites: examples, not coverage
+                      mapped_only=True, role="reference",  # public suites: examples, not coverage
+                      repository=repository)
             cached = args.reuse / f"{name}.pickle" if args.reuse else None
             if cached is not None and cached.is_file():
                 suites[name] = pickle.loads(cached.read_bytes())
@@ -408,13 +483,20 @@ def main() -> int:
             styles[name] = label_style(label_file)
         kb.close()
 
-    model = train_on(list(suites.values()))
-    if args.write_model and model is not None:
-        args.write_model.write_text(model.to_json(), encoding="utf-8")
-        print(f"wrote {args.write_model}: trained on {model.pairs} pairs of {len(suites)} suites")
     results = {name: results_with(suite, None) for name, suite in suites.items()}
     loso = leave_one_suite_out(suites, use_model=True)
     rules_loso = leave_one_suite_out(suites, use_model=False)
+    model = train_on(list(suites.values()))
+    if args.write_model and model is not None:
+        # the shipped model's threshold: chosen on every suite's leave-one-suite-out scores (each suite scored
+        # by a model that did not see it), as the benchmark chooses one per held-out suite
+        model.threshold = choose_threshold([u for units in loso.results.values() for u in units])
+        args.write_model.write_text(model.to_json(), encoding="utf-8")
+        print(f"wrote {args.write_model}: trained on {model.pairs} pairs of {len(suites)} suites, "
+              f"threshold {model.threshold:.2f}")
+    if args.update_doc:
+        update_doc(args.update_doc, markdown(suites, loso, rules_loso, styles))
+        print(f"updated the table in {args.update_doc}")
     print("learn mapping quality, pairs of (unit, obligation): precision / recall")
     print(f"LOSO = leave-one-suite-out: thresholds (highest recall at P >= {TARGET_PRECISION}, else best F1) and the "
           f"learned combiner are fitted on the other suites only. See table() for the columns.")
@@ -425,6 +507,7 @@ def main() -> int:
         predicted = predict(unit.scored, mapping.MAP_THRESHOLD)
         for oid in unit.expected | predicted:
             per_obligation.setdefault(oid, Score()).add({oid} & unit.expected, {oid} & predicted)
+    print("\n" + "\n".join(calibration(loso, suites)))
     print("\nper obligation, as shipped:")
     counts = Counter({oid: s.tp + s.fn for oid, s in per_obligation.items()})
     for oid, _ in counts.most_common():

@@ -161,8 +161,10 @@ def test_the_learned_combiner_scores_pairs_and_says_why(built_kb_file: object,
     monkeypatch.setattr(mapping, "LEARNED_MODE", "score")
     [matches] = own.map([{"name": "test vary header"}])
     vary = next(m for m in matches if m.id == "cache.vary.honored")
-    assert vary.confidence == pytest.approx(1 / (1 + math.exp(-4.0)), abs=1e-3)
-    assert vary.reasons[-1] == "learned (0.98): 'vary' in name"
+    # the model's threshold (0.5) lands on the map threshold: log-odds 4 + logit(0.65)
+    expected = 1 / (1 + math.exp(-(4.0 + math.log(MAP_THRESHOLD / (1 - MAP_THRESHOLD)))))
+    assert vary.confidence == pytest.approx(expected, abs=1e-3)
+    assert vary.reasons[-1] == "learned (0.98): 'vary' in name; weighed most: in_name"
     [nothing] = own.map([{"name": "test url quoting", "strings": "vary"}])
     assert "cache.vary.honored" not in ids(nothing)  # a term in a string only: p = sigmoid(-4) < floor
 
@@ -183,7 +185,7 @@ def test_by_default_the_combiner_only_proposes(built_kb_file: object) -> None:
     assert ids(split(before[1])[0]) == [] and ids(split(after[1])[0]) == []  # the model alone never maps
     [candidate] = [m for m in split(after[1])[1] if m.id == "cache.vary.honored"]
     assert CANDIDATE_THRESHOLD <= candidate.confidence < MAP_THRESHOLD
-    assert candidate.reasons == ["learned (0.98): 'accept language' in name"]
+    assert candidate.reasons == ["learned (0.98): 'accept language' in name; weighed most: in_name"]
 
 
 def test_the_learned_confidence_modes() -> None:
@@ -200,7 +202,7 @@ def test_a_pair_model_round_trips_and_refuses_other_versions() -> None:
     model = _name_model()
     again = PairModel.from_json(model.to_json())
     assert again is not None and again.coef == model.coef and again.intercept == model.intercept
-    assert PairModel.from_json(model.to_json().replace('"version": 2', '"version": 1')) is None
+    assert PairModel.from_json(model.to_json().replace('"version": 3', '"version": 1')) is None
     assert PairModel.from_json(model.to_json().replace('"in_name"', '"in_elsewhere"')) is None
     assert PairModel.from_json("not json") is None
 
@@ -237,3 +239,28 @@ def test_the_shipped_model_is_read_from_its_file_once(tmp_path, monkeypatch: pyt
     path.write_text('{"version": 99}', encoding="utf-8")
     monkeypatch.setattr(learned, "_DEFAULT", [])
     assert learned.default_model() is None
+
+
+def test_in_score_mode_the_model_maps_one_obligation_per_unit(built_kb_file: object,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoring, the unit's most probable pair may be mapped; its other likely pairs stay candidates."""
+    import poetkb
+
+    with poetkb.open(built_kb_file, create=False) as kb:  # type: ignore[arg-type]
+        own = Mapper(kb.obligations(), kb.rules(), kb.failure_modes(), model=_name_model())
+    monkeypatch.setattr(mapping, "LEARNED_MODE", "score")
+    [matches] = own.map([{"name": "test vary header and retry after"}])
+    mapped, candidates = split(matches)
+    assert len(mapped) == 1
+    assert {m.id for m in matches} >= {"cache.vary.honored"}
+    assert all(m.confidence < MAP_THRESHOLD for m in matches if m not in mapped)
+    assert candidates  # the other name hit is offered for review
+
+
+def test_the_pair_model_threshold_lands_on_the_map_threshold() -> None:
+    """confidence() is monotone and puts the model's own threshold at the mapper's."""
+    model = _name_model()
+    model.threshold = 0.3
+    assert model.confidence(0.3, MAP_THRESHOLD) == pytest.approx(MAP_THRESHOLD)
+    assert model.confidence(0.2, MAP_THRESHOLD) < MAP_THRESHOLD < model.confidence(0.4, MAP_THRESHOLD)
+    assert model.confidence(0.0, MAP_THRESHOLD) == 0.0

@@ -98,3 +98,21 @@ def test_the_benchmark_prints_the_table_per_suite_and_pooled(tmp_path: Path) -> 
     rows = {line.split()[0]: line for line in lines if line.split() and line.split()[0] in ("alpha", "beta", "pooled")}
     assert set(rows) == {"alpha", "beta", "pooled"}
     assert " 7     7 " in rows["alpha"]  # 7 units, 7 labelled pairs
+
+
+def test_the_markdown_table_replaces_only_what_lies_between_its_markers(quality, suites, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--update-doc rewrites the table in docs/learn.md from the same scores the text table prints."""
+    loso = quality.leave_one_suite_out(suites, use_model=True)
+    rules = quality.leave_one_suite_out(suites, use_model=False)
+    rows = quality.markdown(suites, loso, rules, {})
+    assert rows[0].startswith("| suite |") and len(rows) == 2 + 3 + 1 + 1  # head, 3 suites, 1 style, pooled
+    assert rows[-1].startswith("| **pooled** |")
+    doc = tmp_path / "learn.md"
+    doc.write_text(f"before\n{quality.BEGIN_MARK}\nold table\n{quality.END_MARK}\nafter\n", encoding="utf-8")
+    quality.update_doc(doc, rows)
+    text = doc.read_text(encoding="utf-8")
+    assert "old table" not in text and text.startswith("before\n") and text.endswith("after\n")
+    assert "\n".join(rows) in text
+    doc.write_text("no markers\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="markers"):
+        quality.update_doc(doc, rows)

@@ -47,7 +47,7 @@ from poetkb.text import has_phrase
 #: Where the shipped model lives (package data, next to this module).
 DEFAULT_PATH = Path(__file__).with_name("learned_model.json")
 #: Format version of the model file; another version is not loaded.
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 #: Inverse regularisation strength of the logistic regression.
 C = 1.0
 #: Domains with a feature of their own; others share "other".
@@ -61,7 +61,8 @@ RULE_MAPPED = 0.65
 def feature_names() -> list[str]:
     """The names of the pair features, in order (also the keys of the stored coefficients)."""
     names = ["rule", "rule_mapped", *(f"in_{f}" for f in FIELDS), "fields_hit", "primary_hit", "context_only",
-             "file_share", "suite_share", "similarity", "similarity_relative", "most_similar"]
+             "file_share", "suite_share", "similarity", "similarity_relative", "most_similar",
+             "file_rule_mean", "file_rule_best", "file_domain_mapped", "rule_gap", "rule_top"]
     for domain in (*DOMAINS, "other"):
         names += [f"domain_{domain}", f"domain_{domain}_primary"]
     return names
@@ -128,12 +129,37 @@ def pair_features(
             counts[oid] = counts.get(oid, 0) + 1
             suite_counts[oid] = suite_counts.get(oid, 0) + 1
     n = len(hits)
+    # file context from the siblings' rule confidences (what the rules predict for them, never a label)
+    members: dict[str, list[int]] = {}
+    for i, group in enumerate(groups):
+        members.setdefault(group, []).append(i)
+    rule_sum: dict[str, dict[str, float]] = {}
+    rule_top: dict[str, dict[str, list[float]]] = {}
+    domain_mapped: dict[str, dict[str, int]] = {}
+    unit_domains: list[set[str]] = []
+    for i, rules in enumerate(rule_confidences):
+        group = groups[i]
+        sums, tops = rule_sum.setdefault(group, {}), rule_top.setdefault(group, {})
+        for oid, c in rules.items():
+            sums[oid] = sums.get(oid, 0.0) + c
+            two = tops.setdefault(oid, [0.0, 0.0])  # the best two confidences of the file for the obligation
+            if c > two[0]:
+                two[0], two[1] = c, two[0]
+            elif c > two[1]:
+                two[1] = c
+        mapped = {oid.split(".", 1)[0] for oid, c in rules.items() if c >= RULE_MAPPED}
+        unit_domains.append(mapped)
+        counts = domain_mapped.setdefault(group, {})
+        for domain in mapped:
+            counts[domain] = counts.get(domain, 0) + 1
     out: list[dict[str, list[float]]] = []
     for i, (rules, where_by_oid, group) in enumerate(zip(rule_confidences, hits, groups, strict=True)):
         pairs: dict[str, list[float]] = {}
         sims = similarities[i] if similarities is not None else {}
         top = max(sims.values(), default=0.0)
         best = {oid for oid, v in sims.items() if v == top and top >= SIM_MIN}
+        top_rule = max(rules.values(), default=0.0)
+        siblings = group_size[group] - 1
         for oid in sorted(set(rules) | set(where_by_oid) | best):
             where = where_by_oid.get(oid, {})
             rule = float(rules.get(oid, 0.0))
@@ -148,6 +174,16 @@ def pair_features(
             sim = float(sims.get(oid, 0.0))
             vector += [sim, sim / top if top > 0 else 0.0, 1.0 if oid in best else 0.0]
             domain = oid.split(".", 1)[0]
+            if siblings > 0:
+                first, second = rule_top[group].get(oid, [0.0, 0.0])
+                file_best = second if rule == first else first
+                file_mean = (rule_sum[group].get(oid, 0.0) - rule) / siblings
+                own_domain = 1 if domain in unit_domains[i] else 0
+                file_domain = (domain_mapped[group].get(domain, 0) - own_domain) / siblings
+            else:
+                file_best = file_mean = file_domain = 0.0
+            vector += [file_mean, file_best, file_domain, top_rule - rule,
+                       1.0 if rule == top_rule and rule > 0 else 0.0]
             domain = domain if domain in DOMAINS else "other"
             for d in (*DOMAINS, "other"):
                 vector += [1.0 if d == domain else 0.0, 1.0 if d == domain and in_primary else 0.0]
@@ -164,11 +200,28 @@ class PairModel:
     coef: dict[str, float] = field(default_factory=dict)
     trained_on: list[str] = field(default_factory=list)
     pairs: int = 0
+    #: The probability from which the model's pairs are mapped, chosen leave-one-suite-out on the suites it
+    #: was trained on (``benchmarks/learn_quality.py --write-model``); :meth:`confidence` puts it at the
+    #: mapper's map threshold.
+    threshold: float = 0.5
 
     def probability(self, vector: Sequence[float]) -> float:
         names = feature_names()
         z = self.intercept + sum(self.coef.get(n, 0.0) * v for n, v in zip(names, vector, strict=True))
         return 1.0 / (1.0 + math.exp(-z)) if z > -30 else 0.0
+
+    def confidence(self, p: float, map_threshold: float) -> float:
+        """The probability on the mapper's scale: shifted in log-odds so that :attr:`threshold` lands on
+        ``map_threshold`` (monotone; 0 and 1 stay where they are)."""
+        if p <= 0.0 or p >= 1.0:
+            return p
+        z = math.log(p / (1 - p)) - _logit(self.threshold) + _logit(map_threshold)
+        return 1.0 / (1.0 + math.exp(-z)) if z > -30 else 0.0
+
+    def weighed_most(self, vector: Sequence[float], limit: int = 2) -> list[str]:
+        """The features that pushed this pair's probability up the most (coefficient x value), best first."""
+        parts = [(self.coef.get(n, 0.0) * v, n) for n, v in zip(feature_names(), vector, strict=True) if v]
+        return [n for w, n in sorted(parts, key=lambda t: (-t[0], t[1]))[:limit] if w > 0]
 
     def to_json(self) -> str:
         """Deterministic JSON: features in order, rounded numbers."""
@@ -176,6 +229,7 @@ class PairModel:
             "version": MODEL_VERSION,
             "trained_on": sorted(self.trained_on),
             "pairs": self.pairs,
+            "threshold": round(self.threshold, 4),
             "intercept": round(self.intercept, 4),
             "coef": {n: round(self.coef.get(n, 0.0), 4) for n in feature_names()},
         }
@@ -195,9 +249,14 @@ class PairModel:
             if set(coef) != set(feature_names()):
                 return None
             return cls(float(data["intercept"]), coef, [str(s) for s in data.get("trained_on", [])],
-                       int(data.get("pairs", 0)))
+                       int(data.get("pairs", 0)), float(data.get("threshold", 0.5)))
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
 
 
 _DEFAULT: list[PairModel | None] = []

@@ -46,7 +46,7 @@ suite do, the similarity, the obligation's domain. It is fitted on labelled
 suites and measured leave-one-suite-out (``benchmarks/learn_quality.py``). By
 default (:data:`LEARNED_MODE` ``propose``) it only proposes: pairs it finds
 likely that the rules missed become candidates for ``poet learn review``, with
-the learned probability and the terms and fields it saw as the reason.
+the learned probability, the terms and fields it saw and the features that weighed most as the reason.
 """
 
 from __future__ import annotations
@@ -101,6 +101,9 @@ _MAX_REASONS = 4
 #: How the learned combiner's probability is used (see :func:`learned_confidence`): "propose" or "score".
 #: Measured leave-one-suite-out, "score" traded precision for recall (docs/learn.md), so it proposes.
 LEARNED_MODE = "propose"
+#: In "score" mode, how many obligations of one unit the model may map (the most probable); its other likely
+#: pairs become candidates. Measured leave-one-suite-out, one per unit kept precision (docs/learn.md).
+LEARNED_LIMIT = 1
 #: Passed as ``model`` to use the shipped model (:func:`poetkb.learn.learned.default_model`).
 SHIPPED = "shipped"
 
@@ -378,10 +381,11 @@ class Mapper:
         out: list[dict[str, tuple[float, list[str]]]] = []
         for row, where_by_oid, pairs in zip(scored, hits, vectors, strict=True):
             new: dict[str, tuple[float, list[str]]] = {}
+            probabilities = {oid: model.probability(vector) for oid, vector in pairs.items()}
+            confidences = learned_scores({oid: row.get(oid, (0.0, []))[0] for oid in pairs}, probabilities, model)
             for oid, vector in pairs.items():
-                p = model.probability(vector)
+                p, confidence = probabilities[oid], confidences[oid]
                 rule, rule_reasons = row.get(oid, (0.0, []))
-                confidence = learned_confidence(rule, p)
                 if confidence == rule:
                     if oid in row:
                         new[oid] = row[oid]
@@ -389,6 +393,9 @@ class Mapper:
                 where = where_by_oid.get(oid, {})
                 seen = ", ".join(f"{term!r} in {f}" for f, term in list(where.items())[:3])
                 reason = f"learned ({p:.2f})" + (f": {seen}" if seen else "")
+                weighed = model.weighed_most(vector)
+                if weighed:
+                    reason += f"; weighed most: {', '.join(weighed)}"
                 new[oid] = (confidence, [*list(rule_reasons)[:_MAX_REASONS - 1], reason])
             out.append(new)
         return out
@@ -412,6 +419,24 @@ def learned_confidence(rule: float, p: float, mode: str | None = None) -> float:
     if rule >= CANDIDATE_THRESHOLD or p < CANDIDATE_THRESHOLD:
         return rule
     return min(p, round(MAP_THRESHOLD - 0.001, 3))
+
+
+def learned_scores(rules: Mapping[str, float], probabilities: Mapping[str, float], model: PairModel,
+                   mode: str | None = None) -> dict[str, float]:
+    """One unit's confidences from the rules' and the model's (:func:`learned_confidence`, by mode).
+
+    In "score" mode the probability is put on the mapper's scale (:meth:`PairModel.confidence`: the model's
+    own threshold lands on :data:`MAP_THRESHOLD`) and only the unit's :data:`LEARNED_LIMIT` most probable
+    pairs may stay mapped; its other pairs are kept as candidates at most.
+    """
+    if (mode or LEARNED_MODE) != "score":
+        return {oid: learned_confidence(rules.get(oid, 0.0), p, mode) for oid, p in probabilities.items()}
+    ranked = sorted(probabilities, key=lambda oid: (-probabilities[oid], oid))
+    out = {}
+    for rank, oid in enumerate(ranked):
+        confidence = round(model.confidence(probabilities[oid], MAP_THRESHOLD), 3)
+        out[oid] = confidence if rank < LEARNED_LIMIT else min(confidence, round(MAP_THRESHOLD - 0.001, 3))
+    return out
 
 
 def obligation_terms(obligations: Sequence[Obligation], rules: Sequence[MappingRule]) -> dict[str, list[str]]:
