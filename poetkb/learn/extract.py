@@ -25,6 +25,7 @@ import ast
 import dataclasses
 import gc
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import libcst as cst
@@ -464,6 +465,40 @@ def _record(
     }
 
 
+def _no_validation(self: Any) -> None:
+    """Stands in for ``CSTNode.__post_init__`` (which only calls ``_validate``) while a tree is parsed."""
+
+
+@contextmanager
+def _unvalidated() -> Iterator[None]:
+    """Parse without libcst's per-node validation; restored on exit, also on errors.
+
+    Every libcst node checks its own invariants as it is constructed (a ``Name``
+    holds an identifier, parentheses pair up, whitespace nodes hold whitespace):
+    that protects code that *builds* trees by hand and renders them back to
+    source. Here the parser builds the tree from text that CPython's own parser
+    (:func:`_ast_guard`) has just accepted, and the tree is only read, never
+    rendered or changed, and dropped at once; so the checks can find nothing we
+    rely on, yet cost a quarter of the parse (measured in docs/learn.md; libcst's
+    own source notes that validation could move out of parsing for this reason).
+    The switch is ``CSTNode.__post_init__``, the one hook all nodes share (no
+    node class overrides it); it is process-wide while the ``with`` lasts, so a
+    thread of the same process building libcst trees by hand at that moment
+    would build them unchecked. Mining processes build none; an in-process
+    ``kb.learn`` call parses on the calling thread.
+    """
+    node = cst.CSTNode
+    saved = node.__dict__.get("__post_init__")
+    if saved is None or getattr(saved, "__qualname__", "") != "CSTNode.__post_init__":
+        yield  # a libcst whose hook is not the one described above: leave validation on
+        return
+    node.__post_init__ = _no_validation  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        node.__post_init__ = saved  # type: ignore[method-assign]
+
+
 def extract(source: str, *, script_style: bool = False) -> dict[str, Any]:
     """Mine one file's text into ``{"units": [...], "fixtures": [...], "module_doc": str}``.
 
@@ -479,7 +514,8 @@ def extract(source: str, *, script_style: bool = False) -> dict[str, Any]:
     gc.disable()
     try:
         try:
-            module = cst.parse_module(source)
+            with _unvalidated():
+                module = cst.parse_module(source)
         except cst.ParserSyntaxError as exc:
             raise ExtractError("does not parse", f"line {exc.raw_line}: {exc.message}") from exc
         except RecursionError as exc:
