@@ -99,9 +99,10 @@ _FIELDS_OF: dict[type, tuple[str, ...]] = {}
 
 
 def _fields_of(node_type: type) -> tuple[str, ...]:
+    """The dataclass fields of a node type, last first (the walker pushes them on a stack)."""
     names = _FIELDS_OF.get(node_type)
     if names is None:
-        names = tuple(f.name for f in dataclasses.fields(node_type))
+        names = tuple(reversed([f.name for f in dataclasses.fields(node_type)]))
         _FIELDS_OF[node_type] = names
     return names
 
@@ -194,7 +195,7 @@ class _Walker:
     def walk(self, root: Any) -> None:
         simple_string, formatted_text, comment = cst.SimpleString, cst.FormattedStringText, cst.Comment
         call, attribute, integer, name = cst.Call, cst.Attribute, cst.Integer, cst.Name
-        assert_, assign, kinds = cst.Assert, cst.Assign, _KINDS
+        assert_, assign, kinds, fields_of = cst.Assert, cst.Assign, _KINDS, _FIELDS_OF
         bag, refs, skip = self.bag, self.refs, self.skip
         stack: list[tuple[Any, bool]] = [(root, False)]
         pop, push = stack.pop, stack.append
@@ -256,7 +257,10 @@ class _Walker:
                     text = _description(node.value)
                     if text:
                         bag.add("doc", text)
-            for field in reversed(_fields_of(kind)):
+            names = fields_of.get(kind)
+            if names is None:
+                names = _fields_of(kind)
+            for field in names:
                 value = getattr(node, field)
                 what = kinds.get(type(value))
                 if what is None:
