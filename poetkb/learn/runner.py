@@ -237,6 +237,7 @@ class _Assembler:
         self.words: dict[Path, str] = {}  # data file -> its words, read once per run
         self.boundaries: dict[Path, Path | None] = {}  # suite root -> its real path
         self.resolved: dict[tuple[Path, Path, str], Path | None] = {}  # (directory, boundary, ref) -> data file
+        self.real_dirs: dict[Path, Path | None] = {}  # a test file's directory -> its real path
 
     def units(self, found: TestFile, record: dict[str, Any], commit: str | None) -> list[dict[str, Any]]:
         rel = found.rel
@@ -295,19 +296,30 @@ class _Assembler:
                 break
         return " | ".join(texts)
 
-    @staticmethod
-    def _resolve(start: Path, boundary: Path, ref: str) -> Path | None:
-        try:
-            directory = real_path(start)
-        except OSError:
+    def _resolve(self, start: Path, boundary: Path, ref: str) -> Path | None:
+        """The data file ``ref`` names: looked up from ``start`` and its parents up to ``boundary``, inside it."""
+        if start not in self.real_dirs:
+            try:
+                self.real_dirs[start] = real_path(start)
+            except OSError:
+                self.real_dirs[start] = None
+        directory = self.real_dirs[start]
+        if directory is None:
             return None
-        bases = [directory, *[p for p in directory.parents if p == boundary or boundary in p.parents]]
+        # Paths here are resolved and absolute, so "strictly below boundary" is a prefix test on the text
+        # (the same answer as ``boundary in path.parents``, without building every parent).
+        text = str(boundary)
+        below = text if text.endswith("/") else f"{text}/"
+        bases = [directory, *[p for p in directory.parents if p == boundary or str(p).startswith(below)]]
         for base in bases:
             try:
+                # One stat first: most bases do not hold the file, and a path that does not stat does not
+                # resolve either (resolving costs a system call per directory level).
+                os.stat(os.path.join(str(base), ref).rstrip("/") or "/")
                 candidate = real_path(base / ref)
             except (OSError, ValueError):  # missing, a loop, a NUL byte
                 continue
-            if candidate.suffix == ".py" or boundary not in candidate.parents:
+            if candidate.suffix == ".py" or not str(candidate).startswith(below):
                 continue
             if candidate.is_file():
                 return candidate
