@@ -303,6 +303,8 @@ def main() -> int:
     parser.add_argument("paths", nargs="*", type=Path, help="suites to mine, one row each (default: generate two)")
     parser.add_argument("--files", type=int, default=2000, help="files in the generated pytest suite")
     parser.add_argument("--script-files", type=int, default=565, help="files in the generated script-style suite")
+    parser.add_argument("--generate", choices=["both", "pytest", "script"], default="both",
+                        help="which suites to generate when no PATH is given (script: also beside PATHs)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--sample", type=int, default=100, help="files for the PositionProvider comparison")
     parser.add_argument("--breakdown", action="store_true", help="time the parse's parts too")
@@ -312,8 +314,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        paths = args.paths or [generate_suite(work / "generated", args.files),
-                               generate_script_suite(work / "generated-script", args.script_files)]
+        paths = list(args.paths)
+        if not args.paths and args.generate in ("both", "pytest"):
+            paths.append(generate_suite(work / "generated", args.files))
+        if args.generate == "script" or (not args.paths and args.generate == "both"):
+            paths.append(generate_script_suite(work / "generated-script", args.script_files))
         from importlib.metadata import version
 
         print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, libcst {version('libcst')}; "
