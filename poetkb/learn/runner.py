@@ -238,6 +238,7 @@ class _Assembler:
         self.boundaries: dict[Path, Path | None] = {}  # suite root -> its real path
         self.resolved: dict[tuple[Path, Path, str], Path | None] = {}  # (directory, boundary, ref) -> data file
         self.real_dirs: dict[Path, Path | None] = {}  # a test file's directory -> its real path
+        self.bases: dict[tuple[Path, Path], list[str]] = {}  # (directory, boundary) -> where refs are looked up
 
     def units(self, found: TestFile, record: dict[str, Any], commit: str | None) -> list[dict[str, Any]]:
         rel = found.rel
@@ -307,16 +308,25 @@ class _Assembler:
         if directory is None:
             return None
         # Paths here are resolved and absolute, so "strictly below boundary" is a prefix test on the text
-        # (the same answer as ``boundary in path.parents``, without building every parent).
+        # and the parents are the text's dirnames (the same answers as ``boundary in path.parents`` and
+        # ``path.parents``, without building Path objects: this runs for every reference of every unit).
         text = str(boundary)
         below = text if text.endswith("/") else f"{text}/"
-        bases = [directory, *[p for p in directory.parents if p == boundary or str(p).startswith(below)]]
+        key = (directory, boundary)
+        bases = self.bases.get(key)
+        if bases is None:
+            bases, current = [str(directory)], str(directory)
+            while (parent := os.path.dirname(current)) != current:
+                if parent == text or parent.startswith(below):
+                    bases.append(parent)
+                current = parent
+            self.bases[key] = bases
         for base in bases:
             try:
                 # One stat first: most bases do not hold the file, and a path that does not stat does not
                 # resolve either (resolving costs a system call per directory level).
-                os.stat(os.path.join(str(base), ref).rstrip("/") or "/")
-                candidate = real_path(base / ref)
+                os.stat(os.path.join(base, ref).rstrip("/") or "/")
+                candidate = real_path(Path(base) / ref)
             except (OSError, ValueError):  # missing, a loop, a NUL byte
                 continue
             if candidate.suffix == ".py" or not str(candidate).startswith(below):
