@@ -307,3 +307,22 @@ def test_a_data_file_edited_behind_an_unchanged_mtime_is_read_again(kb: object, 
     assert any("qwxyz" in w for w in words)
     replay = next(p for p in again.patterns if p.test == "test_replayed_exchanges")
     assert replay.content_hash  # the unit is still mined with its data file
+
+
+def test_data_files_through_links_are_read_inside_the_suite_only(kb: object, tmp_path: Path) -> None:
+    """A data file reached through a directory link inside the suite is read; one whose link leaves it is not."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.yaml").write_text("zzoutsideword\n")
+    tests = tmp_path / "suite" / "tests"
+    (tests / "real").mkdir(parents=True)
+    (tests / "real" / "inside.yaml").write_text("zzinsideword\n")
+    (tests / "shared").symlink_to(tests / "real", target_is_directory=True)
+    (tests / "away").symlink_to(outside, target_is_directory=True)
+    (tests / "test_links.py").write_text(
+        'def test_inside():\n    load("shared/inside.yaml")\n\n\ndef test_outside():\n    load("away/secret.yaml")\n')
+    for _ in range(2):  # the first run reads and hashes, the re-run takes the words by stat
+        report = learn(kb, [tmp_path / "suite"], out_dir=tmp_path / "out", workers=1)
+        words = {p.test: " ".join(p.terms) for p in report.patterns}
+        assert "zzinsideword" in words["test_inside"] and "zzoutsideword" not in words["test_outside"]
+        assert report.run.data_files == 1

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import sys
 import time
 from collections import Counter
@@ -239,6 +240,7 @@ class _Assembler:
         self.resolved: dict[tuple[Path, Path, str], Path | None] = {}  # (directory, boundary, ref) -> data file
         self.real_dirs: dict[Path, Path | None] = {}  # a test file's directory -> its real path
         self.bases: dict[tuple[Path, Path], list[str]] = {}  # (directory, boundary) -> where refs are looked up
+        self.preloaded: set[Path] = set()  # suite roots whose cached data-file words were read ahead
 
     def units(self, found: TestFile, record: dict[str, Any], commit: str | None) -> list[dict[str, Any]]:
         rel = found.rel
@@ -280,6 +282,9 @@ class _Assembler:
         boundary = self.boundaries[found.root]
         if boundary is None:
             return ""
+        if boundary not in self.preloaded:
+            self.preloaded.add(boundary)
+            self.cache.preload_data(str(boundary))
         texts: list[str] = []
         seen: set[Path] = set()
         for ref in refs[: MAX_DATA_REFS * 4]:
@@ -326,7 +331,7 @@ class _Assembler:
                 # One stat first: most bases do not hold the file, and a path that does not stat does not
                 # resolve either (resolving costs a system call per directory level).
                 os.stat(os.path.join(base, ref).rstrip("/") or "/")
-                candidate = real_path(Path(base) / ref)
+                candidate = _real_below(base, ref)
             except (OSError, ValueError):  # missing, a loop, a NUL byte
                 continue
             if candidate.suffix == ".py" or not str(candidate).startswith(below):
@@ -379,6 +384,24 @@ class _Assembler:
             words = ""
         self.cache.put(key, rel, words)
         return words
+
+
+def _real_below(base: str, ref: str) -> Path:
+    """``real_path(base / ref)`` for a ``base`` that is already a real path: only ``ref``'s own parts are checked.
+
+    A plain relative ``ref`` (no ``.``, ``..`` or empty parts) none of whose parts is a link resolves to the
+    joined text; anything else goes through the full :func:`real_path`. The same answer, with a system call per
+    part of ``ref`` instead of one per directory level of the whole path.
+    """
+    parts = ref.split("/")
+    if ref.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        return real_path(Path(base) / ref)
+    current = base
+    for part in parts:
+        current = os.path.join(current, part)
+        if stat.S_ISLNK(os.lstat(current).st_mode):
+            return real_path(Path(base) / ref)
+    return Path(current)
 
 
 def _same_stat(a: os.stat_result, b: os.stat_result) -> bool:
