@@ -203,3 +203,27 @@ def test_script_style_descriptions_count_as_the_docstring() -> None:
     assert "stale while revalidate" in doc
     assert "curl" not in doc  # a command is a string of the file, not its description
     assert "curl v http" in unit["fields"]["strings"]
+
+
+def test_parsing_without_node_validation_gives_the_same_tree_and_restores_validation(suite: Path) -> None:
+    """Trees parsed with validation paused equal validated ones; afterwards, and after errors, it is on again."""
+    import libcst as cst
+
+    from poetkb.learn import extract as extract_module
+
+    for path in sorted((suite / "tests").glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        checked = cst.parse_module(text)
+        with extract_module._unvalidated():  # noqa: SLF001 - the switch itself is what is tested
+            unchecked = cst.parse_module(text)
+            with extract_module._unvalidated():  # noqa: SLF001 - nested use leaves the outer one in charge
+                pass
+            assert cst.Name("not an identifier")  # unchecked while paused
+        assert unchecked.deep_equals(checked) and unchecked.code == text
+    with pytest.raises(cst.CSTValidationError):
+        cst.Name("not an identifier")
+    with pytest.raises(ExtractError):
+        extract("def broken(:\n")
+    assert mine_job((0, "x = " + "(" * 50 + "1" + ")" * 50 + "\ndef test_x():\n    pass\n", False))[1]["units"]
+    with pytest.raises(cst.CSTValidationError):
+        cst.Name("not an identifier")

@@ -255,3 +255,74 @@ def test_damaged_cache_rows_are_misses_not_crashes(kb: object, suite: Path, tmp_
     assert second.run.files_parsed == len(spoilt)
     assert second.patterns == first.patterns
     assert learn(kb, [suite], out_dir=tmp_path / "out", workers=1).run.files_parsed == 0
+
+
+def test_an_unchanged_rerun_reuses_the_mapping_and_an_edit_maps_again(kb: object, suite: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same units, catalog and mapper code: the stored result is used (no mapper runs); any edit maps again."""
+    from poetkb.learn import mapping
+
+    out = tmp_path / "out"
+    first = learn(kb, [suite], out_dir=out, workers=1)
+    text = (out / "sample.json").read_bytes()
+    before = kb_state(kb)
+    real_map = mapping.Mapper.map
+
+    def must_not_map(*_args: object, **_kwargs: object) -> object:
+        raise AssertionError("the mapper ran on an unchanged suite")
+
+    monkeypatch.setattr(mapping.Mapper, "map", must_not_map)
+    again = learn(kb, [suite], out_dir=out, workers=1)
+    assert again.patterns == first.patterns and again.run.files_parsed == 0
+    assert (out / "sample.json").read_bytes() == text and kb_state(kb) == before
+    assert kb.db.execute("select count(*) from learn_cache where key like 'map:%'").fetchone()[0] == 1  # type: ignore
+
+    (suite / "tests" / "test_forwarding.py").write_text("def test_x_forwarded_for_is_appended():\n    pass\n")
+    with pytest.raises(AssertionError, match="mapper ran"):
+        learn(kb, [suite], out_dir=out, workers=1)
+    monkeypatch.setattr(mapping.Mapper, "map", real_map)
+    edited = learn(kb, [suite], out_dir=out, workers=1)
+    assert edited.patterns != first.patterns
+    assert kb.db.execute("select count(*) from learn_cache where key like 'map:%'").fetchone()[0] == 1  # type: ignore
+    # the knowledge base follows the edit: the stored patterns are the new run's
+    assert [p.id for p in kb.patterns(source="sample")] == [p.id for p in edited.patterns]  # type: ignore
+
+
+def test_a_data_file_edited_behind_an_unchanged_mtime_is_read_again(kb: object, suite: Path, tmp_path: Path) -> None:
+    """Unchanged data files are not read again (stat + hash), but an edit that keeps size and mtime is still seen."""
+    data = suite / "tests" / "data" / "vary_replay.yaml"
+    old = data.stat()
+    os.utime(data, ns=(old.st_atime_ns, old.st_mtime_ns - 10_000_000_000))  # hashed long after its last change
+    stamp = data.stat()
+    learn(kb, [suite], out_dir=tmp_path / "out", workers=1)
+    assert kb.db.execute("select count(*) from learn_cache where key like 'stat:%'").fetchone()[0] == 1  # type: ignore
+    text = data.read_text()
+    edited = text.replace("stale", "qwxyz", 1)
+    assert len(edited) == len(text) and edited != text
+    data.write_text(edited)
+    os.utime(data, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # the same size and mtime: only ctime tells
+    assert data.stat().st_mtime_ns == stamp.st_mtime_ns and data.stat().st_size == stamp.st_size
+    again = learn(kb, [suite], out_dir=tmp_path / "out", workers=1)
+    words = [r[0] for r in kb.db.execute("select features from learn_cache where key like 'data:%'")]  # type: ignore
+    assert any("qwxyz" in w for w in words)
+    replay = next(p for p in again.patterns if p.test == "test_replayed_exchanges")
+    assert replay.content_hash  # the unit is still mined with its data file
+
+
+def test_data_files_through_links_are_read_inside_the_suite_only(kb: object, tmp_path: Path) -> None:
+    """A data file reached through a directory link inside the suite is read; one whose link leaves it is not."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.yaml").write_text("zzoutsideword\n")
+    tests = tmp_path / "suite" / "tests"
+    (tests / "real").mkdir(parents=True)
+    (tests / "real" / "inside.yaml").write_text("zzinsideword\n")
+    (tests / "shared").symlink_to(tests / "real", target_is_directory=True)
+    (tests / "away").symlink_to(outside, target_is_directory=True)
+    (tests / "test_links.py").write_text(
+        'def test_inside():\n    load("shared/inside.yaml")\n\n\ndef test_outside():\n    load("away/secret.yaml")\n')
+    for _ in range(2):  # the first run reads and hashes, the re-run takes the words by stat
+        report = learn(kb, [tmp_path / "suite"], out_dir=tmp_path / "out", workers=1)
+        words = {p.test: " ".join(p.terms) for p in report.patterns}
+        assert "zzinsideword" in words["test_inside"] and "zzoutsideword" not in words["test_outside"]
+        assert report.run.data_files == 1

@@ -14,11 +14,28 @@ Rows carry the extractor version; rows from another version are ignored and
 pruned on the next write. The table is state (it survives ``poet kb build``).
 New rows are written together with the run's results, in one transaction, by
 :mod:`poetkb.learn.runner`: an interrupted run writes none.
+
+Two more kinds of rows make a re-run over an unchanged suite cheap:
+
+- ``stat:<real path>`` remembers a data file's size, modification and change
+  times, inode and device with the SHA-256 of its bytes, so an unchanged data
+  file is not read again (as git's index does). An entry counts only when every
+  one of those is unchanged and the file was last modified at least
+  :data:`RACY_NS` before it was hashed (a write in the same clock tick as the
+  hash could otherwise go unseen); anything else reads and hashes the file.
+- ``map:<sha256>`` holds the mapper's result for one run's units (see
+  :func:`poetkb.learn.runner.mapping_key`): the key covers the units' features,
+  the catalog, the known examples and the code of the mapper, so the same key
+  means the same result. One such row is kept per source.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import stat
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +48,8 @@ if TYPE_CHECKING:
 CACHE_VERSION = "5"
 TABLE = "learn_cache"
 _CHUNK = 500
+#: A data file modified less than this long before it was hashed is hashed again next time (racy stat).
+RACY_NS = 2_000_000_000
 
 
 def test_key(content_hash: str, script_style: bool) -> str:
@@ -43,6 +62,25 @@ def data_key(content_hash: str) -> str:
     return f"data:{content_hash}"
 
 
+def stat_key(path: str) -> str:
+    """Cache key of a data file's stat record (its real path)."""
+    return f"stat:{path}"
+
+
+def _stat_tuple(info: os.stat_result) -> list[int]:
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev]
+
+
+def fingerprint(*parts: bytes | str) -> str:
+    """SHA-256 over parts, each length-prefixed (so no two different part lists give the same bytes)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8") if isinstance(part, str) else part
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
 class LearnCache:
     """Reads cached extraction results and collects new ones to write at the end of a run."""
 
@@ -52,6 +90,9 @@ class LearnCache:
         self.pending: dict[str, dict[str, Any]] = {}
         self.hits = 0
         self.misses = 0
+        self._stats: dict[str, list[Any]] | None = None  # stat:<path> rows, loaded on first use
+        self._drop_runs: set[str] = set()  # sources whose older map: rows go on write
+        self._data: dict[str, Any] = {}  # data: rows read ahead by preload_data
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Cached values for the keys that have one (counted as hits; the rest as misses)."""
@@ -72,6 +113,9 @@ class LearnCache:
         return found
 
     def get(self, key: str) -> Any | None:
+        if key in self._data:
+            self.hits += 1
+            return self._data[key]
         return self.get_many([key]).get(key)
 
     def put(self, key: str, path: str, value: Any) -> None:
@@ -81,9 +125,65 @@ class LearnCache:
             "features": json.dumps(value, sort_keys=True, separators=(",", ":")), "mined_at": now_iso(),
         }
 
+    def _load_stats(self) -> dict[str, list[Any]]:
+        if self._stats is None:
+            self._stats = {}
+            rows = self.db.execute(
+                f"select key, features from {TABLE} where version = ? and key >= 'stat:' and key < 'stat;'",
+                [self.version],
+            )
+            for key, features in rows:
+                try:
+                    value = json.loads(features)
+                except (TypeError, ValueError):
+                    continue
+                if (isinstance(value, list) and len(value) == 7 and all(isinstance(v, int) for v in value[:6])
+                        and isinstance(value[6], str) and len(value[6]) == 64):
+                    self._stats[key[len("stat:"):]] = value
+        return self._stats
+
+    def known_hash(self, path: str, info: os.stat_result) -> str | None:
+        """The SHA-256 recorded for the data file at ``path`` if its stat shows it unchanged since, else None."""
+        entry = self._load_stats().get(path)
+        if entry is None or not stat.S_ISREG(info.st_mode) or entry[:5] != _stat_tuple(info):
+            return None
+        if info.st_mtime_ns + RACY_NS > entry[5]:  # modified too close to when it was hashed: not trusted
+            return None
+        return str(entry[6])
+
+    def preload_data(self, under: str) -> None:
+        """Read ahead, in one query per 500, the words of the data files recorded below the directory ``under``.
+
+        A re-run then looks each data file up in memory instead of with a query of its own.
+        """
+        prefix = under if under.endswith("/") else f"{under}/"
+        keys = sorted({data_key(entry[6]) for path, entry in self._load_stats().items() if path.startswith(prefix)})
+        hits, misses = self.hits, self.misses
+        self._data.update(self.get_many(keys))
+        self.hits, self.misses = hits, misses  # counted when used, as a look-up of its own would be
+
+    def remember_hash(self, path: str, info: os.stat_result, digest: str) -> None:
+        """Record the hash of the data file at ``path`` as read while its stat was ``info``."""
+        value = [*_stat_tuple(info), time.time_ns(), digest]
+        if self._stats is not None:
+            self._stats[path] = value
+        self.pending[stat_key(path)] = {
+            "key": stat_key(path), "version": self.version, "path": path,
+            "features": json.dumps(value, separators=(",", ":")), "mined_at": now_iso(),
+        }
+
+    def put_run(self, source: str, key: str, value: Any) -> None:
+        """Remember a run's mapping result under ``key``; older ones of the same source go on :meth:`write`."""
+        self._drop_runs.add(source)
+        self.put(key, f"run:{source}", value)
+
     def write(self) -> int:
         """Write the pending rows and prune rows of other versions; the caller holds the transaction."""
         self.db.execute(f"delete from {TABLE} where version != ?", [self.version])
+        for source in sorted(self._drop_runs):
+            self.db.execute(f"delete from {TABLE} where path = ? and key >= 'map:' and key < 'map;'",
+                            [f"run:{source}"])
+        self._drop_runs = set()
         if self.pending:
             self.db.table(TABLE).insert_all(self.pending.values(), pk="key", replace=True)
         written = len(self.pending)
@@ -99,6 +199,8 @@ def _decode(key: str, features: object) -> Any | None:
         return None
     if key.startswith("data:"):
         return value if isinstance(value, str) else None
+    if key.startswith("map:"):
+        return value if isinstance(value, list) and all(isinstance(v, dict) for v in value) else None
     if not isinstance(value, dict):
         return None
     if "error" in value:

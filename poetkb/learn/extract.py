@@ -25,6 +25,7 @@ import ast
 import dataclasses
 import gc
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import libcst as cst
@@ -98,9 +99,10 @@ _FIELDS_OF: dict[type, tuple[str, ...]] = {}
 
 
 def _fields_of(node_type: type) -> tuple[str, ...]:
+    """The dataclass fields of a node type, last first (the walker pushes them on a stack)."""
     names = _FIELDS_OF.get(node_type)
     if names is None:
-        names = tuple(f.name for f in dataclasses.fields(node_type))
+        names = tuple(reversed([f.name for f in dataclasses.fields(node_type)]))
         _FIELDS_OF[node_type] = names
     return names
 
@@ -193,7 +195,7 @@ class _Walker:
     def walk(self, root: Any) -> None:
         simple_string, formatted_text, comment = cst.SimpleString, cst.FormattedStringText, cst.Comment
         call, attribute, integer, name = cst.Call, cst.Attribute, cst.Integer, cst.Name
-        assert_, assign, kinds = cst.Assert, cst.Assign, _KINDS
+        assert_, assign, kinds, fields_of = cst.Assert, cst.Assign, _KINDS, _FIELDS_OF
         bag, refs, skip = self.bag, self.refs, self.skip
         stack: list[tuple[Any, bool]] = [(root, False)]
         pop, push = stack.pop, stack.append
@@ -255,7 +257,10 @@ class _Walker:
                     text = _description(node.value)
                     if text:
                         bag.add("doc", text)
-            for field in reversed(_fields_of(kind)):
+            names = fields_of.get(kind)
+            if names is None:
+                names = _fields_of(kind)
+            for field in names:
                 value = getattr(node, field)
                 what = kinds.get(type(value))
                 if what is None:
@@ -464,6 +469,40 @@ def _record(
     }
 
 
+def _no_validation(self: Any) -> None:
+    """Stands in for ``CSTNode.__post_init__`` (which only calls ``_validate``) while a tree is parsed."""
+
+
+@contextmanager
+def _unvalidated() -> Iterator[None]:
+    """Parse without libcst's per-node validation; restored on exit, also on errors.
+
+    Every libcst node checks its own invariants as it is constructed (a ``Name``
+    holds an identifier, parentheses pair up, whitespace nodes hold whitespace):
+    that protects code that *builds* trees by hand and renders them back to
+    source. Here the parser builds the tree from text that CPython's own parser
+    (:func:`_ast_guard`) has just accepted, and the tree is only read, never
+    rendered or changed, and dropped at once; so the checks can find nothing we
+    rely on, yet cost a quarter of the parse (measured in docs/learn.md; libcst's
+    own source notes that validation could move out of parsing for this reason).
+    The switch is ``CSTNode.__post_init__``, the one hook all nodes share (no
+    node class overrides it); it is process-wide while the ``with`` lasts, so a
+    thread of the same process building libcst trees by hand at that moment
+    would build them unchecked. Mining processes build none; an in-process
+    ``kb.learn`` call parses on the calling thread.
+    """
+    node = cst.CSTNode
+    saved = node.__dict__.get("__post_init__")
+    if saved is None or getattr(saved, "__qualname__", "") != "CSTNode.__post_init__":
+        yield  # a libcst whose hook is not the one described above: leave validation on
+        return
+    node.__post_init__ = _no_validation  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        node.__post_init__ = saved  # type: ignore[method-assign]
+
+
 def extract(source: str, *, script_style: bool = False) -> dict[str, Any]:
     """Mine one file's text into ``{"units": [...], "fixtures": [...], "module_doc": str}``.
 
@@ -479,7 +518,8 @@ def extract(source: str, *, script_style: bool = False) -> dict[str, Any]:
     gc.disable()
     try:
         try:
-            module = cst.parse_module(source)
+            with _unvalidated():
+                module = cst.parse_module(source)
         except cst.ParserSyntaxError as exc:
             raise ExtractError("does not parse", f"line {exc.raw_line}: {exc.message}") from exc
         except RecursionError as exc:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import sys
 import time
 from collections import Counter
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from poetkb.errors import EnvironmentProblem, InputError, StoreError
 from poetkb.learn import review
-from poetkb.learn.cache import LearnCache, data_key, test_key
+from poetkb.learn.cache import LearnCache, data_key, fingerprint, test_key
 from poetkb.learn.discover import (
     MAX_FILE_BYTES,
     Discovery,
@@ -54,7 +55,7 @@ from poetkb.learn.discover import (
 )
 from poetkb.learn.features import FieldBag, data_text, summary_terms
 from poetkb.learn.models import LearnReport, LearnRunStats, LearnSummary, SkippedFile, SuiteRoot
-from poetkb.models import LearnedPattern
+from poetkb.models import LearnedPattern, ObligationMatch
 from poetkb.safefile import read_bytes
 
 if TYPE_CHECKING:
@@ -235,6 +236,11 @@ class _Assembler:
         self.data_files: set[str] = set()
         self.ids: Counter[str] = Counter()
         self.words: dict[Path, str] = {}  # data file -> its words, read once per run
+        self.boundaries: dict[Path, Path | None] = {}  # suite root -> its real path
+        self.resolved: dict[tuple[Path, Path, str], Path | None] = {}  # (directory, boundary, ref) -> data file
+        self.real_dirs: dict[Path, Path | None] = {}  # a test file's directory -> its real path
+        self.bases: dict[tuple[Path, Path], list[str]] = {}  # (directory, boundary) -> where refs are looked up
+        self.preloaded: set[Path] = set()  # suite roots whose cached data-file words were read ahead
 
     def units(self, found: TestFile, record: dict[str, Any], commit: str | None) -> list[dict[str, Any]]:
         rel = found.rel
@@ -268,14 +274,24 @@ class _Assembler:
         refs = list(refs)
         if not refs:
             return ""
-        try:
-            boundary = real_path(found.root if found.root.is_dir() else found.root.parent)
-        except OSError:
+        if found.root not in self.boundaries:
+            try:
+                self.boundaries[found.root] = real_path(found.root if found.root.is_dir() else found.root.parent)
+            except OSError:
+                self.boundaries[found.root] = None
+        boundary = self.boundaries[found.root]
+        if boundary is None:
             return ""
+        if boundary not in self.preloaded:
+            self.preloaded.add(boundary)
+            self.cache.preload_data(str(boundary))
         texts: list[str] = []
         seen: set[Path] = set()
         for ref in refs[: MAX_DATA_REFS * 4]:
-            path = self._resolve(found.path.parent, boundary, ref)
+            where = (found.path.parent, boundary, ref)
+            if where not in self.resolved:  # units of one file name the same files: resolve each once per run
+                self.resolved[where] = self._resolve(*where)
+            path = self.resolved[where]
             if path is None or path in seen:
                 continue
             seen.add(path)
@@ -286,19 +302,39 @@ class _Assembler:
                 break
         return " | ".join(texts)
 
-    @staticmethod
-    def _resolve(start: Path, boundary: Path, ref: str) -> Path | None:
-        try:
-            directory = real_path(start)
-        except OSError:
+    def _resolve(self, start: Path, boundary: Path, ref: str) -> Path | None:
+        """The data file ``ref`` names: looked up from ``start`` and its parents up to ``boundary``, inside it."""
+        if start not in self.real_dirs:
+            try:
+                self.real_dirs[start] = real_path(start)
+            except OSError:
+                self.real_dirs[start] = None
+        directory = self.real_dirs[start]
+        if directory is None:
             return None
-        bases = [directory, *[p for p in directory.parents if p == boundary or boundary in p.parents]]
+        # Paths here are resolved and absolute, so "strictly below boundary" is a prefix test on the text
+        # and the parents are the text's dirnames (the same answers as ``boundary in path.parents`` and
+        # ``path.parents``, without building Path objects: this runs for every reference of every unit).
+        text = str(boundary)
+        below = text if text.endswith("/") else f"{text}/"
+        key = (directory, boundary)
+        bases = self.bases.get(key)
+        if bases is None:
+            bases, current = [str(directory)], str(directory)
+            while (parent := os.path.dirname(current)) != current:
+                if parent == text or parent.startswith(below):
+                    bases.append(parent)
+                current = parent
+            self.bases[key] = bases
         for base in bases:
             try:
-                candidate = real_path(base / ref)
+                # One stat first: most bases do not hold the file, and a path that does not stat does not
+                # resolve either (resolving costs a system call per directory level).
+                os.stat(os.path.join(base, ref).rstrip("/") or "/")
+                candidate = _real_below(base, ref)
             except (OSError, ValueError):  # missing, a loop, a NUL byte
                 continue
-            if candidate.suffix == ".py" or boundary not in candidate.parents:
+            if candidate.suffix == ".py" or not str(candidate).startswith(below):
                 continue
             if candidate.is_file():
                 return candidate
@@ -310,22 +346,67 @@ class _Assembler:
         return self.words[path]
 
     def _read_data_file(self, path: Path, boundary: Path) -> str:
-        """Words of one data file: a regular file inside the suite of at most MAX_DATA_BYTES, else nothing."""
+        """Words of one data file: a regular file inside the suite of at most MAX_DATA_BYTES, else nothing.
+
+        A file whose stat is unchanged since it was last hashed is not read again
+        (:meth:`LearnCache.known_hash`): its words come from the cache by that hash.
+        """
+        rel = path.relative_to(boundary).as_posix()
+        try:
+            before = os.stat(path)
+        except OSError:
+            return ""
+        known = self.cache.known_hash(str(path), before) if before.st_size <= MAX_DATA_BYTES else None
+        if known is not None:
+            cached = self.cache.get(data_key(known))
+            if cached is not None:
+                self.data_files.add(rel)
+                return str(cached)
         try:
             data = read_bytes(path, limit=MAX_DATA_BYTES, root=boundary)
         except (InputError, OSError, RuntimeError):
             return ""
-        key = data_key(content_hash(data))
+        digest = content_hash(data)
+        try:
+            after = os.stat(path)
+        except OSError:
+            after = None
+        if after is not None and _same_stat(before, after) and len(data) == after.st_size:
+            self.cache.remember_hash(str(path), after, digest)
+        key = data_key(digest)
         cached = self.cache.get(key)
-        self.data_files.add(path.relative_to(boundary).as_posix())
+        self.data_files.add(rel)
         if cached is not None:
             return str(cached)
         try:
             words = data_text(data.decode("utf-8"))
         except UnicodeDecodeError:
             words = ""
-        self.cache.put(key, path.relative_to(boundary).as_posix(), words)
+        self.cache.put(key, rel, words)
         return words
+
+
+def _real_below(base: str, ref: str) -> Path:
+    """``real_path(base / ref)`` for a ``base`` that is already a real path: only ``ref``'s own parts are checked.
+
+    A plain relative ``ref`` (no ``.``, ``..`` or empty parts) none of whose parts is a link resolves to the
+    joined text; anything else goes through the full :func:`real_path`. The same answer, with a system call per
+    part of ``ref`` instead of one per directory level of the whole path.
+    """
+    parts = ref.split("/")
+    if ref.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        return real_path(Path(base) / ref)
+    current = base
+    for part in parts:
+        current = os.path.join(current, part)
+        if stat.S_ISLNK(os.lstat(current).st_mode):
+            return real_path(Path(base) / ref)
+    return Path(current)
+
+
+def _same_stat(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns, a.st_ino, a.st_dev) == (
+        b.st_size, b.st_mtime_ns, b.st_ctime_ns, b.st_ino, b.st_dev)
 
 
 def _summary_text(unit: dict[str, Any]) -> str:
@@ -396,7 +477,7 @@ def learn(
             skipped.append(Skipped(test_file.rel, record["error"], record.get("detail", "")))
             continue
         units.extend(assembler.units(test_file, record, commits.get(test_file.root)))
-    patterns = _map(kb, name, units, role)
+    patterns = _map(kb, name, units, role, cache)
     if repository is not None:
         patterns = [p.model_copy(update={"repository": repository}) for p in patterns]
     summary = _summarise(kb, roots, commits, found, skipped, patterns)
@@ -418,26 +499,102 @@ def learn(
 
 
 def _map(kb: KnowledgeBase, source: str, units: list[dict[str, Any]],
-         role: Literal["own", "reference"] = "own") -> list[LearnedPattern]:
-    from poetkb.learn.mapping import Mapper, aggregate_classes, split
-
-    mapper = Mapper(kb.obligations(), kb.rules(), kb.failure_modes(), examples=known_examples(kb, source))
-    found = [split(m) for m in mapper.map([u["fields"] for u in units], groups=[u["file"] for u in units])]
-    mapped = aggregate_classes(units, [m for m, _ in found])
+         role: Literal["own", "reference"] = "own", cache: LearnCache | None = None) -> list[LearnedPattern]:
     decisions = review.load_decisions(kb.db)
     patterns = []
-    for unit, matches, (_, candidates) in zip(units, mapped, found, strict=True):
+    for unit, (matches, candidates, terms) in zip(units, _mapped(kb, source, units, cache), strict=True):
         taken = {m.id for m in matches}  # a class may map what its own name only hinted at
         candidates = [c for c in candidates if c.id not in taken]
         kept, near = review.apply_decisions(unit["id"], matches, decisions, candidates=candidates)
         patterns.append(LearnedPattern(
             id=unit["id"], source=source, role=role, file=unit["file"], test=unit["test"], kind=unit["kind"],
             line=unit["line"], end_line=unit["end_line"], commit=unit["commit"], content_hash=unit["content_hash"],
-            summary=_summary_text(unit), terms=summary_terms(unit["fields"], cap=MAX_TERMS), obligations=kept,
+            summary=_summary_text(unit), terms=terms, obligations=kept,
             candidates=[c.model_copy(update={"reasons": c.reasons[:2]}) for c in near],
         ))
     patterns.sort(key=lambda p: p.id)
     return patterns
+
+
+Mapped = tuple[list[ObligationMatch], list[ObligationMatch], list[str]]
+
+
+def _mapped(kb: KnowledgeBase, source: str, units: list[dict[str, Any]],
+            cache: LearnCache | None) -> list[Mapped]:
+    """Per unit: (mapped obligations, candidates, summary terms), before review decisions.
+
+    The result depends only on what :func:`mapping_key` covers, so with a cache it is
+    taken from there when the key is known (a re-run over an unchanged suite builds no
+    mapper, fits no TF-IDF), and stored there otherwise.
+    """
+    obligations, rules, modes = kb.obligations(), kb.rules(), kb.failure_modes()
+    examples = known_examples(kb, source)
+    key = mapping_key(units, obligations, rules, modes, examples) if cache is not None else ""
+    if cache is not None:
+        stored = cache.get(key)
+        if isinstance(stored, list) and len(stored) == len(units):
+            try:
+                return [([ObligationMatch.model_validate(m) for m in row["m"]],
+                         [ObligationMatch.model_validate(c) for c in row["c"]],
+                         [str(t) for t in row["t"]]) for row in stored]
+            except (KeyError, TypeError, ValueError):  # a damaged row: map again
+                pass
+    from poetkb.learn.mapping import Mapper, aggregate_classes, split
+
+    mapper = Mapper(obligations, rules, modes, examples=examples)
+    found = [split(m) for m in mapper.map([u["fields"] for u in units], groups=[u["file"] for u in units])]
+    mapped = aggregate_classes(units, [m for m, _ in found])
+    result = [(matches, candidates, summary_terms(unit["fields"], cap=MAX_TERMS))
+              for unit, matches, (_, candidates) in zip(units, mapped, found, strict=True)]
+    if cache is not None:
+        cache.put_run(source, key, [
+            {"m": [m.model_dump(mode="json") for m in matches], "c": [c.model_dump(mode="json") for c in near],
+             "t": terms} for matches, near, terms in result])
+    return result
+
+
+#: Modules whose code decides the mapping result (with the model file, when there is one).
+MAPPER_MODULES = ("poetkb.learn.mapping", "poetkb.learn.learned", "poetkb.learn.features", "poetkb.text",
+                  "poetkb.learn.runner")
+_CODE: list[str] = []
+
+
+def mapper_code_fingerprint() -> str:
+    """SHA-256 over the source of :data:`MAPPER_MODULES` and the learned model file (read once per process).
+
+    Keying cached mapping results by the code itself, not by a version number someone
+    must remember to bump, means any change to the mapper maps again.
+    """
+    if not _CODE:
+        import importlib
+
+        from poetkb.learn import learned
+
+        parts: list[bytes | str] = []
+        for name in MAPPER_MODULES:
+            module_file = getattr(importlib.import_module(name), "__file__", None)
+            parts.append(Path(module_file).read_bytes() if module_file else name)
+        model_path = getattr(learned, "DEFAULT_PATH", None)
+        try:
+            parts.append(Path(model_path).read_bytes() if model_path else b"")
+        except OSError:
+            parts.append(b"no model")
+        _CODE.append(fingerprint(*parts))
+    return _CODE[0]
+
+
+def mapping_key(units: Sequence[dict[str, Any]], obligations: Sequence[Any], rules: Sequence[Any],
+                modes: Sequence[Any], examples: dict[str, list[str]]) -> str:
+    """Cache key of a run's mapping result: everything the mapper reads, and the mapper's own code."""
+    return "map:" + fingerprint(
+        mapper_code_fingerprint(),
+        "\n".join(o.model_dump_json() for o in obligations),
+        "\n".join(r.model_dump_json() for r in rules),
+        "\n".join(m.model_dump_json() for m in modes),
+        json.dumps(examples, sort_keys=True, separators=(",", ":")),
+        json.dumps([[u["id"], u["file"], u["test"], u["kind"], u["fields"]] for u in units],
+                   sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+    )
 
 
 def known_examples(kb: KnowledgeBase, exclude_source: str) -> dict[str, list[str]]:
@@ -585,6 +742,12 @@ def _alive(pid: int) -> bool:
 def store_patterns(kb: KnowledgeBase, source: str, patterns: Sequence[LearnedPattern]) -> None:
     """Replace one source's patterns, pattern nodes and learned_from edges (the caller holds the transaction)."""
     conn = kb.db.conn
+    known = {r[0] for r in conn.execute("select id from obligations")}
+    rows = [(p.id, p.source, p.role, p.file, p.test, p.line, p.summary, p.model_dump_json()) for p in patterns]
+    edges = [(f"pattern:{p.id}", f"obligation:{m.id}", m.confidence)
+             for p in patterns for m in p.obligations if m.id in known]
+    if _stored_as(conn, source, rows, edges):
+        return  # a re-run that changed nothing: rewriting the same rows would only cost time
     old = [r[0] for r in conn.execute("select id from patterns where source = ?", [source])]
     for start in range(0, len(old), 500):
         chunk = [f"pattern:{pid}" for pid in old[start:start + 500]]
@@ -592,19 +755,33 @@ def store_patterns(kb: KnowledgeBase, source: str, patterns: Sequence[LearnedPat
         conn.execute(f"delete from edges where src in ({marks})", chunk)
         conn.execute(f"delete from nodes where id in ({marks})", chunk)
     conn.execute("delete from patterns where source = ?", [source])
-    known = {r[0] for r in conn.execute("select id from obligations")}
     conn.executemany(
         "insert or replace into patterns (id, source, role, file, test, line, summary, data) "
-        "values (?, ?, ?, ?, ?, ?, ?, ?)",
-        ((p.id, p.source, p.role, p.file, p.test, p.line, p.summary, p.model_dump_json()) for p in patterns),
+        "values (?, ?, ?, ?, ?, ?, ?, ?)", rows,
     )
     conn.executemany(
         "insert or replace into nodes (id, kind, label) values (?, 'pattern', ?)",
         ((f"pattern:{p.id}", p.test or p.file) for p in patterns),
     )
-    conn.executemany(
-        "insert or replace into edges (src, dst, kind, weight) values (?, ?, 'learned_from', ?)",
-        ((f"pattern:{p.id}", f"obligation:{m.id}", m.confidence)
-         for p in patterns for m in p.obligations if m.id in known),
-    )
+    conn.executemany("insert or replace into edges (src, dst, kind, weight) values (?, ?, 'learned_from', ?)",
+                     edges)
 
+
+def _stored_as(conn: Any, source: str, rows: list[tuple[Any, ...]], edges: list[tuple[str, str, float]]) -> bool:
+    """Whether the knowledge base holds exactly these pattern rows, their nodes and their edges for ``source``."""
+    stored = conn.execute(
+        "select id, source, role, file, test, line, summary, data from patterns where source = ?", [source]
+    ).fetchall()
+    if sorted(stored) != sorted(rows):
+        return False
+    nodes = conn.execute(
+        "select count(*) from patterns p join nodes n on n.id = 'pattern:' || p.id "
+        "where p.source = ? and n.kind = 'pattern' and n.label = coalesce(p.test, p.file)", [source]
+    ).fetchone()[0]
+    if nodes != len(rows):
+        return False
+    linked = conn.execute(
+        "select e.src, e.dst, e.kind, e.weight from patterns p join edges e on e.src = 'pattern:' || p.id "
+        "where p.source = ?", [source]
+    ).fetchall()
+    return sorted(linked) == sorted((src, dst, "learned_from", weight) for src, dst, weight in edges)
