@@ -194,5 +194,7 @@ class EdgeSpec(SpecModel):
         return next((u for u in self.upstreams if u.name == name), None)
 
     def skip(self, file: str, line: int, directive: str, reason: str) -> None:
-        """Record what could not be translated."""
+        """Record what could not be translated (once per line and directive)."""
+        if any(u.line == line and u.directive == directive and u.file == file for u in self.untranslated):
+            return
         self.untranslated.append(Untranslated(file=file, line=line, directive=directive, reason=reason))

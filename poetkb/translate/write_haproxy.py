@@ -117,15 +117,27 @@ class _Writer:
         for h in self.spec.request_headers:
             body += self.request_header(h.name, h.source)
         ordered = [v for v in vhosts if v is not default] + [default]
+        paths: dict[tuple[str, bool], str] = {}
+        for v in ordered:
+            for route in v.routes:
+                if route.path != "/" or route.exact:
+                    key = (route.path, route.exact)
+                    if key not in paths:
+                        name = f"{'exact' if route.exact else 'path'}_{_name(route.path)}"
+                        paths[key] = name if name not in paths.values() else f"{name}_{len(paths)}"
+                        body.append(f"    acl {paths[key]} {'path' if route.exact else 'path_beg'} {route.path}")
         uses, denies, after = [], [], []
         for v in ordered:
             i = vhosts.index(v)
-            host = [acls[i]] if i in acls else [f"!{a}" for a in acls.values()]
             if v is not default and i not in acls:
                 continue
+            # deny rules all run before any use_backend: the default host's excludes the other hosts;
+            # use_backend takes the first match, so the default host's come last without a host condition
+            only = [acls[i]] if i in acls else [f"!{a}" for a in acls.values()]
+            first = [acls[i]] if i in acls else []
             for n, route in enumerate(route_order(v.routes)):
-                cond = [*host, *self.path_cond(route)]
-                where = f" if {' '.join(cond)}" if cond else ""
+                path = [paths[(route.path, route.exact)]] if (route.path, route.exact) in paths else []
+                where = f" if {' '.join(only + path)}" if only + path else ""
                 if route.status is not None:
                     denies.append(f"    http-request deny deny_status {route.status}{where}")
                     continue
@@ -133,32 +145,32 @@ class _Writer:
                     table = f"st_rate_{index}_{i}_{n}"
                     self.tables.append(f"backend {table}\n    stick-table type ip size 100k expire 30s "
                                        "store http_req_rate(1s)")
-                    limit = route.rate_limit.rate + route.rate_limit.burst if route.rate_limit.burst else \
-                        route.rate_limit.rate
-                    limit = max(route.rate_limit.rate, route.rate_limit.burst) if route.rate_limit.burst else limit
+                    rl = route.rate_limit
+                    limit = max(rl.rate, rl.burst)
                     denies.append(f"    http-request track-sc0 src table {table}{where}")
-                    denies.append(f"    http-request deny deny_status {route.rate_limit.status}{where} "
-                                  f"{{ sc_http_req_rate(0) gt {limit} }}" if where else
-                                  f"    http-request deny deny_status {route.rate_limit.status} "
-                                  f"if {{ sc_http_req_rate(0) gt {limit} }}")
+                    denies.append(f"    http-request deny deny_status {rl.status} if {' '.join(only + path)} "
+                                  f"{{ sc_http_req_rate(0) gt {limit} }}")
                 if route.conn_limit:
                     table = f"st_conn_{index}_{i}_{n}"
                     self.tables.append(f"backend {table}\n    stick-table type ip size 100k expire 30s store conn_cur")
                     cl = route.conn_limit
                     denies.append(f"    http-request track-sc1 src table {table}{where}")
-                    denies.append(f"    http-request deny deny_status {cl.status}{where} "
-                                  f"{{ sc_conn_cur(1) gt {cl.connections} }}" if where else
-                                  f"    http-request deny deny_status {cl.status} if {{ sc_conn_cur(1) gt "
-                                  f"{cl.connections} }}")
+                    denies.append(f"    http-request deny deny_status {cl.status} if {' '.join(only + path)} "
+                                  f"{{ sc_conn_cur(1) gt {cl.connections} }}")
                 if route.upstream is None:
                     self.spec.skip(self.spec.source_file, route.line, f"location {route.path}",
                                    "a route neither proxied nor answering a status is not translated")
                     continue
                 backend = self.backend(route)
-                uses.append(f"    use_backend {backend}{where}")
+                cond = first + path
+                if cond:
+                    uses.append(f"    use_backend {backend} if {' '.join(cond)}")
+                else:
+                    uses.append(f"    default_backend {backend}")
         for h in self.spec.response_headers:
             after += self.response_header(h.name, h.source, h.always, "")
-        body += denies + after + uses
+        defaults = [u for u in uses if u.startswith("    default_backend")]
+        body += denies + after + [u for u in uses if not u.startswith("    default_backend")] + defaults[:1]
         return body
 
     def path_cond(self, route: Route) -> list[str]:
@@ -279,7 +291,8 @@ class _Writer:
                     words.append(cond)
         lines = [f"    retries {max(0, tries - 1)}", "    option redispatch 1", f"    retry-on {' '.join(words)}"]
         if not retry.non_idempotent:
-            lines += ["    option http-buffer-request", "    http-request disable-l7-retry if { method POST PATCH LOCK }"]
+            lines += ["    option http-buffer-request",
+                      "    http-request disable-l7-retry if { method POST PATCH LOCK }"]
         return lines
 
     def cache(self, route: Route) -> list[str]:

@@ -37,8 +37,8 @@ class _Writer:
         out += self.retry(spec.retry, "    ", top=True)
         caches = {r.cache.zone: r.cache for v in spec.vhosts for r in v.routes if r.cache}
         for zone, cache in caches.items():
-            out.append(f"    proxy_cache_path cache/{zone} levels=1:2 keys_zone={zone}:10m max_size={cache.max_size_mb}m "
-                       f"inactive=10m use_temp_path=off;")
+            out.append(f"    proxy_cache_path cache/{zone} levels=1:2 keys_zone={zone}:10m "
+                       f"max_size={cache.max_size_mb}m inactive=10m use_temp_path=off;")
         rates = {(r.rate_limit.rate, r.rate_limit.status) for v in spec.vhosts for r in v.routes if r.rate_limit}
         for rate, _ in sorted(rates):
             out.append(f"    limit_req_zone $binary_remote_addr zone=rate_{rate}:1m rate={rate}r/s;")
@@ -203,7 +203,8 @@ class _Writer:
     def cache(self, route: Route, pad: str) -> list[str]:
         cache = route.cache
         assert cache is not None
-        variables = {"scheme": "$scheme", "host": "$host", "uri": "$request_uri", "path": "$uri", "query": "$is_args$args"}
+        variables = {"scheme": "$scheme", "host": "$host", "uri": "$request_uri", "path": "$uri",
+                     "query": "$is_args$args"}
         key = "".join(variables[k] + ("://" if k == "scheme" else "") for k in cache.key if k in variables)
         out = [f"{pad}proxy_cache {cache.zone};", f"{pad}proxy_cache_key {key or '$scheme://$host$request_uri'};"]
         if not cache.honor_vary:
