@@ -82,6 +82,7 @@ class _Reader:
         self.backends: dict[str, _Backend] = {}
         self.vars: dict[str, str] = {}
         self.log_line: Directive | None = None
+        self.paths: dict[str, str] = {}
 
     def skip(self, d: Directive, reason: str) -> None:
         self.spec.skip(d.file, d.line, " ".join([d.name, *d.args])[:160], reason)
@@ -258,6 +259,8 @@ class _Reader:
                 listeners.append(self.bind(d))
             elif name == "acl" and len(args) >= 4 and args[1].startswith(("req.hdr(host)", "hdr(host)")):
                 acls[args[0]] = [a for a in args[2:] if not a.startswith("-")]
+            elif name == "acl" and len(args) == 3 and args[1] in ("path_beg", "path"):
+                self.paths[args[0]] = f"{args[1]} {args[2]}"
             elif name in ("use_backend", "default_backend"):
                 host, route = self.use(d, acls)
                 if route is not None:
@@ -328,7 +331,7 @@ class _Reader:
         if backend is None:
             self.skip(d, "its backend was not read")
             return "", None
-        conds = _conditions(d.args[1:])
+        conds = [self.paths.get(c, c) for c in _conditions(d.args[1:])]
         host = next((c for c in conds if c in acls), "")
         path = next((c for c in conds if c.startswith(("path_beg ", "path "))), None)
         others = [c for c in conds if c != host and c != path]
@@ -345,7 +348,7 @@ class _Reader:
                       limits: list[tuple[str, list[str], Directive]]) -> None:
         args = d.args
         action = args[0]
-        conds = _conditions(args[1:])
+        conds = [self.paths.get(c, c) for c in _conditions(args[1:])]
         if action.startswith("set-var(") and len(args) >= 2:
             var = action[len("set-var("):-1]
             expr = args[1]

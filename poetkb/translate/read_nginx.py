@@ -220,6 +220,7 @@ class _State:
         vhost = VirtualHost(listeners=[], line=d.line)
         tls = dict(self.tls)
         locations = []
+        server_headers: list[Header] = []
         for item in d.block or []:
             if item.name == "listen":
                 vhost.listeners.append(_listener(item))
@@ -233,6 +234,8 @@ class _State:
                 continue
             elif item.name == "return":
                 vhost.routes.append(Route(path="/", status=int(item.args[0]), line=item.line))
+            elif item.name == "add_header" and len(item.args) >= 2:
+                self.common(item, Timeouts(), Retry(), [], server_headers)
             else:
                 self.skip(item, _why(item))
         for lis in vhost.listeners:
@@ -245,6 +248,8 @@ class _State:
                     lis.client_ca = tls.get("ssl_client_certificate")
         for loc in locations:
             self.location(vhost, loc)
+            if server_headers and not any(item.name == "add_header" for item in loc.block or []):
+                vhost.routes[-1].response_headers[:0] = server_headers  # NGINX inherits add_header only then
         self.spec.vhosts.append(vhost)
 
     def location(self, vhost: VirtualHost, d: Directive) -> None:

@@ -111,7 +111,7 @@ class _Writer:
         default = next((v for v in vhosts if any(lis.default for lis in v.listeners)), vhosts[0])
         acls = {}
         for i, v in enumerate(vhosts):
-            if v is not default and v.names:
+            if v.names and (v is not default or len(vhosts) > 1):
                 acls[i] = f"host_{index}_{i}"
                 body.append(f"    acl host_{index}_{i} req.hdr(host),field(1,:),lower -m str {' '.join(v.names)}")
         for h in self.spec.request_headers:
@@ -126,14 +126,15 @@ class _Writer:
                         name = f"{'exact' if route.exact else 'path'}_{_name(route.path)}"
                         paths[key] = name if name not in paths.values() else f"{name}_{len(paths)}"
                         body.append(f"    acl {paths[key]} {'path' if route.exact else 'path_beg'} {route.path}")
-        uses, denies, after = [], [], []
+        uses, denies, after, catch_all = [], [], [], []  # catch_all: the default host for unknown host names
         for v in ordered:
             i = vhosts.index(v)
             if v is not default and i not in acls:
                 continue
             # deny rules all run before any use_backend: the default host's excludes the other hosts;
             # use_backend takes the first match, so the default host's come last without a host condition
-            only = [acls[i]] if i in acls else [f"!{a}" for a in acls.values()]
+            others = [f"!{a}" for j, a in acls.items() if vhosts[j] is not default]
+            only = others if v is default else [acls[i]]
             first = [acls[i]] if i in acls else []
             for n, route in enumerate(route_order(v.routes)):
                 path = [paths[(route.path, route.exact)]] if (route.path, route.exact) in paths else []
@@ -165,10 +166,14 @@ class _Writer:
                 cond = first + path
                 if cond:
                     uses.append(f"    use_backend {backend} if {' '.join(cond)}")
-                else:
+                if v is default and first:
+                    catch_all.append(f"    use_backend {backend} if {' '.join(path)}" if path else
+                                     f"    default_backend {backend}")
+                elif not cond:
                     uses.append(f"    default_backend {backend}")
         for h in self.spec.response_headers:
             after += self.response_header(h.name, h.source, h.always, "")
+        uses += catch_all
         defaults = [u for u in uses if u.startswith("    default_backend")]
         body += denies + after + [u for u in uses if not u.startswith("    default_backend")] + defaults[:1]
         return body
@@ -284,7 +289,7 @@ class _Writer:
                 words.append("response-timeout")
             elif cond.isdigit():
                 if ups.health.max_fails:
-                    self.spec.skip(self.spec.source_file, route.line, f"retry on {cond}",
+                    self.spec.skip(self.spec.source_file, ups.line, f"retry on {cond} (upstream {ups.name})",
                                    "HAProxy 2.6 does not count a response it retries on its status toward passive "
                                    "health; kept passive health, dropped this retry condition")
                 else:

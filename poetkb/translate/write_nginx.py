@@ -78,7 +78,10 @@ class _Writer:
             if value is None or f.source.startswith("literal:"):
                 self.spec.skip(self.spec.source_file, 1, f"log field {f.key}", "no NGINX variable for this value")
                 continue
-            parts.append(f'"{f.key}":{value}' if f.number else f'"{f.key}":"{value}"')
+            # NGINX writes "-" or a list for upstream values and "" for no TLS: only plain numbers stay unquoted
+            number = f.number and f.source in ("status", "request_time", "bytes_sent", "body_bytes_sent",
+                                               "request_length", "msec", "connection_requests")
+            parts.append(f'"{f.key}":{value}' if number else f'"{f.key}":"{value}"')
         return "{" + ",".join(parts) + "}"
 
     def timeouts(self, t: Timeouts, pad: str, *, top: bool = False) -> list[str]:
@@ -131,7 +134,8 @@ class _Writer:
             if h.max_fails else ""
         if h.path:
             self.spec.skip(self.spec.source_file, ups.line, f"option httpchk GET {h.path} ({ups.name})",
-                           "NGINX (open source) has no active health checks; passive failure counting is kept")
+                           "NGINX (open source) has no active health checks; it takes a server out after failed "
+                           "requests (max_fails) instead")
         for s in ups.servers:
             out.append(f"        server {s.address}{f' weight={s.weight}' if s.weight else ''}{passive}"
                        f"{' backup' if s.backup else ''};")
