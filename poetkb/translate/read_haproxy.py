@@ -191,7 +191,7 @@ class _Reader:
                 if args[0] in _BALANCE:
                     be.upstream.balance = _BALANCE[args[0]]  # type: ignore[assignment]
                     if args[0] == "first":
-                        self.skip(d, "NGINX has no `balance first`; round robin with backup servers instead")
+                        self.skip(d, "NGINX has no `balance first`: the servers after the first become backup servers")
                 else:
                     key = {"uri": "uri" if "whole" in args else "path", "source": "client"}.get(args[0])
                     match = re.fullmatch(r"hdr\(([A-Za-z0-9-]+)\)", args[0])
@@ -225,12 +225,18 @@ class _Reader:
                     self.header_rule(d, be.headers, always=name == "http-after-response")
             elif not self.common(d, be.timeouts, be, health, section="backend"):
                 self.skip(d, "not part of the translated subset")
+        if any(d.name == "balance" and d.args[:1] == ["first"] for d in section.block or []):
+            for server in be.upstream.servers[1:]:
+                server.backup = True  # `first` keeps to the first server while it is up: the others back it up
         be.upstream.health = health
         if be.retry is not None and be.retry.tries is None:
             be.retry.tries = self.spec.retry.tries
         self.backends[section.args[0]] = be
 
     def header_rule(self, d: Directive, into: list[Header], *, always: bool) -> None:
+        guard = re.fullmatch(r"if \{ var\(([a-z]+\.[A-Za-z0-9_]+)\) -m found \}", " ".join(d.args[3:]))
+        if guard and d.args[2] == f"%[var({guard.group(1)})]":
+            d = d.model_copy(update={"args": d.args[:3]})  # set only when the variable is: the same header
         if len(d.args) < 3 or "if" in d.args or "unless" in d.args:
             self.skip(d, "a conditional header rule is not translated")
             return
