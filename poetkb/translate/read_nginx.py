@@ -312,6 +312,10 @@ class _State:
             route.retry = retry
         if route.cache is not None:
             self.cache(route, d)
+        else:
+            for item in d.block or []:
+                if item.name.startswith("proxy_cache_") or item.name == "proxy_ignore_headers":
+                    self.skip(item, "a cache setting where this location has no proxy_cache is not translated")
         vhost.routes.append(route)
 
     def cache(self, route: Route, d: Directive) -> None:
