@@ -41,6 +41,7 @@ def cases(work: Path, only: list[str] | None) -> list[tuple[str, Path]]:
 
 def run(work: Path, only: list[str] | None) -> list[dict[str, Any]]:
     import poetkb
+    from poetkb.edgeconfig import load_config
     from poetkb.translate import translate_file
     from poetkb.translate.verify import verify
 
@@ -48,8 +49,7 @@ def run(work: Path, only: list[str] | None) -> list[dict[str, Any]]:
     rows = []
     for label, path in cases(work, only):
         t0 = time.perf_counter()
-        first = translate_file(path, to="haproxy")  # reads the source proxy
-        to = "haproxy" if first.source_proxy == "nginx" else "nginx"
+        to = "haproxy" if load_config(path).proxy == "nginx" else "nginx"
         result = translate_file(path, to=to, validate=True)
         out = work / f"{path.stem}.translated.{'cfg' if to == 'haproxy' else 'conf'}"
         out.write_text(result.text, encoding="utf-8")
