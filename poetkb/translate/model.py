@@ -114,6 +114,7 @@ class Header(SpecModel):
     name: str
     source: str
     always: bool = False
+    line: int = 1
 
 
 class Cache(SpecModel):
@@ -173,6 +174,7 @@ class LogField(SpecModel):
     key: str
     source: str
     number: bool = False
+    line: int = 1
 
 
 class EdgeSpec(SpecModel):

@@ -93,7 +93,7 @@ class _Reader:
             if d.name in ENVIRONMENT:
                 continue
             if d.name == "option" and d.args[:1] == ["forwardfor"]:
-                self.spec.request_headers.append(Header(name="X-Forwarded-For", source="xff_appended"))
+                self.spec.request_headers.append(Header(name="X-Forwarded-For", source="xff_appended", line=d.line))
             elif d.name == "log-format":
                 self.log_line = d
             elif not self.common(d, self.spec.timeouts, None, self.health, section="defaults"):
@@ -244,7 +244,7 @@ class _Reader:
         if value is None:
             self.skip(d, f"the value {d.args[2]!r} has no NGINX equivalent")
         else:
-            into.append(Header(name=d.args[1], source=value, always=always))
+            into.append(Header(name=d.args[1], source=value, always=always, line=d.line))
 
     def resolve(self, value: str) -> str | None:
         match = re.fullmatch(r"%\[var\(([a-z]+\.[A-Za-z0-9_]+)\)(?:,json\(utf8s\))?\]", value)
@@ -379,11 +379,11 @@ class _Reader:
                 routes.insert(0, ("", Route(path=c.split()[1], exact=c.startswith("path "), status=status,
                                             line=d.line)))
         elif action == "del-header" and len(args) == 2:
-            self.spec.request_headers.append(Header(name=args[1], source=""))
+            self.spec.request_headers.append(Header(name=args[1], source="", line=d.line))
         elif action == "set-header" and len(args) >= 3:
             if args[3:] in (["if", "{", "ssl_fc", "}"], ["unless", "{", "ssl_fc", "}"]):
                 if not any(h.name == args[1] for h in self.spec.request_headers):
-                    self.spec.request_headers.append(Header(name=args[1], source="scheme"))
+                    self.spec.request_headers.append(Header(name=args[1], source="scheme", line=d.line))
                 return
             self.header_rule(d, self.spec.request_headers, always=False)
         else:
@@ -400,7 +400,7 @@ class _Reader:
             if source is None or sources.to_nginx(source) is None:
                 self.spec.skip(d.file, d.line, f"log field {key}={item}", "this value has no NGINX equivalent")
                 continue
-            self.spec.log.append(LogField(key=key, source=source, number=not quoted))
+            self.spec.log.append(LogField(key=key, source=source, number=not quoted, line=d.line))
 
 
 def _conditions(words: list[str]) -> list[str]:

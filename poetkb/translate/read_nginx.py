@@ -163,14 +163,14 @@ class _State:
             if source is None:
                 self.skip(d, f"the value {args[1]!r} has no HAProxy equivalent here")
             else:
-                request.append(Header(name=args[0], source=source))
+                request.append(Header(name=args[0], source=source, line=d.line))
             return True
         if name == "add_header" and len(args) >= 2:
             source = sources.from_nginx(args[1], self.aliases)
             if source is None:
                 self.skip(d, f"the value {args[1]!r} has no HAProxy equivalent here")
             else:
-                response.append(Header(name=args[0], source=source, always="always" in args[2:]))
+                response.append(Header(name=args[0], source=source, always="always" in args[2:], line=d.line))
             return True
         return False
 
@@ -364,7 +364,7 @@ def _json_fields(text: str, convert, d: Directive, spec: EdgeSpec) -> list[LogFi
         if source is None or source.startswith("literal:"):
             spec.skip(d.file, d.line, f"log field {key}={value}", "this value has no equivalent on the other proxy")
             continue
-        fields.append(LogField(key=key, source=source, number=not quoted))
+        fields.append(LogField(key=key, source=source, number=not quoted, line=d.line))
     return fields
 
 

@@ -72,7 +72,8 @@ class _Writer:
         for f in self.spec.log:
             item = sources.to_haproxy_log(f.source)
             if item is None:
-                self.spec.skip(self.spec.source_file, 1, f"log field {f.key}", "no HAProxy log item for this value")
+                self.spec.skip(self.spec.source_file, f.line, f"log field {f.key}",
+                               "no HAProxy log item for this value")
                 continue
             parts.append(f'"{f.key}":{item}' if f.number else f'"{f.key}":"{item}"')
         return "{" + ",".join(parts) + "}"
@@ -115,7 +116,7 @@ class _Writer:
                 acls[i] = f"host_{index}_{i}"
                 body.append(f"    acl host_{index}_{i} req.hdr(host),field(1,:),lower -m str {' '.join(v.names)}")
         for h in self.spec.request_headers:
-            body += self.request_header(h.name, h.source)
+            body += self.request_header(h.name, h.source, h.line)
         ordered = [v for v in vhosts if v is not default] + [default]
         paths: dict[tuple[str, bool], str] = {}
         for v in ordered:
@@ -172,7 +173,7 @@ class _Writer:
                 elif not cond:
                     uses.append(f"    default_backend {backend}")
         for h in self.spec.response_headers:
-            after += self.response_header(h.name, h.source, h.always, "")
+            after += self.response_header(h.name, h.source, h.always, "", h.line)
         uses += catch_all
         defaults = [u for u in uses if u.startswith("    default_backend")]
         body += denies + after + [u for u in uses if not u.startswith("    default_backend")] + defaults[:1]
@@ -185,32 +186,32 @@ class _Writer:
             return []
         return [f"{{ path_beg {route.path} }}"]
 
-    def request_header(self, name: str, source: str) -> list[str]:
+    def request_header(self, name: str, source: str, line: int = 1) -> list[str]:
         if source == "":
             return [f"    http-request del-header {name}"]
         if name.lower() == "host" and source == "host":
             return []  # HAProxy passes the client's Host on
         if source == "xff_appended":
-            return [] if name.lower() == "x-forwarded-for" else self._skip_header(name, source)
+            return [] if name.lower() == "x-forwarded-for" else self._skip_header(name, source, line)
         if source == "scheme":
             return [f"    http-request set-header {name} https if {{ ssl_fc }}",
                     f"    http-request set-header {name} http unless {{ ssl_fc }}"]
         value = sources.to_haproxy_sample(source)
         if value is None:
-            return self._skip_header(name, source)
+            return self._skip_header(name, source, line)
         return [f"    http-request set-header {name} {value}"]
 
-    def response_header(self, name: str, source: str, always: bool, where: str) -> list[str]:
+    def response_header(self, name: str, source: str, always: bool, where: str, line: int = 1) -> list[str]:
         value = sources.to_haproxy_sample(source)
         if source == "":
             return [f"    http-after-response del-header {name}{where}"]
         if value is None:
-            return self._skip_header(name, source)
+            return self._skip_header(name, source, line)
         rule = "http-after-response" if always else "http-response"
         return [f"    {rule} set-header {name} {value}{where}"]
 
-    def _skip_header(self, name: str, source: str) -> list[str]:
-        self.spec.skip(self.spec.source_file, 1, f"header {name}", f"the value {source!r} has no HAProxy sample")
+    def _skip_header(self, name: str, source: str, line: int = 1) -> list[str]:
+        self.spec.skip(self.spec.source_file, line, f"header {name}", f"the value {source!r} has no HAProxy sample")
         return []
 
     # -- backends ------------------------------------------------------------------------------------
@@ -253,7 +254,7 @@ class _Writer:
         if route.cache:
             body += self.cache(route)
         for h in route.response_headers:  # in the backend: a response rule cannot test the request's path
-            body += self.response_header(h.name, h.source, h.always, "")
+            body += self.response_header(h.name, h.source, h.always, "", h.line)
         h = ups.health
         check = f"check inter {sources.format_ms(h.interval_ms)} fall {h.fall} rise {h.rise}"
         if h.path:

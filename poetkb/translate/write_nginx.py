@@ -61,7 +61,8 @@ class _Writer:
         for h in headers:
             value = sources.to_nginx(h.source)
             if value is None:
-                self.spec.skip(spec.source_file, 1, f"header {h.name}", f"the value {h.source!r} has no NGINX variable")
+                self.spec.skip(spec.source_file, h.line, f"header {h.name}",
+                               f"the value {h.source!r} has no NGINX variable")
             else:
                 out.append(f"    proxy_set_header {h.name} {value};")
         out += self.add_headers(spec.response_headers, "    ")
@@ -76,7 +77,7 @@ class _Writer:
         for f in self.spec.log:
             value = sources.to_nginx(f.source)
             if value is None or f.source.startswith("literal:"):
-                self.spec.skip(self.spec.source_file, 1, f"log field {f.key}", "no NGINX variable for this value")
+                self.spec.skip(self.spec.source_file, f.line, f"log field {f.key}", "no NGINX variable for this value")
                 continue
             # NGINX writes "-" or a list for upstream values and "" for no TLS: only plain numbers stay unquoted
             number = f.number and f.source in ("status", "request_time", "bytes_sent", "body_bytes_sent",
@@ -147,7 +148,7 @@ class _Writer:
         for h in headers:
             value = sources.to_nginx(h.source)
             if value is None or h.source == "":
-                self.spec.skip(self.spec.source_file, 1, f"response header {h.name}",
+                self.spec.skip(self.spec.source_file, h.line, f"response header {h.name}",
                                f"the value {h.source!r} has no NGINX add_header form")
                 continue
             out.append(f"{pad}add_header {h.name} {value}{' always' if h.always else ''};")
