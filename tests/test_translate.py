@@ -189,3 +189,32 @@ def test_live_verification_of_the_shop(kb_path: Path, tmp_path: Path) -> None:
 
 
 LIVE = ("state.ratelimit.enforced", "cache.key.complete")
+
+
+def test_equivalent_only_where_both_pass() -> None:
+    """Comparison: both pass is equivalent; one passing is differing (not-applicable too); neither is not judged."""
+    from types import SimpleNamespace as NS
+
+    from poetkb.translate.verify import compare
+
+    def report(**verdicts: str) -> NS:
+        return NS(obligations=[NS(obligation_id=k, verdict=v, diagnosis="") for k, v in verdicts.items()])
+
+    rows = compare(report(a="pass", b="pass", c="not-applicable", d="fail"),
+                   report(a="pass", b="fail", c="pass", d="no-evidence"))
+    assert [(r.obligation_id, r.status) for r in rows] == [
+        ("a", "equivalent"), ("b", "differing"), ("c", "differing"), ("d", "not-judged")]
+
+
+@pytest.mark.proxy
+def test_markdown_report_lists_untranslated_lines(tmp_path: Path) -> None:
+    """--format md writes the translation's report: the proxy's verdict and each untranslated line."""
+    from poetkb.cli import main
+
+    out = tmp_path / "gw.conf"
+    result = CliRunner().invoke(main, ["translate", str(FIXTURES / "api-gateway-haproxy.cfg"), "--to", "nginx",
+                                       "--out", str(out), "--format", "md"])
+    assert result.exit_code == 0, result.output
+    assert "the proxy accepts the result" in result.output
+    assert "| 49 | `option httpchk GET /healthz (orders)` |" in result.output
+    assert out.read_text().startswith("# translated by poetkb from")
