@@ -42,6 +42,7 @@ def cases(work: Path, only: list[str] | None) -> list[tuple[str, Path]]:
 def run(work: Path, only: list[str] | None) -> list[dict[str, Any]]:
     import poetkb
     from poetkb.edgeconfig import load_config
+    from poetkb.errors import PoetError
     from poetkb.translate import translate_file
     from poetkb.translate.verify import verify
 
@@ -58,7 +59,13 @@ def run(work: Path, only: list[str] | None) -> list[dict[str, Any]]:
                                "untranslated": len(result.untranslated),
                                "translate_s": round(time.perf_counter() - t0, 2)}
         if result.valid:
-            v = verify(kb, path, result.source_proxy, out, to)
+            try:
+                v = verify(kb, path, result.source_proxy, out, to)
+            except PoetError as exc:  # a case that cannot be brought up is a row saying so, not a crash
+                row["error"] = exc.message[-300:]
+                rows.append(row)
+                print(f"{label}: {row['error']}", file=sys.stderr)
+                continue
             row.update(obligations=len(v.obligations), equivalent=v.equivalent, differing=v.differing,
                        not_judged=v.not_judged, verify_s=v.duration_s,
                        differences=[c.model_dump() for c in v.obligations if c.status == "differing"],
@@ -79,6 +86,9 @@ def render(rows: list[dict[str, Any]]) -> str:
         out.append(f"| {r['case']} | {r['from']} → {r['to']} | {'yes' if r['valid'] else 'no'} | "
                    f"{r['untranslated']} lines | {r.get('equivalent', '-')} | {r.get('differing', '-')} | "
                    f"{r.get('not_judged', '-')} | {r.get('verify_s', '-')} s |")
+    for r in rows:
+        if "error" in r:
+            out.append(f"\n{r['case']}: could not be verified: {r['error']}")
     out += ["", "Obligations that differ (original / translation), with the reason read from the diagnoses:", ""]
     any_diff = False
     for r in rows:
@@ -114,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_docs:
         write_docs(rows)
     print(render(rows))
-    return 0 if all(r["valid"] for r in rows) else 1
+    return 0 if all(r["valid"] and "error" not in r for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ class HealthCheck(SpecModel):
     rise: int = 2
     max_fails: int | None = None
     fail_timeout_ms: int | None = None
+    line: int | None = None
 
 
 class Upstream(SpecModel):

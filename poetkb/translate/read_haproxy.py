@@ -137,6 +137,7 @@ class _Reader:
             pass
         elif name == "option" and args[:1] == ["httpchk"]:
             health.path = args[-1] if len(args) > 1 else "/"
+            health.line = d.line
         elif name == "default-server":
             self.server_options(d, args, health, None)
         elif name == "option" and args[:1] and args[0] in _OPTIONS_IGNORED:

@@ -134,7 +134,7 @@ class _Writer:
         passive = f" max_fails={h.max_fails} fail_timeout={sources.format_ms(h.fail_timeout_ms or 10_000)}" \
             if h.max_fails else ""
         if h.path:
-            self.spec.skip(self.spec.source_file, ups.line, f"option httpchk GET {h.path} ({ups.name})",
+            self.spec.skip(self.spec.source_file, h.line or ups.line, f"option httpchk GET {h.path} ({ups.name})",
                            "NGINX (open source) has no active health checks; it takes a server out after failed "
                            "requests (max_fails) instead")
         for s in ups.servers:
