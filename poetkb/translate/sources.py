@@ -31,7 +31,9 @@ SOURCES: dict[str, tuple[str, str | None, str | None]] = {
     "upstream_status": ("$upstream_status", "%ST", None),
     "upstream_connect_time": ("$upstream_connect_time", "%Tc", None),
     "upstream_header_time": ("$upstream_header_time", "%Tr", None),
-    "upstream_response_time": ("$upstream_response_time", "%Td", None),
+    # HAProxy 2.6 has no one item for the time from request sent to response end: %Tr (until the headers) is
+    # the nearest; %Td alone (the body) would log 0 for a slow upstream
+    "upstream_response_time": ("$upstream_response_time", "%Tr", None),
     "cache_status": ("$upstream_cache_status", "%[var(txn.cache_status)]", "%[var(txn.cache_status)]"),
     "ssl_protocol": ("$ssl_protocol", "%sslv", "%[ssl_fc_protocol]"),
     "ssl_client_verify": ("$ssl_client_verify", "%[ssl_c_verify]", None),
@@ -45,7 +47,7 @@ _BY_HAPROXY_LOG = {}
 for _name, (_, _log, _) in SOURCES.items():
     if _log is not None:
         _BY_HAPROXY_LOG.setdefault(_log, _name)
-_BY_HAPROXY_LOG.update({"%t": "time", "%tr": "time", "%Tt": "request_time", "%b": "backend", "%s": "server"})
+_BY_HAPROXY_LOG.update({"%t": "time", "%tr": "time", "%Tt": "request_time", "%Tr": "upstream_header_time"})
 _BY_HAPROXY_SAMPLE = {sample: name for name, (_, _, sample) in SOURCES.items() if sample is not None}
 
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d|us)?$")

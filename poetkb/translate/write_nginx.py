@@ -131,8 +131,9 @@ class _Writer:
                 var = "$arg_" + key.split(":", 1)[1]
             out.append(f"        hash {var}{' consistent' if ups.consistent else ''};")
         h = ups.health
-        passive = f" max_fails={h.max_fails} fail_timeout={sources.format_ms(h.fail_timeout_ms or 10_000)}" \
-            if h.max_fails else ""
+        # a server HAProxy marked down comes back after `rise` good checks: NGINX retries it after fail_timeout
+        back_ms = h.fail_timeout_ms or (h.interval_ms * h.rise if h.path else 10_000)
+        passive = f" max_fails={h.max_fails} fail_timeout={sources.format_ms(back_ms)}" if h.max_fails else ""
         if h.path:
             self.spec.skip(self.spec.source_file, h.line or ups.line, f"option httpchk GET {h.path} ({ups.name})",
                            "NGINX (open source) has no active health checks; it takes a server out after failed "
