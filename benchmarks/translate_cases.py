@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -95,7 +96,8 @@ def render(rows: list[dict[str, Any]]) -> str:
         for d in r.get("differences", []):
             any_diff = True
             why = (d["translated_diagnosis"] if d["original"] == "pass" else d["original_diagnosis"])[:200]
-            why = why.replace("|", "\\|").replace("\n", " ")
+            why = why.replace(str(REPO) + "/", "").replace("|", "\\|").replace("\n", " ")
+            why = re.sub(r"/tmp/poet-translate-[^/]+/[^/]+/", "", why)
             out.append(f"- {r['case']}: `{d['obligation_id']}` {d['original']} / {d['translated']}: {why}")
     if not any_diff:
         out.append("- none")

@@ -114,7 +114,8 @@ class _Writer:
         for i, v in enumerate(vhosts):
             if v.names and (v is not default or len(vhosts) > 1):
                 acls[i] = f"host_{index}_{i}"
-                body.append(f"    acl host_{index}_{i} req.hdr(host),field(1,:),lower -m str {' '.join(v.names)}")
+                # exact names, any case, the port dropped (a string sample's default match is exact)
+                body.append(f"    acl host_{index}_{i} req.hdr(host),field(1,:),lower -i {' '.join(v.names)}")
         for h in self.spec.request_headers:
             body += self.request_header(h.name, h.source, h.line)
         ordered = [v for v in vhosts if v is not default] + [default]
