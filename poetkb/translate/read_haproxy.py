@@ -409,7 +409,9 @@ def _conditions(words: list[str]) -> list[str]:
     start = next((i for i, w in enumerate(words) if w in ("if", "unless")), None)
     if start is None:
         return []
-    out, current, inside = [], [], False
+    out: list[str] = []
+    current: list[str] = []
+    inside = False
     for word in words[start + 1:]:
         if word == "{":
             inside, current = True, []

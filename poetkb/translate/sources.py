@@ -43,10 +43,10 @@ SOURCES: dict[str, tuple[str, str | None, str | None]] = {
     "connection_requests": ("$connection_requests", None, None),
 }
 _BY_NGINX = {nginx: name for name, (nginx, _, _) in SOURCES.items()}
-_BY_HAPROXY_LOG = {}
-for _name, (_, _log, _) in SOURCES.items():
-    if _log is not None:
-        _BY_HAPROXY_LOG.setdefault(_log, _name)
+_BY_HAPROXY_LOG: dict[str, str] = {}
+for _name, _spellings in SOURCES.items():
+    if _spellings[1] is not None:
+        _BY_HAPROXY_LOG.setdefault(_spellings[1], _name)
 _BY_HAPROXY_LOG.update({"%t": "time", "%tr": "time", "%Tt": "request_time", "%Tr": "upstream_header_time"})
 _BY_HAPROXY_SAMPLE = {sample: name for name, (_, _, sample) in SOURCES.items() if sample is not None}
 

@@ -254,8 +254,8 @@ class _Writer:
             body.append(f"    timeout connect {sources.format_ms(route.timeouts.connect_ms)}")
         if route.cache:
             body += self.cache(route)
-        for h in route.response_headers:  # in the backend: a response rule cannot test the request's path
-            body += self.response_header(h.name, h.source, h.always, "", h.line)
+        for header in route.response_headers:  # in the backend: a response rule cannot test the request's path
+            body += self.response_header(header.name, header.source, header.always, "", header.line)
         h = ups.health
         check = f"check inter {sources.format_ms(h.interval_ms)} fall {h.fall} rise {h.rise}"
         if h.path:
