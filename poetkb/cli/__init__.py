@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "chaos": ("poetkb.cli.chaos",),
     "train": ("poetkb.cli.chaos",),
     "scenario": ("poetkb.cli.chaos",),
+    "translate": ("poetkb.cli.translate",),
 }
 #: the command modules, in help order
 COMMAND_MODULES = list(dict.fromkeys(m for modules in COMMANDS.values() for m in modules))
