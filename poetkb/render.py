@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 from poetkb.models import Obligation
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 
 def _wrap(text: str, indent: str = "  ") -> str:
     return textwrap.fill(" ".join(text.split()), width=100, initial_indent=indent, subsequent_indent=indent)
 
 
-def obligation_text(kb: KnowledgeBase, ob: Obligation) -> str:
+def obligation_text(kb: Knowledge, ob: Obligation) -> str:
     """An obligation as a person reads it: what, why, how to prove it, where it is defined."""
     file, line = kb.source_of(ob.id)
     lines = [

@@ -627,3 +627,94 @@ def record_mutation_equivalent(db: sqlite_utils.Database, mutant_id: str, proxy:
 def decode(row: dict[str, Any], model: type[Any]) -> Any:
     """Rebuild a model from the JSON ``data`` column of a row."""
     return model.model_validate_json(row["data"])
+
+
+# -- state tables written by features (each feature calls these through poetkb.knowledge) ----------------------
+def learn_decisions(db: sqlite_utils.Database) -> dict[tuple[str, str], str]:
+    """Review decisions of learned mappings: (pattern id, obligation id) -> decision."""
+    if "learn_decisions" not in db.table_names():
+        return {}
+    return {(r["pattern_id"], r["obligation_id"]): r["decision"] for r in db.table("learn_decisions").rows}
+
+
+def record_gate_run(db: sqlite_utils.Database, run: dict[str, Any], results: Iterable[dict[str, Any]]) -> None:
+    """Insert (or replace) one row of ``gate_runs`` and its rows of ``gate_results``, in one transaction."""
+    with db.conn:
+        db.table("gate_runs").upsert(run, pk="run_id")
+        db.table("gate_results").upsert_all(results, pk=("run_id", "obligation_id"))
+
+
+def gate_runs(db: sqlite_utils.Database, *, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest gate runs, newest first."""
+    if "gate_runs" not in db.table_names():
+        return []
+    return list(db.query("select * from gate_runs order by started_at desc, run_id desc limit ?", [limit]))
+
+
+def gate_run(db: sqlite_utils.Database, run_id: str) -> dict[str, Any] | None:
+    """The recorded row of one run (gate run or evaluation), or None."""
+    if "gate_runs" not in db.table_names():
+        return None
+    return next(iter(db.query("select * from gate_runs where run_id = ?", [run_id])), None)
+
+
+def gate_results(db: sqlite_utils.Database, run_id: str) -> list[dict[str, Any]]:
+    """The obligation verdicts recorded for one run, by obligation id."""
+    if "gate_results" not in db.table_names():
+        return []
+    return list(db.query("select obligation_id, verdict, diagnosis, checks from gate_results where run_id = ? "
+                         "order by obligation_id", [run_id]))
+
+
+def recorded_manifest_digest(db: sqlite_utils.Database, run_id: str) -> str | None:
+    """The manifest digest recorded when gate run ``run_id`` collected its evidence; None when there is none
+    (an unknown run, an evaluation rather than a run, or a run recorded before digests were kept)."""
+    if "gate_runs" not in db.table_names():
+        return None
+    if "manifest_sha256" not in {c.name for c in db.table("gate_runs").columns}:
+        return None
+    row = next(iter(db.query("select manifest_sha256 from gate_runs where run_id = ? and mode = 'run'", [run_id])),
+               None)
+    return row["manifest_sha256"] if row and row["manifest_sha256"] else None
+
+
+def last_verdicts(db: sqlite_utils.Database, obligation_id: str, *, limit: int = 10) -> list[dict[str, Any]]:
+    """An obligation's verdicts in the latest runs, newest first."""
+    if "gate_results" not in db.table_names():
+        return []
+    return list(db.query(
+        "select r.run_id, r.started_at, r.proxy, r.variant, g.verdict, g.diagnosis from gate_results g "
+        "join gate_runs r using (run_id) where g.obligation_id = ? order by r.started_at desc limit ?",
+        [obligation_id, limit]))
+
+
+def latest_verdicts(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
+    """Per obligation, its verdict, run id and start time in the latest run that judged it."""
+    names = set(db.table_names())
+    if not {"gate_runs", "gate_results"} <= names:
+        return {}
+    return {row["obligation_id"]: row for row in db.query(
+        "select obligation_id, verdict, run_id, started_at from (select g.obligation_id, g.verdict, "
+        "g.run_id, r.started_at, row_number() over (partition by g.obligation_id order by r.started_at "
+        "desc, r.run_id desc) as n from gate_results g join gate_runs r using (run_id)) where n = 1")}
+
+
+def baseline_rows(db: sqlite_utils.Database, *, service: str | None = None,
+                  scenario: str | None = None) -> list[dict[str, Any]]:
+    """Rows of ``baselines`` (of one service, one scenario), sorted by service and scenario."""
+    if "baselines" not in db.table_names():
+        return []
+    where, args = [], []
+    if service:
+        where.append("service = ?")
+        args.append(service)
+    if scenario:
+        where.append("scenario = ?")
+        args.append(scenario)
+    return list(db.table("baselines").rows_where(" and ".join(where) or None, args, order_by="service, scenario"))
+
+
+def put_baseline(db: sqlite_utils.Database, row: dict[str, Any]) -> None:
+    """Insert or replace the baseline row of its (service, scenario)."""
+    with db.conn:
+        db.table("baselines").upsert(row, pk=("service", "scenario"))

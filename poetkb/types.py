@@ -48,3 +48,35 @@ EdgeKind = Literal[
     "learned_from",  # learned pattern -> obligation
     "in_domain",  # obligation -> domain
 ]
+
+
+class NodeId(str):
+    """A node of the knowledge graph: ``kind:key`` (``obligation:cache.vary.honored``, ``pattern:suite::test``).
+
+    A plain ``str`` to SQLite and networkx, so it goes wherever a node id went before; the one place that builds
+    and splits the ``kind:`` prefix. ``NodeId.of("obligation", oid)`` builds one, ``NodeId(text)`` reads one.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, kind: str, key: str) -> NodeId:
+        """The node id of ``key`` in ``kind`` (``obligation``, ``failure_mode``, ``pattern``, ...)."""
+        return cls(f"{kind}:{key}")
+
+    @property
+    def kind(self) -> str:
+        """The part before the first colon (empty for an id without one)."""
+        kind, sep, _ = self.partition(":")
+        return kind if sep else ""
+
+    @property
+    def key(self) -> str:
+        """The entity's own id: the part after the first colon (the whole id when there is none)."""
+        _, sep, key = self.partition(":")
+        return key if sep else str(self)
+
+
+def node_key(node: str) -> str:
+    """The entity id inside a node id (``obligation:a.b`` -> ``a.b``)."""
+    return NodeId(node).key

@@ -58,7 +58,7 @@ from poetkb.models import LearnedPattern
 from poetkb.safefile import read_bytes
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 #: Where learned files go when no --out is given (relative to the current directory).
 DEFAULT_OUT = Path("knowledge") / "learned"
@@ -338,7 +338,7 @@ def _summary_text(unit: dict[str, Any]) -> str:
 
 # -- the run ----------------------------------------------------------------------------------------
 def learn(
-    kb: KnowledgeBase,
+    kb: Knowledge,
     paths: Sequence[str | Path],
     *,
     source: str | None = None,
@@ -375,7 +375,7 @@ def learn(
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     phase = on_phase or (lambda _: None)
 
-    cache = LearnCache(kb.db)
+    cache = LearnCache(kb)
     keys = [test_key(f.content_hash, f.script_style) for f in found.files]
     cached = cache.get_many(keys)
     jobs = [(i, f.text, f.script_style) for i, (f, k) in enumerate(zip(found.files, keys, strict=True))
@@ -417,14 +417,14 @@ def learn(
     })
 
 
-def _map(kb: KnowledgeBase, source: str, units: list[dict[str, Any]],
+def _map(kb: Knowledge, source: str, units: list[dict[str, Any]],
          role: Literal["own", "reference"] = "own") -> list[LearnedPattern]:
     from poetkb.learn.mapping import Mapper, aggregate_classes, split
 
     mapper = Mapper(kb.obligations(), kb.rules(), kb.failure_modes(), examples=known_examples(kb, source))
     found = [split(m) for m in mapper.map([u["fields"] for u in units], groups=[u["file"] for u in units])]
     mapped = aggregate_classes(units, [m for m, _ in found])
-    decisions = review.load_decisions(kb.db)
+    decisions = kb.learn_decisions()
     patterns = []
     for unit, matches, (_, candidates) in zip(units, mapped, found, strict=True):
         taken = {m.id for m in matches}  # a class may map what its own name only hinted at
@@ -440,14 +440,12 @@ def _map(kb: KnowledgeBase, source: str, units: list[dict[str, Any]],
     return patterns
 
 
-def known_examples(kb: KnowledgeBase, exclude_source: str) -> dict[str, list[str]]:
+def known_examples(kb: Knowledge, exclude_source: str) -> dict[str, list[str]]:
     """Terms of tests other sources map confidently to each obligation (the mapper's known examples)."""
     from poetkb.learn.mapping import REVIEW_THRESHOLD
 
     examples: dict[str, list[str]] = {}
-    rows = kb.db.execute("select data from patterns where source != ? order by id", [exclude_source])
-    for (data,) in rows:
-        pattern = json.loads(data)
+    for pattern in kb.pattern_data(exclude_source=exclude_source):
         terms = " ".join(pattern.get("terms", [])[:8])
         for match in pattern.get("obligations", []):
             if match.get("confidence", 0.0) >= REVIEW_THRESHOLD:
@@ -456,7 +454,7 @@ def known_examples(kb: KnowledgeBase, exclude_source: str) -> dict[str, list[str
 
 
 def _summarise(
-    kb: KnowledgeBase,
+    kb: Knowledge,
     roots: Sequence[Path],
     commits: dict[Path, str | None],
     found: Discovery,
@@ -508,7 +506,7 @@ def learned_file_text(report: LearnReport) -> str:
 
 
 def _commit_results(
-    kb: KnowledgeBase, report: LearnReport, cache: LearnCache, target: Path | None, *, store: bool
+    kb: Knowledge, report: LearnReport, cache: LearnCache, target: Path | None, *, store: bool
 ) -> None:
     tmp: Path | None = None
     if target is not None:
@@ -529,7 +527,7 @@ def _commit_results(
             raise StoreError(f"cannot write {target}: {exc.strerror or exc}", path=target,
                              hint="pass --out to a writable directory") from exc
     try:
-        with kb.db.atomic():
+        with kb.transaction():
             cache.write()
             if store:
                 store_patterns(kb, report.source, report.patterns)
@@ -542,7 +540,6 @@ def _commit_results(
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
-    kb._graph = None  # noqa: SLF001 - the graph view is rebuilt on next use
 
 
 def remove_stale_temp_files(target: Path) -> list[Path]:
@@ -582,29 +579,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def store_patterns(kb: KnowledgeBase, source: str, patterns: Sequence[LearnedPattern]) -> None:
+def store_patterns(kb: Knowledge, source: str, patterns: Sequence[LearnedPattern]) -> None:
     """Replace one source's patterns, pattern nodes and learned_from edges (the caller holds the transaction)."""
-    conn = kb.db.conn
-    old = [r[0] for r in conn.execute("select id from patterns where source = ?", [source])]
-    for start in range(0, len(old), 500):
-        chunk = [f"pattern:{pid}" for pid in old[start:start + 500]]
-        marks = ", ".join("?" * len(chunk))
-        conn.execute(f"delete from edges where src in ({marks})", chunk)
-        conn.execute(f"delete from nodes where id in ({marks})", chunk)
-    conn.execute("delete from patterns where source = ?", [source])
-    known = {r[0] for r in conn.execute("select id from obligations")}
-    conn.executemany(
-        "insert or replace into patterns (id, source, role, file, test, line, summary, data) "
-        "values (?, ?, ?, ?, ?, ?, ?, ?)",
-        ((p.id, p.source, p.role, p.file, p.test, p.line, p.summary, p.model_dump_json()) for p in patterns),
-    )
-    conn.executemany(
-        "insert or replace into nodes (id, kind, label) values (?, 'pattern', ?)",
-        ((f"pattern:{p.id}", p.test or p.file) for p in patterns),
-    )
-    conn.executemany(
-        "insert or replace into edges (src, dst, kind, weight) values (?, ?, 'learned_from', ?)",
-        ((f"pattern:{p.id}", f"obligation:{m.id}", m.confidence)
-         for p in patterns for m in p.obligations if m.id in known),
-    )
-
+    kb.replace_patterns(source, patterns)

@@ -29,12 +29,12 @@ import sys
 from array import array
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from poetkb.text import TfidfIndex, analyze, analyze_with_surface, weigh
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 #: bump when the model's layout or the analyzer changes, so old caches are ignored
 MODEL_VERSION = 5
@@ -202,11 +202,12 @@ def pattern_text(data: dict[str, Any]) -> str:
     return _join(data.get("test") or "", data.get("summary", ""), data.get("terms", []), file_stem)
 
 
-def _rows(kb: KnowledgeBase, table: str) -> list[dict[str, Any]]:
-    return [json.loads(r["data"]) for r in kb.db.query(f"select data from [{table}] order by id")]
+def _rows(kb: Knowledge, table: Literal["obligations", "failure_modes", "recipes", "rules", "patterns"]
+          ) -> list[dict[str, Any]]:
+    return kb.item_data(table)
 
 
-def build_model(kb: KnowledgeBase, digest: str) -> RankModel:
+def build_model(kb: Knowledge, digest: str) -> RankModel:
     """Fit the text index and compute the graph spread table for ``kb`` (seconds on 10,000 patterns)."""
     model = RankModel(digest=digest)
     texts: list[str] = []
@@ -243,10 +244,7 @@ def build_model(kb: KnowledgeBase, digest: str) -> RankModel:
         model.offsets.append(len(model.post_docs))
     if model.terms:  # no document with a single word: rank by rules alone
         model.surface = _surface_forms(analyzed, set(model.terms))
-    for row in kb.db.query(
-        "select dst, count(*) as n from edges where kind = 'learned_from' group by dst order by dst"
-    ):
-        model.coverage[row["dst"].split(":", 1)[1]] = row["n"]
+    model.coverage.update(kb.learned_counts())
     for seed, reached in spread_table(kb).items():
         model.spread[model.node(seed)] = [
             (model.node(f"obligation:{target}"), factor, [model.node(n) for n in path])
@@ -271,7 +269,7 @@ def _surface_forms(analyzed: list[list[tuple[str, str]]], vocabulary: set[str]) 
     return out
 
 
-def spread_table(kb: KnowledgeBase) -> dict[str, list[tuple[str, float, list[str]]]]:
+def spread_table(kb: Knowledge) -> dict[str, list[tuple[str, float, list[str]]]]:
     """From each failure mode, pattern, rule and recipe node: the obligations it reaches, how strongly, and how.
 
     Uses networkx on a directed view of the knowledge graph whose edges point

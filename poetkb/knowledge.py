@@ -1,0 +1,584 @@
+"""The knowledge base as typed data access: reads that return models, named writes, caches kept per file.
+
+The layer between the store (schema, migrations, builds) and the features. Every
+SQL statement a feature needs is a named method here (or in :mod:`poetkb.store`),
+so no feature reaches into the connection. What is derived from the content (the
+graph view and features' memos) lives with the :class:`Knowledge` object and is
+dropped by the writes made through it (:meth:`Knowledge.changed`).
+
+This module imports no feature: the façade (:mod:`poetkb.kb`) adds the feature
+entry points on top of it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+
+from poetkb import store
+from poetkb.errors import UnknownEntity, UnknownObligation
+from poetkb.models import (
+    Component,
+    FailureMode,
+    KBStats,
+    LearnedPattern,
+    MappingRule,
+    Obligation,
+    Recipe,
+    RelatedNode,
+)
+from poetkb.types import NodeId
+
+if TYPE_CHECKING:
+    import networkx
+    import sqlite_utils
+
+#: ``catalog_source`` of a knowledge base built from the catalog shipped with poetkb
+SHIPPED = "shipped"
+#: rows per ``in (...)`` list (SQLite's limit on host parameters is far above it)
+_CHUNK = 500
+
+T = TypeVar("T")
+
+
+class Knowledge:
+    """Typed data access to one knowledge base file: reads as models, and the named writes features need.
+
+    Features are functions over a ``Knowledge`` (the façade :class:`poetkb.kb.KnowledgeBase` is one); they never
+    write SQL of their own. What is derived from the content (the graph view, features' memos through
+    :meth:`memo`) is kept with this object and dropped by every write made through it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.db: sqlite_utils.Database = store.connect(self.path)
+        store.ensure_schema(self.db, self.path)
+        self._graph: networkx.MultiDiGraph | None = None
+        self._memo: dict[str, Any] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path}>"
+
+    def meta(self) -> dict[str, str]:
+        return store.read_meta(self.db)
+
+    # -- catalog reads ---------------------------------------------------------------------------
+    def obligations(
+        self,
+        *,
+        domain: str | None = None,
+        risk: str | None = None,
+        component: str | None = None,
+        tag: str | None = None,
+        ids: Iterable[str] | None = None,
+    ) -> list[Obligation]:
+        """Obligations, sorted by id, filtered by domain, risk, component, tag or a set of ids."""
+        where, args = [], []
+        if domain:
+            where.append("domain = ?")
+            args.append(domain)
+        if risk:
+            where.append("risk = ?")
+            args.append(risk)
+        if component:
+            self.component(component)
+            where.append("exists (select 1 from json_each(applies_to) where value = ?)")
+            args.append(component)
+        if tag:
+            where.append("exists (select 1 from json_each(tags) where value = ?)")
+            args.append(tag)
+        if ids is not None:
+            wanted = list(ids)
+            for oid in wanted:
+                self.obligation(oid)
+            where.append(f"id in ({', '.join('?' * len(wanted))})")
+            args.extend(wanted)
+        rows = self.db.table("obligations").rows_where(" and ".join(where) or None, args, order_by="id")
+        return [store.decode(r, Obligation) for r in rows]
+
+    def obligation(self, obligation_id: str) -> Obligation:
+        """One obligation by id; :class:`UnknownObligation` (a LookupError) with suggestions otherwise."""
+        row = self._row("obligations", obligation_id)
+        if row is None:
+            ids = [r["id"] for r in self.db.query("select id from obligations")]
+            raise UnknownObligation(obligation_id, suggestions=difflib.get_close_matches(obligation_id, ids, n=3))
+        return store.decode(row, Obligation)
+
+    def source_of(self, obligation_id: str) -> tuple[str, int | None]:
+        """The catalog file (an absolute path) and line an obligation was defined at.
+
+        The store keeps the file relative to the catalog root; it is resolved here
+        against the root this knowledge base was built from, so it is right whatever
+        the current directory is.
+        """
+        row = self._row("obligations", obligation_id)
+        if row is None:
+            raise UnknownObligation(obligation_id)
+        file = row["source_file"]
+        root = self.catalog_root()
+        if root is not None and file and not Path(file).is_absolute():
+            file = str(root / file)
+        return file, row["source_line"]
+
+    def catalog_root(self) -> Path | None:
+        """The catalog directory this knowledge base was built from (None for files that did not record it)."""
+        meta = self.meta()
+        if meta.get("source_paths") != store.SOURCE_PATHS_RELATIVE:
+            return None
+        source = meta.get("catalog_source", "")
+        if source == SHIPPED:
+            from poetkb.catalog_files import shipped_catalog_root
+
+            return shipped_catalog_root()
+        return Path(source) if source else None
+
+    def failure_modes(self, *, obligation: str | None = None, component: str | None = None) -> list[FailureMode]:
+        """Failure modes, optionally those an obligation guards against or that affect a component."""
+        modes = [store.decode(r, FailureMode) for r in self.db.table("failure_modes").rows_where(order_by="id")]
+        if obligation:
+            guarded = {NodeId(e["dst"]).key for e in self.db.table("edges").rows_where(
+                "src = ? and kind = 'guards_against'", [NodeId.of("obligation", self.obligation(obligation).id)])}
+            modes = [m for m in modes if m.id in guarded]
+        if component:
+            self.component(component)
+            modes = [m for m in modes if component in m.components or not m.components]
+        return modes
+
+    def domains(self) -> list[str]:
+        """The obligation domains, sorted."""
+        return [r[0] for r in self.db.execute("select distinct domain from obligations order by domain")]
+
+    def failure_mode(self, failure_mode_id: str) -> FailureMode:
+        row = self._row("failure_modes", failure_mode_id)
+        if row is None:
+            raise UnknownEntity("failure mode", failure_mode_id, known=self._ids("failure_modes"))
+        return store.decode(row, FailureMode)
+
+    def recipes(self, *, obligation: str | None = None, component: str | None = None) -> list[Recipe]:
+        """Recipes, optionally those exercising an obligation or usable on a component."""
+        recipes = [store.decode(r, Recipe) for r in self.db.table("recipes").rows_where(order_by="id")]
+        if obligation:
+            linked = {NodeId(e["dst"]).key for e in self.db.table("edges").rows_where(
+                "src = ? and kind = 'exercised_by'", [NodeId.of("obligation", self.obligation(obligation).id)])}
+            recipes = [r for r in recipes if r.id in linked]
+        if component:
+            self.component(component)
+            recipes = [r for r in recipes if not r.components or component in r.components]
+        return recipes
+
+    def recipe(self, recipe_id: str) -> Recipe:
+        row = self._row("recipes", recipe_id)
+        if row is None:
+            raise UnknownEntity("recipe", recipe_id, known=self._ids("recipes"))
+        return store.decode(row, Recipe)
+
+    def components(self) -> list[Component]:
+        return [store.decode(r, Component) for r in self.db.table("components").rows_where(order_by="id")]
+
+    def component(self, component_id: str) -> Component:
+        row = self._row("components", component_id)
+        if row is None:
+            raise UnknownEntity("component", component_id, known=self._ids("components"))
+        return store.decode(row, Component)
+
+    def rules(self, *, kind: str | None = None, component: str | None = None) -> list[MappingRule]:
+        where, args = [], []
+        if kind:
+            where.append("kind = ?")
+            args.append(kind)
+        if component:
+            where.append("(component = ? or component is null)")
+            args.append(component)
+        rows = self.db.table("rules").rows_where(" and ".join(where) or None, args, order_by="id")
+        return [store.decode(r, MappingRule) for r in rows]
+
+    def patterns(self, *, obligation: str | None = None, source: str | None = None) -> list[LearnedPattern]:
+        """Learned test patterns, optionally those mapped to an obligation or mined from one source."""
+        where, args = [], []
+        if source:
+            where.append("source = ?")
+            args.append(source)
+        if obligation:
+            where.append("id in (select substr(src, 9) from edges where dst = ? and kind = 'learned_from')")
+            args.append(NodeId.of("obligation", obligation))
+        rows = self.db.table("patterns").rows_where(" and ".join(where) or None, args, order_by="id")
+        return [store.decode(r, LearnedPattern) for r in rows]
+
+    # -- search and graph ------------------------------------------------------------------------
+    def search(self, text: str, *, limit: int = 20) -> list[Obligation]:
+        """Obligations whose title, statement, rationale or keywords match ``text`` (FTS5, best first)."""
+        words = re.findall(r"\w+", text.lower())
+        if not words:
+            return []
+        query = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+        rows = self.db.query(
+            "select obligations.* from obligations join obligations_fts "
+            "on obligations.rowid = obligations_fts.rowid "
+            "where obligations_fts match ? order by bm25(obligations_fts), obligations.id limit ?",
+            [query, limit],
+        )
+        return [store.decode(r, Obligation) for r in rows]
+
+    def graph(self) -> networkx.MultiDiGraph:
+        """The knowledge graph as a networkx MultiDiGraph (built once per open knowledge base)."""
+        if self._graph is None:
+            import networkx as nx
+
+            graph = nx.MultiDiGraph()
+            for row in self.db.table("nodes").rows:
+                graph.add_node(row["id"], kind=row["kind"], label=row["label"])
+            for row in self.db.table("edges").rows:
+                graph.add_edge(row["src"], row["dst"], key=row["kind"], kind=row["kind"], weight=row["weight"])
+            self._graph = graph
+        return self._graph
+
+    def node_id(self, name: str) -> str:
+        """Resolve an obligation id or a ``kind:id`` node name to a graph node id."""
+        graph = self.graph()
+        if name in graph:
+            return name
+        if NodeId.of("obligation", name) in graph:
+            return NodeId.of("obligation", name)
+        matches = [n for n in graph if NodeId(n).key == name]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches and "." in name:
+            self.obligation(name)  # raises UnknownObligation with suggestions
+        raise UnknownEntity("node", name, known=matches)
+
+    def related(self, name: str, *, depth: int = 1, edge_kinds: Iterable[str] | None = None) -> list[RelatedNode]:
+        """The graph neighbourhood of a node up to ``depth`` hops, each neighbour with the edge that reached it."""
+        graph = self.graph()
+        start = self.node_id(name)
+        kinds = set(edge_kinds) if edge_kinds else None
+        seen = {start: 0}
+        frontier = [start]
+        found: list[RelatedNode] = []
+        for distance in range(1, depth + 1):
+            nxt: list[str] = []
+            for current in frontier:
+                links: list[tuple[str, str, Literal["out", "in"]]] = [
+                    (v, k, "out") for _, v, k in graph.out_edges(current, keys=True)
+                ]
+                links += [(u, k, "in") for u, _, k in graph.in_edges(current, keys=True)]
+                for other, kind, direction in sorted(links):
+                    if kinds and kind not in kinds or other in seen:
+                        continue
+                    seen[other] = distance
+                    nxt.append(other)
+                    data = graph.nodes[other]
+                    found.append(RelatedNode(id=other, kind=data.get("kind", "?"), label=data.get("label", other),
+                                             edge=kind, direction=direction, distance=distance))
+            frontier = nxt
+        patterns = [NodeId(n.id).key for n in found if n.kind == "pattern"]
+        roles: dict[str, str] = {}
+        for start_at in range(0, len(patterns), 500):
+            chunk = patterns[start_at:start_at + 500]
+            roles.update(self.db.execute(
+                f"select id, role from patterns where id in ({', '.join('?' * len(chunk))})", chunk).fetchall())
+        return [n.model_copy(update={"role": roles.get(NodeId(n.id).key, "own")}) if n.kind == "pattern" else n
+                for n in found]
+
+    def stats(self) -> KBStats:
+        meta = self.meta()
+        tables = ["obligations", "failure_modes", "recipes", "components", "rules", "patterns", "nodes", "edges"]
+        counts = {t: self.db.table(t).count for t in tables}
+        counts.update({f"edges.{r['kind']}": r["n"] for r in self.db.query(
+            "select kind, count(*) as n from edges group by kind order by kind")})
+        return KBStats(
+            path=str(self.path),
+            schema_version=int(meta.get("schema_version", 0)),
+            poetkb_version=meta.get("poetkb_version", "?"),
+            built_at=meta.get("built_at", "?"),
+            catalog_fingerprint=meta.get("catalog_fingerprint", ""),
+            counts=counts,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _row(self, table: str, key: str) -> dict[str, Any] | None:
+        rows = list(self.db.table(table).rows_where("id = ?", [key], limit=1))
+        return rows[0] if rows else None
+
+    def _ids(self, table: str) -> list[str]:
+        return [r["id"] for r in self.db.query(f"select id from [{table}] order by id")]
+
+    def read_only(self) -> None:
+        """Refuse every write on this connection from now on (SQLite's ``query_only``): for readers like the viewer."""
+        self.db.conn.execute("PRAGMA query_only = ON")
+
+    # -- caches kept with this object ------------------------------------------------------------
+    def changed(self) -> None:
+        """Drop what was derived from the content (graph view, memos): called by every write made here."""
+        self._graph = None
+        self._memo.clear()
+
+    def memo(self, key: str, make: Callable[[], T]) -> T:
+        """A value derived from this knowledge base, made once and kept until the next write through it.
+
+        Features keep their per-knowledge-base state here instead of in module globals.
+        """
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]  # type: ignore[no-any-return]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction (nested ones join it); the caches are dropped when it ends."""
+        try:
+            with self.db.atomic():
+                yield
+        finally:
+            self.changed()
+
+    # -- learned patterns (written by poetkb.learn) ----------------------------------------------
+    def pattern(self, pattern_id: str) -> LearnedPattern | None:
+        """One learned pattern by id, or None."""
+        row = self._row("patterns", pattern_id)
+        return store.decode(row, LearnedPattern) if row is not None else None
+
+    def pattern_ids(self) -> list[str]:
+        return self._ids("patterns")
+
+    def pattern_data(self, *, exclude_source: str | None = None) -> Iterator[dict[str, Any]]:
+        """Stored patterns as plain JSON data (cheaper than models for bulk reads), by id."""
+        if exclude_source is None:
+            rows = self.db.execute("select data from patterns order by id")
+        else:
+            rows = self.db.execute("select data from patterns where source != ? order by id", [exclude_source])
+        for (data,) in rows:
+            yield json.loads(data)
+
+    def replace_patterns(self, source: str, patterns: Sequence[LearnedPattern]) -> None:
+        """Replace one source's patterns, their nodes and ``learned_from`` edges (joins an open transaction)."""
+        conn = self.db.conn
+        old = [r[0] for r in conn.execute("select id from patterns where source = ?", [source])]
+        for start in range(0, len(old), _CHUNK):
+            chunk = [NodeId.of("pattern", pid) for pid in old[start:start + _CHUNK]]
+            marks = ", ".join("?" * len(chunk))
+            conn.execute(f"delete from edges where src in ({marks})", chunk)
+            conn.execute(f"delete from nodes where id in ({marks})", chunk)
+        conn.execute("delete from patterns where source = ?", [source])
+        known = {r[0] for r in conn.execute("select id from obligations")}
+        conn.executemany(
+            "insert or replace into patterns (id, source, role, file, test, line, summary, data) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?)",
+            ((p.id, p.source, p.role, p.file, p.test, p.line, p.summary, p.model_dump_json()) for p in patterns),
+        )
+        conn.executemany(
+            "insert or replace into nodes (id, kind, label) values (?, 'pattern', ?)",
+            ((NodeId.of("pattern", p.id), p.test or p.file) for p in patterns),
+        )
+        conn.executemany(
+            "insert or replace into edges (src, dst, kind, weight) values (?, ?, 'learned_from', ?)",
+            ((NodeId.of("pattern", p.id), NodeId.of("obligation", m.id), m.confidence)
+             for p in patterns for m in p.obligations if m.id in known),
+        )
+        self.changed()
+
+    def update_pattern_matches(self, pattern: LearnedPattern) -> None:
+        """Store a pattern's new obligation matches and its ``learned_from`` edges (joins an open transaction)."""
+        node = NodeId.of("pattern", pattern.id)
+        self.db.table("patterns").update(pattern.id, {"data": pattern.model_dump_json()})
+        self.db.execute("delete from edges where src = ? and kind = 'learned_from'", [node])
+        rows = [{"src": node, "dst": NodeId.of("obligation", m.id), "kind": "learned_from", "weight": m.confidence}
+                for m in pattern.obligations]
+        if rows:
+            self.db.table("edges").insert_all(rows, pk=("src", "dst", "kind"), replace=True)
+        self.changed()
+
+    def learn_decisions(self) -> dict[tuple[str, str], str]:
+        """Review decisions: (pattern id, obligation id) -> ``accept`` or ``reject``."""
+        return store.learn_decisions(self.db)
+
+    def record_learn_decisions(self, pairs: Iterable[tuple[str, str]], decision: str, *, note: str = "",
+                               at: str | None = None) -> None:
+        """Store a review decision for each (pattern id, obligation id) pair (joins an open transaction)."""
+        stamp = at or store.now_iso()
+        for pattern_id, obligation_id in pairs:
+            self.db.table("learn_decisions").upsert(
+                {"pattern_id": pattern_id, "obligation_id": obligation_id, "decision": decision,
+                 "decided_at": stamp, "note": note},
+                pk=("pattern_id", "obligation_id"),
+            )
+        self.changed()
+
+    def learned_tests(self, obligation_id: str, *, role: str = "own", limit: int = 10
+                      ) -> list[tuple[LearnedPattern, float]]:
+        """Learned patterns of one role mapped to an obligation, with the mapping's weight, strongest first."""
+        rows = self.db.execute(
+            "select p.data, e.weight from edges e join patterns p on p.id = substr(e.src, 9) "
+            "where e.dst = ? and e.kind = 'learned_from' and p.role = ? order by e.weight desc, p.id limit ?",
+            [NodeId.of("obligation", obligation_id), role, limit],
+        ).fetchall()
+        return [(LearnedPattern.model_validate_json(data), float(weight)) for data, weight in rows]
+
+    def learned_counts(self, obligation_id: str | None = None) -> dict[str, int]:
+        """With an obligation: its learned tests per role; without: learned tests per obligation id."""
+        if obligation_id is None:
+            rows = self.db.execute(
+                "select dst, count(*) from edges where kind = 'learned_from' group by dst order by dst").fetchall()
+            return {NodeId(dst).key: int(n) for dst, n in rows}
+        rows = self.db.execute(
+            "select p.role, count(*) from edges e join patterns p on p.id = substr(e.src, 9) "
+            "where e.dst = ? and e.kind = 'learned_from' group by p.role",
+            [NodeId.of("obligation", obligation_id)],
+        ).fetchall()
+        return {str(role): int(n) for role, n in rows}
+
+    def pattern_label(self, pattern_id: str) -> str | None:
+        """A learned pattern's test name (its file when it has none), or None for an unknown id."""
+        row = self.db.execute("select test, file from patterns where id = ?", [pattern_id]).fetchone()
+        return (row[0] or row[1]) if row else None
+
+    def mining_cache(self, version: str, keys: Sequence[str]) -> list[tuple[str, str]]:
+        """(key, features JSON) of the mining cache rows of ``version`` among ``keys``."""
+        found: list[tuple[str, str]] = []
+        for start in range(0, len(keys), _CHUNK):
+            chunk = list(keys[start:start + _CHUNK])
+            marks = ", ".join("?" * len(chunk))
+            found.extend(self.db.execute(
+                f"select key, features from learn_cache where version = ? and key in ({marks})", [version, *chunk]
+            ).fetchall())
+        return found
+
+    def store_mining_cache(self, version: str, rows: Iterable[dict[str, Any]]) -> None:
+        """Write mining cache rows and prune rows of other versions (joins an open transaction)."""
+        self.db.execute("delete from learn_cache where version != ?", [version])
+        rows = list(rows)
+        if rows:
+            self.db.table("learn_cache").insert_all(rows, pk="key", replace=True)
+
+    def mining_coverage(self) -> list[tuple[str, int, int, list[tuple[str, int]]]]:
+        """Per mined source: (source, patterns, patterns mapped to an obligation, [(obligation, patterns)])."""
+        suites: dict[str, tuple[str, int, int, list[tuple[str, int]]]] = {}
+        for source, n in self.db.execute("select source, count(*) from patterns group by source order by source"):
+            suites[source] = (source, int(n), 0, [])
+        for source, n in self.db.execute(
+                "select p.source, count(distinct p.id) from patterns p join edges e "
+                "on e.src = 'pattern:' || p.id and e.kind = 'learned_from' group by p.source"):
+            name, total, _, obligations = suites[source]
+            suites[source] = (name, total, int(n), obligations)
+        for source, obligation, n in self.db.execute(
+                "select p.source, substr(e.dst, 12) as obligation, count(*) as n from patterns p "
+                "join edges e on e.src = 'pattern:' || p.id and e.kind = 'learned_from' "
+                "group by p.source, e.dst order by p.source, n desc, obligation"):
+            suites[source][3].append((obligation, int(n)))
+        return list(suites.values())
+
+    # -- what ranking reads and keeps ------------------------------------------------------------
+    def item_data(self, table: Literal["obligations", "failure_modes", "recipes", "rules", "patterns"]
+                  ) -> list[dict[str, Any]]:
+        """Every item of a catalog table as plain JSON data, by id (bulk reads without building models)."""
+        if table not in ("obligations", "failure_modes", "recipes", "rules", "patterns"):
+            raise ValueError(f"not a catalog table: {table}")
+        return [json.loads(data) for (data,) in self.db.execute(f"select data from [{table}] order by id")]
+
+    def content_stamp(self) -> tuple[int, ...]:
+        """Cheap proof that nothing changed: same file, same connection, no commit by anyone since."""
+        info = self.path.stat()
+        conn = self.db.conn
+        version = conn.execute("pragma data_version").fetchone()[0]  # changes when another connection commits
+        return (info.st_ino, info.st_dev, id(conn), version, conn.total_changes)
+
+    def content_summary(self, tables: Iterable[str]) -> list[str]:
+        """Per table, ``name=count/max rowid/size of data``, and a digest of every edge: what derived data hangs on."""
+        import hashlib
+
+        parts = []
+        for table in tables:
+            row = self.db.execute(
+                f"select count(*), coalesce(max(rowid), 0), coalesce(sum(length(data)), 0) from [{table}]"
+            ).fetchone()
+            parts.append(f"{table}={row[0]}/{row[1]}/{row[2]}")
+        row = self.db.execute(
+            "select group_concat(src || '>' || dst || '>' || kind || '>' || weight, '|') "
+            "from (select src, dst, kind, weight from edges order by src, dst, kind)"
+        ).fetchone()
+        parts.append("edges=" + hashlib.sha256((row[0] or "").encode()).hexdigest())
+        return parts
+
+    def stored_rank_model(self, digest: str, version: int) -> bytes | None:
+        """The stored (compressed) ranking model for a content digest and model version, or None."""
+        import sqlite3
+
+        try:
+            row = self.db.execute("select payload from rank_cache where digest = ? and model_version = ?",
+                                  [digest, version]).fetchone()
+        except sqlite3.OperationalError:
+            return None  # no cache table (a file from before migration 005 opened read-only)
+        return row[0] if row is not None and isinstance(row[0], bytes) else None
+
+    def store_rank_model(self, digest: str, version: int, payload: bytes) -> bool:
+        """Keep one ranking model (replacing any other); False when the file is read-only or busy."""
+        import sqlite3
+
+        try:
+            with self.db.conn:
+                self.db.execute("delete from rank_cache")
+                self.db.execute(
+                    "insert or replace into rank_cache (digest, model_version, created_at, payload) "
+                    "values (?, ?, ?, ?)", [digest, version, store.now_iso(), payload])
+        except sqlite3.OperationalError:
+            return False
+        return True
+
+    # -- gate history (written by poetkb.gates) --------------------------------------------------
+    def record_gate_run(self, run: dict[str, Any], results: Iterable[dict[str, Any]]) -> None:
+        """Insert (or replace) one gate run's row and its obligation verdicts, in one transaction."""
+        store.record_gate_run(self.db, run, results)
+
+    def gate_runs(self, *, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest recorded gate runs, newest first (rows of ``gate_runs``)."""
+        return store.gate_runs(self.db, limit=limit)
+
+    def gate_run(self, run_id: str) -> dict[str, Any] | None:
+        """The recorded row of one run (gate run or evaluation), or None."""
+        return store.gate_run(self.db, run_id)
+
+    def gate_results(self, run_id: str) -> list[dict[str, Any]]:
+        """The obligation verdicts recorded for one run, by obligation id."""
+        return store.gate_results(self.db, run_id)
+
+    def recorded_manifest_digest(self, run_id: str) -> str | None:
+        """The manifest digest recorded when gate run ``run_id`` collected its evidence, or None."""
+        return store.recorded_manifest_digest(self.db, run_id)
+
+    def last_verdicts(self, obligation_id: str, *, limit: int = 10) -> list[dict[str, Any]]:
+        """An obligation's verdicts in the latest runs, newest first."""
+        return store.last_verdicts(self.db, obligation_id, limit=limit)
+
+    def latest_verdicts(self) -> dict[str, dict[str, Any]]:
+        """Per obligation, its verdict, run id and start time in the latest run that judged it."""
+        return store.latest_verdicts(self.db)
+
+    # -- pytest plugin ratchet and mutation review ----------------------------------------------
+    def last_coverage(self, selection: str) -> float | None:
+        """The pytest plugin's ratchet: the best obligation coverage stored for ``selection``."""
+        return store.last_coverage(self.db, selection)
+
+    def record_coverage(self, selection: str, coverage: float, *, passing: int, failing: int, total: int) -> None:
+        """Store ``coverage`` as the ratchet value of ``selection``."""
+        store.record_coverage(self.db, selection, coverage, passing=passing, failing=failing, total=total)
+
+    def mutation_equivalents(self, proxy: str) -> dict[str, str]:
+        """Mutants recorded as equivalent on ``proxy`` (id -> note); they do not count in a mutation score."""
+        return store.mutation_equivalents(self.db, proxy)
+
+    def record_mutation_equivalent(self, mutant_id: str, proxy: str, note: str) -> None:
+        """Record that ``mutant_id`` leaves its obligations holding, with the reviewer's note."""
+        store.record_mutation_equivalent(self.db, mutant_id, proxy, note)
