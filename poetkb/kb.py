@@ -91,8 +91,7 @@ class KnowledgeBase(Knowledge):
         catalog = load_catalog(root)
         self.close()
         store.build(catalog, self.path, source=SHIPPED if source is None else str(root.resolve()), force=force)
-        self.db = store.connect(self.path)
-        self.changed()
+        self.reopen()
         self._fit_derived()
         return self.stats()
 

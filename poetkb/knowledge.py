@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,14 +57,43 @@ class Knowledge:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.db: sqlite_utils.Database = store.connect(self.path)
-        store.ensure_schema(self.db, self.path)
+        self.conn: sqlite3.Connection = store.open_connection(self.path)
+        self._db: sqlite_utils.Database | None = None
+        store.ensure_schema(self.conn, self.path)
         self._graph: networkx.MultiDiGraph | None = None
         self._memo: dict[str, Any] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The connection as a ``sqlite_utils.Database`` (made on first use: reads go through :attr:`conn`)."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
+
+    @db.setter
+    def db(self, value: sqlite_utils.Database) -> None:
+        self.conn, self._db = value.conn, value
+
+    def reopen(self) -> None:
+        """Open the file again (after a build swapped a new one in) and drop every cache."""
+        self.conn = store.open_connection(self.path)
+        self._db = None
+        self.changed()
+
+    def _dicts(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(sql, list(args))
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def _decoded(self, model: type[T], table: str, where: Sequence[str] = (), args: Sequence[Any] = ()) -> list[T]:
+        sql = f"select data from [{table}]" + (f" where {' and '.join(where)}" if where else "") + " order by id"
+        return [model.model_validate_json(data) for (data,) in self.conn.execute(sql, list(args))]  # type: ignore[attr-defined]
+
     def close(self) -> None:
-        self.db.conn.close()
+        self.conn.close()
 
     def __enter__(self) -> Self:
         return self
@@ -75,7 +105,10 @@ class Knowledge:
         return f"<{type(self).__name__} {self.path}>"
 
     def meta(self) -> dict[str, str]:
-        return store.read_meta(self.db)
+        try:
+            return dict(self.conn.execute("select key, value from meta").fetchall())
+        except sqlite3.OperationalError:
+            return {}  # no meta table
 
     # -- catalog reads ---------------------------------------------------------------------------
     def obligations(
@@ -108,14 +141,13 @@ class Knowledge:
                 self.obligation(oid)
             where.append(f"id in ({', '.join('?' * len(wanted))})")
             args.extend(wanted)
-        rows = self.db.table("obligations").rows_where(" and ".join(where) or None, args, order_by="id")
-        return [store.decode(r, Obligation) for r in rows]
+        return self._decoded(Obligation, "obligations", where, args)
 
     def obligation(self, obligation_id: str) -> Obligation:
         """One obligation by id; :class:`UnknownObligation` (a LookupError) with suggestions otherwise."""
         row = self._row("obligations", obligation_id)
         if row is None:
-            ids = [r["id"] for r in self.db.query("select id from obligations")]
+            ids = self._ids("obligations")
             raise UnknownObligation(obligation_id, suggestions=difflib.get_close_matches(obligation_id, ids, n=3))
         return store.decode(row, Obligation)
 
@@ -149,10 +181,11 @@ class Knowledge:
 
     def failure_modes(self, *, obligation: str | None = None, component: str | None = None) -> list[FailureMode]:
         """Failure modes, optionally those an obligation guards against or that affect a component."""
-        modes = [store.decode(r, FailureMode) for r in self.db.table("failure_modes").rows_where(order_by="id")]
+        modes = self._decoded(FailureMode, "failure_modes")
         if obligation:
-            guarded = {NodeId(e["dst"]).key for e in self.db.table("edges").rows_where(
-                "src = ? and kind = 'guards_against'", [NodeId.of("obligation", self.obligation(obligation).id)])}
+            guarded = {NodeId(dst).key for (dst,) in self.conn.execute(
+                "select dst from edges where src = ? and kind = 'guards_against'",
+                [NodeId.of("obligation", self.obligation(obligation).id)])}
             modes = [m for m in modes if m.id in guarded]
         if component:
             self.component(component)
@@ -161,7 +194,7 @@ class Knowledge:
 
     def domains(self) -> list[str]:
         """The obligation domains, sorted."""
-        return [r[0] for r in self.db.execute("select distinct domain from obligations order by domain")]
+        return [r[0] for r in self.conn.execute("select distinct domain from obligations order by domain")]
 
     def failure_mode(self, failure_mode_id: str) -> FailureMode:
         row = self._row("failure_modes", failure_mode_id)
@@ -171,10 +204,11 @@ class Knowledge:
 
     def recipes(self, *, obligation: str | None = None, component: str | None = None) -> list[Recipe]:
         """Recipes, optionally those exercising an obligation or usable on a component."""
-        recipes = [store.decode(r, Recipe) for r in self.db.table("recipes").rows_where(order_by="id")]
+        recipes = self._decoded(Recipe, "recipes")
         if obligation:
-            linked = {NodeId(e["dst"]).key for e in self.db.table("edges").rows_where(
-                "src = ? and kind = 'exercised_by'", [NodeId.of("obligation", self.obligation(obligation).id)])}
+            linked = {NodeId(dst).key for (dst,) in self.conn.execute(
+                "select dst from edges where src = ? and kind = 'exercised_by'",
+                [NodeId.of("obligation", self.obligation(obligation).id)])}
             recipes = [r for r in recipes if r.id in linked]
         if component:
             self.component(component)
@@ -188,7 +222,7 @@ class Knowledge:
         return store.decode(row, Recipe)
 
     def components(self) -> list[Component]:
-        return [store.decode(r, Component) for r in self.db.table("components").rows_where(order_by="id")]
+        return self._decoded(Component, "components")
 
     def component(self, component_id: str) -> Component:
         row = self._row("components", component_id)
@@ -204,8 +238,7 @@ class Knowledge:
         if component:
             where.append("(component = ? or component is null)")
             args.append(component)
-        rows = self.db.table("rules").rows_where(" and ".join(where) or None, args, order_by="id")
-        return [store.decode(r, MappingRule) for r in rows]
+        return self._decoded(MappingRule, "rules", where, args)
 
     def patterns(self, *, obligation: str | None = None, source: str | None = None) -> list[LearnedPattern]:
         """Learned test patterns, optionally those mapped to an obligation or mined from one source."""
@@ -216,8 +249,7 @@ class Knowledge:
         if obligation:
             where.append("id in (select substr(src, 9) from edges where dst = ? and kind = 'learned_from')")
             args.append(NodeId.of("obligation", obligation))
-        rows = self.db.table("patterns").rows_where(" and ".join(where) or None, args, order_by="id")
-        return [store.decode(r, LearnedPattern) for r in rows]
+        return self._decoded(LearnedPattern, "patterns", where, args)
 
     # -- search and graph ------------------------------------------------------------------------
     def search(self, text: str, *, limit: int = 20) -> list[Obligation]:
@@ -226,7 +258,7 @@ class Knowledge:
         if not words:
             return []
         query = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
-        rows = self.db.query(
+        rows = self._dicts(
             "select obligations.* from obligations join obligations_fts "
             "on obligations.rowid = obligations_fts.rowid "
             "where obligations_fts match ? order by bm25(obligations_fts), obligations.id limit ?",
@@ -240,30 +272,37 @@ class Knowledge:
             import networkx as nx
 
             graph = nx.MultiDiGraph()
-            for row in self.db.table("nodes").rows:
-                graph.add_node(row["id"], kind=row["kind"], label=row["label"])
-            for row in self.db.table("edges").rows:
-                graph.add_edge(row["src"], row["dst"], key=row["kind"], kind=row["kind"], weight=row["weight"])
+            for node, kind, label in self.conn.execute("select id, kind, label from nodes"):
+                graph.add_node(node, kind=kind, label=label)
+            for src, dst, kind, weight in self.conn.execute("select src, dst, kind, weight from edges"):
+                graph.add_edge(src, dst, key=kind, kind=kind, weight=weight)
             self._graph = graph
         return self._graph
 
     def node_id(self, name: str) -> str:
         """Resolve an obligation id or a ``kind:id`` node name to a graph node id."""
-        graph = self.graph()
-        if name in graph:
-            return name
-        if NodeId.of("obligation", name) in graph:
-            return NodeId.of("obligation", name)
-        matches = [n for n in graph if NodeId(n).key == name]
+        for candidate in (name, NodeId.of("obligation", name)):
+            if self._is_node(candidate):
+                return candidate
+        matches = [r[0] for r in self.conn.execute(
+            "select id from (select id from nodes union select src from edges union select dst from edges) "
+            "where instr(id, ':') > 0 and substr(id, instr(id, ':') + 1) = ? order by id", [name])]
         if len(matches) == 1:
             return matches[0]
         if not matches and "." in name:
             self.obligation(name)  # raises UnknownObligation with suggestions
         raise UnknownEntity("node", name, known=matches)
 
+    def _is_node(self, node: str) -> bool:
+        return self.conn.execute(
+            "select exists(select 1 from nodes where id = ?) or exists(select 1 from edges where src = ?) "
+            "or exists(select 1 from edges where dst = ?)", [node, node, node]).fetchone()[0] == 1
+
     def related(self, name: str, *, depth: int = 1, edge_kinds: Iterable[str] | None = None) -> list[RelatedNode]:
-        """The graph neighbourhood of a node up to ``depth`` hops, each neighbour with the edge that reached it."""
-        graph = self.graph()
+        """The graph neighbourhood of a node up to ``depth`` hops, each neighbour with the edge that reached it.
+
+        Walked with SQL over the edge table (the same answer as a walk of :meth:`graph`, without building it).
+        """
         start = self.node_id(name)
         kinds = set(edge_kinds) if edge_kinds else None
         seen = {start: 0}
@@ -273,23 +312,26 @@ class Knowledge:
             nxt: list[str] = []
             for current in frontier:
                 links: list[tuple[str, str, Literal["out", "in"]]] = [
-                    (v, k, "out") for _, v, k in graph.out_edges(current, keys=True)
+                    (dst, kind, "out") for dst, kind in self.conn.execute(
+                        "select dst, kind from edges where src = ?", [current])
                 ]
-                links += [(u, k, "in") for u, _, k in graph.in_edges(current, keys=True)]
+                links += [(src, kind, "in") for src, kind in self.conn.execute(
+                    "select src, kind from edges where dst = ?", [current])]
                 for other, kind, direction in sorted(links):
                     if kinds and kind not in kinds or other in seen:
                         continue
                     seen[other] = distance
                     nxt.append(other)
-                    data = graph.nodes[other]
-                    found.append(RelatedNode(id=other, kind=data.get("kind", "?"), label=data.get("label", other),
-                                             edge=kind, direction=direction, distance=distance))
+                    row = self.conn.execute("select kind, label from nodes where id = ?", [other]).fetchone()
+                    node_kind, label = row if row is not None else ("?", other)
+                    found.append(RelatedNode(id=other, kind=node_kind, label=label, edge=kind, direction=direction,
+                                             distance=distance))
             frontier = nxt
         patterns = [NodeId(n.id).key for n in found if n.kind == "pattern"]
         roles: dict[str, str] = {}
         for start_at in range(0, len(patterns), 500):
             chunk = patterns[start_at:start_at + 500]
-            roles.update(self.db.execute(
+            roles.update(self.conn.execute(
                 f"select id, role from patterns where id in ({', '.join('?' * len(chunk))})", chunk).fetchall())
         return [n.model_copy(update={"role": roles.get(NodeId(n.id).key, "own")}) if n.kind == "pattern" else n
                 for n in found]
@@ -297,9 +339,9 @@ class Knowledge:
     def stats(self) -> KBStats:
         meta = self.meta()
         tables = ["obligations", "failure_modes", "recipes", "components", "rules", "patterns", "nodes", "edges"]
-        counts = {t: self.db.table(t).count for t in tables}
-        counts.update({f"edges.{r['kind']}": r["n"] for r in self.db.query(
-            "select kind, count(*) as n from edges group by kind order by kind")})
+        counts = {t: self.conn.execute(f"select count(*) from [{t}]").fetchone()[0] for t in tables}
+        counts.update({f"edges.{kind}": n for kind, n in self.conn.execute(
+            "select kind, count(*) from edges group by kind order by kind")})
         return KBStats(
             path=str(self.path),
             schema_version=int(meta.get("schema_version", 0)),
@@ -311,15 +353,15 @@ class Knowledge:
 
     # -- helpers ---------------------------------------------------------------------------------
     def _row(self, table: str, key: str) -> dict[str, Any] | None:
-        rows = list(self.db.table(table).rows_where("id = ?", [key], limit=1))
+        rows = self._dicts(f"select * from [{table}] where id = ? limit 1", [key])
         return rows[0] if rows else None
 
     def _ids(self, table: str) -> list[str]:
-        return [r["id"] for r in self.db.query(f"select id from [{table}] order by id")]
+        return [r[0] for r in self.conn.execute(f"select id from [{table}] order by id")]
 
     def read_only(self) -> None:
         """Refuse every write on this connection from now on (SQLite's ``query_only``): for readers like the viewer."""
-        self.db.conn.execute("PRAGMA query_only = ON")
+        self.conn.execute("PRAGMA query_only = ON")
 
     # -- caches kept with this object ------------------------------------------------------------
     def changed(self) -> None:
@@ -357,15 +399,15 @@ class Knowledge:
     def pattern_data(self, *, exclude_source: str | None = None) -> Iterator[dict[str, Any]]:
         """Stored patterns as plain JSON data (cheaper than models for bulk reads), by id."""
         if exclude_source is None:
-            rows = self.db.execute("select data from patterns order by id")
+            rows = self.conn.execute("select data from patterns order by id")
         else:
-            rows = self.db.execute("select data from patterns where source != ? order by id", [exclude_source])
+            rows = self.conn.execute("select data from patterns where source != ? order by id", [exclude_source])
         for (data,) in rows:
             yield json.loads(data)
 
     def replace_patterns(self, source: str, patterns: Sequence[LearnedPattern]) -> None:
         """Replace one source's patterns, their nodes and ``learned_from`` edges (joins an open transaction)."""
-        conn = self.db.conn
+        conn = self.conn
         old = [r[0] for r in conn.execute("select id from patterns where source = ?", [source])]
         for start in range(0, len(old), _CHUNK):
             chunk = [NodeId.of("pattern", pid) for pid in old[start:start + _CHUNK]]
@@ -394,7 +436,7 @@ class Knowledge:
         """Store a pattern's new obligation matches and its ``learned_from`` edges (joins an open transaction)."""
         node = NodeId.of("pattern", pattern.id)
         self.db.table("patterns").update(pattern.id, {"data": pattern.model_dump_json()})
-        self.db.execute("delete from edges where src = ? and kind = 'learned_from'", [node])
+        self.conn.execute("delete from edges where src = ? and kind = 'learned_from'", [node])
         rows = [{"src": node, "dst": NodeId.of("obligation", m.id), "kind": "learned_from", "weight": m.confidence}
                 for m in pattern.obligations]
         if rows:
@@ -420,7 +462,7 @@ class Knowledge:
     def learned_tests(self, obligation_id: str, *, role: str = "own", limit: int = 10
                       ) -> list[tuple[LearnedPattern, float]]:
         """Learned patterns of one role mapped to an obligation, with the mapping's weight, strongest first."""
-        rows = self.db.execute(
+        rows = self.conn.execute(
             "select p.data, e.weight from edges e join patterns p on p.id = substr(e.src, 9) "
             "where e.dst = ? and e.kind = 'learned_from' and p.role = ? order by e.weight desc, p.id limit ?",
             [NodeId.of("obligation", obligation_id), role, limit],
@@ -430,10 +472,10 @@ class Knowledge:
     def learned_counts(self, obligation_id: str | None = None) -> dict[str, int]:
         """With an obligation: its learned tests per role; without: learned tests per obligation id."""
         if obligation_id is None:
-            rows = self.db.execute(
+            rows = self.conn.execute(
                 "select dst, count(*) from edges where kind = 'learned_from' group by dst order by dst").fetchall()
             return {NodeId(dst).key: int(n) for dst, n in rows}
-        rows = self.db.execute(
+        rows = self.conn.execute(
             "select p.role, count(*) from edges e join patterns p on p.id = substr(e.src, 9) "
             "where e.dst = ? and e.kind = 'learned_from' group by p.role",
             [NodeId.of("obligation", obligation_id)],
@@ -442,7 +484,7 @@ class Knowledge:
 
     def pattern_label(self, pattern_id: str) -> str | None:
         """A learned pattern's test name (its file when it has none), or None for an unknown id."""
-        row = self.db.execute("select test, file from patterns where id = ?", [pattern_id]).fetchone()
+        row = self.conn.execute("select test, file from patterns where id = ?", [pattern_id]).fetchone()
         return (row[0] or row[1]) if row else None
 
     def mining_cache(self, version: str, keys: Sequence[str]) -> list[tuple[str, str]]:
@@ -451,14 +493,14 @@ class Knowledge:
         for start in range(0, len(keys), _CHUNK):
             chunk = list(keys[start:start + _CHUNK])
             marks = ", ".join("?" * len(chunk))
-            found.extend(self.db.execute(
+            found.extend(self.conn.execute(
                 f"select key, features from learn_cache where version = ? and key in ({marks})", [version, *chunk]
             ).fetchall())
         return found
 
     def store_mining_cache(self, version: str, rows: Iterable[dict[str, Any]]) -> None:
         """Write mining cache rows and prune rows of other versions (joins an open transaction)."""
-        self.db.execute("delete from learn_cache where version != ?", [version])
+        self.conn.execute("delete from learn_cache where version != ?", [version])
         rows = list(rows)
         if rows:
             self.db.table("learn_cache").insert_all(rows, pk="key", replace=True)
@@ -466,14 +508,14 @@ class Knowledge:
     def mining_coverage(self) -> list[tuple[str, int, int, list[tuple[str, int]]]]:
         """Per mined source: (source, patterns, patterns mapped to an obligation, [(obligation, patterns)])."""
         suites: dict[str, tuple[str, int, int, list[tuple[str, int]]]] = {}
-        for source, n in self.db.execute("select source, count(*) from patterns group by source order by source"):
+        for source, n in self.conn.execute("select source, count(*) from patterns group by source order by source"):
             suites[source] = (source, int(n), 0, [])
-        for source, n in self.db.execute(
+        for source, n in self.conn.execute(
                 "select p.source, count(distinct p.id) from patterns p join edges e "
                 "on e.src = 'pattern:' || p.id and e.kind = 'learned_from' group by p.source"):
             name, total, _, obligations = suites[source]
             suites[source] = (name, total, int(n), obligations)
-        for source, obligation, n in self.db.execute(
+        for source, obligation, n in self.conn.execute(
                 "select p.source, substr(e.dst, 12) as obligation, count(*) as n from patterns p "
                 "join edges e on e.src = 'pattern:' || p.id and e.kind = 'learned_from' "
                 "group by p.source, e.dst order by p.source, n desc, obligation"):
@@ -486,12 +528,12 @@ class Knowledge:
         """Every item of a catalog table as plain JSON data, by id (bulk reads without building models)."""
         if table not in ("obligations", "failure_modes", "recipes", "rules", "patterns"):
             raise ValueError(f"not a catalog table: {table}")
-        return [json.loads(data) for (data,) in self.db.execute(f"select data from [{table}] order by id")]
+        return [json.loads(data) for (data,) in self.conn.execute(f"select data from [{table}] order by id")]
 
     def content_stamp(self) -> tuple[int, ...]:
         """Cheap proof that nothing changed: same file, same connection, no commit by anyone since."""
         info = self.path.stat()
-        conn = self.db.conn
+        conn = self.conn
         version = conn.execute("pragma data_version").fetchone()[0]  # changes when another connection commits
         return (info.st_ino, info.st_dev, id(conn), version, conn.total_changes)
 
@@ -501,11 +543,11 @@ class Knowledge:
 
         parts = []
         for table in tables:
-            row = self.db.execute(
+            row = self.conn.execute(
                 f"select count(*), coalesce(max(rowid), 0), coalesce(sum(length(data)), 0) from [{table}]"
             ).fetchone()
             parts.append(f"{table}={row[0]}/{row[1]}/{row[2]}")
-        row = self.db.execute(
+        row = self.conn.execute(
             "select group_concat(src || '>' || dst || '>' || kind || '>' || weight, '|') "
             "from (select src, dst, kind, weight from edges order by src, dst, kind)"
         ).fetchone()
@@ -517,7 +559,7 @@ class Knowledge:
         import sqlite3
 
         try:
-            row = self.db.execute("select payload from rank_cache where digest = ? and model_version = ?",
+            row = self.conn.execute("select payload from rank_cache where digest = ? and model_version = ?",
                                   [digest, version]).fetchone()
         except sqlite3.OperationalError:
             return None  # no cache table (a file from before migration 005 opened read-only)
@@ -528,9 +570,9 @@ class Knowledge:
         import sqlite3
 
         try:
-            with self.db.conn:
-                self.db.execute("delete from rank_cache")
-                self.db.execute(
+            with self.conn:
+                self.conn.execute("delete from rank_cache")
+                self.conn.execute(
                     "insert or replace into rank_cache (digest, model_version, created_at, payload) "
                     "values (?, ?, ?, ?)", [digest, version, store.now_iso(), payload])
         except sqlite3.OperationalError:

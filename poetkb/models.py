@@ -16,9 +16,14 @@ from poetkb.types import EntityId, EvidenceKind, NonEmptyStr, ObligationId, Risk
 
 
 class PoetModel(BaseModel):
-    """Base of the public models: strict about unknown fields, immutable once built."""
+    """Base of the public models: strict about unknown fields, immutable once built.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False)
+    ``defer_build``: a model's validator is built the first time it is used, not when its module is imported,
+    so a command that reads obligations does not pay for the schemas of gates, load tests and chaos.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False,
+                              defer_build=True)
 
 
 class Reference(PoetModel):

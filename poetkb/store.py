@@ -212,6 +212,11 @@ def connect(path: Path, *, must_exist: bool = True, check: bool = True) -> sqlit
     """
     import sqlite_utils
 
+    return sqlite_utils.Database(open_connection(path, must_exist=must_exist, check=check))
+
+
+def open_connection(path: Path, *, must_exist: bool = True, check: bool = True) -> GuardedConnection:
+    """:func:`connect` without sqlite_utils: the checked, guarded ``sqlite3`` connection (what reads use)."""
     if must_exist:
         if not path.exists():
             raise StoreError(
@@ -229,7 +234,6 @@ def connect(path: Path, *, must_exist: bool = True, check: bool = True) -> sqlit
                                factory=GuardedConnection)
         conn.poet_path = path
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db = sqlite_utils.Database(conn)
         conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails here on a damaged file
         if must_exist and check and path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
             problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)").fetchall()]
@@ -242,7 +246,7 @@ def connect(path: Path, *, must_exist: bool = True, check: bool = True) -> sqlit
             path=path,
             hint=damaged_hint(path),
         ) from exc
-    return db
+    return conn
 
 
 def integrity_problems(path: Path) -> list[str]:
@@ -365,16 +369,18 @@ def read_meta(db: sqlite_utils.Database) -> dict[str, str]:
     return {row["key"]: row["value"] for row in db.table("meta").rows}
 
 
-def ensure_schema(db: sqlite_utils.Database, path: Path) -> None:
+def ensure_schema(db: sqlite_utils.Database | sqlite3.Connection, path: Path) -> None:
     """Refuse files from a newer poetkb; bring older files up to date with the pending migrations."""
-    names = set(db.table_names())  # a damaged file raises StoreError here (GuardedConnection)
+    conn: sqlite3.Connection = db if isinstance(db, sqlite3.Connection) else db.conn
+    # a damaged file raises StoreError here (GuardedConnection)
+    names = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
     if "migrations" not in names:
         raise StoreError(
             f"{path} is an SQLite file but not a poetkb knowledge base",
             path=path,
             hint="pass the path of a knowledge base built by `poet kb build`; poetkb never overwrites this file",
         )
-    applied = [row["name"] for row in db.table("migrations").rows_where(order_by="rowid")]
+    applied = [row[0] for row in conn.execute("select name from migrations order by rowid")]
     known = [name for name, _ in MIGRATIONS]
     unknown = [name for name in applied if name not in known]
     if unknown:
@@ -387,8 +393,10 @@ def ensure_schema(db: sqlite_utils.Database, path: Path) -> None:
         )
     pending = [(n, m) for n, m in MIGRATIONS if n not in applied]
     if pending:
+        import sqlite_utils
+
         try:
-            _apply(db, pending)
+            _apply(sqlite_utils.Database(conn), pending)
         except sqlite3.OperationalError as exc:
             raise StoreError(
                 f"cannot upgrade knowledge base {path}: {exc}",
