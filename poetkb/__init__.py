@@ -55,6 +55,9 @@ _EXPORTS: dict[str, str] = {
     "Interpretation": "poetkb.load.interpret",
     "Baseline": "poetkb.load.baselines",
     "GateReport": "poetkb.gates.models",
+    "Selection": "poetkb.gates.models",
+    "GitChange": "poetkb.rank.gitchange",
+    "ReviewItem": "poetkb.learn.models",
     "ObligationVerdict": "poetkb.gates.models",
     "CheckResult": "poetkb.gates.models",
     "EvidenceManifest": "poetkb.gates.models",
@@ -78,6 +81,7 @@ __getattr__, __dir__ = lazy_exports("poetkb", _EXPORTS, globals())
 
 if TYPE_CHECKING:
     from poetkb.catalog import Catalog, check_catalog, load_catalog
+    from poetkb.demo.models import DemoState, DemoStatus
     from poetkb.errors import (
         CatalogError,
         CheckFailed,
@@ -91,9 +95,14 @@ if TYPE_CHECKING:
         UnknownEntity,
         UnknownObligation,
     )
-    from poetkb.gates.models import CheckResult, EvidenceManifest, GateReport, ObligationVerdict
+    from poetkb.gates.models import CheckResult, EvidenceManifest, GateReport, ObligationVerdict, Selection
     from poetkb.kb import KnowledgeBase, open
-    from poetkb.learn.models import LearnReport, LearnSummary
+    from poetkb.learn.models import LearnReport, LearnSummary, ReviewItem
+    from poetkb.load.baselines import Baseline
+    from poetkb.load.interpret import Interpretation
+    from poetkb.load.metrics import MetricsSummary
+    from poetkb.load.plan import LoadPlan
+    from poetkb.load.profile import ServiceProfile
     from poetkb.models import (
         Check,
         Claim,
@@ -115,3 +124,4 @@ if TYPE_CHECKING:
     from poetkb.plans.testplan import TestPlan
     from poetkb.rank.change import ChangeSummary
     from poetkb.rank.explain import RankedObligation, Ranking, Why
+    from poetkb.rank.gitchange import GitChange

@@ -11,26 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+import poetkb
 from poetkb import store
 from poetkb.errors import StoreError
 from poetkb.knowledge import SHIPPED, Knowledge
 from poetkb.models import KBStats
 from poetkb.paths import default_db_path
-
-if TYPE_CHECKING:
-    from poetkb.gates.models import GateReport, Selection
-    from poetkb.learn.models import LearnReport
-    from poetkb.learn.models import ReviewItem as LearnReviewItem
-    from poetkb.load.baselines import Baseline
-    from poetkb.load.interpret import Interpretation
-    from poetkb.load.metrics import MetricsSummary
-    from poetkb.load.plan import LoadPlan
-    from poetkb.load.profile import ServiceProfile
-    from poetkb.plans import Runbook, TestPlan
-    from poetkb.rank import Ranking
-    from poetkb.rank.gitchange import GitChange
 
 __all__ = ["SHIPPED", "Knowledge", "KnowledgeBase", "open"]
 
@@ -107,7 +95,7 @@ class KnowledgeBase(Knowledge):
     def learn(self, paths: Iterable[str | Path], *, source: str | None = None, out_dir: str | Path | None = None,
               workers: int | None = None, progress: bool = False, store: bool = True,
               write_file: bool = True, mapped_only: bool = False, role: Literal["own", "reference"] = "own",
-              repository: str | None = None) -> LearnReport:
+              repository: str | None = None) -> poetkb.LearnReport:
         """Mine test suites into learned patterns mapped to obligations (see poetkb.learn.runner).
 
         Static only (nothing is imported or run). Writes ``<out_dir>/<source>.json``
@@ -122,7 +110,7 @@ class KnowledgeBase(Knowledge):
                      repository=repository)
 
     def learn_review(self, *, threshold: float | None = None, source: str | None = None,
-                     decided: bool = False) -> list[LearnReviewItem]:
+                     decided: bool = False) -> list[poetkb.ReviewItem]:
         """Learned mappings below ``threshold`` confidence (default 0.7), for a person to accept or reject."""
         from poetkb.learn.mapping import REVIEW_THRESHOLD
         from poetkb.learn.review import review_items
@@ -131,7 +119,7 @@ class KnowledgeBase(Knowledge):
                             decided=decided)
 
     def learn_decide(self, pairs: Iterable[tuple[str, str]], decision: Literal["accept", "reject"], *,
-                     note: str = "") -> list[LearnReviewItem]:
+                     note: str = "") -> list[poetkb.ReviewItem]:
         """Accept or reject (pattern id, obligation id) mappings; stored, applied now and by later runs."""
         from poetkb.learn.review import decide
 
@@ -139,35 +127,35 @@ class KnowledgeBase(Knowledge):
 
     # --- rank and plans ---
     def rank(self, change: str | None = None, *, diff: str | Path | None = None, component: str | None = None,
-             top: int = 10, git: GitChange | None = None) -> Ranking:
+             top: int = 10, git: poetkb.GitChange | None = None) -> poetkb.Ranking:
         """The obligations a change (text, unified diff, or ``git``: a GitChange) puts at risk, best first."""
         from poetkb.rank import rank
 
         return rank(self, change, diff=diff, component=component, top=top, git=git)
 
     def rank_git(self, repo: str | Path = ".", range_: str | None = None, *, change: str | None = None,
-                 component: str | None = None, top: int = 10) -> Ranking:
+                 component: str | None = None, top: int = 10) -> poetkb.Ranking:
         """Rank the change in a git repository (see poetkb.rank.gitchange for the default range)."""
         from poetkb.rank.gitchange import read_git
 
         return self.rank(change, component=component, top=top, git=read_git(repo, range_))
 
     def test_plan(self, change: str | None = None, *, diff: str | Path | None = None, component: str | None = None,
-                  top: int = 5, git: GitChange | None = None) -> TestPlan:
+                  top: int = 5, git: poetkb.GitChange | None = None) -> poetkb.TestPlan:
         """A release checklist for the top obligations a change puts at risk (see poetkb.plans.testplan)."""
         from poetkb.plans.testplan import build_test_plan
 
         return build_test_plan(self, change, diff=diff, component=component, top=top, git=git)
 
     def runbook(self, *, obligations: Iterable[str] | None = None, change: str | None = None,
-                diff: str | Path | None = None, component: str | None = None, top: int = 5) -> Runbook:
+                diff: str | Path | None = None, component: str | None = None, top: int = 5) -> poetkb.Runbook:
         """The observability runbook for named obligations or for a change (see poetkb.plans.runbook)."""
         from poetkb.plans.runbook import build_runbook
 
         return build_runbook(self, obligations=obligations, change=change, diff=diff, component=component, top=top)
 
     # --- gates ---
-    def gate(self, **options: Any) -> GateReport:
+    def gate(self, **options: Any) -> poetkb.GateReport:
         """Run a release gate and return its :class:`~poetkb.gates.models.GateReport`.
 
         Options (see :func:`poetkb.gates.runner.gate`): ``all``, ``obligations``, ``domains`` select what to
@@ -179,24 +167,25 @@ class KnowledgeBase(Knowledge):
 
         return gate(self, **options)
 
-    def gate_evaluate(self, evidence: list[str | Path] | str | Path, *, selection: Selection | None = None,
-                      record: bool = True) -> GateReport:
+    def gate_evaluate(self, evidence: list[str | Path] | str | Path, *, selection: poetkb.Selection | None = None,
+                      record: bool = True) -> poetkb.GateReport:
         """Judge stored evidence without traffic: a gate's evidence directory or files from other tools."""
         from poetkb.gates.runner import evaluate_evidence
 
         paths = [evidence] if isinstance(evidence, str | Path) else list(evidence)
         return evaluate_evidence(self, [Path(p) for p in paths], selection, record=record)
 
-    def load_plan(self, profile: ServiceProfile | str | Path | dict[str, Any]) -> LoadPlan:
+    def load_plan(self, profile: poetkb.ServiceProfile | str | Path | dict[str, Any]) -> poetkb.LoadPlan:
         """The load-test plan (steady, burst, soak, stress) for a service profile (see poetkb.load.plan)."""
         from poetkb.load.plan import build_plan
         from poetkb.load.profile import as_profile
 
         return build_plan(as_profile(profile))
 
-    def interpret(self, profile: ServiceProfile | str | Path, metrics: MetricsSummary | str | Path | list[str | Path],
-                  *, baseline: str | Path | MetricsSummary | Baseline | None = None,
-                  scenario: str | None = None) -> Interpretation:
+    def interpret(self, profile: poetkb.ServiceProfile | str | Path,
+                  metrics: poetkb.MetricsSummary | str | Path | list[str | Path], *,
+                  baseline: str | Path | poetkb.MetricsSummary | poetkb.Baseline | None = None,
+                  scenario: str | None = None) -> poetkb.Interpretation:
         """Judge load-test results against the profile's SLOs (see poetkb.load.interpret).
 
         ``baseline``: a metrics file or summary to compare with, or "auto" for the stored baseline of the
@@ -206,20 +195,20 @@ class KnowledgeBase(Knowledge):
 
         return interpret_files(self, profile, metrics, scenario=scenario, baseline=baseline)
 
-    def load_baseline(self, service: str, scenario: str) -> Baseline | None:
+    def load_baseline(self, service: str, scenario: str) -> poetkb.Baseline | None:
         """The last passing load-test result of a service and scenario, if one was recorded."""
         from poetkb.load.baselines import get_baseline
 
         return get_baseline(self, service, scenario)
 
-    def load_baselines(self, service: str | None = None) -> list[Baseline]:
+    def load_baselines(self, service: str | None = None) -> list[poetkb.Baseline]:
         """Every recorded load-test baseline (of one service)."""
         from poetkb.load.baselines import list_baselines
 
         return list_baselines(self, service)
 
-    def record_baseline(self, service: str, scenario: str, summary: MetricsSummary, *,
-                        profile_fingerprint: str = "") -> Baseline:
+    def record_baseline(self, service: str, scenario: str, summary: poetkb.MetricsSummary, *,
+                        profile_fingerprint: str = "") -> poetkb.Baseline:
         """Keep ``summary`` as the baseline of a service and scenario, replacing the previous one."""
         from poetkb.load.baselines import record_baseline
 
