@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "Directive": "poetkb.models",
     "EvidenceRequirement": "poetkb.models",
     "FailureMode": "poetkb.models",
+    "KBMeta": "poetkb.models",
     "KBStats": "poetkb.models",
     "LearnedPattern": "poetkb.models",
     "MappingRule": "poetkb.models",
@@ -37,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "Recipe": "poetkb.models",
     "Reference": "poetkb.models",
     "RelatedNode": "poetkb.models",
+    "SourceLocation": "poetkb.models",
     "Signal": "poetkb.models",
     "PoetError": "poetkb.errors",
     "CatalogError": "poetkb.errors",
@@ -55,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "Interpretation": "poetkb.load.interpret",
     "Baseline": "poetkb.load.baselines",
     "GateReport": "poetkb.gates.models",
+    "GateRun": "poetkb.gates.models",
     "Selection": "poetkb.gates.models",
     "GitChange": "poetkb.rank.gitchange",
     "ReviewItem": "poetkb.learn.models",
@@ -95,7 +98,14 @@ if TYPE_CHECKING:
         UnknownEntity,
         UnknownObligation,
     )
-    from poetkb.gates.models import CheckResult, EvidenceManifest, GateReport, ObligationVerdict, Selection
+    from poetkb.gates.models import (
+        CheckResult,
+        EvidenceManifest,
+        GateReport,
+        GateRun,
+        ObligationVerdict,
+        Selection,
+    )
     from poetkb.kb import KnowledgeBase, open
     from poetkb.learn.models import LearnReport, LearnSummary, ReviewItem
     from poetkb.load.baselines import Baseline
@@ -110,6 +120,7 @@ if TYPE_CHECKING:
         Directive,
         EvidenceRequirement,
         FailureMode,
+        KBMeta,
         KBStats,
         LearnedPattern,
         MappingRule,
@@ -119,6 +130,7 @@ if TYPE_CHECKING:
         Reference,
         RelatedNode,
         Signal,
+        SourceLocation,
     )
     from poetkb.plans.runbook import Runbook
     from poetkb.plans.testplan import TestPlan

@@ -175,6 +175,13 @@ class KnowledgeBase(Knowledge):
         paths = [evidence] if isinstance(evidence, str | Path) else list(evidence)
         return evaluate_evidence(self, [Path(p) for p in paths], selection, record=record)
 
+    def gate_history(self, *, limit: int = 20) -> list[poetkb.GateRun]:
+        """The latest recorded gate runs as models, newest first (:meth:`gate_runs` gives the raw rows)."""
+        from poetkb.gates.models import GateRun
+
+        return [GateRun.from_row(row) for row in self.gate_runs(limit=limit)]
+
+    # --- load plans and interpretation ---
     def load_plan(self, profile: poetkb.ServiceProfile | str | Path | dict[str, Any]) -> poetkb.LoadPlan:
         """The load-test plan (steady, burst, soak, stress) for a service profile (see poetkb.load.plan)."""
         from poetkb.load.plan import build_plan

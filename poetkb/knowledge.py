@@ -26,14 +26,16 @@ from poetkb.errors import UnknownEntity, UnknownObligation
 from poetkb.models import (
     Component,
     FailureMode,
+    KBMeta,
     KBStats,
     LearnedPattern,
     MappingRule,
     Obligation,
     Recipe,
     RelatedNode,
+    SourceLocation,
 )
-from poetkb.types import NodeId
+from poetkb.types import EdgeKind, NodeId
 
 if TYPE_CHECKING:
     import networkx
@@ -150,6 +152,18 @@ class Knowledge:
             ids = self._ids("obligations")
             raise UnknownObligation(obligation_id, suggestions=difflib.get_close_matches(obligation_id, ids, n=3))
         return store.decode(row, Obligation)
+
+    def info(self) -> KBMeta:
+        """:meth:`meta` as a model: schema version, poetkb version, build time, catalog fingerprint and source."""
+        meta = dict(self.meta())
+        known = {k: meta.pop(k) for k in list(meta) if k in KBMeta.model_fields and k != "other"}
+        version = known.pop("schema_version", "0")
+        return KBMeta(schema_version=int(version) if version.isdigit() else 0, **known, other=meta)
+
+    def source_location(self, obligation_id: str) -> SourceLocation:
+        """:meth:`source_of` as a model."""
+        file, line = self.source_of(obligation_id)
+        return SourceLocation(file=file, line=line)
 
     def source_of(self, obligation_id: str) -> tuple[str, int | None]:
         """The catalog file (an absolute path) and line an obligation was defined at.
@@ -298,7 +312,8 @@ class Knowledge:
             "select exists(select 1 from nodes where id = ?) or exists(select 1 from edges where src = ?) "
             "or exists(select 1 from edges where dst = ?)", [node, node, node]).fetchone()[0] == 1
 
-    def related(self, name: str, *, depth: int = 1, edge_kinds: Iterable[str] | None = None) -> list[RelatedNode]:
+    def related(self, name: str, *, depth: int = 1, edge_kinds: Iterable[EdgeKind | str] | None = None
+                ) -> list[RelatedNode]:
         """The graph neighbourhood of a node up to ``depth`` hops, each neighbour with the edge that reached it.
 
         Walked with SQL over the edge table (the same answer as a walk of :meth:`graph`, without building it).

@@ -273,6 +273,25 @@ class KBStats(PoetModel):
     counts: dict[str, int]
 
 
+class SourceLocation(PoetModel):
+    """Where a catalog item was defined: the file (absolute when the catalog root is known) and the line."""
+
+    file: str
+    line: int | None = None
+
+
+class KBMeta(PoetModel):
+    """What a knowledge base file records about itself (its ``meta`` table)."""
+
+    schema_version: int = 0
+    poetkb_version: str = "?"
+    built_at: str = "?"
+    catalog_fingerprint: str = ""
+    catalog_source: str = Field("", description="'shipped' for the catalog inside poetkb, else the catalog directory")
+    source_paths: str = ""
+    other: dict[str, str] = Field(default_factory=dict, description="any other recorded key")
+
+
 class RelatedNode(PoetModel):
     """A neighbour of a node in the knowledge graph and the edge that links them."""
 

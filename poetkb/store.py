@@ -53,6 +53,7 @@ from poetkb.dbfile import (
     summary,
 )
 from poetkb.errors import SchemaVersionError, StoreError
+from poetkb.types import EdgeKind, NodeId
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -431,11 +432,11 @@ def graph_rows(catalog: Catalog) -> tuple[list[dict[str, Any]], list[dict[str, A
     edges: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def node(kind: str, key: str, label: str) -> str:
-        nid = f"{kind}:{key}"
+        nid = NodeId.of(kind, key)
         nodes.setdefault(nid, {"id": nid, "kind": kind, "label": label})
         return nid
 
-    def edge(src: str, dst: str, kind: str, weight: float = 1.0) -> None:
+    def edge(src: str, dst: str, kind: EdgeKind, weight: float = 1.0) -> None:
         edges.setdefault((src, dst, kind), {"src": src, "dst": dst, "kind": kind, "weight": weight})
 
     for cid, comp in catalog.components.items():
@@ -446,35 +447,35 @@ def graph_rows(catalog: Catalog) -> tuple[list[dict[str, Any]], list[dict[str, A
         o = node("obligation", oid, ob.title)
         edge(o, node("domain", ob.domain, ob.domain), "in_domain")
         for fid in ob.failure_modes:
-            edge(o, f"failure_mode:{fid}", "guards_against")
+            edge(o, NodeId.of("failure_mode", fid), "guards_against")
         for cid in ob.applies_to:
-            edge(o, f"component:{cid}", "applies_to")
+            edge(o, NodeId.of("component", cid), "applies_to")
         for ev in ob.evidence:
             edge(o, node("evidence", ev.kind, ev.kind.replace("_", " ")), "requires_evidence")
         for rel in ob.related:
-            edge(o, f"obligation:{rel}", "related_to")
+            edge(o, NodeId.of("obligation", rel), "related_to")
     for fid, fm in catalog.failure_modes.items():
         for oid in fm.guarded_by:
-            edge(f"obligation:{oid}", f"failure_mode:{fid}", "guards_against")
+            edge(NodeId.of("obligation", oid), NodeId.of("failure_mode", fid), "guards_against")
     for rid, recipe in catalog.recipes.items():
         r = node("recipe", rid, recipe.title)
         for oid in recipe.obligations:
-            edge(f"obligation:{oid}", r, "exercised_by")
+            edge(NodeId.of("obligation", oid), r, "exercised_by")
         for cid in recipe.components:
-            edge(r, f"component:{cid}", "applies_to")
+            edge(r, NodeId.of("component", cid), "applies_to")
     for oid, ob in catalog.obligations.items():
         for rid in ob.recipes:
-            edge(f"obligation:{oid}", f"recipe:{rid}", "exercised_by")
+            edge(NodeId.of("obligation", oid), NodeId.of("recipe", rid), "exercised_by")
     for rid, rule in catalog.rules.items():
         r = node("rule", rid, rule.why or rid)
         for oid in rule.obligations:
-            edge(r, f"obligation:{oid}", "mapped_by", rule.weight)
+            edge(r, NodeId.of("obligation", oid), "mapped_by", rule.weight)
         for fid in rule.failure_modes:
-            edge(r, f"failure_mode:{fid}", "mapped_by", rule.weight)
+            edge(r, NodeId.of("failure_mode", fid), "mapped_by", rule.weight)
     for pid, pattern in catalog.patterns.items():
         p = node("pattern", pid, pattern.test or pattern.file)
         for match in pattern.obligations:
-            edge(p, f"obligation:{match.id}", "learned_from", match.confidence)
+            edge(p, NodeId.of("obligation", match.id), "learned_from", match.confidence)
     return sorted(nodes.values(), key=lambda n: n["id"]), [edges[k] for k in sorted(edges)]
 
 

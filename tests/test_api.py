@@ -141,3 +141,15 @@ def test_graph_view_is_built_lazily(kb: poetkb.KnowledgeBase) -> None:
     assert graph.nodes["obligation:cache.vary.honored"]["kind"] == "obligation"
     kinds = {k for _, _, k in graph.out_edges("obligation:cache.vary.honored", keys=True)}
     assert "guards_against" in kinds
+
+
+def test_meta_source_locations_and_gate_history_are_models(kb: poetkb.KnowledgeBase) -> None:
+    """meta, where an obligation is defined, and the gate history come back as models too."""
+    info = kb.info()
+    assert isinstance(info, poetkb.KBMeta)
+    assert info.schema_version == int(kb.meta()["schema_version"]) and info.catalog_fingerprint
+    where = kb.source_location("cache.vary.honored")
+    assert isinstance(where, poetkb.SourceLocation)
+    assert (where.file, where.line) == kb.source_of("cache.vary.honored") and where.file.endswith(".yaml")
+    assert isinstance(kb.gate_history(), list)
+    assert all(isinstance(run, poetkb.GateRun) for run in kb.gate_history())

@@ -18,6 +18,7 @@ from pydantic import Field
 from poetkb.models import PoetModel
 from poetkb.rank.change import ChangeSummary
 from poetkb.rank.scoring import Contribution, Scored
+from poetkb.types import NodeId
 
 if TYPE_CHECKING:
     from poetkb.knowledge import Knowledge
@@ -148,7 +149,7 @@ def coverage_sentences(own: list[LearnedTest], own_total: int, examples: list[Le
 def _label(model: RankModel, kb: Knowledge, node: str) -> str:
     if node == "change":
         return "the change"
-    kind, key = node.split(":", 1)
+    kind, key = NodeId(node).kind, NodeId(node).key
     if kind == "obligation":
         return model.obligations.get(key, {}).get("title", key)
     if kind == "pattern":
@@ -157,7 +158,7 @@ def _label(model: RankModel, kb: Knowledge, node: str) -> str:
 
 
 def _step(model: RankModel, kb: Knowledge, node: str) -> str:
-    kind, key = node.split(":", 1)
+    kind, key = NodeId(node).kind, NodeId(node).key
     if kind == "obligation":
         return f"related obligation {key} ('{_label(model, kb, node)}')"
     return f"{kind.replace('_', ' ')} '{_label(model, kb, node)}'"
