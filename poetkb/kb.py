@@ -20,7 +20,7 @@ from poetkb.knowledge import SHIPPED, Knowledge
 from poetkb.models import KBStats
 from poetkb.paths import default_db_path
 
-__all__ = ["SHIPPED", "Knowledge", "KnowledgeBase", "open"]
+__all__ = ["SHIPPED", "Knowledge", "KnowledgeBase", "build", "open"]
 
 
 def open(path: str | Path | None = None, *, create: bool = True) -> KnowledgeBase:  # noqa: A001
@@ -60,6 +60,23 @@ def open(path: str | Path | None = None, *, create: bool = True) -> KnowledgeBas
             store.build(load_catalog(root), target, source=SHIPPED)
             kb = KnowledgeBase(target)._fit_derived()
     return kb
+
+
+def build(path: str | Path, source: str | Path | None = None, *, force: bool = False) -> KnowledgeBase:
+    """Build the knowledge base file at ``path`` from a catalog directory (default: the shipped catalog), open.
+
+    The one way a file is built, for the library and ``poet kb build`` alike: the target is checked before the
+    catalog is read (a file that is not poetkb's is refused), the new file is swapped in atomically with its
+    state carried over, and the ranking model is fitted so the first query is as fast as the rest.
+    """
+    from poetkb.catalog import load_catalog
+    from poetkb.catalog_files import shipped_catalog_root
+
+    target = Path(path).expanduser()
+    store.writable_target(target, force=force)  # refuse before reading the catalog
+    root = Path(source) if source is not None else shipped_catalog_root()
+    store.build(load_catalog(root), target, source=SHIPPED if source is None else str(root.resolve()), force=force)
+    return KnowledgeBase(target)._fit_derived()
 
 
 class KnowledgeBase(Knowledge):

@@ -95,16 +95,12 @@ def kb_build(ctx: click.Context, source: Path | None, db_path: Path | None, forc
     learn decisions and caches are carried over); any other file is refused with exit 2.
     """
     from poetkb import store
-    from poetkb.catalog import load_catalog, shipped_catalog_root
-    from poetkb.kb import SHIPPED, KnowledgeBase
+    from poetkb.kb import build
     from poetkb.paths import default_db_path
 
     target = Path(db_path or ctx.find_root().obj.get("db_path") or default_db_path())
-    root = source or shipped_catalog_root()
-    state = store.writable_target(target, force=force)  # refuse before reading the catalog
-    catalog = load_catalog(root)
-    store.build(catalog, Path(target), source=SHIPPED if source is None else str(root.resolve()), force=force)
-    with KnowledgeBase(Path(target))._fit_derived() as built:
+    state = store.writable_target(target, force=force)  # what was there: a damaged file is kept beside it
+    with build(target, source, force=force) as built:
         stats = built.stats()
     counts = stats.counts
     if state.kind == "damaged":
