@@ -125,6 +125,26 @@ def test_features_never_import_the_facade_or_the_cli() -> None:
     assert wrong == []
 
 
+def _top_level_imports(module: str) -> set[str]:
+    """poetkb modules imported when ``module`` is imported (module level, outside functions and TYPE_CHECKING)."""
+    found = set()
+    for node in ast.parse(MODULES[module].read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            found |= {_target(a.name) for a in node.names if a.name.split(".")[0] == "poetkb"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "poetkb" and not node.level:
+            found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else _target(node.module or "")
+                      for a in node.names}
+    return found
+
+
+def test_the_facade_loads_features_only_when_a_feature_is_called() -> None:
+    """Opening a knowledge base loads no feature: the façade imports each inside its entry point."""
+    for module in ("poetkb.kb", "poetkb.knowledge"):
+        features = [t for t in _top_level_imports(module) if not _in(t, (*BOTTOM, *DATA, *TOP))]
+        assert features == [], module
+    assert "poetkb.knowledge" in _top_level_imports("poetkb.kb")
+
+
 #: SQL against the knowledge base is written only in the store and the data access. The demo service's store and
 #: the service tier's checks speak PostgreSQL to the demo's own database; rank.migration reads the SQL of a
 #: user's migrations as text. None of those touch the knowledge base.
