@@ -17,7 +17,6 @@ import poetkb
 from poetkb import store
 from poetkb.errors import StoreError
 from poetkb.knowledge import SHIPPED, Knowledge
-from poetkb.models import KBStats
 from poetkb.paths import default_db_path
 
 __all__ = ["SHIPPED", "Knowledge", "KnowledgeBase", "build", "open"]
@@ -83,7 +82,7 @@ class KnowledgeBase(Knowledge):
     """A knowledge base file: the typed data access of :class:`~poetkb.knowledge.Knowledge` and the features."""
 
     # -- building ----------------------------------------------------------------------------------
-    def build(self, source: str | Path | None = None, *, force: bool = False) -> KBStats:
+    def build(self, source: str | Path | None = None, *, force: bool = False) -> poetkb.KBStats:
         """Rebuild this knowledge base from a catalog directory (default: the shipped catalog).
 
         The new file is swapped in atomically; state (gate runs, baselines, review

@@ -19,27 +19,20 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self, TypeVar
 
 from poetkb import store
+from poetkb._lazy import LazyModule
 from poetkb.errors import UnknownEntity, UnknownObligation
-from poetkb.models import (
-    Component,
-    FailureMode,
-    KBMeta,
-    KBStats,
-    LearnedPattern,
-    MappingRule,
-    Obligation,
-    Recipe,
-    RelatedNode,
-    SourceLocation,
-)
-from poetkb.types import EdgeKind, NodeId
+from poetkb.nodeid import EdgeKind, NodeId
 
 if TYPE_CHECKING:
     import networkx
     import sqlite_utils
+
+    from poetkb import models
+else:
+    models = LazyModule("poetkb.models")  # the catalog models load when a read builds one
 
 #: ``catalog_source`` of a knowledge base built from the catalog shipped with poetkb
 SHIPPED = "shipped"
@@ -47,6 +40,27 @@ SHIPPED = "shipped"
 _CHUNK = 500
 
 T = TypeVar("T")
+
+
+class RelatedLine(NamedTuple):
+    """A neighbour in the graph as a listing shows it (the fields of :class:`~poetkb.models.RelatedNode`)."""
+
+    id: str
+    kind: str
+    label: str
+    edge: str
+    direction: Literal["out", "in"]
+    distance: int = 1
+    role: Literal["own", "reference"] | None = None
+
+
+class ObligationLine(NamedTuple):
+    """An obligation as a listing shows it: id, title, domain and risk (read without building the model)."""
+
+    id: str
+    title: str
+    domain: str
+    risk: str
 
 
 class Knowledge:
@@ -121,9 +135,29 @@ class Knowledge:
         component: str | None = None,
         tag: str | None = None,
         ids: Iterable[str] | None = None,
-    ) -> list[Obligation]:
+    ) -> list[models.Obligation]:
         """Obligations, sorted by id, filtered by domain, risk, component, tag or a set of ids."""
-        where, args = [], []
+        where, args = self._obligation_filter(domain, risk, component, tag, ids)
+        return self._decoded(models.Obligation, "obligations", where, args)
+
+    def obligation_lines(
+        self,
+        *,
+        domain: str | None = None,
+        risk: str | None = None,
+        component: str | None = None,
+        tag: str | None = None,
+        ids: Iterable[str] | None = None,
+    ) -> list[ObligationLine]:
+        """:meth:`obligations` as (id, title, domain, risk) lines: what a listing prints, without building models."""
+        where, args = self._obligation_filter(domain, risk, component, tag, ids)
+        sql = "select id, title, domain, risk from obligations" + (f" where {' and '.join(where)}" if where else "")
+        return [ObligationLine(*row) for row in self.conn.execute(sql + " order by id", args)]
+
+    def _obligation_filter(self, domain: str | None, risk: str | None, component: str | None, tag: str | None,
+                           ids: Iterable[str] | None) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        args: list[Any] = []
         if domain:
             where.append("domain = ?")
             args.append(domain)
@@ -143,27 +177,27 @@ class Knowledge:
                 self.obligation(oid)
             where.append(f"id in ({', '.join('?' * len(wanted))})")
             args.extend(wanted)
-        return self._decoded(Obligation, "obligations", where, args)
+        return where, args
 
-    def obligation(self, obligation_id: str) -> Obligation:
+    def obligation(self, obligation_id: str) -> models.Obligation:
         """One obligation by id; :class:`UnknownObligation` (a LookupError) with suggestions otherwise."""
         row = self._row("obligations", obligation_id)
         if row is None:
             ids = self._ids("obligations")
             raise UnknownObligation(obligation_id, suggestions=difflib.get_close_matches(obligation_id, ids, n=3))
-        return store.decode(row, Obligation)
+        return store.decode(row, models.Obligation)
 
-    def info(self) -> KBMeta:
+    def info(self) -> models.KBMeta:
         """:meth:`meta` as a model: schema version, poetkb version, build time, catalog fingerprint and source."""
         meta = dict(self.meta())
-        known = {k: meta.pop(k) for k in list(meta) if k in KBMeta.model_fields and k != "other"}
+        known = {k: meta.pop(k) for k in list(meta) if k in models.KBMeta.model_fields and k != "other"}
         version = known.pop("schema_version", "0")
-        return KBMeta(schema_version=int(version) if version.isdigit() else 0, **known, other=meta)
+        return models.KBMeta(schema_version=int(version) if version.isdigit() else 0, **known, other=meta)
 
-    def source_location(self, obligation_id: str) -> SourceLocation:
+    def source_location(self, obligation_id: str) -> models.SourceLocation:
         """:meth:`source_of` as a model."""
         file, line = self.source_of(obligation_id)
-        return SourceLocation(file=file, line=line)
+        return models.SourceLocation(file=file, line=line)
 
     def source_of(self, obligation_id: str) -> tuple[str, int | None]:
         """The catalog file (an absolute path) and line an obligation was defined at.
@@ -193,9 +227,9 @@ class Knowledge:
             return shipped_catalog_root()
         return Path(source) if source else None
 
-    def failure_modes(self, *, obligation: str | None = None, component: str | None = None) -> list[FailureMode]:
+    def failure_modes(self, *, obligation: str | None = None, component: str | None = None) -> list[models.FailureMode]:
         """Failure modes, optionally those an obligation guards against or that affect a component."""
-        modes = self._decoded(FailureMode, "failure_modes")
+        modes = self._decoded(models.FailureMode, "failure_modes")
         if obligation:
             guarded = {NodeId(dst).key for (dst,) in self.conn.execute(
                 "select dst from edges where src = ? and kind = 'guards_against'",
@@ -210,15 +244,15 @@ class Knowledge:
         """The obligation domains, sorted."""
         return [r[0] for r in self.conn.execute("select distinct domain from obligations order by domain")]
 
-    def failure_mode(self, failure_mode_id: str) -> FailureMode:
+    def failure_mode(self, failure_mode_id: str) -> models.FailureMode:
         row = self._row("failure_modes", failure_mode_id)
         if row is None:
             raise UnknownEntity("failure mode", failure_mode_id, known=self._ids("failure_modes"))
-        return store.decode(row, FailureMode)
+        return store.decode(row, models.FailureMode)
 
-    def recipes(self, *, obligation: str | None = None, component: str | None = None) -> list[Recipe]:
+    def recipes(self, *, obligation: str | None = None, component: str | None = None) -> list[models.Recipe]:
         """Recipes, optionally those exercising an obligation or usable on a component."""
-        recipes = self._decoded(Recipe, "recipes")
+        recipes = self._decoded(models.Recipe, "recipes")
         if obligation:
             linked = {NodeId(dst).key for (dst,) in self.conn.execute(
                 "select dst from edges where src = ? and kind = 'exercised_by'",
@@ -229,22 +263,22 @@ class Knowledge:
             recipes = [r for r in recipes if not r.components or component in r.components]
         return recipes
 
-    def recipe(self, recipe_id: str) -> Recipe:
+    def recipe(self, recipe_id: str) -> models.Recipe:
         row = self._row("recipes", recipe_id)
         if row is None:
             raise UnknownEntity("recipe", recipe_id, known=self._ids("recipes"))
-        return store.decode(row, Recipe)
+        return store.decode(row, models.Recipe)
 
-    def components(self) -> list[Component]:
-        return self._decoded(Component, "components")
+    def components(self) -> list[models.Component]:
+        return self._decoded(models.Component, "components")
 
-    def component(self, component_id: str) -> Component:
+    def component(self, component_id: str) -> models.Component:
         row = self._row("components", component_id)
         if row is None:
             raise UnknownEntity("component", component_id, known=self._ids("components"))
-        return store.decode(row, Component)
+        return store.decode(row, models.Component)
 
-    def rules(self, *, kind: str | None = None, component: str | None = None) -> list[MappingRule]:
+    def rules(self, *, kind: str | None = None, component: str | None = None) -> list[models.MappingRule]:
         where, args = [], []
         if kind:
             where.append("kind = ?")
@@ -252,9 +286,9 @@ class Knowledge:
         if component:
             where.append("(component = ? or component is null)")
             args.append(component)
-        return self._decoded(MappingRule, "rules", where, args)
+        return self._decoded(models.MappingRule, "rules", where, args)
 
-    def patterns(self, *, obligation: str | None = None, source: str | None = None) -> list[LearnedPattern]:
+    def patterns(self, *, obligation: str | None = None, source: str | None = None) -> list[models.LearnedPattern]:
         """Learned test patterns, optionally those mapped to an obligation or mined from one source."""
         where, args = [], []
         if source:
@@ -263,22 +297,28 @@ class Knowledge:
         if obligation:
             where.append("id in (select substr(src, 9) from edges where dst = ? and kind = 'learned_from')")
             args.append(NodeId.of("obligation", obligation))
-        return self._decoded(LearnedPattern, "patterns", where, args)
+        return self._decoded(models.LearnedPattern, "patterns", where, args)
 
     # -- search and graph ------------------------------------------------------------------------
-    def search(self, text: str, *, limit: int = 20) -> list[Obligation]:
+    def search(self, text: str, *, limit: int = 20) -> list[models.Obligation]:
         """Obligations whose title, statement, rationale or keywords match ``text`` (FTS5, best first)."""
+        return [models.Obligation.model_validate_json(row[-1]) for row in self._search(text, limit, "data")]
+
+    def search_lines(self, text: str, *, limit: int = 20) -> list[ObligationLine]:
+        """:meth:`search` as (id, title, domain, risk) lines, best first, without building models."""
+        return [ObligationLine(*row) for row in self._search(text, limit)]
+
+    def _search(self, text: str, limit: int, *extra: str) -> list[tuple[Any, ...]]:
         words = re.findall(r"\w+", text.lower())
         if not words:
             return []
         query = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
-        rows = self._dicts(
-            "select obligations.* from obligations join obligations_fts "
-            "on obligations.rowid = obligations_fts.rowid "
+        columns = ", ".join(f"obligations.{c}" for c in ("id", "title", "domain", "risk", *extra))
+        return self.conn.execute(
+            f"select {columns} from obligations join obligations_fts on obligations.rowid = obligations_fts.rowid "
             "where obligations_fts match ? order by bm25(obligations_fts), obligations.id limit ?",
             [query, limit],
-        )
-        return [store.decode(r, Obligation) for r in rows]
+        ).fetchall()
 
     def graph(self) -> networkx.MultiDiGraph:
         """The knowledge graph as a networkx MultiDiGraph (built once per open knowledge base)."""
@@ -313,16 +353,22 @@ class Knowledge:
             "or exists(select 1 from edges where dst = ?)", [node, node, node]).fetchone()[0] == 1
 
     def related(self, name: str, *, depth: int = 1, edge_kinds: Iterable[EdgeKind | str] | None = None
-                ) -> list[RelatedNode]:
+                ) -> list[models.RelatedNode]:
         """The graph neighbourhood of a node up to ``depth`` hops, each neighbour with the edge that reached it.
 
         Walked with SQL over the edge table (the same answer as a walk of :meth:`graph`, without building it).
         """
+        return [models.RelatedNode(**line._asdict()) for line in self.related_lines(name, depth=depth,
+                                                                                     edge_kinds=edge_kinds)]
+
+    def related_lines(self, name: str, *, depth: int = 1, edge_kinds: Iterable[EdgeKind | str] | None = None
+                      ) -> list[RelatedLine]:
+        """:meth:`related` as plain rows (what a listing prints), without building models."""
         start = self.node_id(name)
         kinds = set(edge_kinds) if edge_kinds else None
         seen = {start: 0}
         frontier = [start]
-        found: list[RelatedNode] = []
+        found: list[RelatedLine] = []
         for distance in range(1, depth + 1):
             nxt: list[str] = []
             for current in frontier:
@@ -339,25 +385,29 @@ class Knowledge:
                     nxt.append(other)
                     row = self.conn.execute("select kind, label from nodes where id = ?", [other]).fetchone()
                     node_kind, label = row if row is not None else ("?", other)
-                    found.append(RelatedNode(id=other, kind=node_kind, label=label, edge=kind, direction=direction,
-                                             distance=distance))
+                    found.append(RelatedLine(other, node_kind, label, kind, direction, distance))
             frontier = nxt
         patterns = [NodeId(n.id).key for n in found if n.kind == "pattern"]
-        roles: dict[str, str] = {}
-        for start_at in range(0, len(patterns), 500):
-            chunk = patterns[start_at:start_at + 500]
+        roles: dict[str, Literal["own", "reference"]] = {}
+        for start_at in range(0, len(patterns), _CHUNK):
+            chunk = patterns[start_at:start_at + _CHUNK]
             roles.update(self.conn.execute(
                 f"select id, role from patterns where id in ({', '.join('?' * len(chunk))})", chunk).fetchall())
-        return [n.model_copy(update={"role": roles.get(NodeId(n.id).key, "own")}) if n.kind == "pattern" else n
-                for n in found]
+        return [n._replace(role=roles.get(NodeId(n.id).key, "own")) if n.kind == "pattern" else n for n in found]
 
-    def stats(self) -> KBStats:
-        meta = self.meta()
+    def table_counts(self) -> dict[str, int]:
+        """Rows per catalog table and edges per kind (``edges.KIND``): the counts of :meth:`stats`."""
         tables = ["obligations", "failure_modes", "recipes", "components", "rules", "patterns", "nodes", "edges"]
-        counts = {t: self.conn.execute(f"select count(*) from [{t}]").fetchone()[0] for t in tables}
-        counts.update({f"edges.{kind}": n for kind, n in self.conn.execute(
+        counts = {t: int(self.conn.execute(f"select count(*) from [{t}]").fetchone()[0]) for t in tables}
+        counts.update({f"edges.{kind}": int(n) for kind, n in self.conn.execute(
             "select kind, count(*) from edges group by kind order by kind")})
-        return KBStats(
+        return counts
+
+    def stats(self) -> models.KBStats:
+        """Counts, schema version and provenance of this file."""
+        meta = self.meta()
+        counts = self.table_counts()
+        return models.KBStats(
             path=str(self.path),
             schema_version=int(meta.get("schema_version", 0)),
             poetkb_version=meta.get("poetkb_version", "?"),
@@ -403,10 +453,10 @@ class Knowledge:
             self.changed()
 
     # -- learned patterns (written by poetkb.learn) ----------------------------------------------
-    def pattern(self, pattern_id: str) -> LearnedPattern | None:
+    def pattern(self, pattern_id: str) -> models.LearnedPattern | None:
         """One learned pattern by id, or None."""
         row = self._row("patterns", pattern_id)
-        return store.decode(row, LearnedPattern) if row is not None else None
+        return store.decode(row, models.LearnedPattern) if row is not None else None
 
     def pattern_ids(self) -> list[str]:
         return self._ids("patterns")
@@ -420,7 +470,7 @@ class Knowledge:
         for (data,) in rows:
             yield json.loads(data)
 
-    def replace_patterns(self, source: str, patterns: Sequence[LearnedPattern]) -> None:
+    def replace_patterns(self, source: str, patterns: Sequence[models.LearnedPattern]) -> None:
         """Replace one source's patterns, their nodes and ``learned_from`` edges (joins an open transaction)."""
         conn = self.conn
         old = [r[0] for r in conn.execute("select id from patterns where source = ?", [source])]
@@ -447,7 +497,7 @@ class Knowledge:
         )
         self.changed()
 
-    def update_pattern_matches(self, pattern: LearnedPattern) -> None:
+    def update_pattern_matches(self, pattern: models.LearnedPattern) -> None:
         """Store a pattern's new obligation matches and its ``learned_from`` edges (joins an open transaction)."""
         node = NodeId.of("pattern", pattern.id)
         self.db.table("patterns").update(pattern.id, {"data": pattern.model_dump_json()})
@@ -475,14 +525,14 @@ class Knowledge:
         self.changed()
 
     def learned_tests(self, obligation_id: str, *, role: str = "own", limit: int = 10
-                      ) -> list[tuple[LearnedPattern, float]]:
+                      ) -> list[tuple[models.LearnedPattern, float]]:
         """Learned patterns of one role mapped to an obligation, with the mapping's weight, strongest first."""
         rows = self.conn.execute(
             "select p.data, e.weight from edges e join patterns p on p.id = substr(e.src, 9) "
             "where e.dst = ? and e.kind = 'learned_from' and p.role = ? order by e.weight desc, p.id limit ?",
             [NodeId.of("obligation", obligation_id), role, limit],
         ).fetchall()
-        return [(LearnedPattern.model_validate_json(data), float(weight)) for data, weight in rows]
+        return [(models.LearnedPattern.model_validate_json(data), float(weight)) for data, weight in rows]
 
     def learned_counts(self, obligation_id: str | None = None) -> dict[str, int]:
         """With an obligation: its learned tests per role; without: learned tests per obligation id."""

@@ -53,7 +53,7 @@ from poetkb.dbfile import (
     summary,
 )
 from poetkb.errors import SchemaVersionError, StoreError
-from poetkb.types import EdgeKind, NodeId
+from poetkb.nodeid import EdgeKind, NodeId
 
 if TYPE_CHECKING:
     import sqlite_utils

@@ -21,8 +21,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "poetkb"
 #: vocabularies the catalog is validated against (check kinds with their parameters, claims, probes and
 #: references, the demo's fault model). It imports nothing above itself.
 BOTTOM = (
-    "poetkb._lazy", "poetkb._version", "poetkb.types", "poetkb.errors", "poetkb.safefile", "poetkb.paths", "poetkb.text",
-    "poetkb.models", "poetkb.yamlfile", "poetkb.legacy", "poetkb.store", "poetkb.dbfile", "poetkb.catalog_files",
+    "poetkb._lazy", "poetkb._version", "poetkb.types", "poetkb.nodeid", "poetkb.errors", "poetkb.safefile",
+    "poetkb.paths", "poetkb.text", "poetkb.models", "poetkb.yamlfile", "poetkb.legacy", "poetkb.store", "poetkb.dbfile", "poetkb.catalog_files",
     "poetkb.catalog", "poetkb.edgeconfig", "poetkb.gates.params", "poetkb.gates.kinds", "poetkb.demo.models",
     "poetkb.verify.probes", "poetkb.verify.claims", "poetkb.verify.references",
 )
