@@ -229,16 +229,23 @@ class Knowledge:
 
     def failure_modes(self, *, obligation: str | None = None, component: str | None = None) -> list[models.FailureMode]:
         """Failure modes, optionally those an obligation guards against or that affect a component."""
-        modes = self._decoded(models.FailureMode, "failure_modes")
         if obligation:
-            guarded = {NodeId(dst).key for (dst,) in self.conn.execute(
-                "select dst from edges where src = ? and kind = 'guards_against'",
-                [NodeId.of("obligation", self.obligation(obligation).id)])}
-            modes = [m for m in modes if m.id in guarded]
+            modes = self._decoded(models.FailureMode, "failure_modes", [
+                "id in (select substr(dst, 14) from edges where src = ? and kind = 'guards_against' "
+                "and dst like 'failure_mode:%')"], [NodeId.of("obligation", self.obligation(obligation).id)])
+        else:
+            modes = self._decoded(models.FailureMode, "failure_modes")
         if component:
             self.component(component)
             modes = [m for m in modes if component in m.components or not m.components]
         return modes
+
+    def failure_mode_titles(self, obligation_id: str) -> list[tuple[str, str]]:
+        """(id, title) of the failure modes an obligation guards against, by id (without building models)."""
+        return self.conn.execute(
+            "select id, title from failure_modes where id in (select substr(dst, 14) from edges where src = ? and "
+            "kind = 'guards_against' and dst like 'failure_mode:%') order by id",
+            [NodeId.of("obligation", obligation_id)]).fetchall()
 
     def domains(self) -> list[str]:
         """The obligation domains, sorted."""
@@ -252,12 +259,12 @@ class Knowledge:
 
     def recipes(self, *, obligation: str | None = None, component: str | None = None) -> list[models.Recipe]:
         """Recipes, optionally those exercising an obligation or usable on a component."""
-        recipes = self._decoded(models.Recipe, "recipes")
         if obligation:
-            linked = {NodeId(dst).key for (dst,) in self.conn.execute(
-                "select dst from edges where src = ? and kind = 'exercised_by'",
-                [NodeId.of("obligation", self.obligation(obligation).id)])}
-            recipes = [r for r in recipes if r.id in linked]
+            recipes = self._decoded(models.Recipe, "recipes", [
+                "id in (select substr(dst, 8) from edges where src = ? and kind = 'exercised_by' "
+                "and dst like 'recipe:%')"], [NodeId.of("obligation", self.obligation(obligation).id)])
+        else:
+            recipes = self._decoded(models.Recipe, "recipes")
         if component:
             self.component(component)
             recipes = [r for r in recipes if not r.components or component in r.components]

@@ -32,7 +32,7 @@ def obligation_text(kb: Knowledge, ob: Obligation) -> str:
     lines.append(f"Safe in production: {'yes' if ob.safe_in_prod else 'no'}")
     if ob.failure_modes:
         lines.append("Guards against:")
-        lines += [f"  - {fm.id}: {fm.title}" for fm in kb.failure_modes(obligation=ob.id)]
+        lines += [f"  - {fid}: {title}" for fid, title in kb.failure_mode_titles(ob.id)]
     if ob.evidence:
         lines.append("Evidence to capture:")
         for ev in ob.evidence:
