@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "Directive": "poetkb.models",
     "EvidenceRequirement": "poetkb.models",
     "FailureMode": "poetkb.models",
+    "KBMeta": "poetkb.models",
     "KBStats": "poetkb.models",
     "LearnedPattern": "poetkb.models",
     "MappingRule": "poetkb.models",
@@ -37,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "Recipe": "poetkb.models",
     "Reference": "poetkb.models",
     "RelatedNode": "poetkb.models",
+    "SourceLocation": "poetkb.models",
     "Signal": "poetkb.models",
     "PoetError": "poetkb.errors",
     "CatalogError": "poetkb.errors",
@@ -55,6 +57,10 @@ _EXPORTS: dict[str, str] = {
     "Interpretation": "poetkb.load.interpret",
     "Baseline": "poetkb.load.baselines",
     "GateReport": "poetkb.gates.models",
+    "GateRun": "poetkb.gates.models",
+    "Selection": "poetkb.gates.models",
+    "GitChange": "poetkb.rank.gitchange",
+    "ReviewItem": "poetkb.learn.models",
     "ObligationVerdict": "poetkb.gates.models",
     "CheckResult": "poetkb.gates.models",
     "EvidenceManifest": "poetkb.gates.models",
@@ -78,6 +84,7 @@ __getattr__, __dir__ = lazy_exports("poetkb", _EXPORTS, globals())
 
 if TYPE_CHECKING:
     from poetkb.catalog import Catalog, check_catalog, load_catalog
+    from poetkb.demo.models import DemoState, DemoStatus
     from poetkb.errors import (
         CatalogError,
         CheckFailed,
@@ -91,9 +98,21 @@ if TYPE_CHECKING:
         UnknownEntity,
         UnknownObligation,
     )
-    from poetkb.gates.models import CheckResult, EvidenceManifest, GateReport, ObligationVerdict
+    from poetkb.gates.models import (
+        CheckResult,
+        EvidenceManifest,
+        GateReport,
+        GateRun,
+        ObligationVerdict,
+        Selection,
+    )
     from poetkb.kb import KnowledgeBase, open
-    from poetkb.learn.models import LearnReport, LearnSummary
+    from poetkb.learn.models import LearnReport, LearnSummary, ReviewItem
+    from poetkb.load.baselines import Baseline
+    from poetkb.load.interpret import Interpretation
+    from poetkb.load.metrics import MetricsSummary
+    from poetkb.load.plan import LoadPlan
+    from poetkb.load.profile import ServiceProfile
     from poetkb.models import (
         Check,
         Claim,
@@ -101,6 +120,7 @@ if TYPE_CHECKING:
         Directive,
         EvidenceRequirement,
         FailureMode,
+        KBMeta,
         KBStats,
         LearnedPattern,
         MappingRule,
@@ -110,8 +130,10 @@ if TYPE_CHECKING:
         Reference,
         RelatedNode,
         Signal,
+        SourceLocation,
     )
     from poetkb.plans.runbook import Runbook
     from poetkb.plans.testplan import TestPlan
     from poetkb.rank.change import ChangeSummary
     from poetkb.rank.explain import RankedObligation, Ranking, Why
+    from poetkb.rank.gitchange import GitChange

@@ -35,3 +35,20 @@ def lazy_exports(
         return names
 
     return __getattr__, __dir__
+
+
+class LazyModule:
+    """A module imported the first time one of its attributes is read.
+
+    Lets a light module name types of a heavier one in annotations (``models.Obligation``) that
+    ``typing.get_type_hints`` resolves, without importing it until a value is needed.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(import_module(self._name), attr)
+
+    def __repr__(self) -> str:
+        return f"<lazy module {self._name!r}>"

@@ -16,9 +16,14 @@ from poetkb.types import EntityId, EvidenceKind, NonEmptyStr, ObligationId, Risk
 
 
 class PoetModel(BaseModel):
-    """Base of the public models: strict about unknown fields, immutable once built."""
+    """Base of the public models: strict about unknown fields, immutable once built.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False)
+    ``defer_build``: a model's validator is built the first time it is used, not when its module is imported,
+    so a command that reads obligations does not pay for the schemas of gates, load tests and chaos.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False,
+                              defer_build=True)
 
 
 class Reference(PoetModel):
@@ -266,6 +271,25 @@ class KBStats(PoetModel):
     built_at: str
     catalog_fingerprint: str
     counts: dict[str, int]
+
+
+class SourceLocation(PoetModel):
+    """Where a catalog item was defined: the file (absolute when the catalog root is known) and the line."""
+
+    file: str
+    line: int | None = None
+
+
+class KBMeta(PoetModel):
+    """What a knowledge base file records about itself (its ``meta`` table)."""
+
+    schema_version: int = 0
+    poetkb_version: str = "?"
+    built_at: str = "?"
+    catalog_fingerprint: str = ""
+    catalog_source: str = Field("", description="'shipped' for the catalog inside poetkb, else the catalog directory")
+    source_paths: str = ""
+    other: dict[str, str] = Field(default_factory=dict, description="any other recorded key")
 
 
 class RelatedNode(PoetModel):

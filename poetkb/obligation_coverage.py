@@ -21,7 +21,7 @@ from pydantic import Field
 from poetkb.models import PoetModel
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 Outcome = Literal["passed", "failed", "skipped"]
 
@@ -65,7 +65,7 @@ def selection_label(domains: Sequence[str]) -> str:
     return "domain=" + ",".join(sorted(set(domains))) if domains else "all"
 
 
-def obligation_coverage(kb: KnowledgeBase, tests: Iterable[LinkedTest], *,
+def obligation_coverage(kb: Knowledge, tests: Iterable[LinkedTest], *,
                         domains: Sequence[str] = ()) -> ObligationCoverage:
     """Sort the selected obligations by what the linked tests showed."""
     if domains:
@@ -94,7 +94,7 @@ def obligation_coverage(kb: KnowledgeBase, tests: Iterable[LinkedTest], *,
     )
 
 
-def unknown_ids(kb: KnowledgeBase, ids: Iterable[str]) -> Mapping[str, list[str]]:
+def unknown_ids(kb: Knowledge, ids: Iterable[str]) -> Mapping[str, list[str]]:
     """Ids the knowledge base does not hold, each with up to three close matches."""
     import difflib
 
@@ -103,7 +103,7 @@ def unknown_ids(kb: KnowledgeBase, ids: Iterable[str]) -> Mapping[str, list[str]
     return {oid: difflib.get_close_matches(oid, known, n=3) for oid in dict.fromkeys(ids) if oid not in have}
 
 
-def ratchet(kb: KnowledgeBase, result: ObligationCoverage) -> ObligationCoverage:
+def ratchet(kb: Knowledge, result: ObligationCoverage) -> ObligationCoverage:
     """Compare with the stored best coverage for the selection; store the new one unless it dropped.
 
     Returns ``result`` with ``previous`` set. The caller fails the session when

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 from poetkb.models import Obligation
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 
 def _wrap(text: str, indent: str = "  ") -> str:
     return textwrap.fill(" ".join(text.split()), width=100, initial_indent=indent, subsequent_indent=indent)
 
 
-def obligation_text(kb: KnowledgeBase, ob: Obligation) -> str:
+def obligation_text(kb: Knowledge, ob: Obligation) -> str:
     """An obligation as a person reads it: what, why, how to prove it, where it is defined."""
     file, line = kb.source_of(ob.id)
     lines = [
@@ -32,7 +32,7 @@ def obligation_text(kb: KnowledgeBase, ob: Obligation) -> str:
     lines.append(f"Safe in production: {'yes' if ob.safe_in_prod else 'no'}")
     if ob.failure_modes:
         lines.append("Guards against:")
-        lines += [f"  - {fm.id}: {fm.title}" for fm in kb.failure_modes(obligation=ob.id)]
+        lines += [f"  - {fid}: {title}" for fid, title in kb.failure_mode_titles(ob.id)]
     if ob.evidence:
         lines.append("Evidence to capture:")
         for ev in ob.evidence:

@@ -53,6 +53,7 @@ from poetkb.dbfile import (
     summary,
 )
 from poetkb.errors import SchemaVersionError, StoreError
+from poetkb.nodeid import EdgeKind, NodeId
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -212,6 +213,11 @@ def connect(path: Path, *, must_exist: bool = True, check: bool = True) -> sqlit
     """
     import sqlite_utils
 
+    return sqlite_utils.Database(open_connection(path, must_exist=must_exist, check=check))
+
+
+def open_connection(path: Path, *, must_exist: bool = True, check: bool = True) -> GuardedConnection:
+    """:func:`connect` without sqlite_utils: the checked, guarded ``sqlite3`` connection (what reads use)."""
     if must_exist:
         if not path.exists():
             raise StoreError(
@@ -229,7 +235,6 @@ def connect(path: Path, *, must_exist: bool = True, check: bool = True) -> sqlit
                                factory=GuardedConnection)
         conn.poet_path = path
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db = sqlite_utils.Database(conn)
         conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails here on a damaged file
         if must_exist and check and path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
             problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)").fetchall()]
@@ -242,7 +247,7 @@ def connect(path: Path, *, must_exist: bool = True, check: bool = True) -> sqlit
             path=path,
             hint=damaged_hint(path),
         ) from exc
-    return db
+    return conn
 
 
 def integrity_problems(path: Path) -> list[str]:
@@ -365,16 +370,18 @@ def read_meta(db: sqlite_utils.Database) -> dict[str, str]:
     return {row["key"]: row["value"] for row in db.table("meta").rows}
 
 
-def ensure_schema(db: sqlite_utils.Database, path: Path) -> None:
+def ensure_schema(db: sqlite_utils.Database | sqlite3.Connection, path: Path) -> None:
     """Refuse files from a newer poetkb; bring older files up to date with the pending migrations."""
-    names = set(db.table_names())  # a damaged file raises StoreError here (GuardedConnection)
+    conn: sqlite3.Connection = db if isinstance(db, sqlite3.Connection) else db.conn
+    # a damaged file raises StoreError here (GuardedConnection)
+    names = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
     if "migrations" not in names:
         raise StoreError(
             f"{path} is an SQLite file but not a poetkb knowledge base",
             path=path,
             hint="pass the path of a knowledge base built by `poet kb build`; poetkb never overwrites this file",
         )
-    applied = [row["name"] for row in db.table("migrations").rows_where(order_by="rowid")]
+    applied = [row[0] for row in conn.execute("select name from migrations order by rowid")]
     known = [name for name, _ in MIGRATIONS]
     unknown = [name for name in applied if name not in known]
     if unknown:
@@ -387,8 +394,10 @@ def ensure_schema(db: sqlite_utils.Database, path: Path) -> None:
         )
     pending = [(n, m) for n, m in MIGRATIONS if n not in applied]
     if pending:
+        import sqlite_utils
+
         try:
-            _apply(db, pending)
+            _apply(sqlite_utils.Database(conn), pending)
         except sqlite3.OperationalError as exc:
             raise StoreError(
                 f"cannot upgrade knowledge base {path}: {exc}",
@@ -423,11 +432,11 @@ def graph_rows(catalog: Catalog) -> tuple[list[dict[str, Any]], list[dict[str, A
     edges: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def node(kind: str, key: str, label: str) -> str:
-        nid = f"{kind}:{key}"
+        nid = NodeId.of(kind, key)
         nodes.setdefault(nid, {"id": nid, "kind": kind, "label": label})
         return nid
 
-    def edge(src: str, dst: str, kind: str, weight: float = 1.0) -> None:
+    def edge(src: str, dst: str, kind: EdgeKind, weight: float = 1.0) -> None:
         edges.setdefault((src, dst, kind), {"src": src, "dst": dst, "kind": kind, "weight": weight})
 
     for cid, comp in catalog.components.items():
@@ -438,35 +447,35 @@ def graph_rows(catalog: Catalog) -> tuple[list[dict[str, Any]], list[dict[str, A
         o = node("obligation", oid, ob.title)
         edge(o, node("domain", ob.domain, ob.domain), "in_domain")
         for fid in ob.failure_modes:
-            edge(o, f"failure_mode:{fid}", "guards_against")
+            edge(o, NodeId.of("failure_mode", fid), "guards_against")
         for cid in ob.applies_to:
-            edge(o, f"component:{cid}", "applies_to")
+            edge(o, NodeId.of("component", cid), "applies_to")
         for ev in ob.evidence:
             edge(o, node("evidence", ev.kind, ev.kind.replace("_", " ")), "requires_evidence")
         for rel in ob.related:
-            edge(o, f"obligation:{rel}", "related_to")
+            edge(o, NodeId.of("obligation", rel), "related_to")
     for fid, fm in catalog.failure_modes.items():
         for oid in fm.guarded_by:
-            edge(f"obligation:{oid}", f"failure_mode:{fid}", "guards_against")
+            edge(NodeId.of("obligation", oid), NodeId.of("failure_mode", fid), "guards_against")
     for rid, recipe in catalog.recipes.items():
         r = node("recipe", rid, recipe.title)
         for oid in recipe.obligations:
-            edge(f"obligation:{oid}", r, "exercised_by")
+            edge(NodeId.of("obligation", oid), r, "exercised_by")
         for cid in recipe.components:
-            edge(r, f"component:{cid}", "applies_to")
+            edge(r, NodeId.of("component", cid), "applies_to")
     for oid, ob in catalog.obligations.items():
         for rid in ob.recipes:
-            edge(f"obligation:{oid}", f"recipe:{rid}", "exercised_by")
+            edge(NodeId.of("obligation", oid), NodeId.of("recipe", rid), "exercised_by")
     for rid, rule in catalog.rules.items():
         r = node("rule", rid, rule.why or rid)
         for oid in rule.obligations:
-            edge(r, f"obligation:{oid}", "mapped_by", rule.weight)
+            edge(r, NodeId.of("obligation", oid), "mapped_by", rule.weight)
         for fid in rule.failure_modes:
-            edge(r, f"failure_mode:{fid}", "mapped_by", rule.weight)
+            edge(r, NodeId.of("failure_mode", fid), "mapped_by", rule.weight)
     for pid, pattern in catalog.patterns.items():
         p = node("pattern", pid, pattern.test or pattern.file)
         for match in pattern.obligations:
-            edge(p, f"obligation:{match.id}", "learned_from", match.confidence)
+            edge(p, NodeId.of("obligation", match.id), "learned_from", match.confidence)
     return sorted(nodes.values(), key=lambda n: n["id"]), [edges[k] for k in sorted(edges)]
 
 
@@ -627,3 +636,94 @@ def record_mutation_equivalent(db: sqlite_utils.Database, mutant_id: str, proxy:
 def decode(row: dict[str, Any], model: type[Any]) -> Any:
     """Rebuild a model from the JSON ``data`` column of a row."""
     return model.model_validate_json(row["data"])
+
+
+# -- state tables written by features (each feature calls these through poetkb.knowledge) ----------------------
+def learn_decisions(db: sqlite_utils.Database) -> dict[tuple[str, str], str]:
+    """Review decisions of learned mappings: (pattern id, obligation id) -> decision."""
+    if "learn_decisions" not in db.table_names():
+        return {}
+    return {(r["pattern_id"], r["obligation_id"]): r["decision"] for r in db.table("learn_decisions").rows}
+
+
+def record_gate_run(db: sqlite_utils.Database, run: dict[str, Any], results: Iterable[dict[str, Any]]) -> None:
+    """Insert (or replace) one row of ``gate_runs`` and its rows of ``gate_results``, in one transaction."""
+    with db.conn:
+        db.table("gate_runs").upsert(run, pk="run_id")
+        db.table("gate_results").upsert_all(results, pk=("run_id", "obligation_id"))
+
+
+def gate_runs(db: sqlite_utils.Database, *, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest gate runs, newest first."""
+    if "gate_runs" not in db.table_names():
+        return []
+    return list(db.query("select * from gate_runs order by started_at desc, run_id desc limit ?", [limit]))
+
+
+def gate_run(db: sqlite_utils.Database, run_id: str) -> dict[str, Any] | None:
+    """The recorded row of one run (gate run or evaluation), or None."""
+    if "gate_runs" not in db.table_names():
+        return None
+    return next(iter(db.query("select * from gate_runs where run_id = ?", [run_id])), None)
+
+
+def gate_results(db: sqlite_utils.Database, run_id: str) -> list[dict[str, Any]]:
+    """The obligation verdicts recorded for one run, by obligation id."""
+    if "gate_results" not in db.table_names():
+        return []
+    return list(db.query("select obligation_id, verdict, diagnosis, checks from gate_results where run_id = ? "
+                         "order by obligation_id", [run_id]))
+
+
+def recorded_manifest_digest(db: sqlite_utils.Database, run_id: str) -> str | None:
+    """The manifest digest recorded when gate run ``run_id`` collected its evidence; None when there is none
+    (an unknown run, an evaluation rather than a run, or a run recorded before digests were kept)."""
+    if "gate_runs" not in db.table_names():
+        return None
+    if "manifest_sha256" not in {c.name for c in db.table("gate_runs").columns}:
+        return None
+    row = next(iter(db.query("select manifest_sha256 from gate_runs where run_id = ? and mode = 'run'", [run_id])),
+               None)
+    return row["manifest_sha256"] if row and row["manifest_sha256"] else None
+
+
+def last_verdicts(db: sqlite_utils.Database, obligation_id: str, *, limit: int = 10) -> list[dict[str, Any]]:
+    """An obligation's verdicts in the latest runs, newest first."""
+    if "gate_results" not in db.table_names():
+        return []
+    return list(db.query(
+        "select r.run_id, r.started_at, r.proxy, r.variant, g.verdict, g.diagnosis from gate_results g "
+        "join gate_runs r using (run_id) where g.obligation_id = ? order by r.started_at desc limit ?",
+        [obligation_id, limit]))
+
+
+def latest_verdicts(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
+    """Per obligation, its verdict, run id and start time in the latest run that judged it."""
+    names = set(db.table_names())
+    if not {"gate_runs", "gate_results"} <= names:
+        return {}
+    return {row["obligation_id"]: row for row in db.query(
+        "select obligation_id, verdict, run_id, started_at from (select g.obligation_id, g.verdict, "
+        "g.run_id, r.started_at, row_number() over (partition by g.obligation_id order by r.started_at "
+        "desc, r.run_id desc) as n from gate_results g join gate_runs r using (run_id)) where n = 1")}
+
+
+def baseline_rows(db: sqlite_utils.Database, *, service: str | None = None,
+                  scenario: str | None = None) -> list[dict[str, Any]]:
+    """Rows of ``baselines`` (of one service, one scenario), sorted by service and scenario."""
+    if "baselines" not in db.table_names():
+        return []
+    where, args = [], []
+    if service:
+        where.append("service = ?")
+        args.append(service)
+    if scenario:
+        where.append("scenario = ?")
+        args.append(scenario)
+    return list(db.table("baselines").rows_where(" and ".join(where) or None, args, order_by="service, scenario"))
+
+
+def put_baseline(db: sqlite_utils.Database, row: dict[str, Any]) -> None:
+    """Insert or replace the baseline row of its (service, scenario)."""
+    with db.conn:
+        db.table("baselines").upsert(row, pk=("service", "scenario"))

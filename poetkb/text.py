@@ -194,6 +194,44 @@ def term_pattern(term: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w\-]){body}(?![\w\-])", re.I)
 
 
+def _boundary(text: str, at: int) -> bool:
+    """Whether ``text[at]`` is no word character nor dash (true past either end): the edge of a whole word."""
+    if at < 0 or at >= len(text):
+        return True
+    char = text[at]
+    return not (char.isalnum() or char in "_-")
+
+
+def match_term(term: str, text: str) -> str | None:
+    """The first match of :func:`term_pattern` in ``text`` (as written there), or None.
+
+    A one-word term of ASCII letters in ASCII text (most rule terms and most changes) is found by plain string
+    scanning, with the same rules and the same leftmost answer as the regular expression, so a query does not
+    compile a regex per term; any other term or text goes through :func:`term_pattern`.
+    """
+    plain = term.strip().lower()
+    if not (plain.isalpha() and plain.isascii() and text.isascii()):
+        found = term_pattern(term).search(text)
+        return found.group(0) if found else None
+    lowered = text.lower()
+    endings: tuple[str, ...]
+    if len(plain) >= 3 and plain.endswith("y"):
+        head, endings = plain[:-1], ("y", "ies")
+    elif len(plain) >= 3:
+        head, endings = plain, ("s", "es", "")
+    else:
+        head, endings = plain, ("",)
+    at = lowered.find(head)
+    while at >= 0:
+        if _boundary(lowered, at - 1):
+            after = at + len(head)
+            for ending in endings:
+                if lowered.startswith(ending, after) and _boundary(lowered, after + len(ending)):
+                    return text[at:after + len(ending)]
+        at = lowered.find(head, at + 1)
+    return None
+
+
 def literal(term: str) -> str:
     """A piece of text every match of ``term`` contains (lower case), to skip regexes that cannot match."""
     plain = term.strip().lower()

@@ -37,14 +37,7 @@ EvidenceKind = Literal[
     "db_state",
 ]
 
-#: Kinds of edge between nodes of the knowledge graph.
-EdgeKind = Literal[
-    "guards_against",  # obligation -> failure mode
-    "requires_evidence",  # obligation -> evidence kind
-    "applies_to",  # obligation / recipe -> component
-    "exercised_by",  # obligation -> recipe
-    "related_to",  # obligation <-> obligation
-    "mapped_by",  # mapping rule -> obligation
-    "learned_from",  # learned pattern -> obligation
-    "in_domain",  # obligation -> domain
-]
+from poetkb.nodeid import EdgeKind, NodeId, node_key  # noqa: E402 - re-exported: the shared vocabulary
+
+__all__ = ["ENTITY_ID_PATTERN", "OBLIGATION_ID_PATTERN", "OBLIGATION_ID_RE", "RISK_WEIGHT", "EdgeKind", "EntityId",
+           "EvidenceKind", "NodeId", "NonEmptyStr", "ObligationId", "Risk", "node_key"]

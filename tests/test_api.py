@@ -30,6 +30,32 @@ def test_every_public_name_is_exported_and_importable() -> None:
     assert poetkb.__all__ == sorted(poetkb.__all__)
 
 
+def test_type_hints_resolve_on_every_public_method() -> None:
+    """typing.get_type_hints works on every public function and method poetkb exports (annotations name real,
+    importable types: the façade names feature types through the package's lazy exports)."""
+    import inspect
+    import typing
+
+    failed = []
+    for name in poetkb.__all__:
+        value = getattr(poetkb, name)
+        members = [(name, value)] if inspect.isfunction(value) else [
+            (f"{name}.{attr}", member) for klass in inspect.getmro(value) if klass.__module__.startswith("poetkb")
+            for attr, member in vars(klass).items()
+            if not attr.startswith("_") and (inspect.isfunction(member) or isinstance(member, property))
+        ] if inspect.isclass(value) else []
+        for label, member in members:
+            function = member.fget if isinstance(member, property) else member
+            # graph() -> networkx.MultiDiGraph and db -> sqlite_utils.Database: those libraries load on first use
+            if label.endswith((".graph", ".db")) or not getattr(function, "__module__", "").startswith("poetkb"):
+                continue
+            try:
+                typing.get_type_hints(function)
+            except (NameError, TypeError, AttributeError) as exc:
+                failed.append(f"{label}: {exc}")
+    assert failed == []
+
+
 def test_import_loads_no_heavy_library() -> None:
     """`import poetkb` loads none of scikit-learn, libcst, networkx, httpx, jinja2 or click."""
     code = "import sys, poetkb; print(','.join(m for m in sys.modules))"
@@ -115,3 +141,15 @@ def test_graph_view_is_built_lazily(kb: poetkb.KnowledgeBase) -> None:
     assert graph.nodes["obligation:cache.vary.honored"]["kind"] == "obligation"
     kinds = {k for _, _, k in graph.out_edges("obligation:cache.vary.honored", keys=True)}
     assert "guards_against" in kinds
+
+
+def test_meta_source_locations_and_gate_history_are_models(kb: poetkb.KnowledgeBase) -> None:
+    """meta, where an obligation is defined, and the gate history come back as models too."""
+    info = kb.info()
+    assert isinstance(info, poetkb.KBMeta)
+    assert info.schema_version == int(kb.meta()["schema_version"]) and info.catalog_fingerprint
+    where = kb.source_location("cache.vary.honored")
+    assert isinstance(where, poetkb.SourceLocation)
+    assert (where.file, where.line) == kb.source_of("cache.vary.honored") and where.file.endswith(".yaml")
+    assert isinstance(kb.gate_history(), list)
+    assert all(isinstance(run, poetkb.GateRun) for run in kb.gate_history())

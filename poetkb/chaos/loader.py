@@ -18,7 +18,7 @@ from poetkb.errors import CatalogError, InputError, Problem
 from poetkb.yamlfile import LineDict, load_with_lines, problems_from_validation
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 #: the largest experiment file read
 MAX_BYTES = 1024 * 1024
@@ -49,7 +49,7 @@ def parse(data: Any, *, file: str) -> Experiment:
     return experiment
 
 
-def load(path: Path, *, kb: KnowledgeBase | None = None) -> Experiment:
+def load(path: Path, *, kb: Knowledge | None = None) -> Experiment:
     """Read, validate and (with a knowledge base) check the obligation ids of the experiment at ``path``."""
     experiment = parse(read_data(path), file=str(path))
     if kb is not None:

@@ -28,7 +28,7 @@ from poetkb.chaos.models import Experiment
 from poetkb.models import PoetModel
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 SOAK_S = 2.0
 
@@ -136,12 +136,13 @@ def experiment_for(obligation_id: str, title: str, scenario: Any) -> Experiment:
     return Experiment.model_validate(data)
 
 
-def plan_experiments(kb: KnowledgeBase, change: str | None, *, diff: str | Path | None = None,
+def plan_experiments(kb: Knowledge, change: str | None, *, diff: str | Path | None = None,
                      component: str | None = None, top: int = 5) -> ChaosPlan:
     """Rank the change and derive an experiment for each ranked obligation a scenario teaches."""
     from poetkb.chaos.training import load_scenarios
+    from poetkb.rank import rank
 
-    ranking = kb.rank(change, diff=diff, component=component, top=top)
+    ranking = rank(kb, change, diff=diff, component=component, top=top)
     by_obligation: dict[str, Any] = {}
     for candidate in load_scenarios().values():
         if candidate.inject:

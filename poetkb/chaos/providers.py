@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from poetkb.chaos.faultproxy import FaultProxy
     from poetkb.demo.models import DemoState
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 #: bytes of a response body kept in an output (and the journal)
 BODY_KEEP = 4096
@@ -51,7 +51,7 @@ class RunContext:
     scope: dict[str, Any]
     allow_remote: bool = False
     demo: DemoState | None = None
-    kb: KnowledgeBase | None = None
+    kb: Knowledge | None = None
     proxies: dict[str, FaultProxy] = field(default_factory=dict)
     #: (label, undo) pairs, run last-in first-out after the rollbacks
     cleanups: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
@@ -203,8 +203,10 @@ def metric_probe(step: Any, ctx: RunContext) -> Outcome:
 def gate_probe(step: Any, ctx: RunContext) -> Outcome:
     if ctx.kb is None:
         raise EnvironmentProblem("a gate probe needs the knowledge base", hint="run it through `poet chaos run`")
-    report = ctx.kb.gate(obligations=step.obligations, target=step.target, allow_remote=ctx.allow_remote,
-                         record=False, write_reports=False)
+    from poetkb.gates.runner import gate
+
+    report = gate(ctx.kb, obligations=step.obligations, target=step.target, allow_remote=ctx.allow_remote,
+                  record=False, write_reports=False)
     verdicts = {v.obligation_id: v.verdict for v in report.obligations}
     output = {"verdict": report.verdict, "obligations": verdicts, "run_id": report.run_id,
               "diagnoses": {v.obligation_id: v.diagnosis for v in report.obligations if v.verdict != "pass"}}

@@ -36,7 +36,7 @@ from poetkb.errors import InputError, PoetError
 
 if TYPE_CHECKING:
     from poetkb.demo.models import DemoState
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 
 #: passing watch and guardrail rounds kept in the journal; later ones are only counted (failures are all kept)
@@ -234,7 +234,7 @@ def _signals(stop: StopFlag, recorder: Recorder, rolling_back: threading.Event, 
 
 
 # -- the run ---------------------------------------------------------------------------------------------
-def run_experiment(experiment: Experiment, *, kb: KnowledgeBase | None = None, file: Path | None = None,
+def run_experiment(experiment: Experiment, *, kb: Knowledge | None = None, file: Path | None = None,
                    options: RunOptions | None = None, demo: DemoState | None = None) -> Journal:
     """Run ``experiment`` (see the module docstring) and return its journal (also written to disk)."""
     from poetkb.chaos.watch import Watcher

@@ -30,7 +30,7 @@ from poetkb.models import PoetModel
 from poetkb.types import EntityId, NonEmptyStr, ObligationId
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 ProxyName = Literal["nginx", "haproxy"]
@@ -154,7 +154,7 @@ def _service() -> Any:
     return state
 
 
-def _context(demo_state: Any, kb: KnowledgeBase | None) -> Any:
+def _context(demo_state: Any, kb: Knowledge | None) -> Any:
     from poetkb.chaos.providers import RunContext
     from poetkb.gates.probes import make_client
 
@@ -250,7 +250,7 @@ def hint() -> tuple[int, int, str]:
     return index + 1, len(scenario.hints), scenario.hints[index]
 
 
-def check(kb: KnowledgeBase) -> CheckResult:
+def check(kb: Knowledge) -> CheckResult:
     """Run the scenario's gates and probes; healthy only when all pass (see the module docstring)."""
     from poetkb import demo
     from poetkb.chaos.providers import run_step

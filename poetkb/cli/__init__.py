@@ -14,11 +14,16 @@ top-level command goes into :data:`COMMANDS` with its module (a test checks the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from importlib import import_module
 from typing import Any
 
-from poetkb.cli.common import main
+# The command line uses no pydantic plugin; looking them up scans every installed package's entry points
+# (a tenth of a second or more at start-up). A plugin can still be enabled by setting the variable.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+from poetkb.cli.common import main  # noqa: E402
 
 #: top-level command -> the modules whose import registers it (and its subcommands) on `main`
 COMMANDS: dict[str, tuple[str, ...]] = {

@@ -49,10 +49,10 @@ def obligations_list(
 ) -> None:
     """List obligations, sorted by id."""
     with open_kb(ctx) as kb:
-        found = kb.obligations(domain=domain, risk=risk, component=component, tag=tag)
-    if as_json:
-        emit_json(found)
-        return
+        if as_json:
+            emit_json(kb.obligations(domain=domain, risk=risk, component=component, tag=tag))
+            return
+        found = kb.obligation_lines(domain=domain, risk=risk, component=component, tag=tag)
     for ob in found:
         click.echo(f"{ob.id:<36} {ob.risk:<7} {ob.title}")
     click.echo(f"{len(found)} obligation{'s' if len(found) != 1 else ''}", err=True)
@@ -95,16 +95,12 @@ def kb_build(ctx: click.Context, source: Path | None, db_path: Path | None, forc
     learn decisions and caches are carried over); any other file is refused with exit 2.
     """
     from poetkb import store
-    from poetkb.catalog import load_catalog, shipped_catalog_root
-    from poetkb.kb import SHIPPED, KnowledgeBase
+    from poetkb.kb import build
     from poetkb.paths import default_db_path
 
     target = Path(db_path or ctx.find_root().obj.get("db_path") or default_db_path())
-    root = source or shipped_catalog_root()
-    state = store.writable_target(target, force=force)  # refuse before reading the catalog
-    catalog = load_catalog(root)
-    store.build(catalog, Path(target), source=SHIPPED if source is None else str(root.resolve()), force=force)
-    with KnowledgeBase(Path(target))._fit_derived() as built:
+    state = store.writable_target(target, force=force)  # what was there: a damaged file is kept beside it
+    with build(target, source, force=force) as built:
         stats = built.stats()
     counts = stats.counts
     if state.kind == "damaged":
@@ -179,15 +175,15 @@ def kb_check(ctx: click.Context, source: Path | None, db_path: Path | None, cata
 def kb_stats(ctx: click.Context, as_json: bool) -> None:
     """Counts, schema version and provenance of the knowledge base."""
     with open_kb(ctx) as base:
-        stats = base.stats()
-    if as_json:
-        emit_json(stats)
-        return
-    click.echo(f"path:            {stats.path}")
-    click.echo(f"schema version:  {stats.schema_version}")
-    click.echo(f"built:           {stats.built_at} by poetkb {stats.poetkb_version}")
-    click.echo(f"catalog:         {stats.catalog_fingerprint[:16]}")
-    for name, count in stats.counts.items():
+        if as_json:
+            emit_json(base.stats())
+            return
+        meta, counts, path = base.meta(), base.table_counts(), base.path
+    click.echo(f"path:            {path}")
+    click.echo(f"schema version:  {int(meta.get('schema_version', 0))}")
+    click.echo(f"built:           {meta.get('built_at', '?')} by poetkb {meta.get('poetkb_version', '?')}")
+    click.echo(f"catalog:         {meta.get('catalog_fingerprint', '')[:16]}")
+    for name, count in counts.items():
         click.echo(f"  {name:<24} {count}")
 
 
@@ -212,10 +208,10 @@ def schema(name: str | None) -> None:
 def search(ctx: click.Context, text: tuple[str, ...], limit: int, as_json: bool) -> None:
     """Full-text search over obligations' titles, statements, rationale and keywords."""
     with open_kb(ctx) as base:
-        found = base.search(" ".join(text), limit=limit)
-    if as_json:
-        emit_json(found)
-        return
+        if as_json:
+            emit_json(base.search(" ".join(text), limit=limit))
+            return
+        found = base.search_lines(" ".join(text), limit=limit)
     for ob in found:
         click.echo(f"{ob.id:<36} {ob.title}")
     if not found:
@@ -231,10 +227,10 @@ def search(ctx: click.Context, text: tuple[str, ...], limit: int, as_json: bool)
 def related(ctx: click.Context, name: str, depth: int, edges: tuple[str, ...], as_json: bool) -> None:
     """Graph neighbourhood of an obligation (or any node, as kind:id), with edge kinds."""
     with open_kb(ctx) as base:
-        found = base.related(name, depth=depth, edge_kinds=edges or None)
-    if as_json:
-        emit_json(found)
-        return
+        if as_json:
+            emit_json(base.related(name, depth=depth, edge_kinds=edges or None))
+            return
+        found = base.related_lines(name, depth=depth, edge_kinds=edges or None)
     for node in found:
         arrow = "->" if node.direction == "out" else "<-"
         role = {"own": "  [your test]", "reference": "  [public example, not coverage]"}.get(node.role or "", "")

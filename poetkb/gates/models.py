@@ -9,6 +9,7 @@ Both carry a ``schema`` tag that changes only with an incompatible change.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
@@ -205,3 +206,31 @@ class GateReport(PoetModel):
     def verdict_of(self, obligation_id: str) -> Verdict | None:
         """The verdict of one obligation, or None when it was not selected."""
         return next((o.verdict for o in self.obligations if o.obligation_id == obligation_id), None)
+
+
+class GateRun(PoetModel):
+    """One recorded gate run (the summary kept in the knowledge base; the full report is gate_report)."""
+
+    run_id: str
+    mode: str
+    started_at: str
+    finished_at: str | None = None
+    duration_s: float | None = None
+    target: str | None = None
+    proxy: str | None = None
+    variant: str | None = None
+    verdict: Verdict
+    exit_code: int
+    coverage: float | None = None
+    selection: Selection
+    summary: GateSummary | None = None
+    evidence_dir: str | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> GateRun:
+        """Build from a ``gate_runs`` row as :meth:`poetkb.knowledge.Knowledge.gate_runs` returns it."""
+        selection = Selection.model_validate_json(row["selection"]) if row.get("selection") else Selection()
+        summary = GateSummary.model_validate(json.loads(row["counts"])) if row.get("counts") else None
+        fields = {k: row.get(k) for k in ("run_id", "mode", "started_at", "finished_at", "duration_s", "target",
+                                          "proxy", "variant", "verdict", "exit_code", "coverage", "evidence_dir")}
+        return cls.model_validate({**fields, "selection": selection, "summary": summary})

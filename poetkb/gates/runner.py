@@ -56,13 +56,13 @@ if TYPE_CHECKING:
     from poetkb.gates.foreign import Foreign
     from poetkb.gates.schedule import Planned
     from poetkb.gates.target import ResolvedTarget
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 SEVERITY: dict[str, int] = {"fail": 0, "error": 1, "no-evidence": 2, "pass": 3, "not-applicable": 4}
 
 
 # -- selection ---------------------------------------------------------------------------------------
-def select_obligations(kb: KnowledgeBase, selection: Selection, *, proxy: str | None = None,
+def select_obligations(kb: Knowledge, selection: Selection, *, proxy: str | None = None,
                        service: bool = False, edge: bool = True) -> list[Obligation]:
     """The obligations a selection names; ``all`` means every obligation with a check a gate run can drive
     (with ``service``, when the demo's service tier runs, those with a service-tier check too)."""
@@ -95,7 +95,7 @@ def select_obligations(kb: KnowledgeBase, selection: Selection, *, proxy: str | 
     return [chosen[k] for k in sorted(chosen)]
 
 
-def require_known(kb: KnowledgeBase, ids: Sequence[str], *, where: str, file: Path | None = None) -> None:
+def require_known(kb: Knowledge, ids: Sequence[str], *, where: str, file: Path | None = None) -> None:
     """Bad input (exit 2) naming every id the catalog does not know, with close matches: no verdict without
     obligations, and never a silent drop of what was asked for."""
     import difflib
@@ -147,7 +147,7 @@ def _route(auto: list[CheckResult]) -> list[CheckResult]:
     return auto
 
 
-def obligation_verdict(kb: KnowledgeBase | None, ob: Obligation, results: list[CheckResult]) -> ObligationVerdict:
+def obligation_verdict(kb: Knowledge | None, ob: Obligation, results: list[CheckResult]) -> ObligationVerdict:
     auto = [r for r in results if r.kind != "manual"]
     if not ob.checks:
         verdict: Verdict = "no-evidence"
@@ -312,7 +312,7 @@ def _ranged(record: CheckRecord, start: int | None, end: int | None) -> CheckRec
     return record.model_copy(update={"log_range": (start, end)})
 
 
-def run_gate(kb: KnowledgeBase, selection: Selection, resolved: ResolvedTarget, *, transport: Any = None,
+def run_gate(kb: Knowledge, selection: Selection, resolved: ResolvedTarget, *, transport: Any = None,
              capture: bool = False, evidence: Sequence[Path] = (), record: bool = True,
              write_reports: bool = True) -> GateReport:
     """Collect evidence for the selected obligations on the target, then judge it (see the module docstring)."""
@@ -361,7 +361,7 @@ def _foreign(paths: Sequence[Path]) -> Foreign | None:
     return load_foreign([Path(p) for p in paths])
 
 
-def _judge(kb: KnowledgeBase, obligations: list[Obligation], loaded: LoadedRun | None, foreign: Foreign | None,
+def _judge(kb: Knowledge, obligations: list[Obligation], loaded: LoadedRun | None, foreign: Foreign | None,
            *, run_id: str, mode: Literal["run", "evaluate"], started_at: str, duration: float, selection: Selection,
            target: TargetInfo | None = None) -> GateReport:
     records: dict[str, CheckRecord] = {r.check_id: r for r in loaded.manifest.checks} if loaded else {}
@@ -509,15 +509,13 @@ def _record_kind(loaded: LoadedRun | None, foreign: Foreign | None) -> EvidenceR
     return "foreign" if foreign is not None else None
 
 
-def check_recorded(kb: KnowledgeBase, loaded: LoadedRun) -> None:
+def check_recorded(kb: Knowledge, loaded: LoadedRun) -> None:
     """Compare the manifest with the digest the knowledge base recorded for its run, and mark ``loaded``.
 
     A match is ``recorded``; a different digest is ``mismatch`` (every check becomes an error); a run the
     knowledge base does not know, or recorded before digests were kept, is ``unrecorded``.
     """
-    from poetkb.gates.history import recorded_digest
-
-    found = recorded_digest(kb.db, loaded.manifest.run_id)
+    found = kb.recorded_manifest_digest(loaded.manifest.run_id)
     if found is None:
         loaded.record = "unrecorded"
     elif found != loaded.manifest_sha256:
@@ -529,7 +527,7 @@ def check_recorded(kb: KnowledgeBase, loaded: LoadedRun) -> None:
         loaded.record = "recorded"
 
 
-def verify_report(kb: KnowledgeBase | None, report: GateReport) -> tuple[str, list[str]]:
+def verify_report(kb: Knowledge | None, report: GateReport) -> tuple[str, list[str]]:
     """Check a stored report against what the knowledge base recorded of its run: ``(status, problems)``.
 
     ``status`` is ``recorded`` (the report's verdict and, for a gate run whose evidence is still there, its
@@ -537,10 +535,9 @@ def verify_report(kb: KnowledgeBase | None, report: GateReport) -> tuple[str, li
     say what differs: the report file or the evidence manifest was changed after the run).
     """
     from poetkb.gates.evidence import MANIFEST
-    from poetkb.gates.history import recorded_run
     from poetkb.safefile import read_bytes
 
-    row = recorded_run(kb.db, report.run_id) if kb is not None else None
+    row = kb.gate_run(report.run_id) if kb is not None else None
     if row is None:
         return "unrecorded", []
     problems: list[str] = []
@@ -564,7 +561,7 @@ def verify_report(kb: KnowledgeBase | None, report: GateReport) -> tuple[str, li
     return ("mismatch" if problems else "recorded"), problems
 
 
-def evaluate_evidence(kb: KnowledgeBase, paths: Sequence[Path], selection: Selection | None = None, *,
+def evaluate_evidence(kb: Knowledge, paths: Sequence[Path], selection: Selection | None = None, *,
                       record: bool = True, write_reports: bool = True) -> GateReport:
     """Judge stored evidence without traffic: a gate's evidence directory, or files from other tools."""
     if not paths:
@@ -628,7 +625,7 @@ def _chaos_journals(paths: Sequence[Path]) -> list[tuple[Path, bytes]]:
     return found
 
 
-def _judge_journals(kb: KnowledgeBase, journals: list[tuple[Path, bytes]], selection: Selection | None, *,
+def _judge_journals(kb: Knowledge, journals: list[tuple[Path, bytes]], selection: Selection | None, *,
                     started_at: str, t0: float) -> GateReport:
     """One verdict per obligation the journals name (or the selection), each re-derived from the steps."""
     import hashlib
@@ -666,20 +663,20 @@ def _judge_journals(kb: KnowledgeBase, journals: list[tuple[Path, bytes]], selec
                       obligations=verdicts, summary=summary, verdict=overall, exit_code=exit_code)
 
 
-def _finish(kb: KnowledgeBase, report: GateReport, *, record: bool, write_reports: bool) -> GateReport:
+def _finish(kb: Knowledge, report: GateReport, *, record: bool, write_reports: bool) -> GateReport:
     path = None
     if write_reports:
         from poetkb.gates.reports import write_reports as write
 
         path = str(write(report)["json"])
     if record:
-        from poetkb.gates.history import record as record_run
+        from poetkb.gates.history import record_report
 
-        record_run(kb.db, report, report_path=path)
+        record_report(kb, report, report_path=path)
     return report
 
 
-def gate(kb: KnowledgeBase, *, all: bool = False, obligations: Sequence[str] = (),  # noqa: A002
+def gate(kb: Knowledge, *, all: bool = False, obligations: Sequence[str] = (),  # noqa: A002
          domains: Sequence[str] = (), target: str | None = None, proxy: str | None = None,
          access_log: str | Path | None = None, upstream_admin: Sequence[str] = (), metrics_url: str | None = None,
          tls_url: str | None = None, mtls_url: str | None = None, ca_cert: str | None = None,

@@ -42,12 +42,11 @@ from typing import TYPE_CHECKING, Any
 from poetkb.store import now_iso
 
 if TYPE_CHECKING:
-    import sqlite_utils
+    from poetkb.knowledge import Knowledge
 
 #: Bump whenever extract.py or features.py change what they produce (invalidates every entry).
 CACHE_VERSION = "5"
 TABLE = "learn_cache"
-_CHUNK = 500
 #: A data file modified less than this long before it was hashed is hashed again next time (racy stat).
 RACY_NS = 2_000_000_000
 
@@ -84,8 +83,8 @@ def fingerprint(*parts: bytes | str) -> str:
 class LearnCache:
     """Reads cached extraction results and collects new ones to write at the end of a run."""
 
-    def __init__(self, db: sqlite_utils.Database, version: str = CACHE_VERSION) -> None:
-        self.db = db
+    def __init__(self, kb: Knowledge, version: str = CACHE_VERSION) -> None:
+        self.kb = kb
         self.version = version
         self.pending: dict[str, dict[str, Any]] = {}
         self.hits = 0
@@ -98,16 +97,10 @@ class LearnCache:
         """Cached values for the keys that have one (counted as hits; the rest as misses)."""
         wanted = sorted(set(keys))
         found: dict[str, Any] = {}
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start:start + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            rows = self.db.execute(
-                f"select key, features from {TABLE} where version = ? and key in ({marks})", [self.version, *chunk]
-            ).fetchall()
-            for key, features in rows:
-                value = _decode(key, features)
-                if value is not None:
-                    found[key] = value
+        for key, features in self.kb.mining_cache(self.version, wanted):
+            value = _decode(key, features)
+            if value is not None:
+                found[key] = value
         self.hits += len(found)
         self.misses += len(wanted) - len(found)
         return found
@@ -128,10 +121,7 @@ class LearnCache:
     def _load_stats(self) -> dict[str, list[Any]]:
         if self._stats is None:
             self._stats = {}
-            rows = self.db.execute(
-                f"select key, features from {TABLE} where version = ? and key >= 'stat:' and key < 'stat;'",
-                [self.version],
-            )
+            rows = self.kb.mining_cache_prefixed(self.version, "stat:")
             for key, features in rows:
                 try:
                     value = json.loads(features)
@@ -179,13 +169,8 @@ class LearnCache:
 
     def write(self) -> int:
         """Write the pending rows and prune rows of other versions; the caller holds the transaction."""
-        self.db.execute(f"delete from {TABLE} where version != ?", [self.version])
-        for source in sorted(self._drop_runs):
-            self.db.execute(f"delete from {TABLE} where path = ? and key >= 'map:' and key < 'map;'",
-                            [f"run:{source}"])
+        self.kb.store_mining_cache(self.version, self.pending.values(), drop_runs=sorted(self._drop_runs))
         self._drop_runs = set()
-        if self.pending:
-            self.db.table(TABLE).insert_all(self.pending.values(), pk="key", replace=True)
         written = len(self.pending)
         self.pending = {}
         return written

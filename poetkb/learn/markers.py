@@ -31,7 +31,7 @@ from poetkb.safefile import SOURCE_FILE_LIMIT, read_text
 if TYPE_CHECKING:
     import libcst as cst
 
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
     from poetkb.models import LearnedPattern
 
 MARKABLE = ("function", "method", "parametrized", "class")
@@ -156,7 +156,7 @@ def rewrite(source: str, tests: Mapping[str, Sequence[str]]) -> tuple[str, dict[
     return changed.code, added
 
 
-def suggest_markers(kb: KnowledgeBase, path: str | Path, *, min_confidence: float = 0.0,
+def suggest_markers(kb: Knowledge, path: str | Path, *, min_confidence: float = 0.0,
                     apply: bool = False, workers: int | None = None) -> MarkerPatch:
     """Mine ``path`` (nothing stored), and propose (or, with ``apply``, write) obligation markers."""
     from poetkb.learn.runner import learn

@@ -22,7 +22,7 @@ from poetkb.models import LearnedPattern, ObligationMatch
 if TYPE_CHECKING:
     import sqlite_utils
 
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 TABLE = "learn_decisions"
 ACCEPTED_REASON = "accepted in review"
@@ -41,10 +41,8 @@ def parse_pair(text: str, *, option: str = "--accept") -> tuple[str, str]:
 
 
 def load_decisions(db: sqlite_utils.Database) -> dict[tuple[str, str], str]:
-    """Every stored decision: (pattern id, obligation id) -> "accept" or "reject"."""
-    if TABLE not in db.table_names():
-        return {}
-    return {(r["pattern_id"], r["obligation_id"]): r["decision"] for r in db.table(TABLE).rows}
+    """Every stored decision: (pattern id, obligation id) -> "accept" or "reject" (``kb.learn_decisions()``)."""
+    return store.learn_decisions(db)
 
 
 def apply_decisions(
@@ -84,14 +82,14 @@ def _best_first(match: ObligationMatch) -> tuple[float, str]:
 
 
 def review_items(
-    kb: KnowledgeBase, *, threshold: float = REVIEW_THRESHOLD, source: str | None = None, decided: bool = False
+    kb: Knowledge, *, threshold: float = REVIEW_THRESHOLD, source: str | None = None, decided: bool = False
 ) -> list[ReviewItem]:
     """Mappings and candidates below ``threshold`` (with ``decided``, every decision too), most confident first.
 
     Candidates are near misses the mapper did not map (below its map threshold):
     accepting one maps it.
     """
-    decisions = load_decisions(kb.db)
+    decisions = kb.learn_decisions()
     items: list[ReviewItem] = []
     for pattern in kb.patterns(source=source):
         for match in pattern.obligations:
@@ -125,7 +123,7 @@ def _item(
 
 
 def decide(
-    kb: KnowledgeBase, pairs: Iterable[tuple[str, str]], decision: Decision, *, note: str = ""
+    kb: Knowledge, pairs: Iterable[tuple[str, str]], decision: Decision, *, note: str = ""
 ) -> list[ReviewItem]:
     """Store decisions and apply them to the stored patterns, all in one transaction.
 
@@ -149,42 +147,25 @@ def decide(
             patterns[pattern_id] = found
     stamp = store.now_iso()
     done: list[ReviewItem] = []
-    with kb.db.atomic():
-        for pattern_id, obligation_id in wanted:
-            kb.db.table(TABLE).upsert(
-                {"pattern_id": pattern_id, "obligation_id": obligation_id, "decision": decision,
-                 "decided_at": stamp, "note": note},
-                pk=("pattern_id", "obligation_id"),
-            )
-        decisions = load_decisions(kb.db)
+    with kb.transaction():
+        kb.record_learn_decisions(wanted, decision, note=note, at=stamp)
+        decisions = kb.learn_decisions()
         for pattern_id, pattern in patterns.items():
             matches, near = apply_decisions(pattern_id, pattern.obligations, decisions, candidates=pattern.candidates)
             updated = pattern.model_copy(update={"obligations": matches, "candidates": near})
-            _store_pattern_matches(kb.db, updated)
+            kb.update_pattern_matches(updated)
             for oid in (o for p, o in wanted if p == pattern_id):
                 match = next((m for m in matches if m.id == oid), None)
                 done.append(_item(updated, match or ObligationMatch(id=oid, confidence=0.0), decision))
-    kb._graph = None  # noqa: SLF001 - the graph view is rebuilt on next use
     return done
 
 
-def _stored_pattern(kb: KnowledgeBase, pattern_id: str) -> LearnedPattern | None:
-    rows = list(kb.db.table("patterns").rows_where("id = ?", [pattern_id], limit=1))
-    return store.decode(rows[0], LearnedPattern) if rows else None
+def _stored_pattern(kb: Knowledge, pattern_id: str) -> LearnedPattern | None:
+    return kb.pattern(pattern_id)
 
 
-def _store_pattern_matches(db: sqlite_utils.Database, pattern: LearnedPattern) -> None:
-    node = f"pattern:{pattern.id}"
-    db.table("patterns").update(pattern.id, {"data": pattern.model_dump_json()})
-    db.execute("delete from edges where src = ? and kind = 'learned_from'", [node])
-    rows = [{"src": node, "dst": f"obligation:{m.id}", "kind": "learned_from", "weight": m.confidence}
-            for m in pattern.obligations]
-    if rows:
-        db.table("edges").insert_all(rows, pk=("src", "dst", "kind"), replace=True)
-
-
-def _close_ids(kb: KnowledgeBase, pattern_id: str) -> list[str]:
+def _close_ids(kb: Knowledge, pattern_id: str) -> list[str]:
     import difflib
 
-    ids = [r["id"] for r in kb.db.query("select id from patterns")]
+    ids = kb.pattern_ids()
     return difflib.get_close_matches(pattern_id, ids, n=3, cutoff=0.6)

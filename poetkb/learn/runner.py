@@ -59,7 +59,7 @@ from poetkb.models import LearnedPattern, ObligationMatch
 from poetkb.safefile import read_bytes
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 #: Where learned files go when no --out is given (relative to the current directory).
 DEFAULT_OUT = Path("knowledge") / "learned"
@@ -419,7 +419,7 @@ def _summary_text(unit: dict[str, Any]) -> str:
 
 # -- the run ----------------------------------------------------------------------------------------
 def learn(
-    kb: KnowledgeBase,
+    kb: Knowledge,
     paths: Sequence[str | Path],
     *,
     source: str | None = None,
@@ -456,7 +456,7 @@ def learn(
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     phase = on_phase or (lambda _: None)
 
-    cache = LearnCache(kb.db)
+    cache = LearnCache(kb)
     keys = [test_key(f.content_hash, f.script_style) for f in found.files]
     cached = cache.get_many(keys)
     jobs = [(i, f.text, f.script_style) for i, (f, k) in enumerate(zip(found.files, keys, strict=True))
@@ -498,9 +498,9 @@ def learn(
     })
 
 
-def _map(kb: KnowledgeBase, source: str, units: list[dict[str, Any]],
+def _map(kb: Knowledge, source: str, units: list[dict[str, Any]],
          role: Literal["own", "reference"] = "own", cache: LearnCache | None = None) -> list[LearnedPattern]:
-    decisions = review.load_decisions(kb.db)
+    decisions = kb.learn_decisions()
     patterns = []
     for unit, (matches, candidates, terms) in zip(units, _mapped(kb, source, units, cache), strict=True):
         taken = {m.id for m in matches}  # a class may map what its own name only hinted at
@@ -519,7 +519,7 @@ def _map(kb: KnowledgeBase, source: str, units: list[dict[str, Any]],
 Mapped = tuple[list[ObligationMatch], list[ObligationMatch], list[str]]
 
 
-def _mapped(kb: KnowledgeBase, source: str, units: list[dict[str, Any]],
+def _mapped(kb: Knowledge, source: str, units: list[dict[str, Any]],
             cache: LearnCache | None) -> list[Mapped]:
     """Per unit: (mapped obligations, candidates, summary terms), before review decisions.
 
@@ -597,14 +597,12 @@ def mapping_key(units: Sequence[dict[str, Any]], obligations: Sequence[Any], rul
     )
 
 
-def known_examples(kb: KnowledgeBase, exclude_source: str) -> dict[str, list[str]]:
+def known_examples(kb: Knowledge, exclude_source: str) -> dict[str, list[str]]:
     """Terms of tests other sources map confidently to each obligation (the mapper's known examples)."""
     from poetkb.learn.mapping import REVIEW_THRESHOLD
 
     examples: dict[str, list[str]] = {}
-    rows = kb.db.execute("select data from patterns where source != ? order by id", [exclude_source])
-    for (data,) in rows:
-        pattern = json.loads(data)
+    for pattern in kb.pattern_data(exclude_source=exclude_source):
         terms = " ".join(pattern.get("terms", [])[:8])
         for match in pattern.get("obligations", []):
             if match.get("confidence", 0.0) >= REVIEW_THRESHOLD:
@@ -613,7 +611,7 @@ def known_examples(kb: KnowledgeBase, exclude_source: str) -> dict[str, list[str
 
 
 def _summarise(
-    kb: KnowledgeBase,
+    kb: Knowledge,
     roots: Sequence[Path],
     commits: dict[Path, str | None],
     found: Discovery,
@@ -665,7 +663,7 @@ def learned_file_text(report: LearnReport) -> str:
 
 
 def _commit_results(
-    kb: KnowledgeBase, report: LearnReport, cache: LearnCache, target: Path | None, *, store: bool
+    kb: Knowledge, report: LearnReport, cache: LearnCache, target: Path | None, *, store: bool
 ) -> None:
     tmp: Path | None = None
     if target is not None:
@@ -686,7 +684,7 @@ def _commit_results(
             raise StoreError(f"cannot write {target}: {exc.strerror or exc}", path=target,
                              hint="pass --out to a writable directory") from exc
     try:
-        with kb.db.atomic():
+        with kb.transaction():
             cache.write()
             if store:
                 store_patterns(kb, report.source, report.patterns)
@@ -699,7 +697,6 @@ def _commit_results(
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
-    kb._graph = None  # noqa: SLF001 - the graph view is rebuilt on next use
 
 
 def remove_stale_temp_files(target: Path) -> list[Path]:
@@ -739,49 +736,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def store_patterns(kb: KnowledgeBase, source: str, patterns: Sequence[LearnedPattern]) -> None:
+def store_patterns(kb: Knowledge, source: str, patterns: Sequence[LearnedPattern]) -> None:
     """Replace one source's patterns, pattern nodes and learned_from edges (the caller holds the transaction)."""
-    conn = kb.db.conn
-    known = {r[0] for r in conn.execute("select id from obligations")}
-    rows = [(p.id, p.source, p.role, p.file, p.test, p.line, p.summary, p.model_dump_json()) for p in patterns]
-    edges = [(f"pattern:{p.id}", f"obligation:{m.id}", m.confidence)
-             for p in patterns for m in p.obligations if m.id in known]
-    if _stored_as(conn, source, rows, edges):
-        return  # a re-run that changed nothing: rewriting the same rows would only cost time
-    old = [r[0] for r in conn.execute("select id from patterns where source = ?", [source])]
-    for start in range(0, len(old), 500):
-        chunk = [f"pattern:{pid}" for pid in old[start:start + 500]]
-        marks = ", ".join("?" * len(chunk))
-        conn.execute(f"delete from edges where src in ({marks})", chunk)
-        conn.execute(f"delete from nodes where id in ({marks})", chunk)
-    conn.execute("delete from patterns where source = ?", [source])
-    conn.executemany(
-        "insert or replace into patterns (id, source, role, file, test, line, summary, data) "
-        "values (?, ?, ?, ?, ?, ?, ?, ?)", rows,
-    )
-    conn.executemany(
-        "insert or replace into nodes (id, kind, label) values (?, 'pattern', ?)",
-        ((f"pattern:{p.id}", p.test or p.file) for p in patterns),
-    )
-    conn.executemany("insert or replace into edges (src, dst, kind, weight) values (?, ?, 'learned_from', ?)",
-                     edges)
-
-
-def _stored_as(conn: Any, source: str, rows: list[tuple[Any, ...]], edges: list[tuple[str, str, float]]) -> bool:
-    """Whether the knowledge base holds exactly these pattern rows, their nodes and their edges for ``source``."""
-    stored = conn.execute(
-        "select id, source, role, file, test, line, summary, data from patterns where source = ?", [source]
-    ).fetchall()
-    if sorted(stored) != sorted(rows):
-        return False
-    nodes = conn.execute(
-        "select count(*) from patterns p join nodes n on n.id = 'pattern:' || p.id "
-        "where p.source = ? and n.kind = 'pattern' and n.label = coalesce(p.test, p.file)", [source]
-    ).fetchone()[0]
-    if nodes != len(rows):
-        return False
-    linked = conn.execute(
-        "select e.src, e.dst, e.kind, e.weight from patterns p join edges e on e.src = 'pattern:' || p.id "
-        "where p.source = ?", [source]
-    ).fetchall()
-    return sorted(linked) == sorted((src, dst, "learned_from", weight) for src, dst, weight in edges)
+    kb.replace_patterns(source, patterns)

@@ -20,12 +20,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from poetkb import store
 from poetkb.load.metrics import MetricsSummary
 from poetkb.load.plan import REGRESSION_DEFAULTS
 from poetkb.models import PoetModel
 
 if TYPE_CHECKING:
     import sqlite_utils
+
+    from poetkb.knowledge import Knowledge
 
 #: fewer raw samples than this in either run and the test is not run (percentiles decide alone)
 MIN_SAMPLES = 20
@@ -176,37 +179,34 @@ def _narrative(changes: list[MetricChange]) -> str:
     return "; ".join(parts)
 
 
-# -- storage ------------------------------------------------------------------------------------
-def get_baseline(db: sqlite_utils.Database, service: str, scenario: str) -> Baseline | None:
+# -- storage (the rows are read and written by poetkb.store) ----------------------------------------------
+def _db(source: Knowledge | sqlite_utils.Database) -> sqlite_utils.Database:
+    """The connection of a knowledge base (or a bare connection, as older callers pass)."""
+    from poetkb.knowledge import Knowledge
+
+    return source.db if isinstance(source, Knowledge) else source
+
+
+def get_baseline(kb: Knowledge | sqlite_utils.Database, service: str, scenario: str) -> Baseline | None:
     """The stored baseline of a service and scenario, if any."""
-    if TABLE not in db.table_names():
-        return None
-    rows = list(db.table(TABLE).rows_where("service = ? and scenario = ?", [service, scenario], limit=1))
+    rows = store.baseline_rows(_db(kb), service=service, scenario=scenario)
     return _decode(rows[0]) if rows else None
 
 
-def list_baselines(db: sqlite_utils.Database, service: str | None = None) -> list[Baseline]:
+def list_baselines(kb: Knowledge | sqlite_utils.Database, service: str | None = None) -> list[Baseline]:
     """Every stored baseline (of one service), sorted by service and scenario."""
-    if TABLE not in db.table_names():
-        return []
-    where, args = ("service = ?", [service]) if service else (None, [])
-    return [_decode(r) for r in db.table(TABLE).rows_where(where, args, order_by="service, scenario")]
+    return [_decode(r) for r in store.baseline_rows(_db(kb), service=service)]
 
 
-def record_baseline(db: sqlite_utils.Database, service: str, scenario: str, summary: MetricsSummary, *,
+def record_baseline(kb: Knowledge | sqlite_utils.Database, service: str, scenario: str, summary: MetricsSummary, *,
                     profile_fingerprint: str = "") -> Baseline:
     """Keep ``summary`` as the baseline of (service, scenario), replacing the previous one."""
-    from poetkb.store import now_iso
-
-    baseline = Baseline(service=service, scenario=scenario, recorded_at=now_iso(), source=summary.source,
+    baseline = Baseline(service=service, scenario=scenario, recorded_at=store.now_iso(), source=summary.source,
                         profile_fingerprint=profile_fingerprint, summary=summary)
-    with db.conn:
-        db.table(TABLE).upsert(
-            {"service": service, "scenario": scenario, "recorded_at": baseline.recorded_at,
-             "source": summary.source, "profile_fingerprint": profile_fingerprint,
-             "sample_count": summary.sample_count, "summary": summary.model_dump_json()},
-            pk=("service", "scenario"),
-        )
+    store.put_baseline(_db(kb), {
+        "service": service, "scenario": scenario, "recorded_at": baseline.recorded_at, "source": summary.source,
+        "profile_fingerprint": profile_fingerprint, "sample_count": summary.sample_count,
+        "summary": summary.model_dump_json()})
     return baseline
 
 

@@ -25,7 +25,7 @@ from poetkb.load.units import fmt_ms, fmt_rate, fmt_rps
 from poetkb.models import PoetModel
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 BaselineMode = Literal["none", "file", "auto"]
 
@@ -152,7 +152,7 @@ def interpret(profile: ServiceProfile | str | Path, summary: MetricsSummary, *, 
     )
 
 
-def interpret_files(kb: KnowledgeBase | None, profile: ServiceProfile | str | Path,
+def interpret_files(kb: Knowledge | None, profile: ServiceProfile | str | Path,
                     metrics: MetricsSummary | str | Path | Sequence[str | Path], *, scenario: str | None = None,
                     baseline: str | Path | MetricsSummary | Baseline | None = None) -> Interpretation:
     """Read the metrics file(s), pick the baseline (a file, a summary, or "auto" from the KB), interpret.
@@ -180,12 +180,16 @@ def interpret_files(kb: KnowledgeBase | None, profile: ServiceProfile | str | Pa
 
             raise InputError("--baseline auto needs a knowledge base to keep baselines in", field="baseline")
         mode = "auto"
-        reference = kb.load_baseline(prof.service, name)
+        from poetkb.load.baselines import get_baseline
+
+        reference = get_baseline(kb, prof.service, name)
     elif baseline is not None:
         mode, reference = "file", read_metrics(baseline)
     result = interpret(prof, summary, scenario=name, baseline=reference, baseline_mode=mode)
     if mode == "auto" and result.passed and kb is not None:
-        kb.record_baseline(prof.service, name, summary, profile_fingerprint=prof.fingerprint())
+        from poetkb.load.baselines import record_baseline
+
+        record_baseline(kb, prof.service, name, summary, profile_fingerprint=prof.fingerprint())
         result = result.model_copy(update={"baseline_recorded": True})
     return result
 

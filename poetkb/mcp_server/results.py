@@ -9,12 +9,9 @@ library's own model (:class:`~poetkb.models.Obligation`,
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from pydantic import Field
 
-from poetkb.gates.models import GateSummary, Selection, Verdict
+from poetkb.gates.models import GateRun
 from poetkb.learn.models import ReviewItem
 from poetkb.models import Obligation, PoetModel, RelatedNode
 
@@ -33,34 +30,6 @@ class Neighbourhood(PoetModel):
     depth: int
     count: int
     neighbours: list[RelatedNode]
-
-
-class GateRun(PoetModel):
-    """One recorded gate run (the summary kept in the knowledge base; the full report is gate_report)."""
-
-    run_id: str
-    mode: str
-    started_at: str
-    finished_at: str | None = None
-    duration_s: float | None = None
-    target: str | None = None
-    proxy: str | None = None
-    variant: str | None = None
-    verdict: Verdict
-    exit_code: int
-    coverage: float | None = None
-    selection: Selection
-    summary: GateSummary | None = None
-    evidence_dir: str | None = None
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> GateRun:
-        """Build from a ``gate_runs`` row as :meth:`KnowledgeBase.gate_runs` returns it."""
-        selection = Selection.model_validate_json(row["selection"]) if row.get("selection") else Selection()
-        summary = GateSummary.model_validate(json.loads(row["counts"])) if row.get("counts") else None
-        fields = {k: row.get(k) for k in ("run_id", "mode", "started_at", "finished_at", "duration_s", "target",
-                                          "proxy", "variant", "verdict", "exit_code", "coverage", "evidence_dir")}
-        return cls.model_validate({**fields, "selection": selection, "summary": summary})
 
 
 class GateRunList(PoetModel):

@@ -36,7 +36,7 @@ from poetkb.mutation.operators import Mutant, Operator, load_operators, mutants
 from poetkb.store import now_iso
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 COMMAND_TIMEOUT_S = 60
 
@@ -123,7 +123,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _gate(kb: KnowledgeBase, target: MutationTarget, obligations: Sequence[str]) -> dict[str, str]:
+def _gate(kb: Knowledge, target: MutationTarget, obligations: Sequence[str]) -> dict[str, str]:
     from poetkb.gates.runner import gate
 
     report = gate(kb, obligations=list(obligations), record=False, write_reports=False, **target.gate_options)
@@ -148,7 +148,7 @@ def select(operators: Sequence[Operator], *, only: Sequence[str] = (), obligatio
     return chosen
 
 
-def run_mutation(kb: KnowledgeBase, target: MutationTarget, *, operators: Sequence[Operator] | None = None,
+def run_mutation(kb: Knowledge, target: MutationTarget, *, operators: Sequence[Operator] | None = None,
                  max_mutants: int = 200, budget_s: float = 1800.0,
                  on_progress: Callable[[str], None] | None = None) -> MutationReport:
     """Mutate ``target``'s configuration, gate each mutant, restore the original; see the module docstring."""
@@ -199,7 +199,7 @@ def run_mutation(kb: KnowledgeBase, target: MutationTarget, *, operators: Sequen
                           mutants=results, obligations=_scores(results), score=_score(results), restored=restored)
 
 
-def _run_one(kb: KnowledgeBase, target: MutationTarget, m: Mutant, base: MutantResult,
+def _run_one(kb: Knowledge, target: MutationTarget, m: Mutant, base: MutantResult,
              original: bytes) -> MutantResult:
     target.config.write_text(m.mutated, encoding="utf-8")
     applied = False

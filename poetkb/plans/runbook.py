@@ -22,7 +22,7 @@ from poetkb.plans.testplan import change_title
 from poetkb.rank.change import ChangeSummary
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 DEFAULT_TOP = 5
 PROXIES = ("nginx", "haproxy")
@@ -188,7 +188,7 @@ def _components(obligations: list[Obligation], given: list[str]) -> list[str]:
     return [c for c in PROXIES if c in found]
 
 
-def _ref(kb: KnowledgeBase, ob: Obligation) -> Ref:
+def _ref(kb: Knowledge, ob: Obligation) -> Ref:
     from poetkb.rank.explain import learned_counts
 
     counts = learned_counts(kb, ob.id)
@@ -261,7 +261,7 @@ def _captures(obligations: list[Obligation], components: list[str],
 
 
 def build_runbook(
-    kb: KnowledgeBase,
+    kb: Knowledge,
     *,
     obligations: Iterable[str] | None = None,
     change: str | None = None,

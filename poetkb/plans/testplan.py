@@ -23,7 +23,7 @@ from poetkb.rank.change import ChangeSummary
 from poetkb.rank.explain import LearnedTest
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
     from poetkb.rank.gitchange import GitChange
 
 DEFAULT_TOP = 5
@@ -126,7 +126,7 @@ def change_title(change: ChangeSummary) -> str:
     return f"diff of {paths}{more}"
 
 
-def _exercise(kb: KnowledgeBase, obligation_id: str, component: str | None) -> tuple[list[ExerciseRecipe], str]:
+def _exercise(kb: Knowledge, obligation_id: str, component: str | None) -> tuple[list[ExerciseRecipe], str]:
     recipes = kb.recipes(obligation=obligation_id)
     note = ""
     if component:
@@ -156,7 +156,7 @@ def _claims(ob: Obligation, exercise: list[ExerciseRecipe], component: str | Non
 
 
 def build_test_plan(
-    kb: KnowledgeBase,
+    kb: Knowledge,
     change: str | None = None,
     *,
     diff: str | Path | None = None,

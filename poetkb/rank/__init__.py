@@ -23,7 +23,7 @@ from poetkb.rank.change import ChangeSummary, DirectiveChange, read_diff_file, u
 from poetkb.rank.explain import NO_MATCH, RankedObligation, Ranking, Why, explain, no_match_message
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
     from poetkb.rank.gitchange import GitChange
 
 __all__ = [
@@ -34,7 +34,7 @@ DEFAULT_TOP = 10
 
 
 def read_change(
-    kb: KnowledgeBase,
+    kb: Knowledge,
     change: str | None = None,
     *,
     diff: str | Path | None = None,
@@ -66,7 +66,7 @@ def read_change(
 
 
 def rank(
-    kb: KnowledgeBase,
+    kb: Knowledge,
     change: str | None = None,
     *,
     diff: str | Path | None = None,

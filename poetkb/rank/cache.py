@@ -9,7 +9,7 @@ built (:func:`prepare`) and kept in two places:
   (migration ``005_rank_cache``), as compressed JSON of plain arrays keyed by the
   content digest, so every ``poet rank`` process, the first after a build
   included, starts warm and never fits anything;
-- with the open :class:`~poetkb.kb.KnowledgeBase` object (its model, rule
+- with the open :class:`~poetkb.knowledge.Knowledge` object (its model, rule
   matcher and digest), for the next query of the same process. Nothing is
   shared between knowledge bases: the state goes away with the object.
 
@@ -28,9 +28,7 @@ then kept in memory only.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import threading
-import weakref
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -38,11 +36,12 @@ from typing import TYPE_CHECKING
 from poetkb.rank.model import MODEL_VERSION, RankModel, build_model
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
     from poetkb.rank.matching import Matcher
 
 CACHE_TABLE = "rank_cache"
 _TABLES = ("obligations", "failure_modes", "recipes", "rules", "patterns")
+_MEMO = "rank"
 
 
 @dataclass
@@ -55,53 +54,31 @@ class _State:
     matcher: Matcher | None = None
 
 
-_states: weakref.WeakKeyDictionary[KnowledgeBase, _State] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 #: how many times a model was fitted in this process (benchmarks and tests read it)
 fits = 0
 
 
-def _state(kb: KnowledgeBase) -> _State:
-    state = _states.get(kb)
-    if state is None:
-        state = _states[kb] = _State()
-    return state
+def _state(kb: Knowledge) -> _State:
+    return kb.memo(_MEMO, _State)
 
 
-def _stamp(kb: KnowledgeBase) -> tuple[int, ...]:
-    """Cheap proof that nothing changed since the last digest: same file, no commit by anyone since."""
-    info = kb.path.stat()
-    conn = kb.db.conn
-    version = conn.execute("pragma data_version").fetchone()[0]  # changes when another connection commits
-    return (info.st_ino, info.st_dev, id(conn), version, conn.total_changes)
-
-
-def digest(kb: KnowledgeBase) -> str:
+def digest(kb: Knowledge) -> str:
     """A fingerprint of everything the ranking model is derived from (memoised while nothing is written)."""
-    stamp = _stamp(kb)
+    stamp = kb.content_stamp()
     state = _state(kb)
     if state.stamp != stamp:
         state.stamp, state.digest = stamp, _compute_digest(kb)
     return state.digest
 
 
-def _compute_digest(kb: KnowledgeBase) -> str:
-    parts = [f"model={MODEL_VERSION}", f"catalog={kb.meta().get('catalog_fingerprint', '')}"]
-    for table in _TABLES:
-        row = kb.db.execute(
-            f"select count(*), coalesce(max(rowid), 0), coalesce(sum(length(data)), 0) from [{table}]"
-        ).fetchone()
-        parts.append(f"{table}={row[0]}/{row[1]}/{row[2]}")
-    # edges are hashed whole: a review that remaps a learned test to another obligation keeps every count
-    row = kb.db.execute(
-        "select group_concat(src || '>' || dst || '>' || kind || '>' || weight, '|') "
-        "from (select src, dst, kind, weight from edges order by src, dst, kind)"
-    ).fetchone()
-    parts.append("edges=" + hashlib.sha256((row[0] or "").encode()).hexdigest())
+def _compute_digest(kb: Knowledge) -> str:
+    parts = [f"model={MODEL_VERSION}", f"catalog={kb.meta().get('catalog_fingerprint', '')}",
+             *kb.content_summary(_TABLES)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def model_for(kb: KnowledgeBase) -> RankModel:
+def model_for(kb: Knowledge) -> RankModel:
     """The ranking model of ``kb``: kept with ``kb``, else from the cache table, else fitted (and stored)."""
     global fits
     with _lock:
@@ -118,7 +95,7 @@ def model_for(kb: KnowledgeBase) -> RankModel:
         return model
 
 
-def matcher_for(kb: KnowledgeBase, model: RankModel) -> Matcher:
+def matcher_for(kb: Knowledge, model: RankModel) -> Matcher:
     """The rule matcher of ``model``, kept with ``kb`` while the model is the same."""
     from poetkb.rank.matching import Matcher
 
@@ -128,7 +105,7 @@ def matcher_for(kb: KnowledgeBase, model: RankModel) -> Matcher:
     return state.matcher
 
 
-def prepare(kb: KnowledgeBase) -> None:
+def prepare(kb: Knowledge) -> None:
     """Fit and store the ranking model of a knowledge base just built, so its first query is as fast as the rest.
 
     Does nothing when the stored model is current; a read-only file is left as it is.
@@ -136,43 +113,26 @@ def prepare(kb: KnowledgeBase) -> None:
     model_for(kb)
 
 
-def forget(kb: KnowledgeBase | None = None) -> None:
-    """Drop what is kept in memory for ``kb`` (every knowledge base when None); the cache table is untouched."""
-    with _lock:
-        if kb is None:
-            _states.clear()
-        else:
-            _states.pop(kb, None)
+def forget(kb: Knowledge | None = None) -> None:
+    """Drop what is kept in memory for ``kb``; the cache table is untouched.
+
+    The state lives with each knowledge base object (nothing is global), so with None there is nothing to drop.
+    """
+    if kb is not None:
+        kb.changed()
 
 
-def _load(kb: KnowledgeBase, key: str) -> RankModel | None:
-    try:
-        row = kb.db.execute(
-            f"select payload from {CACHE_TABLE} where digest = ? and model_version = ?", [key, MODEL_VERSION]
-        ).fetchone()
-    except sqlite3.OperationalError:
-        return None  # no cache table (a file from before migration 005 opened read-only)
-    if row is None:
+def _load(kb: Knowledge, key: str) -> RankModel | None:
+    payload = kb.stored_rank_model(key, MODEL_VERSION)
+    if payload is None:
         return None
     try:
-        text = zlib.decompress(row[0]).decode("utf-8")
+        text = zlib.decompress(payload).decode("utf-8")
     except (zlib.error, UnicodeDecodeError, TypeError):
         return None
     model = RankModel.from_json(text)
     return model if model is not None and model.digest == key else None
 
 
-def _store(kb: KnowledgeBase, model: RankModel) -> None:
-    from poetkb.store import now_iso
-
-    payload = zlib.compress(model.to_json().encode("utf-8"), 6)
-    try:
-        with kb.db.conn:
-            kb.db.execute(f"delete from {CACHE_TABLE}")
-            kb.db.execute(
-                f"insert or replace into {CACHE_TABLE} (digest, model_version, created_at, payload) "
-                "values (?, ?, ?, ?)",
-                [model.digest, MODEL_VERSION, now_iso(), payload],
-            )
-    except sqlite3.OperationalError:
-        pass  # read-only or busy file: rank from memory this time, store next time
+def _store(kb: Knowledge, model: RankModel) -> None:
+    kb.store_rank_model(model.digest, MODEL_VERSION, zlib.compress(model.to_json().encode("utf-8"), 6))

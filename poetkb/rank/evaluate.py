@@ -20,7 +20,7 @@ from poetkb.models import PoetModel
 from poetkb.yamlfile import load_with_lines, problems_from_validation
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 
 class Scenario(PoetModel):
@@ -74,12 +74,14 @@ def load_scenarios(path: Path) -> tuple[list[Scenario], Path]:
     return scenarios, path.parent / "diffs"
 
 
-def evaluate(kb: KnowledgeBase, scenarios: list[Scenario], diffs: Path, *, top: int = 10) -> Evaluation:
+def evaluate(kb: Knowledge, scenarios: list[Scenario], diffs: Path, *, top: int = 10) -> Evaluation:
     """Rank every scenario and score the answers."""
+    from poetkb.rank import rank
+
     results = []
     for scenario in scenarios:
         diff = diffs / scenario.diff if scenario.diff else None
-        ranking = kb.rank(scenario.change, diff=diff, component=scenario.component, top=top)
+        ranking = rank(kb, scenario.change, diff=diff, component=scenario.component, top=top)
         ranked = [r.id for r in ranking.obligations]
         first = next((i for i, oid in enumerate(ranked, start=1) if oid in scenario.expect), None)
         results.append(ScenarioResult(id=scenario.id, area=scenario.area, expected=scenario.expect, ranked=ranked,
@@ -161,14 +163,15 @@ def build_git_scenario(scenario: GitScenario, dest: Path) -> Path:
     return dest
 
 
-def evaluate_git(kb: KnowledgeBase, scenarios: list[GitScenario], workdir: Path, *, top: int = 10) -> Evaluation:
+def evaluate_git(kb: Knowledge, scenarios: list[GitScenario], workdir: Path, *, top: int = 10) -> Evaluation:
     """Build each scenario as a repository under ``workdir``, rank it with ``--git``'s default range, and score."""
+    from poetkb.rank import rank
     from poetkb.rank.gitchange import read_git
 
     results = []
     for scenario in scenarios:
         repo = build_git_scenario(scenario, workdir / scenario.id)
-        ranking = kb.rank(None, top=top, git=read_git(repo))
+        ranking = rank(kb, None, top=top, git=read_git(repo))
         ranked = [r.id for r in ranking.obligations]
         first = next((i for i, oid in enumerate(ranked, start=1) if oid in scenario.expect), None)
         results.append(ScenarioResult(id=scenario.id, area=scenario.area, expected=scenario.expect, ranked=ranked,

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from poetkb.models import LearnedPattern, PoetModel
+from poetkb.models import PoetModel
 from poetkb.rank.change import ChangeSummary
 from poetkb.rank.scoring import Contribution, Scored
+from poetkb.types import NodeId
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
     from poetkb.rank.model import RankModel
 
 #: how many learned tests a why lists by name
@@ -113,31 +114,20 @@ class Ranking(PoetModel):
         return bool(self.obligations)
 
 
-def learned_tests(kb: KnowledgeBase, obligation_id: str, limit: int = LEARNED_SHOWN, *,
+def learned_tests(kb: Knowledge, obligation_id: str, limit: int = LEARNED_SHOWN, *,
                   role: str = "own") -> list[LearnedTest]:
     """The learned tests of one role (``own`` or ``reference``) mapped to an obligation, most confident first."""
-    rows = kb.db.query(
-        "select p.data as data, e.weight as weight from edges e join patterns p on p.id = substr(e.src, 9) "
-        "where e.dst = ? and e.kind = 'learned_from' and p.role = ? order by e.weight desc, p.id limit ?",
-        [f"obligation:{obligation_id}", role, limit],
-    )
     out = []
-    for row in rows:
-        pattern = LearnedPattern.model_validate_json(row["data"])
+    for pattern, weight in kb.learned_tests(obligation_id, role=role, limit=limit):
         out.append(LearnedTest(pattern=pattern.id, source=pattern.source, role=pattern.role, file=pattern.file,
-                               line=pattern.line, test=pattern.test, confidence=round(float(row["weight"]), 3),
+                               line=pattern.line, test=pattern.test, confidence=round(weight, 3),
                                link=pattern.link))
     return out
 
 
-def learned_counts(kb: KnowledgeBase, obligation_id: str) -> dict[str, int]:
+def learned_counts(kb: Knowledge, obligation_id: str) -> dict[str, int]:
     """How many learned tests of each role are mapped to an obligation."""
-    rows = kb.db.execute(
-        "select p.role, count(*) from edges e join patterns p on p.id = substr(e.src, 9) "
-        "where e.dst = ? and e.kind = 'learned_from' group by p.role",
-        [f"obligation:{obligation_id}"],
-    ).fetchall()
-    return {str(role): int(n) for role, n in rows}
+    return kb.learned_counts(obligation_id)
 
 
 def coverage_sentences(own: list[LearnedTest], own_total: int, examples: list[LearnedTest],
@@ -156,20 +146,19 @@ def coverage_sentences(own: list[LearnedTest], own_total: int, examples: list[Le
     return out
 
 
-def _label(model: RankModel, kb: KnowledgeBase, node: str) -> str:
+def _label(model: RankModel, kb: Knowledge, node: str) -> str:
     if node == "change":
         return "the change"
-    kind, key = node.split(":", 1)
+    kind, key = NodeId(node).kind, NodeId(node).key
     if kind == "obligation":
         return model.obligations.get(key, {}).get("title", key)
     if kind == "pattern":
-        row = next(iter(kb.db.query("select test, file from patterns where id = ?", [key])), None)
-        return (row["test"] or row["file"]) if row else key
+        return kb.pattern_label(key) or key
     return model.labels.get(node, key)
 
 
-def _step(model: RankModel, kb: KnowledgeBase, node: str) -> str:
-    kind, key = node.split(":", 1)
+def _step(model: RankModel, kb: Knowledge, node: str) -> str:
+    kind, key = NodeId(node).kind, NodeId(node).key
     if kind == "obligation":
         return f"related obligation {key} ('{_label(model, kb, node)}')"
     return f"{kind.replace('_', ' ')} '{_label(model, kb, node)}'"
@@ -179,7 +168,7 @@ def _quote(words: list[str]) -> str:
     return ", ".join(f"'{w}'" for w in words)
 
 
-def _sentence(model: RankModel, kb: KnowledgeBase, c: Contribution, change: ChangeSummary) -> str:
+def _sentence(model: RankModel, kb: Knowledge, c: Contribution, change: ChangeSummary) -> str:
     target = c.path[-1]
     via = c.path[1:-1]
     if c.channel == "rule" and c.rule_hit is not None:
@@ -217,7 +206,7 @@ def _display_order(c: Contribution) -> tuple[int, float, str, list[str]]:
     return tier, -c.strength, c.channel, c.path
 
 
-def explain(kb: KnowledgeBase, model: RankModel, scored: Scored, change: ChangeSummary) -> RankedObligation:
+def explain(kb: Knowledge, model: RankModel, scored: Scored, change: ChangeSummary) -> RankedObligation:
     """Build the :class:`RankedObligation` for one scored obligation."""
     meta = model.obligations[scored.id]
     rules: dict[str, RuleMatch] = {}

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from poetkb.rank.change import ChangeSummary
-from poetkb.text import literal, split_identifier, term_pattern
+from poetkb.text import literal, match_term, split_identifier, term_pattern
 
 #: strength of a match by where it was found
 DIRECTIVE_NAME = 1.0
@@ -115,9 +115,9 @@ class Matcher:
         for term, piece in terms:
             if piece not in lowered:
                 continue
-            found = term_pattern(term).search(text)
-            if found:
-                self._note(hit, strength, found.group(0), where)
+            matched = match_term(term, text)
+            if matched:
+                self._note(hit, strength, matched, where)
         if regex is not None:
             found = _rule_regex(regex).search(text)
             if found:

@@ -29,12 +29,13 @@ import sys
 from array import array
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from poetkb.text import TfidfIndex, analyze, analyze_with_surface, weigh
+from poetkb.types import NodeId
 
 if TYPE_CHECKING:
-    from poetkb.kb import KnowledgeBase
+    from poetkb.knowledge import Knowledge
 
 #: bump when the model's layout or the analyzer changes, so old caches are ignored
 MODEL_VERSION = 5
@@ -202,37 +203,38 @@ def pattern_text(data: dict[str, Any]) -> str:
     return _join(data.get("test") or "", data.get("summary", ""), data.get("terms", []), file_stem)
 
 
-def _rows(kb: KnowledgeBase, table: str) -> list[dict[str, Any]]:
-    return [json.loads(r["data"]) for r in kb.db.query(f"select data from [{table}] order by id")]
+def _rows(kb: Knowledge, table: Literal["obligations", "failure_modes", "recipes", "rules", "patterns"]
+          ) -> list[dict[str, Any]]:
+    return kb.item_data(table)
 
 
-def build_model(kb: KnowledgeBase, digest: str) -> RankModel:
+def build_model(kb: Knowledge, digest: str) -> RankModel:
     """Fit the text index and compute the graph spread table for ``kb`` (seconds on 10,000 patterns)."""
     model = RankModel(digest=digest)
     texts: list[str] = []
     obligations = _rows(kb, "obligations")
     for data in obligations:
-        model.docs.append(model.node(f"obligation:{data['id']}"))
+        model.docs.append(model.node(NodeId.of("obligation", data['id'])))
         texts.append(obligation_text(data))
         model.obligations[data["id"]] = {
             "title": data["title"], "risk": data["risk"], "domain": data["domain"],
             "applies_to": data.get("applies_to", []), "related": data.get("related", []),
         }
     for data in _rows(kb, "failure_modes"):
-        model.docs.append(model.node(f"failure_mode:{data['id']}"))
+        model.docs.append(model.node(NodeId.of("failure_mode", data['id'])))
         texts.append(failure_mode_text(data))
-        model.labels[f"failure_mode:{data['id']}"] = data["title"]
+        model.labels[NodeId.of("failure_mode", data['id'])] = data["title"]
     for data in _rows(kb, "recipes"):
-        model.docs.append(model.node(f"recipe:{data['id']}"))
+        model.docs.append(model.node(NodeId.of("recipe", data['id'])))
         texts.append(recipe_text(data))
-        model.labels[f"recipe:{data['id']}"] = data["title"]
+        model.labels[NodeId.of("recipe", data['id'])] = data["title"]
     for data in _rows(kb, "patterns"):
-        model.docs.append(model.node(f"pattern:{data['id']}"))
+        model.docs.append(model.node(NodeId.of("pattern", data['id'])))
         texts.append(pattern_text(data))
     for data in _rows(kb, "rules"):
         if data["kind"] != "test_pattern":
             model.rules.append(data)
-            model.labels[f"rule:{data['id']}"] = data.get("why") or data["id"]
+            model.labels[NodeId.of("rule", data['id'])] = data.get("why") or data["id"]
     analyzed = [analyze_with_surface(text) for text in texts]
     index = TfidfIndex.fit([term for term, _ in pairs] for pairs in analyzed)
     for term, idf, posting in zip(index.terms, index.idf, index.postings(), strict=True):
@@ -243,13 +245,10 @@ def build_model(kb: KnowledgeBase, digest: str) -> RankModel:
         model.offsets.append(len(model.post_docs))
     if model.terms:  # no document with a single word: rank by rules alone
         model.surface = _surface_forms(analyzed, set(model.terms))
-    for row in kb.db.query(
-        "select dst, count(*) as n from edges where kind = 'learned_from' group by dst order by dst"
-    ):
-        model.coverage[row["dst"].split(":", 1)[1]] = row["n"]
+    model.coverage.update(kb.learned_counts())
     for seed, reached in spread_table(kb).items():
         model.spread[model.node(seed)] = [
-            (model.node(f"obligation:{target}"), factor, [model.node(n) for n in path])
+            (model.node(NodeId.of("obligation", target)), factor, [model.node(n) for n in path])
             for target, factor, path in reached
         ]
     model.reindex()
@@ -271,7 +270,7 @@ def _surface_forms(analyzed: list[list[tuple[str, str]]], vocabulary: set[str]) 
     return out
 
 
-def spread_table(kb: KnowledgeBase) -> dict[str, list[tuple[str, float, list[str]]]]:
+def spread_table(kb: Knowledge) -> dict[str, list[tuple[str, float, list[str]]]]:
     """From each failure mode, pattern, rule and recipe node: the obligations it reaches, how strongly, and how.
 
     Uses networkx on a directed view of the knowledge graph whose edges point
@@ -304,14 +303,14 @@ def spread_table(kb: KnowledgeBase) -> dict[str, list[tuple[str, float, list[str
     cutoff = -math.log(MIN_SPREAD)
     table: dict[str, list[tuple[str, float, list[str]]]] = {}
     for node in sorted(view.nodes):
-        kind = node.split(":", 1)[0]
+        kind = NodeId(node).kind
         if kind not in ("failure_mode", "pattern", "rule", "recipe"):
             continue
         costs, paths = nx.single_source_dijkstra(view, node, cutoff=cutoff + 1e-9, weight="cost")
         reached = []
         for target in sorted(costs):
             if target.startswith("obligation:"):
-                reached.append((target.split(":", 1)[1], round(math.exp(-costs[target]), 6), paths[target]))
+                reached.append((NodeId(target).key, round(math.exp(-costs[target]), 6), paths[target]))
         if reached:
             table[node] = reached
     return table

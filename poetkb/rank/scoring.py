@@ -41,7 +41,7 @@ from poetkb.rank.change import ChangeSummary
 from poetkb.rank.matching import Matcher, RuleHit
 from poetkb.rank.model import SPREAD, RankModel
 from poetkb.text import analyze, analyze_with_surface
-from poetkb.types import RISK_WEIGHT
+from poetkb.types import RISK_WEIGHT, NodeId
 
 Fit = Literal["applies", "generic", "off", "unknown"]
 
@@ -197,7 +197,7 @@ def score(model: RankModel, matcher: Matcher, change: ChangeSummary) -> list[Sco
     found: dict[str, list[Contribution]] = defaultdict(list)
     for hit in matcher.match(change):
         strength = hit.strength if hit.exact else hit.strength * specificity(model, hit.terms)
-        for obligation, factor, path in model.reach(f"rule:{hit.rule_id}"):
+        for obligation, factor, path in model.reach(NodeId.of("rule", hit.rule_id)):
             found[obligation].append(Contribution("rule", strength * factor, ["change", *path],
                                                   list(hit.terms), hit))
     query = change.query_text()
@@ -216,12 +216,12 @@ def score(model: RankModel, matcher: Matcher, change: ChangeSummary) -> list[Sco
             continue
         terms = _terms(model, shared[doc], written)
         if kind == "obligation":
-            found[key].append(Contribution("text", strength, ["change", f"obligation:{key}"], terms))
+            found[key].append(Contribution("text", strength, ["change", NodeId.of("obligation", key)], terms))
             for other in model.obligations[key]["related"]:
-                found[other].append(Contribution("related", strength * SPREAD["related_to"],
-                                                 ["change", f"obligation:{key}", f"obligation:{other}"], terms))
+                path = ["change", NodeId.of("obligation", key), NodeId.of("obligation", other)]
+                found[other].append(Contribution("related", strength * SPREAD["related_to"], path, terms))
             continue
-        for obligation, factor, path in model.reach(f"{kind}:{key}"):
+        for obligation, factor, path in model.reach(NodeId.of(kind, key)):
             channel = "related" if path[-2].startswith("obligation:") else kind
             found[obligation].append(Contribution(channel, strength * factor, ["change", *path], terms))
     results = []

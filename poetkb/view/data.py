@@ -79,20 +79,9 @@ class SuiteCoverage:
         return self.mapped / self.patterns if self.patterns else 0.0
 
 
-def _has(kb: KnowledgeBase, *tables: str) -> bool:
-    names = set(kb.db.table_names())
-    return all(t in names for t in tables)
-
-
 def obligation_rows(kb: KnowledgeBase, *, domain: str | None = None) -> list[ObligationRow]:
     """Every obligation (of one domain), with its verdict in the latest run that judged it."""
-    latest: dict[str, dict[str, Any]] = {}
-    if _has(kb, "gate_runs", "gate_results"):
-        for row in kb.db.query(
-                "select obligation_id, verdict, run_id, started_at from (select g.obligation_id, g.verdict, "
-                "g.run_id, r.started_at, row_number() over (partition by g.obligation_id order by r.started_at "
-                "desc, r.run_id desc) as n from gate_results g join gate_runs r using (run_id)) where n = 1"):
-            latest[row["obligation_id"]] = row
+    latest = kb.latest_verdicts()
     rows = []
     for ob in kb.obligations(domain=domain or None):
         last = latest.get(ob.id, {})
@@ -103,18 +92,16 @@ def obligation_rows(kb: KnowledgeBase, *, domain: str | None = None) -> list[Obl
 
 
 def domains(kb: KnowledgeBase) -> list[str]:
-    return [r["domain"] for r in kb.db.query("select distinct domain from obligations order by domain")]
+    return kb.domains()
 
 
 def obligation_page(kb: KnowledgeBase, obligation_id: str) -> ObligationPage:
     """The obligation page; :class:`~poetkb.errors.UnknownObligation` when the id is unknown."""
-    from poetkb.gates.history import last_verdicts
-
     ob = kb.obligation(obligation_id)
     neighbours = kb.related(ob.id, depth=1)
     related = [n for n in neighbours if n.kind == "obligation"]
     patterns = kb.patterns(obligation=ob.id)
-    history = list(reversed(last_verdicts(kb.db, ob.id, limit=MAX_HISTORY)))
+    history = list(reversed(kb.last_verdicts(ob.id, limit=MAX_HISTORY)))
     return ObligationPage(obligation=ob, source=kb.source_of(ob.id), failure_modes=kb.failure_modes(obligation=ob.id),
                           recipes=kb.recipes(obligation=ob.id), related=related, neighbours=neighbours,
                           patterns=patterns[:MAX_PATTERNS], pattern_count=len(patterns), history=history)
@@ -130,21 +117,15 @@ def runs(kb: KnowledgeBase, *, limit: int = MAX_RUNS) -> list[dict[str, Any]]:
 
 def run(kb: KnowledgeBase, run_id: str) -> dict[str, Any] | None:
     """One recorded run by id, or None."""
-    if not _has(kb, "gate_runs"):
+    row = kb.gate_run(run_id)
+    if row is None:
         return None
-    rows = list(kb.db.query("select * from gate_runs where run_id = ?", [run_id]))
-    if not rows:
-        return None
-    return {**rows[0], "counts": _json(rows[0].get("counts")) or {}}
+    return {**row, "counts": _json(row.get("counts")) or {}}
 
 
 def results(kb: KnowledgeBase, run_id: str) -> list[dict[str, Any]]:
     """The obligation verdicts recorded for one run, with their check verdicts decoded."""
-    if not _has(kb, "gate_results"):
-        return []
-    rows = kb.db.query("select obligation_id, verdict, diagnosis, checks from gate_results where run_id = ? "
-                       "order by obligation_id", [run_id])
-    return [{**r, "checks": _json(r.get("checks")) or []} for r in rows]
+    return [{**r, "checks": _json(r.get("checks")) or []} for r in kb.gate_results(run_id)]
 
 
 def diff_runs(kb: KnowledgeBase, before: str, after: str) -> list[VerdictChange]:
@@ -175,17 +156,8 @@ def diff_runs(kb: KnowledgeBase, before: str, after: str) -> list[VerdictChange]
 def mining_coverage(kb: KnowledgeBase) -> list[SuiteCoverage]:
     """Per mined source: how many learned patterns, how many map to an obligation, and to which."""
     suites: dict[str, SuiteCoverage] = {}
-    for row in kb.db.query("select source, count(*) as n from patterns group by source order by source"):
-        suites[row["source"]] = SuiteCoverage(source=row["source"], patterns=row["n"], mapped=0)
-    for row in kb.db.query(
-            "select p.source as source, count(distinct p.id) as n from patterns p join edges e "
-            "on e.src = 'pattern:' || p.id and e.kind = 'learned_from' group by p.source"):
-        suites[row["source"]].mapped = row["n"]
-    for row in kb.db.query(
-            "select p.source as source, substr(e.dst, 12) as obligation, count(*) as n from patterns p "
-            "join edges e on e.src = 'pattern:' || p.id and e.kind = 'learned_from' "
-            "group by p.source, e.dst order by p.source, n desc, obligation"):
-        suites[row["source"]].obligations.append((row["obligation"], row["n"]))
+    for source, patterns, mapped, obligations in kb.mining_coverage():
+        suites[source] = SuiteCoverage(source=source, patterns=patterns, mapped=mapped, obligations=obligations)
     return list(suites.values())
 
 

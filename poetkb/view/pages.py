@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from poetkb.errors import UnknownObligation
-from poetkb.types import OBLIGATION_ID_RE
+from poetkb.types import OBLIGATION_ID_RE, NodeId
 from poetkb.view import data, svg
 from poetkb.view.evidence import RunCache, check_evidence, evidence_file, exchange_summary, load_report
 from poetkb.view.render import href, render
@@ -108,7 +108,7 @@ def obligation(ctx: Context, req: Request) -> str:
     timeline = svg.verdict_timeline([svg.TimelinePoint(label=h["run_id"], when=h["started_at"], verdict=h["verdict"],
                                                        href=href("runs", h["run_id"])) for h in page.history])
     graph = svg.neighbourhood(oid, [svg.GraphNode(kind=n.kind, label=n.label if n.kind != "obligation" else
-                                                  n.id.split(":", 1)[1], edge=n.edge, href=_node_href(n.id))
+                                                  NodeId(n.id).key, edge=n.edge, href=_node_href(n.id))
                                     for n in page.neighbours])
     return ctx.page("obligation.html.j2", section="/obligations", p=page, timeline=timeline, graph=graph)
 

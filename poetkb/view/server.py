@@ -178,7 +178,7 @@ class ViewHandler(BaseHTTPRequestHandler):
             page = route(segments)
             kb = KnowledgeBase(self.server.kb_path)
             try:
-                kb.db.conn.execute("PRAGMA query_only = ON")
+                kb.read_only()
                 return 200, page(Context(kb=kb, runs=self.server.runs), Request(segments=segments, query=args))
             finally:
                 kb.close()
