@@ -41,6 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 from poetkb.demo.service.auth import AuthError, JwksCache, Verifier
 from poetkb.demo.service.settings import ServiceSettings, startup_problems
 from poetkb.demo.service.store import (
+    STAGED_MIGRATIONS,
     Faults,
     NotFound,
     Pool,
@@ -50,6 +51,9 @@ from poetkb.demo.service.store import (
     hold_lock,
     migrate,
     online_migration,
+    revert_staged,
+    schema_drift,
+    staged_migration,
 )
 
 MAX_BODY = 64 * 1024
@@ -155,6 +159,26 @@ def _send(url: str, method: str, body: Any) -> Any:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+#: what the memory-leak variant keeps from every request (128 KiB each, at most 2000)
+_RETAINED: list[bytearray] = []
+
+
+def _process_figures() -> dict[str, Any]:
+    """The service process's resident memory, threads and open descriptors (Linux /proc), for soak checks."""
+    figures: dict[str, Any] = {"threads": threading.active_count()}
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmRSS:"):
+                figures["rss_bytes"] = int(line.split()[1]) * 1024
+        figures["open_fds"] = len(list(Path("/proc/self/fd").iterdir()))
+        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
+            if line.startswith("MemTotal:"):
+                figures["mem_total_bytes"] = int(line.split()[1]) * 1024
+    except OSError as exc:
+        figures["error"] = f"{type(exc).__name__}: {exc}"
+    return figures
+
+
 _ACCOUNT = re.compile(r"^/api/accounts/(\d{1,18})(/increment)?$")
 
 
@@ -227,6 +251,9 @@ def make_handler(svc: Service) -> type[BaseHTTPRequestHandler]:
                  claims: dict[str, Any]) -> None:
             marker = (query.get("poet") or [""])[0]
             svc.counters.handle(marker)
+            if svc.flaws.memory_leak and len(_RETAINED) < 2000:
+                # the flaw: a per-request buffer kept in a module-level list "for debugging", never freed
+                _RETAINED.append(bytearray(128 * 1024))
             if path == "/api/me" and method == "GET":
                 if svc.flaws.slow_handler:
                     time.sleep(0.3)  # the flaw: needless synchronous work on every call
@@ -274,7 +301,18 @@ def make_handler(svc: Service) -> type[BaseHTTPRequestHandler]:
             elif path == "/__poet/fault" and method == "DELETE":
                 self._reply(200, svc.heal())
             elif path == "/__poet/migrate" and method == "POST":
-                self._reply(200, online_migration(svc.settings.dsn, str(body.get("name", "")), svc.flaws))
+                name = str(body.get("name", ""))
+                if name in STAGED_MIGRATIONS:
+                    self._reply(200, staged_migration(svc.settings.dsn, name, svc.flaws,
+                                                      interrupt_after=int(body.get("interrupt_after", 0))))
+                else:
+                    self._reply(200, online_migration(svc.settings.dsn, name, svc.flaws))
+            elif path == "/__poet/migrate/down" and method == "POST":
+                self._reply(200, revert_staged(svc.settings.dsn, str(body.get("name", "")), svc.flaws))
+            elif path == "/__poet/schema/drift" and method == "GET":
+                self._reply(200, schema_drift(svc.settings.dsn, svc.flaws))
+            elif path == "/__poet/process" and method == "GET":
+                self._reply(200, _process_figures())
             elif path == "/__poet/jwks/flush" and method == "POST":
                 svc.cache.flush()
                 self._reply(200, {"flushed": True})
@@ -311,9 +349,12 @@ class BoundedServer(ThreadingHTTPServer):
     request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, workers: int,
-                 queue: int, counters: Counters, unbounded: bool = False) -> None:
+                 queue: int, counters: Counters, unbounded: bool = False, latch_s: float = 0.0) -> None:
         super().__init__(address, handler)
         self.unbounded = unbounded
+        self.latch_s = latch_s
+        self.latched_until = 0.0
+        self.overloads = 0
         self.slots = threading.BoundedSemaphore(workers + queue)
         self.running = threading.BoundedSemaphore(workers)
         self.counters = counters
@@ -322,9 +363,17 @@ class BoundedServer(ThreadingHTTPServer):
         if self.unbounded:  # the flaw: a thread per connection, without limit
             threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True).start()
             return
-        if not self.slots.acquire(blocking=False):
+        latched = bool(self.latch_s) and time.monotonic() < self.latched_until
+        if latched or not self.slots.acquire(blocking=False):
             with self.counters.lock:
                 self.counters.shed += 1
+                if self.latch_s and not latched:
+                    self.overloads += 1
+                    if self.overloads >= 10:
+                        # the flaw: an overload breaker that opens on shedding and stays open for its whole
+                        # cool-down, every request refused, with no half-open probe to notice the load is gone
+                        self.latched_until = time.monotonic() + self.latch_s
+                        self.overloads = 0
             body = b'{"error": "overloaded"}'
             with contextlib.suppress(OSError):
                 request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -367,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     migrate(settings.dsn, settings.flaws)
     svc = Service(settings)
     server = BoundedServer((settings.host, settings.port), make_handler(svc), workers=settings.workers,
-                           queue=settings.queue, counters=svc.counters, unbounded=settings.flaws.threads_unbounded)
+                           queue=settings.queue, counters=svc.counters, unbounded=settings.flaws.threads_unbounded,
+                           latch_s=6.0 if settings.flaws.overload_latch else 0.0)
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

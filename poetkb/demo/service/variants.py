@@ -36,6 +36,11 @@ class Flaws(PoetModel):
     slow_handler: bool = False
     migration_no_lock_timeout: bool = False
     flaky_handler: bool = False
+    migration_incompatible: bool = False
+    migration_not_atomic: bool = False
+    drift_tables_only: bool = False
+    overload_latch: bool = False
+    memory_leak: bool = False
 
 
 class ServiceVariant(PoetModel):
@@ -130,6 +135,32 @@ VARIANTS: dict[str, ServiceVariant] = {v.name: v for v in [
         breaks=["data.migration.lock_bounded"],
         description="The online migration takes its exclusive lock with no lock_timeout.",
         outage="An ALTER TABLE queues behind a long read and every query on the table queues behind the ALTER."),
+    ServiceVariant(
+        name="migration-incompatible", flaws=Flaws(migration_incompatible=True),
+        breaks=["data.migration.backward_compatible"],
+        description="The expand migration renames accounts.owner instead of adding a column (a contract step "
+                    "shipped with the expand).",
+        outage="The migration runs before the new code is out: the running release reads a column that is gone "
+               "and every account request fails until the deploy finishes or is rolled back."),
+    ServiceVariant(
+        name="migration-not-atomic", flaws=Flaws(migration_not_atomic=True), breaks=["data.migration.idempotent"],
+        description="A multi-step migration commits each step on its own and records its version only at the end.",
+        outage="A deploy job killed half-way leaves a column but no version record; every re-run fails on "
+               "'column already exists' until someone repairs the schema by hand."),
+    ServiceVariant(
+        name="drift-unchecked", flaws=Flaws(drift_tables_only=True), breaks=["data.schema.drift.detected"],
+        description="The schema drift report compares table names only.",
+        outage="A hotfix index or column added by hand in production is never reported; the next migration "
+               "collides with it."),
+    ServiceVariant(
+        name="overload-latch", flaws=Flaws(overload_latch=True), breaks=["perf.burst.recovery"],
+        description="Overload protection opens on shedding and refuses everything for 6 s, with no half-open probe.",
+        outage="A short burst trips the breaker and the service keeps refusing normal traffic long after the "
+               "burst is gone."),
+    ServiceVariant(
+        name="memory-leak", flaws=Flaws(memory_leak=True), breaks=["perf.soak.stable"],
+        description="Every API request keeps a 128 KiB buffer in a module-level list.",
+        outage="Memory climbs with traffic until the process is killed for it, hours after the release."),
 ]}
 
 
