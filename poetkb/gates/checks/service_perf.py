@@ -53,13 +53,18 @@ def _summary(phases: dict[str, Any], source: str) -> Any:
 def collect_burst(ctx: CollectContext, params: p.ServiceBurstRecovery) -> None:
     def body(state: Any, admin: _Admin, prober: Prober) -> None:
         token = admin.token({"exp": int(time.time()) + 600})
-        _phase(ctx, prober, token, "steady", "/api/me", params.steady_requests, params.concurrency)
+        _phase(ctx, prober, token, "steady", "/api/ping", params.steady_requests, params.concurrency)
+        # the dependency is slowed and healed through its own admin API: an overloaded service may refuse
+        # its admin API too, and the heal must land whatever state the burst left the service in
+        fault = state.dependency_url + "/__poet/fault"
         if params.dependency_latency_ms:
-            admin.service("PUT", "/fault", {"dependency_latency_ms": params.dependency_latency_ms})
-        _phase(ctx, prober, token, "burst", "/api/dependency", params.burst_requests, params.burst_concurrency)
-        admin.service("DELETE", "/fault")
+            admin.client.put(fault, json={"latency_ms": params.dependency_latency_ms}).raise_for_status()
+        try:
+            _phase(ctx, prober, token, "burst", "/api/dependency", params.burst_requests, params.burst_concurrency)
+        finally:
+            admin.client.delete(fault).raise_for_status()
         time.sleep(params.recovery_s)
-        _phase(ctx, prober, token, "recovered", "/api/me", params.steady_requests, params.concurrency)
+        _phase(ctx, prober, token, "recovered", "/api/ping", params.steady_requests, params.concurrency)
         # leave the service serving for the next check (bounded: 15 s), whatever this one found
         started = time.monotonic()
         while time.monotonic() - started < 15:
@@ -110,14 +115,14 @@ def collect_soak(ctx: CollectContext, params: p.ServiceSoakStable) -> None:
     def body(state: Any, admin: _Admin, prober: Prober) -> None:
         token = admin.token({"exp": int(time.time()) + 600})
         figures: dict[str, Any] = {}
-        _phase(ctx, prober, token, "warmup", "/api/me", max(10, params.phase_requests // 2), params.concurrency)
+        _phase(ctx, prober, token, "warmup", "/api/ping", max(10, params.phase_requests // 2), params.concurrency)
         figures["early_start"] = admin.service("GET", "/process")
-        _phase(ctx, prober, token, "early", "/api/me", params.phase_requests, params.concurrency)
+        _phase(ctx, prober, token, "early", "/api/ping", params.phase_requests, params.concurrency)
         figures["early_end"] = admin.service("GET", "/process")
         if params.middle_requests:
-            _phase(ctx, prober, token, "middle", "/api/me", params.middle_requests, params.concurrency)
+            _phase(ctx, prober, token, "middle", "/api/ping", params.middle_requests, params.concurrency)
         figures["late_start"] = admin.service("GET", "/process")
-        _phase(ctx, prober, token, "late", "/api/me", params.phase_requests, params.concurrency)
+        _phase(ctx, prober, token, "late", "/api/ping", params.phase_requests, params.concurrency)
         figures["late_end"] = admin.service("GET", "/process")
         ctx.notes["process"] = figures
 
