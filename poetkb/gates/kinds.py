@@ -191,6 +191,7 @@ SERVICE_KINDS: dict[str, KindSpec] = {spec.name: spec for spec in [
     _k("schema_drift_detected", p.SchemaDriftDetected, "service_migrations", _HTTP, traffic=False),
     _k("service_burst_recovery", p.ServiceBurstRecovery, "service_perf", _HTTP, traffic=False),
     _k("service_soak_stable", p.ServiceSoakStable, "service_perf", _HTTP, traffic=False),
+    _k("retry_backoff_bounded", p.RetryBackoffBounded, "service_resilience", _HTTP, traffic=False),
 ]}
 KINDS.update(SERVICE_KINDS)
 

@@ -609,3 +609,15 @@ class ServiceSoakStable(PoetModel):
     concurrency: Concurrency = 4
     max_p95_drift_pct: Annotated[float, Field(ge=0, le=10_000)] = 150.0
     max_memory_growth_pct: Annotated[float, Field(ge=0, le=1000)] = 10.0
+
+
+class RetryBackoffBounded(PoetModel):
+    """With the dependency failing, the service's retries are few, jittered and within a retry budget."""
+
+    calls: Count = 30
+    concurrency: Concurrency = 4
+    fail_status: Annotated[int, Field(ge=429, le=599)] = 503
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+    max_retry_ratio: Ratio = 0.1
+    retry_allowance: Annotated[int, Field(ge=0, le=100)] = 10
+    min_spread_ms: Millis = 5

@@ -27,7 +27,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import random
 import re
+import secrets
 import sys
 import threading
 import time
@@ -57,6 +59,30 @@ from poetkb.demo.service.store import (
 )
 
 MAX_BODY = 64 * 1024
+#: attempts in all per dependency call, and the capped exponential backoff between them (full jitter)
+RETRY_ATTEMPTS = 3
+RETRY_BASE_S = 0.05
+RETRY_CAP_S = 0.4
+
+
+class RetryBudget:
+    """Retries may be at most a tenth of calls: each call earns 0.1 token, a retry spends 1 (3 to start, cap 10)."""
+
+    def __init__(self, ratio: float = 0.1, start: float = 3.0, cap: float = 10.0) -> None:
+        self.lock = threading.Lock()
+        self.ratio, self.tokens, self.cap = ratio, start, cap
+
+    def earn(self) -> None:
+        with self.lock:
+            self.tokens = min(self.cap, self.tokens + self.ratio)
+
+    def spend(self) -> bool:
+        with self.lock:
+            if self.tokens < 1:
+                return False
+            self.tokens -= 1
+            return True
+
 MAX_MARKERS = 2000
 
 
@@ -96,6 +122,7 @@ class Service:
                                timeout_s=1.0, unbounded=self.flaws.jwks_refetch_unbounded)
         self.verifier = Verifier(self.cache, issuer=settings.issuer, audience=settings.audience, flaws=self.flaws)
         self.counters = Counters()
+        self.retry_budget = RetryBudget()
 
     # -- auth -------------------------------------------------------------------------------------------
     def authenticate(self, headers: Any) -> dict[str, Any]:
@@ -111,15 +138,52 @@ class Service:
 
     # -- the slow dependency ------------------------------------------------------------------------------
     def call_dependency(self) -> tuple[int, dict[str, Any]]:
+        """Call the dependency within one deadline; failed attempts are retried with capped, jittered backoff.
+
+        At most RETRY_ATTEMPTS attempts in all, only while the retry budget has
+        tokens (each call earns a tenth of a retry), never past the deadline,
+        never after a timeout (the deadline is spent), and a Retry-After from the
+        dependency is honoured. The seeded retry-storm variant retries at once,
+        up to ten times, without a budget.
+        """
         timeout = 60.0 if self.flaws.dependency_no_timeout else self.settings.dependency_timeout_s
         started = time.monotonic()
-        try:
-            with urllib.request.urlopen(self.settings.dependency_url + "/work", timeout=timeout) as response:  # noqa: S310
-                body = json.loads(response.read(MAX_BODY))
-            return 200, {"dependency": body, "elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
-        except (TimeoutError, urllib.error.URLError, OSError) as exc:
-            return 504, {"error": f"the dependency did not answer in time: {type(exc).__name__}",
-                         "elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
+        deadline = started + timeout
+        call_id = secrets.token_hex(6)
+        self.retry_budget.earn()
+        attempts, last = 0, ""
+        storm = self.flaws.retry_storm
+        while True:
+            attempts += 1
+            request = urllib.request.Request(self.settings.dependency_url + "/work", headers={"X-Call-Id": call_id})
+            retry_after = None
+            try:
+                with urllib.request.urlopen(request, timeout=max(0.05, deadline - time.monotonic())) as response:  # noqa: S310
+                    body = json.loads(response.read(MAX_BODY))
+                return 200, {"dependency": body, "attempts": attempts,
+                             "elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
+            except urllib.error.HTTPError as exc:
+                last, retry_after = f"HTTP {exc.code}", exc.headers.get("Retry-After")
+                retryable = exc.code in (429, 502, 503, 504)
+            except (TimeoutError, urllib.error.URLError, OSError) as exc:
+                timed_out = isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
+                if timed_out:
+                    return 504, {"error": f"the dependency did not answer in time: {type(exc).__name__}",
+                                 "attempts": attempts, "elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
+                last, retryable = type(exc).__name__, True
+            if storm:
+                # the flaw: retry at once, up to ten times, whatever the budget
+                delay, allowed = 0.0, retryable and attempts < 10
+            else:
+                delay = random.uniform(0, min(RETRY_CAP_S, RETRY_BASE_S * 2 ** attempts))  # noqa: S311 - jitter
+                with contextlib.suppress(TypeError, ValueError):
+                    delay = max(delay, float(retry_after))  # type: ignore[arg-type]
+                allowed = (retryable and attempts < RETRY_ATTEMPTS and time.monotonic() + delay < deadline
+                           and self.retry_budget.spend())
+            if not allowed:
+                return 502, {"error": f"the dependency failed: {last}", "attempts": attempts,
+                             "elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
+            time.sleep(delay)
 
     # -- faults --------------------------------------------------------------------------------------------
     def set_fault(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,7 @@ class Flaws(PoetModel):
     drift_tables_only: bool = False
     overload_latch: bool = False
     memory_leak: bool = False
+    retry_storm: bool = False
 
 
 class ServiceVariant(PoetModel):
@@ -161,6 +162,10 @@ VARIANTS: dict[str, ServiceVariant] = {v.name: v for v in [
         name="memory-leak", flaws=Flaws(memory_leak=True), breaks=["perf.soak.stable"],
         description="Every API request keeps a 128 KiB buffer in a module-level list.",
         outage="Memory climbs with traffic until the process is killed for it, hours after the release."),
+    ServiceVariant(
+        name="retry-storm", flaws=Flaws(retry_storm=True), breaks=["resilience.retry.backoff"],
+        description="A failed dependency call is retried at once, up to ten times, with no budget.",
+        outage="A dependency that fails under load gets ten times the load from every caller and cannot recover."),
 ]}
 
 
