@@ -1,8 +1,9 @@
 """The service-tier checks added for migrations, drift, retries, bursts and soaks, against the real tier.
 
-One bring-up of the service tier for the module: the good service passes every
-one of these obligations; each seeded-fault variant made for them fails the
-obligation it breaks. That it fails nothing else, for every variant against every
+One bring-up of the service tier for the module, switched from variant to
+variant: each seeded-fault variant made for these checks fails the obligation
+it breaks (the good service passing them all is
+``tests/test_service_tier.py::test_good_service_passes_every_service_obligation``). That it fails nothing else, for every variant against every
 service obligation, is ``benchmarks/service_matrix.py`` (too slow for the test run).
 """
 
@@ -26,6 +27,7 @@ NEW = {
     "perf.burst.recovery": "overload-latch",
     "perf.soak.stable": "memory-leak",
     "resilience.retry.backoff": "retry-storm",
+    "resilience.partition.recovery": "partition-hang",
 }
 
 
@@ -49,13 +51,6 @@ def gate(shared_home: Path, base_port: int, built_kb_file: Path, tmp_path_factor
 
     yield run
     kb.close()
-
-
-def test_the_good_service_passes_the_new_obligations(gate: Any) -> None:
-    """Migrations applied and killed under traffic, drift, retries, burst and soak: all pass on the good service."""
-    verdicts = gate("good", list(NEW))
-    assert set(verdicts) == set(NEW)
-    assert {k: (o.verdict, o.diagnosis) for k, o in verdicts.items() if o.verdict != "pass"} == {}
 
 
 @pytest.mark.parametrize(("obligation", "variant"), sorted(NEW.items()),

@@ -621,3 +621,13 @@ class RetryBackoffBounded(PoetModel):
     max_retry_ratio: Ratio = 0.1
     retry_allowance: Annotated[int, Field(ge=0, le=100)] = 10
     min_spread_ms: Millis = 5
+
+
+class PartitionRecovered(PoetModel):
+    """With the network to the database silently dropping packets, requests fail in time; after the heal, served."""
+
+    requests: Annotated[int, Field(ge=1, le=32)] = 4
+    max_latency_ms: Millis = 7000
+    partition_max_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    recovery_s: Seconds = 10.0
+    after: Count = 8

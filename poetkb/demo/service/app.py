@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from poetkb.demo.service.auth import AuthError, JwksCache, Verifier
+from poetkb.demo.service.partition import PartitionRelay
 from poetkb.demo.service.settings import ServiceSettings, startup_problems
 from poetkb.demo.service.store import (
     STAGED_MIGRATIONS,
@@ -59,6 +60,8 @@ from poetkb.demo.service.store import (
 )
 
 MAX_BODY = 64 * 1024
+#: the longest a request may hold a database connection before the connection is severed (a silent network)
+QUERY_DEADLINE_S = 2.5
 #: attempts in all per dependency call, and the capped exponential backoff between them (full jitter)
 RETRY_ATTEMPTS = 3
 RETRY_BASE_S = 0.05
@@ -114,8 +117,14 @@ class Service:
         self.settings = settings
         self.flaws = settings.flaws
         self.faults = Faults()
-        self.pool = Pool(settings.dsn, settings.pool_size, settings.pool_timeout_s,
-                         unbounded_wait=self.flaws.pool_unbounded_wait, no_reconnect=self.flaws.no_reconnect)
+        # the pool reaches PostgreSQL through a relay the fault API can partition (migrations and faults do not)
+        self.relay = PartitionRelay(_dsn_target(settings.dsn))
+        pool_dsn = re.sub(r"\bport=\d+", f"port={self.relay.port}", settings.dsn)
+        # the flaw (partition-hang): no deadline on a leased connection, so a query into a silent network waits
+        deadline = None if self.flaws.no_query_deadline else QUERY_DEADLINE_S
+        self.pool = Pool(pool_dsn, settings.pool_size, settings.pool_timeout_s,
+                         unbounded_wait=self.flaws.pool_unbounded_wait, no_reconnect=self.flaws.no_reconnect,
+                         deadline_s=deadline)
         self.store = Store(self.pool, self.flaws, self.faults)
         self.cache = JwksCache(settings.jwks_url, ttl_s=settings.jwks_ttl_s,
                                min_refetch_s=settings.jwks_min_refetch_s, stale_max_s=settings.jwks_stale_max_s,
@@ -201,6 +210,12 @@ class Service:
         if "dependency_latency_ms" in body:
             done["dependency"] = _send(self.settings.dependency_url + "/__poet/fault", "PUT",
                                        {"latency_ms": int(body["dependency_latency_ms"])})
+        if "partition_db" in body:
+            if body["partition_db"]:
+                self.relay.partitioned.set()
+            else:
+                self.relay.partitioned.clear()
+            done["partition_db"] = self.relay.partitioned.is_set()
         if "jwks_down" in body:
             done["issuer"] = _send(self.settings.issuer_admin_url + "/fault", "PUT",
                                    {"jwks_down": bool(body["jwks_down"])})
@@ -208,6 +223,7 @@ class Service:
 
     def heal(self) -> dict[str, Any]:
         self.faults.slow_query_ms = 0
+        self.relay.partitioned.clear()
         _send(self.settings.dependency_url + "/__poet/fault", "DELETE", None)
         _send(self.settings.issuer_admin_url + "/fault", "DELETE", None)
         return {"healed": True}
@@ -241,6 +257,13 @@ def _process_figures() -> dict[str, Any]:
     except OSError as exc:
         figures["error"] = f"{type(exc).__name__}: {exc}"
     return figures
+
+
+def _dsn_target(dsn: str) -> tuple[str, int]:
+    """The host and port of a libpq keyword DSN (the demo's: ``host=127.0.0.1 port=N ...``)."""
+    host = re.search(r"\bhost=(\S+)", dsn)
+    port = re.search(r"\bport=(\d+)", dsn)
+    return (host.group(1) if host else "127.0.0.1"), int(port.group(1)) if port else 5432
 
 
 _ACCOUNT = re.compile(r"^/api/accounts/(\d{1,18})(/increment)?$")
@@ -481,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     svc = Service(settings)
     server = BoundedServer((settings.host, settings.port), make_handler(svc), workers=settings.workers,
                            queue=settings.queue, counters=svc.counters, unbounded=settings.flaws.threads_unbounded,
-                           latch_s=6.0 if settings.flaws.overload_latch else 0.0)
+                           latch_s=4.0 if settings.flaws.overload_latch else 0.0)
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

@@ -146,8 +146,13 @@ class Pool:
     """
 
     def __init__(self, dsn: str, size: int, timeout_s: float, *, unbounded_wait: bool = False,
-                 no_reconnect: bool = False) -> None:
+                 no_reconnect: bool = False, deadline_s: float | None = None) -> None:
         self.dsn = dsn
+        self.deadline_s = deadline_s
+        self.leases: dict[int, tuple[float, Any]] = {}
+        self.severed = 0
+        if deadline_s is not None:
+            threading.Thread(target=self._watchdog, name="poet-pool-watchdog", daemon=True).start()
         self.no_reconnect = no_reconnect
         self.size = size
         self.timeout_s = timeout_s
@@ -164,7 +169,36 @@ class Pool:
     def _open(self) -> Any:
         import psycopg
 
-        return psycopg.connect(self.dsn, autocommit=False)
+        return psycopg.connect(self.dsn, autocommit=False, connect_timeout=2)
+
+    def _lease(self, lease: int, conn: Any) -> None:
+        if self.deadline_s is not None and conn is not None:
+            with self.lock:
+                deadline = self.leases.get(lease, (time.monotonic() + self.deadline_s, None))[0]
+                self.leases[lease] = (deadline, conn)
+
+    def _watchdog(self) -> None:
+        """Sever a connection whose lease outlived the deadline, so a query into a silent network fails.
+
+        Shutting the socket down makes the blocked read return at once; the
+        request fails (503) and the broken connection is replaced on next use.
+        Runs for the life of the process, waking every 0.1 s.
+        """
+        import os
+        import socket
+
+        while True:
+            time.sleep(0.1)
+            now = time.monotonic()
+            with self.lock:
+                late = [conn for deadline, conn in self.leases.values() if deadline < now]
+            for conn in late:
+                with contextlib.suppress(Exception):
+                    dup = os.dup(conn.pgconn.socket)
+                    with socket.socket(fileno=dup) as sock:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    with self.lock:
+                        self.severed += 1
 
     @staticmethod
     def _usable(conn: Any) -> bool:
@@ -197,7 +231,9 @@ class Pool:
         with self.lock:
             self.in_use += 1
         conn = slot
+        lease = id(threading.current_thread())
         try:
+            self._lease(lease, conn)  # the deadline covers the validation too: it may meet a silent network
             if conn is None:
                 conn = self._open()
             elif not self.no_reconnect and (conn.closed or conn.broken or not self._usable(conn)):
@@ -206,6 +242,7 @@ class Pool:
                 conn.close()
                 conn = None
                 conn = self._open()
+            self._lease(lease, conn)
             yield conn
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.rollback()
@@ -220,6 +257,7 @@ class Pool:
         finally:
             with self.lock:
                 self.in_use -= 1
+                self.leases.pop(lease, None)
             if self.no_reconnect:
                 self.free.put(conn)  # the flaw: a broken connection goes back into the pool, forever
             else:
@@ -228,7 +266,7 @@ class Pool:
     def stats(self) -> dict[str, int | float]:
         with self.lock:
             return {"size": self.size, "in_use": self.in_use, "waiting": self.waiting, "timeouts": self.timeouts,
-                    "replaced": self.replaced, "timeout_s": self.timeout_s}
+                    "replaced": self.replaced, "timeout_s": self.timeout_s, "severed": self.severed}
 
     def close(self) -> None:
         while True:

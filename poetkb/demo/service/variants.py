@@ -42,6 +42,7 @@ class Flaws(PoetModel):
     overload_latch: bool = False
     memory_leak: bool = False
     retry_storm: bool = False
+    no_query_deadline: bool = False
 
 
 class ServiceVariant(PoetModel):
@@ -155,7 +156,7 @@ VARIANTS: dict[str, ServiceVariant] = {v.name: v for v in [
                "collides with it."),
     ServiceVariant(
         name="overload-latch", flaws=Flaws(overload_latch=True), breaks=["perf.burst.recovery"],
-        description="Overload protection opens on shedding and refuses everything for 6 s, with no half-open probe.",
+        description="Overload protection opens on shedding and refuses everything for 4 s, with no half-open probe.",
         outage="A short burst trips the breaker and the service keeps refusing normal traffic long after the "
                "burst is gone."),
     ServiceVariant(
@@ -166,6 +167,11 @@ VARIANTS: dict[str, ServiceVariant] = {v.name: v for v in [
         name="retry-storm", flaws=Flaws(retry_storm=True), breaks=["resilience.retry.backoff"],
         description="A failed dependency call is retried at once, up to ten times, with no budget.",
         outage="A dependency that fails under load gets ten times the load from every caller and cannot recover."),
+    ServiceVariant(
+        name="partition-hang", flaws=Flaws(no_query_deadline=True), breaks=["resilience.partition.recovery"],
+        description="A request holding a database connection has no deadline: a query into a silent network waits.",
+        outage="The network to the database drops packets; requests hang until the clients give up, and the "
+               "workers they hold are gone for everything else."),
 ]}
 
 

@@ -83,3 +83,97 @@ def evaluate_retry(ev: CheckEvidence, params: p.RetryBackoffBounded) -> Outcome:
 
 COLLECTORS: dict[str, Any] = {"retry_backoff_bounded": collect_retry}
 EVALUATORS: dict[str, Any] = {"retry_backoff_bounded": evaluate_retry}
+
+
+# -- a partition between the service and its database ------------------------------------------------------------
+def collect_partition(ctx: CollectContext, params: p.PartitionRecovered) -> None:
+    import threading
+
+    from poetkb.gates.checks.service import _new_account
+
+    def body(state: Any, admin: _Admin, prober: Prober) -> None:
+        token = admin.token({"exp": int(time.time()) + 600})
+        account = _new_account(prober, ctx, token, 100, "setup")
+        read = RequestSpec(path=ctx.url(f"/api/accounts/{account}"), headers=_bearer(token), step="before")
+        prober.send_many([read] * 4, concurrency=4)
+        client_timeout = params.partition_max_s + 3
+        admin.service("PUT", "/fault", {"partition_db": True})
+        healed = threading.Event()
+
+        def heal() -> None:
+            if not healed.is_set():
+                healed.set()
+                admin.service("PUT", "/fault", {"partition_db": False})
+                ctx.notes["healed_at_s"] = round(time.monotonic() - started, 3)
+
+        started = time.monotonic()
+        timer = threading.Timer(params.partition_max_s, heal)  # a flawed service must not hold the check forever
+        timer.start()
+        try:
+            during = [RequestSpec(path=ctx.url(f"/api/accounts/{account}"), headers=_bearer(token), step="during",
+                                  timeout=client_timeout) for _ in range(params.requests)]
+            others = [RequestSpec(path=ctx.url("/api/ping"), headers=_bearer(token), step="independent",
+                                  timeout=client_timeout),
+                      RequestSpec(path=ctx.url("/live"), step="independent", timeout=client_timeout)]
+            prober.send_many(during + others, concurrency=len(during) + len(others))
+        finally:
+            timer.cancel()
+            heal()
+        recovered_after = None
+        healed_at = time.monotonic()
+        for attempt in range(int(params.recovery_s / 0.25) + 1):
+            probe = prober.send(RequestSpec(path=ctx.url(f"/api/accounts/{account}"), headers=_bearer(token),
+                                            step=f"recovering:{attempt}", timeout=params.recovery_s))
+            if probe.status == 200:
+                recovered_after = round(time.monotonic() - healed_at, 3)
+                break
+            if time.monotonic() - healed_at > params.recovery_s:
+                break
+            time.sleep(0.25)
+        ctx.notes["recovered_after_s"] = recovered_after
+        after = RequestSpec(path=ctx.url(f"/api/accounts/{account}"), headers=_bearer(token), step="after")
+        prober.send_many([after] * params.after, concurrency=4)
+
+    _run(ctx, body, timeout=params.partition_max_s + 3)
+
+
+def evaluate_partition(ev: CheckEvidence, params: p.PartitionRecovered) -> Outcome:
+    expected = (f"with the database partitioned, requests that need it fail within {params.max_latency_ms:g} ms and "
+                f"requests that do not are served; after the heal the service serves again within "
+                f"{params.recovery_s:g} s, without a restart")
+    bad = precheck(ev, expected, _CAPTURES)
+    if bad:
+        return bad
+    before, during, others, after = ev.steps("before"), ev.steps("during"), ev.steps("independent"), ev.steps("after")
+    recovered = ev.notes.get("recovered_after_s")
+    if not before or not during or not others or "recovered_after_s" not in ev.notes:
+        return no_evidence(expected, "the partition experiment was not recorded whole")
+    worst = max((e.elapsed_ms or 1e9) for e in during)
+    details = {"before": _statuses(before), "during": _statuses(during), "worst_during_ms": round(worst, 1),
+               "independent": _statuses(others), "recovered_after_s": recovered, "after": _statuses(after),
+               "healed_at_s": ev.notes.get("healed_at_s")}
+    observed = (f"during: {_statuses(during)}, worst {worst:.0f} ms; others: {_statuses(others)}; recovered "
+                f"{'after ' + str(recovered) + ' s' if recovered is not None else 'never'}; after: {_statuses(after)}")
+    count = len(before) + len(during) + len(others) + len(after)
+    if any(e.status != 200 for e in before):
+        return Outcome("fail", expected, observed, f"the service failed before the partition ({_statuses(before)})",
+                       details, count)
+    problems = []
+    hung = [e for e in during if e.status is None or (e.elapsed_ms or 1e9) > params.max_latency_ms]
+    if hung:
+        problems.append(f"{len(hung)} of {len(during)} requests needing the database hung (worst {worst:.0f} ms, "
+                        f"limit {params.max_latency_ms:g}): no deadline on a query into a silent network")
+    bad_others = [e for e in others if e.status != 200 or (e.elapsed_ms or 1e9) > params.max_latency_ms]
+    if bad_others:
+        problems.append(f"requests that do not need the database suffered ({_statuses(others)})")
+    if recovered is None:
+        problems.append(f"the service did not serve again within {params.recovery_s:g} s of the heal")
+    elif any(e.status != 200 for e in after):
+        problems.append(f"after recovery {_statuses(after)}: broken connections were not all replaced")
+    if problems:
+        return Outcome("fail", expected, observed, "; ".join(problems), details, count)
+    return Outcome("pass", expected, observed, "", details, count)
+
+
+COLLECTORS["partition_recovered"] = collect_partition
+EVALUATORS["partition_recovered"] = evaluate_partition
