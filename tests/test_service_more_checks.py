@@ -28,6 +28,7 @@ NEW = {
     "perf.soak.stable": "memory-leak",
     "resilience.retry.backoff": "retry-storm",
     "resilience.partition.recovery": "partition-hang",
+    "data.outbox.no_loss": "outbox-dual-write",
 }
 
 

@@ -193,6 +193,7 @@ SERVICE_KINDS: dict[str, KindSpec] = {spec.name: spec for spec in [
     _k("service_soak_stable", p.ServiceSoakStable, "service_perf", _HTTP, traffic=False),
     _k("retry_backoff_bounded", p.RetryBackoffBounded, "service_resilience", _HTTP, traffic=False),
     _k("partition_recovered", p.PartitionRecovered, "service_resilience", _HTTP, traffic=False),
+    _k("outbox_no_loss", p.OutboxNoLoss, "service_outbox", _HTTP, traffic=False),
 ]}
 KINDS.update(SERVICE_KINDS)
 

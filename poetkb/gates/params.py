@@ -631,3 +631,11 @@ class PartitionRecovered(PoetModel):
     partition_max_s: Annotated[float, Field(gt=0, le=60)] = 10.0
     recovery_s: Seconds = 10.0
     after: Count = 8
+
+
+class OutboxNoLoss(PoetModel):
+    """Orders taken while the broker is down all reach it once it is back; none for a rolled-back order."""
+
+    orders: Count = 10
+    failed_orders: Annotated[int, Field(ge=0, le=50)] = 3
+    drain_s: Seconds = 8.0

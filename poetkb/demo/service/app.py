@@ -54,6 +54,7 @@ from poetkb.demo.service.store import (
     hold_lock,
     migrate,
     online_migration,
+    relay_outbox,
     revert_staged,
     schema_drift,
     staged_migration,
@@ -125,7 +126,11 @@ class Service:
         self.pool = Pool(pool_dsn, settings.pool_size, settings.pool_timeout_s,
                          unbounded_wait=self.flaws.pool_unbounded_wait, no_reconnect=self.flaws.no_reconnect,
                          deadline_s=deadline)
-        self.store = Store(self.pool, self.flaws, self.faults)
+        self.store = Store(self.pool, self.flaws, self.faults, publish=self.publish)
+        self.relay_stop = threading.Event()
+        if not self.flaws.outbox_dual_write:
+            threading.Thread(target=relay_outbox, args=(settings.dsn, self.publish, self.relay_stop),
+                             name="poet-outbox-relay", daemon=True).start()
         self.cache = JwksCache(settings.jwks_url, ttl_s=settings.jwks_ttl_s,
                                min_refetch_s=settings.jwks_min_refetch_s, stale_max_s=settings.jwks_stale_max_s,
                                timeout_s=1.0, unbounded=self.flaws.jwks_refetch_unbounded)
@@ -144,6 +149,17 @@ class Service:
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("no bearer token")
         return self.verifier.verify(token.strip())
+
+    def publish(self, event: dict[str, Any]) -> bool:
+        """Send one event to the broker (the dependency sidecar's /publish); True once it acknowledged."""
+        request = urllib.request.Request(self.settings.dependency_url + "/publish", method="POST",
+                                         data=json.dumps(event).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=1.0) as response:  # noqa: S310 - loopback broker
+                return bool(response.status == 200)
+        except (OSError, ValueError):
+            return False
 
     # -- the slow dependency ------------------------------------------------------------------------------
     def call_dependency(self) -> tuple[int, dict[str, Any]]:

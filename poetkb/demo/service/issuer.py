@@ -174,9 +174,13 @@ class Dependency:
         self.calls = 0
         #: one entry per request to /work: the caller's X-Call-Id and when it arrived (bounded)
         self.attempts: deque[dict[str, Any]] = deque(maxlen=5000)
+        #: the message broker's side: events received at /publish (kept across heals; bounded), and an outage
+        self.broker_down = False
+        self.events: deque[dict[str, Any]] = deque(maxlen=20_000)
 
     def reset(self) -> None:
         self.latency_ms, self.fail_status, self.retry_after_s = 0, 0, None
+        self.broker_down = False
         self.attempts.clear()
 
 
@@ -204,11 +208,26 @@ def dependency_handler(dep: Dependency) -> type[BaseHTTPRequestHandler]:
                 _reply(self, 200, {"ok": True})
             elif path == "/__poet/attempts":
                 _reply(self, 200, {"attempts": list(dep.attempts)})
+            elif path == "/__poet/events":
+                _reply(self, 200, {"events": list(dep.events)})
             else:
                 _reply(self, 404, {"error": "not found"})
 
+        def do_POST(self) -> None:  # noqa: N802
+            if self.path.split("?", 1)[0] != "/publish":
+                _reply(self, 404, {"error": "not found"})
+                return
+            body = _body(self)
+            if dep.broker_down:
+                _reply(self, 503, {"error": "broker unavailable"})
+                return
+            dep.events.append({"event_id": str(body.get("event_id", ""))[:80],
+                               "account_id": body.get("account_id"), "order_id": body.get("order_id")})
+            _reply(self, 200, {"acked": True})
+
         def do_PUT(self) -> None:  # noqa: N802
             body = _body(self)
+            dep.broker_down = bool(body.get("broker_down", False))
             dep.latency_ms = max(0, min(int(body.get("latency_ms", 0)), 30_000))
             status = int(body.get("fail_status", 0))
             dep.fail_status = status if 500 <= status <= 599 or status == 429 else 0

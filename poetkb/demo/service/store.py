@@ -11,10 +11,11 @@ injected here too, through :class:`Faults`.
 from __future__ import annotations
 
 import contextlib
+import json
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE SEQUENCE order_number_seq;
     """),
     ("002_order_number_unique", "CREATE UNIQUE INDEX orders_number_key ON orders (number);"),
+    ("006_outbox", """
+        CREATE TABLE outbox (
+            id bigserial PRIMARY KEY,
+            event_id text NOT NULL UNIQUE,
+            payload jsonb NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            published_at timestamptz
+        );
+        CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+    """),
 ]
 
 #: migrations applied while the service runs (``POST /__poet/migrate``), each under a bounded lock wait
@@ -281,7 +292,9 @@ class Pool:
 class Store:
     """The service's operations on accounts and orders."""
 
-    def __init__(self, pool: Pool, flaws: Flaws, faults: Faults) -> None:
+    def __init__(self, pool: Pool, flaws: Flaws, faults: Faults,
+                 publish: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        self.publish = publish
         self.pool = pool
         self.flaws = flaws
         self.faults = faults
@@ -414,7 +427,15 @@ class Store:
             else:
                 row = conn.execute("INSERT INTO orders (number, account_id) VALUES (nextval('order_number_seq'), "
                                    "%s) RETURNING id, number", (account_id,)).fetchone()
+            event = {"event_id": f"order-{row[0]}", "order_id": row[0], "account_id": account_id}
+            if not self.flaws.outbox_dual_write:
+                # the event is committed with the order (the outbox); the relay publishes it, at least once
+                conn.execute("INSERT INTO outbox (event_id, payload) VALUES (%s, %s)",
+                             (event["event_id"], json.dumps(event)))
             conn.commit()
+        if self.flaws.outbox_dual_write and self.publish is not None:
+            # the flaw: published after the commit, straight to the broker; if that fails the event is gone
+            self.publish(event)
         return {"id": row[0], "number": row[1]}
 
     def drop_connections(self) -> int:
@@ -589,3 +610,34 @@ def schema_drift(dsn: str, flaws: Flaws) -> dict[str, Any]:
     drift = [f"unexpected {line}" for line in sorted(live - expected)]
     drift += [f"missing {line}" for line in sorted(expected - live)]
     return {"drift": drift, "applied": applied}
+
+
+def relay_outbox(dsn: str, publish: Callable[[dict[str, Any]], bool], stop: threading.Event) -> None:
+    """Publish unpublished outbox rows in order, marking each published only after the broker acknowledged it.
+
+    Runs until ``stop`` is set, every 0.2 s (up to 2 s while the broker or the
+    database fails), at most 100 rows a round, on a connection of its own.
+    A row whose publish fails stays for the next round: at least once, never lost.
+    """
+    import psycopg
+
+    pause = 0.2
+    conn = None
+    while not stop.wait(pause):
+        try:
+            if conn is None or conn.closed or conn.broken:
+                conn = psycopg.connect(dsn, autocommit=True, connect_timeout=2)
+            rows = conn.execute("SELECT id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 100"
+                                ).fetchall()
+            pause = 0.2
+            for row_id, payload in rows:
+                if not publish(payload):
+                    pause = min(2.0, pause * 4)
+                    break
+                conn.execute("UPDATE outbox SET published_at = now() WHERE id = %s", (row_id,))
+        except psycopg.Error:
+            pause = 2.0
+            if conn is not None:
+                with contextlib.suppress(psycopg.Error):
+                    conn.close()
+            conn = None

@@ -43,6 +43,7 @@ class Flaws(PoetModel):
     memory_leak: bool = False
     retry_storm: bool = False
     no_query_deadline: bool = False
+    outbox_dual_write: bool = False
 
 
 class ServiceVariant(PoetModel):
@@ -172,6 +173,11 @@ VARIANTS: dict[str, ServiceVariant] = {v.name: v for v in [
         description="A request holding a database connection has no deadline: a query into a silent network waits.",
         outage="The network to the database drops packets; requests hang until the clients give up, and the "
                "workers they hold are gone for everything else."),
+    ServiceVariant(
+        name="outbox-dual-write", flaws=Flaws(outbox_dual_write=True), breaks=["data.outbox.no_loss"],
+        description="An order's event is published to the broker after the commit, not written to an outbox.",
+        outage="The broker is down for a minute: orders are taken, their events are lost, and downstream "
+               "systems never ship them."),
 ]}
 
 
