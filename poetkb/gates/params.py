@@ -608,6 +608,8 @@ class ServiceSoakStable(PoetModel):
     middle_requests: Annotated[int, Field(ge=0, le=20_000)] = 200
     concurrency: Concurrency = 4
     max_p95_drift_pct: Annotated[float, Field(ge=0, le=10_000)] = 150.0
+    #: p95 values below this count as this much: drift among millisecond latencies is scheduling noise
+    p95_floor_ms: Annotated[float, Field(ge=0, le=10_000)] = 50.0
     max_memory_growth_pct: Annotated[float, Field(ge=0, le=1000)] = 10.0
 
 

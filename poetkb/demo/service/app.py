@@ -325,6 +325,9 @@ def make_handler(svc: Service) -> type[BaseHTTPRequestHandler]:
             try:
                 if path.startswith("/__poet/"):
                     self._admin(method, path, query, body)
+                elif getattr(self.server, "latched", lambda: False)():
+                    # the flaw (overload-latch): the open breaker refuses everything but the admin API
+                    self._reply(503, {"error": "overloaded (breaker open)"}, {"Retry-After": "4"})
                 elif path == "/live":
                     self._reply(200, {"live": True})
                 elif path in ("/", "/health"):
@@ -466,8 +469,8 @@ class BoundedServer(ThreadingHTTPServer):
         if self.unbounded:  # the flaw: a thread per connection, without limit
             threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True).start()
             return
-        latched = bool(self.latch_s) and time.monotonic() < self.latched_until
-        if latched or not self.slots.acquire(blocking=False):
+        latched = self.latched()
+        if not self.slots.acquire(blocking=False):
             with self.counters.lock:
                 self.counters.shed += 1
                 if self.latch_s and not latched:
@@ -485,6 +488,10 @@ class BoundedServer(ThreadingHTTPServer):
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
+
+    def latched(self) -> bool:
+        """True while the overload-latch variant's breaker is open (it refuses every API request)."""
+        return bool(self.latch_s) and time.monotonic() < self.latched_until
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         if self.unbounded:

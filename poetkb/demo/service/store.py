@@ -202,7 +202,8 @@ class Pool:
             time.sleep(0.1)
             now = time.monotonic()
             with self.lock:
-                late = [conn for deadline, conn in self.leases.values() if deadline < now]
+                # a severed lease is dropped: a connection opened to replace it gets a deadline of its own
+                late = [self.leases.pop(key)[1] for key, (deadline, _) in list(self.leases.items()) if deadline < now]
             for conn in late:
                 with contextlib.suppress(Exception):
                     dup = os.dup(conn.pgconn.socket)
@@ -252,6 +253,8 @@ class Pool:
                 self.replaced += 1
                 conn.close()
                 conn = None
+                with self.lock:
+                    self.leases.pop(lease, None)  # a fresh connection, a fresh deadline (its connect has its own)
                 conn = self._open()
             self._lease(lease, conn)
             yield conn

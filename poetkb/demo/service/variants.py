@@ -122,7 +122,9 @@ VARIANTS: dict[str, ServiceVariant] = {v.name: v for v in [
         description="Every connection gets a thread of its own, without limit or shedding.",
         outage="A burst of slow requests grows threads without bound until memory or the dependency gives out."),
     ServiceVariant(
-        name="no-reconnect", flaws=Flaws(no_reconnect=True), breaks=["resilience.dependency.restart"],
+        name="no-reconnect", flaws=Flaws(no_reconnect=True),
+        # a partition severs the pooled connections too, and they are never replaced either
+        breaks=["resilience.dependency.restart", "resilience.partition.recovery"],
         description="Pooled connections are never validated or replaced: after a database restart they stay broken.",
         outage="The database restarted for a minor upgrade; the service needs a restart by hand to serve again."),
     ServiceVariant(

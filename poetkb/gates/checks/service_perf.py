@@ -30,10 +30,11 @@ def _phase(ctx: CollectContext, prober: Prober, token: str, name: str, path: str
     ctx.notes.setdefault("durations_s", {})[name] = round(time.monotonic() - started, 3)
 
 
-def _metrics(exchanges: list[Any], duration: float, memory_percent: float | None = None) -> Any:
+def _metrics(exchanges: list[Any], duration: float, memory_percent: float | None = None, floor_ms: float = 0.0
+             ) -> Any:
     from poetkb.load.metrics import PhaseMetrics
 
-    latencies = [e.elapsed_ms for e in exchanges if e.elapsed_ms is not None] or [0.0]
+    latencies = [max(e.elapsed_ms, floor_ms) for e in exchanges if e.elapsed_ms is not None] or [floor_ms]
     errors = sum(1 for e in exchanges if e.status is None or e.status >= 400)
     return PhaseMetrics(p50_ms=_percentile(latencies, 50), p90_ms=_percentile(latencies, 90),
                         p95_ms=_percentile(latencies, 95), p99_ms=_percentile(latencies, 99),
@@ -156,8 +157,9 @@ def evaluate_soak(ev: CheckEvidence, params: p.ServiceSoakStable) -> Outcome:
     memory_late = _memory_percent(figures, "late_start", "late_end")
     if memory_early is None or memory_late is None:
         return no_evidence(expected, "the service's resident memory was not measured")
-    phases = {"early": _metrics(early, float(durations["early"]), memory_early),
-              "late": _metrics(late, float(durations["late"]), memory_late)}
+    # below the floor, latency differences are scheduling noise, not drift
+    phases = {"early": _metrics(early, float(durations["early"]), memory_early, params.p95_floor_ms),
+              "late": _metrics(late, float(durations["late"]), memory_late, params.p95_floor_ms)}
     verdict, observed_fig, _, diagnosis = evaluate_check(
         "soak_drift", {"max_p95_drift_pct": params.max_p95_drift_pct,
                        "max_memory_growth_pct": params.max_memory_growth_pct, "early_phase": "early",
@@ -165,7 +167,8 @@ def evaluate_soak(ev: CheckEvidence, params: p.ServiceSoakStable) -> Outcome:
     rss = {name: round((figures.get(name) or {}).get("rss_bytes", 0) / 2**20, 1) for name in figures}
     fds = [(figures.get(name) or {}).get("open_fds") for name in ("early_end", "late_end")]
     details = {**observed_fig, "rss_mib": rss, "open_fds": fds, "early": _statuses(early), "late": _statuses(late)}
-    observed = (f"p95 {phases['early'].p95_ms:.1f} ms early, {phases['late'].p95_ms:.1f} ms late; resident memory "
+    observed = (f"p95 {phases['early'].p95_ms:.1f} ms early, {phases['late'].p95_ms:.1f} ms late (floor "
+                f"{params.p95_floor_ms:g} ms); resident memory "
                 f"{rss.get('early_end')} MiB early, {rss.get('late_end')} MiB late; descriptors {fds[0]} -> {fds[1]}")
     count = len(early) + len(late)
     if verdict != "pass":

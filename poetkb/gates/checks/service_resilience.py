@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from poetkb.gates import params as p
-from poetkb.gates.checks.base import CollectContext, Outcome, no_evidence, precheck
+from poetkb.gates.checks.base import CollectContext, CollectError, Outcome, no_evidence, precheck
 from poetkb.gates.checks.service import _CAPTURES, _Admin, _bearer, _run, _statuses
 from poetkb.gates.evidence import CheckEvidence
 from poetkb.gates.probes import Prober, RequestSpec
@@ -93,7 +93,11 @@ def collect_partition(ctx: CollectContext, params: p.PartitionRecovered) -> None
 
     def body(state: Any, admin: _Admin, prober: Prober) -> None:
         token = admin.token({"exp": int(time.time()) + 600})
-        account = _new_account(prober, ctx, token, 100, "setup")
+        try:
+            account = _new_account(prober, ctx, token, 100, "setup")
+        except CollectError as exc:  # the service is not serving even before the partition: that is the finding
+            ctx.notes["setup_error"] = str(exc)
+            return
         read = RequestSpec(path=ctx.url(f"/api/accounts/{account}"), headers=_bearer(token), step="before")
         prober.send_many([read] * 4, concurrency=4)
         client_timeout = params.partition_max_s + 3
@@ -144,6 +148,11 @@ def evaluate_partition(ev: CheckEvidence, params: p.PartitionRecovered) -> Outco
     bad = precheck(ev, expected, _CAPTURES)
     if bad:
         return bad
+    if ev.notes.get("setup_error"):
+        setup = ev.steps("setup")
+        return Outcome("fail", expected, f"before the partition: {_statuses(setup)}", "the service was not serving "
+                       f"even before the partition ({ev.notes['setup_error']})", {"setup": _statuses(setup)},
+                       len(setup))
     before, during, others, after = ev.steps("before"), ev.steps("during"), ev.steps("independent"), ev.steps("after")
     recovered = ev.notes.get("recovered_after_s")
     if not before or not during or not others or "recovered_after_s" not in ev.notes:
