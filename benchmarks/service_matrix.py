@@ -1,11 +1,11 @@
 """Gate the demo's service tier and every seeded-fault service variant; write the matrix into docs/service.md.
 
 Each variant (the good service included) is started on the service tier alone and gated with ``--all``,
-which with the service tier up selects every obligation that has a service-tier check (14). A row lists
+which with the service tier up selects every obligation that has a service-tier check (26). A row lists
 the obligations the variant is built to break, those that failed, whether they are exactly the same, and
 the gate's run time. The first failed diagnosis of each caught obligation is listed under the table.
 
-    .venv/bin/python benchmarks/service_matrix.py --write-docs      # about 4 minutes on 2 cores
+    .venv/bin/python benchmarks/service_matrix.py --write-docs      # about 20 minutes on 2 cores (27 variants)
     .venv/bin/python benchmarks/service_matrix.py --variant lost-update
 
 Everything runs on loopback in a private POET_HOME and POET_DB; the tier is brought down at the end.

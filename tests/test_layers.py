@@ -145,11 +145,13 @@ def test_the_facade_loads_features_only_when_a_feature_is_called() -> None:
     assert "poetkb.knowledge" in _top_level_imports("poetkb.kb")
 
 
-#: SQL against the knowledge base is written only in the store and the data access. The demo service's store and
-#: the service tier's checks speak PostgreSQL to the demo's own database; rank.migration reads the SQL of a
-#: user's migrations as text. None of those touch the knowledge base.
+#: SQL against the knowledge base is written only in the store and the data access. The demo service's store,
+#: the service tier's checks and the chaos database steps speak PostgreSQL to the demo's own database;
+#: rank.migration reads the SQL of a user's migrations as text. None of those touch the knowledge base.
 SQL_HOMES = ("poetkb.store", "poetkb.knowledge", "poetkb.dbfile")
-OTHER_DATABASES = ("poetkb.demo.service", "poetkb.gates.checks.service", "poetkb.rank.migration")
+OTHER_DATABASES = ("poetkb.chaos.database", "poetkb.demo.service", "poetkb.gates.checks.service",
+                   "poetkb.gates.checks.service_migrations", "poetkb.gates.checks.service_outbox",
+                   "poetkb.rank.migration")
 SQL = re.compile(r"^\s*(select\s.+\sfrom\s|insert\s+(or\s+\w+\s+)?into\s|delete\s+from\s|update\s+\S+\s+set\s|"
                  r"create\s+(table|index|virtual)\s|pragma\s)", re.I | re.S)
 #: what a feature may not call on a knowledge base's connection (``kb.db.execute(...)`` and the like)

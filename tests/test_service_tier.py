@@ -27,7 +27,14 @@ SERVICE_OBLIGATIONS = {
     "data.txn.rollback.complete", "data.ids.unique", "data.deadlock.retried", "data.pool.exhaustion.graceful",
     "resilience.dependency.restart", "resilience.slow_dependency.isolated", "resilience.threads.bounded",
     "perf.latency.slo", "perf.error_rate.slo", "perf.throughput.slo", "data.migration.lock_bounded",
+    "data.migration.backward_compatible", "data.migration.idempotent", "data.schema.drift.detected",
+    "perf.burst.recovery", "perf.soak.stable", "resilience.retry.backoff", "resilience.partition.recovery",
+    "data.outbox.no_loss",
 }
+#: variants gated by tests/test_service_more_checks.py (one bring-up there), not again here
+GATED_ELSEWHERE = {"migration-incompatible", "migration-not-atomic", "drift-unchecked", "overload-latch",
+                   "memory-leak", "retry-storm", "partition-hang",
+                   "outbox-dual-write"}
 #: the whole service-tier gate must stay well under the 90 s the issue allows
 SERVICE_GATE_BUDGET_S = 60.0
 
@@ -70,7 +77,7 @@ def test_cli_brings_the_service_tier_up_idempotently(shared_home: Path, base_por
 
 
 def test_good_service_passes_every_service_obligation(service: Any) -> None:
-    """`poet gate run --all` with the service tier up judges its 18 obligations by driving it, and all pass."""
+    """`poet gate run --all` with the service tier up judges its 26 obligations by driving it, and all pass."""
     kb = service("good")
     report = kb.gate(all=True)
     verdicts = {o.obligation_id: (o.verdict, o.diagnosis) for o in report.obligations}
@@ -80,7 +87,8 @@ def test_good_service_passes_every_service_obligation(service: Any) -> None:
 
 
 def _variants() -> list[Any]:
-    return [pytest.param(v.name, list(v.breaks), id=v.name) for v in VARIANTS.values() if v.name != "good"]
+    return [pytest.param(v.name, list(v.breaks), id=v.name) for v in VARIANTS.values()
+            if v.name != "good" and v.name not in GATED_ELSEWHERE]
 
 
 @pytest.mark.parametrize(("variant", "breaks"), _variants())

@@ -186,6 +186,14 @@ SERVICE_KINDS: dict[str, KindSpec] = {spec.name: spec for spec in [
     _k("threads_bounded", p.ThreadsBounded, "service", _HTTP, traffic=False),
     _k("service_load_slo", p.ServiceLoadSlo, "service", _HTTP, traffic=False),
     _k("migration_lock_bounded", p.MigrationLockBounded, "service", _HTTP, traffic=False),
+    _k("migration_backward_compatible", p.MigrationBackwardCompatible, "service_migrations", _HTTP, traffic=False),
+    _k("migration_idempotent", p.MigrationIdempotent, "service_migrations", _HTTP, traffic=False),
+    _k("schema_drift_detected", p.SchemaDriftDetected, "service_migrations", _HTTP, traffic=False),
+    _k("service_burst_recovery", p.ServiceBurstRecovery, "service_perf", _HTTP, traffic=False),
+    _k("service_soak_stable", p.ServiceSoakStable, "service_perf", _HTTP, traffic=False),
+    _k("retry_backoff_bounded", p.RetryBackoffBounded, "service_resilience", _HTTP, traffic=False),
+    _k("partition_recovered", p.PartitionRecovered, "service_resilience", _HTTP, traffic=False),
+    _k("outbox_no_loss", p.OutboxNoLoss, "service_outbox", _HTTP, traffic=False),
 ]}
 KINDS.update(SERVICE_KINDS)
 

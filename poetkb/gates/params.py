@@ -568,3 +568,76 @@ class MigrationLockBounded(PoetModel):
     hold_read_s: Annotated[float, Field(gt=0, le=10)] = 3.0
     reads: Count = 10
     max_stall_ms: Millis = 2000
+
+
+class MigrationBackwardCompatible(PoetModel):
+    """The next release's migration applied under traffic: the running (previous) release keeps working."""
+
+    migration: Annotated[str, Field(min_length=1, max_length=64)] = "004_accounts_display_name"
+    requests: Count = 24
+    concurrency: Concurrency = 4
+
+
+class MigrationIdempotent(PoetModel):
+    """A migration killed after each of its steps is run again and ends at the schema of an uninterrupted run."""
+
+    migration: Annotated[str, Field(min_length=1, max_length=64)] = "005_orders_status"
+
+
+class SchemaDriftDetected(PoetModel):
+    """The service's drift report is empty on the migrated schema and names a hand-made column and index."""
+
+
+class ServiceBurstRecovery(PoetModel):
+    """After a burst beyond the worker pool, normal load is back within SLO in the recovery bound."""
+
+    burst_requests: Annotated[int, Field(ge=10, le=2000)] = 96
+    burst_concurrency: Concurrency = 48
+    dependency_latency_ms: Annotated[int, Field(ge=0, le=5000)] = 300
+    steady_requests: Annotated[int, Field(ge=10, le=2000)] = 60
+    concurrency: Concurrency = 4
+    recovery_s: Annotated[float, Field(ge=0, le=60)] = 1.0
+    max_p95_ms: Millis = 250
+    max_rate: Ratio = 0.01
+
+
+class ServiceSoakStable(PoetModel):
+    """A short soak: late-phase p95 and the service's memory stay close to the early phase's."""
+
+    phase_requests: Annotated[int, Field(ge=10, le=5000)] = 100
+    middle_requests: Annotated[int, Field(ge=0, le=20_000)] = 200
+    concurrency: Concurrency = 4
+    max_p95_drift_pct: Annotated[float, Field(ge=0, le=10_000)] = 150.0
+    #: p95 values below this count as this much: drift among millisecond latencies is scheduling noise
+    p95_floor_ms: Annotated[float, Field(ge=0, le=10_000)] = 50.0
+    max_memory_growth_pct: Annotated[float, Field(ge=0, le=1000)] = 10.0
+
+
+class RetryBackoffBounded(PoetModel):
+    """With the dependency failing, the service's retries are few, jittered and within a retry budget."""
+
+    calls: Count = 30
+    concurrency: Concurrency = 4
+    fail_status: Annotated[int, Field(ge=429, le=599)] = 503
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+    max_retry_ratio: Ratio = 0.1
+    retry_allowance: Annotated[int, Field(ge=0, le=100)] = 10
+    min_spread_ms: Millis = 5
+
+
+class PartitionRecovered(PoetModel):
+    """With the network to the database silently dropping packets, requests fail in time; after the heal, served."""
+
+    requests: Annotated[int, Field(ge=1, le=32)] = 4
+    max_latency_ms: Millis = 7000
+    partition_max_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    recovery_s: Seconds = 10.0
+    after: Count = 8
+
+
+class OutboxNoLoss(PoetModel):
+    """Orders taken while the broker is down all reach it once it is back; none for a rolled-back order."""
+
+    orders: Count = 10
+    failed_orders: Annotated[int, Field(ge=0, le=50)] = 3
+    drain_s: Seconds = 8.0

@@ -27,7 +27,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import random
 import re
+import secrets
 import sys
 import threading
 import time
@@ -39,8 +41,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from poetkb.demo.service.auth import AuthError, JwksCache, Verifier
+from poetkb.demo.service.partition import PartitionRelay
 from poetkb.demo.service.settings import ServiceSettings, startup_problems
 from poetkb.demo.service.store import (
+    STAGED_MIGRATIONS,
     Faults,
     NotFound,
     Pool,
@@ -50,9 +54,39 @@ from poetkb.demo.service.store import (
     hold_lock,
     migrate,
     online_migration,
+    relay_outbox,
+    revert_staged,
+    schema_drift,
+    staged_migration,
 )
 
 MAX_BODY = 64 * 1024
+#: the longest a request may hold a database connection before the connection is severed (a silent network)
+QUERY_DEADLINE_S = 2.5
+#: attempts in all per dependency call, and the capped exponential backoff between them (full jitter)
+RETRY_ATTEMPTS = 3
+RETRY_BASE_S = 0.05
+RETRY_CAP_S = 0.4
+
+
+class RetryBudget:
+    """Retries may be at most a tenth of calls: each call earns 0.1 token, a retry spends 1 (3 to start, cap 10)."""
+
+    def __init__(self, ratio: float = 0.1, start: float = 3.0, cap: float = 10.0) -> None:
+        self.lock = threading.Lock()
+        self.ratio, self.tokens, self.cap = ratio, start, cap
+
+    def earn(self) -> None:
+        with self.lock:
+            self.tokens = min(self.cap, self.tokens + self.ratio)
+
+    def spend(self) -> bool:
+        with self.lock:
+            if self.tokens < 1:
+                return False
+            self.tokens -= 1
+            return True
+
 MAX_MARKERS = 2000
 
 
@@ -84,14 +118,25 @@ class Service:
         self.settings = settings
         self.flaws = settings.flaws
         self.faults = Faults()
-        self.pool = Pool(settings.dsn, settings.pool_size, settings.pool_timeout_s,
-                         unbounded_wait=self.flaws.pool_unbounded_wait, no_reconnect=self.flaws.no_reconnect)
-        self.store = Store(self.pool, self.flaws, self.faults)
+        # the pool reaches PostgreSQL through a relay the fault API can partition (migrations and faults do not)
+        self.relay = PartitionRelay(_dsn_target(settings.dsn))
+        pool_dsn = re.sub(r"\bport=\d+", f"port={self.relay.port}", settings.dsn)
+        # the flaw (partition-hang): no deadline on a leased connection, so a query into a silent network waits
+        deadline = None if self.flaws.no_query_deadline else QUERY_DEADLINE_S
+        self.pool = Pool(pool_dsn, settings.pool_size, settings.pool_timeout_s,
+                         unbounded_wait=self.flaws.pool_unbounded_wait, no_reconnect=self.flaws.no_reconnect,
+                         deadline_s=deadline)
+        self.store = Store(self.pool, self.flaws, self.faults, publish=self.publish)
+        self.relay_stop = threading.Event()
+        if not self.flaws.outbox_dual_write:
+            threading.Thread(target=relay_outbox, args=(settings.dsn, self.publish, self.relay_stop),
+                             name="poet-outbox-relay", daemon=True).start()
         self.cache = JwksCache(settings.jwks_url, ttl_s=settings.jwks_ttl_s,
                                min_refetch_s=settings.jwks_min_refetch_s, stale_max_s=settings.jwks_stale_max_s,
                                timeout_s=1.0, unbounded=self.flaws.jwks_refetch_unbounded)
         self.verifier = Verifier(self.cache, issuer=settings.issuer, audience=settings.audience, flaws=self.flaws)
         self.counters = Counters()
+        self.retry_budget = RetryBudget()
 
     # -- auth -------------------------------------------------------------------------------------------
     def authenticate(self, headers: Any) -> dict[str, Any]:
@@ -105,17 +150,65 @@ class Service:
             raise AuthError("no bearer token")
         return self.verifier.verify(token.strip())
 
+    def publish(self, event: dict[str, Any]) -> bool:
+        """Send one event to the broker (the dependency sidecar's /publish); True once it acknowledged."""
+        request = urllib.request.Request(self.settings.dependency_url + "/publish", method="POST",
+                                         data=json.dumps(event).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=1.0) as response:  # noqa: S310 - loopback broker
+                return bool(response.status == 200)
+        except (OSError, ValueError):
+            return False
+
     # -- the slow dependency ------------------------------------------------------------------------------
     def call_dependency(self) -> tuple[int, dict[str, Any]]:
+        """Call the dependency within one deadline; failed attempts are retried with capped, jittered backoff.
+
+        At most RETRY_ATTEMPTS attempts in all, only while the retry budget has
+        tokens (each call earns a tenth of a retry), never past the deadline,
+        never after a timeout (the deadline is spent), and a Retry-After from the
+        dependency is honoured. The seeded retry-storm variant retries at once,
+        up to ten times, without a budget.
+        """
         timeout = 60.0 if self.flaws.dependency_no_timeout else self.settings.dependency_timeout_s
         started = time.monotonic()
-        try:
-            with urllib.request.urlopen(self.settings.dependency_url + "/work", timeout=timeout) as response:  # noqa: S310
-                body = json.loads(response.read(MAX_BODY))
-            return 200, {"dependency": body, "elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
-        except (TimeoutError, urllib.error.URLError, OSError) as exc:
-            return 504, {"error": f"the dependency did not answer in time: {type(exc).__name__}",
-                         "elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
+        deadline = started + timeout
+        call_id = secrets.token_hex(6)
+        self.retry_budget.earn()
+        attempts, last = 0, ""
+        storm = self.flaws.retry_storm
+        while True:
+            attempts += 1
+            request = urllib.request.Request(self.settings.dependency_url + "/work", headers={"X-Call-Id": call_id})
+            retry_after = None
+            try:
+                with urllib.request.urlopen(request, timeout=max(0.05, deadline - time.monotonic())) as response:  # noqa: S310
+                    body = json.loads(response.read(MAX_BODY))
+                return 200, {"dependency": body, "attempts": attempts,
+                             "elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
+            except urllib.error.HTTPError as exc:
+                last, retry_after = f"HTTP {exc.code}", exc.headers.get("Retry-After")
+                retryable = exc.code in (429, 502, 503, 504)
+            except (TimeoutError, urllib.error.URLError, OSError) as exc:
+                timed_out = isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
+                if timed_out:
+                    return 504, {"error": f"the dependency did not answer in time: {type(exc).__name__}",
+                                 "attempts": attempts, "elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
+                last, retryable = type(exc).__name__, True
+            if storm:
+                # the flaw: retry at once, up to ten times, whatever the budget
+                delay, allowed = 0.0, retryable and attempts < 10
+            else:
+                delay = random.uniform(0, min(RETRY_CAP_S, RETRY_BASE_S * 2 ** attempts))  # noqa: S311 - jitter
+                with contextlib.suppress(TypeError, ValueError):
+                    delay = max(delay, float(retry_after))  # type: ignore[arg-type]
+                allowed = (retryable and attempts < RETRY_ATTEMPTS and time.monotonic() + delay < deadline
+                           and self.retry_budget.spend())
+            if not allowed:
+                return 502, {"error": f"the dependency failed: {last}", "attempts": attempts,
+                             "elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
+            time.sleep(delay)
 
     # -- faults --------------------------------------------------------------------------------------------
     def set_fault(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -133,6 +226,12 @@ class Service:
         if "dependency_latency_ms" in body:
             done["dependency"] = _send(self.settings.dependency_url + "/__poet/fault", "PUT",
                                        {"latency_ms": int(body["dependency_latency_ms"])})
+        if "partition_db" in body:
+            if body["partition_db"]:
+                self.relay.partitioned.set()
+            else:
+                self.relay.partitioned.clear()
+            done["partition_db"] = self.relay.partitioned.is_set()
         if "jwks_down" in body:
             done["issuer"] = _send(self.settings.issuer_admin_url + "/fault", "PUT",
                                    {"jwks_down": bool(body["jwks_down"])})
@@ -140,6 +239,7 @@ class Service:
 
     def heal(self) -> dict[str, Any]:
         self.faults.slow_query_ms = 0
+        self.relay.partitioned.clear()
         _send(self.settings.dependency_url + "/__poet/fault", "DELETE", None)
         _send(self.settings.issuer_admin_url + "/fault", "DELETE", None)
         return {"healed": True}
@@ -153,6 +253,33 @@ def _send(url: str, method: str, body: Any) -> Any:
             return json.loads(response.read(MAX_BODY) or b"null")
     except (OSError, ValueError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+#: what the memory-leak variant keeps from every request (128 KiB each, at most 2000)
+_RETAINED: list[bytearray] = []
+
+
+def _process_figures() -> dict[str, Any]:
+    """The service process's resident memory, threads and open descriptors (Linux /proc), for soak checks."""
+    figures: dict[str, Any] = {"threads": threading.active_count()}
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmRSS:"):
+                figures["rss_bytes"] = int(line.split()[1]) * 1024
+        figures["open_fds"] = len(list(Path("/proc/self/fd").iterdir()))
+        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
+            if line.startswith("MemTotal:"):
+                figures["mem_total_bytes"] = int(line.split()[1]) * 1024
+    except OSError as exc:
+        figures["error"] = f"{type(exc).__name__}: {exc}"
+    return figures
+
+
+def _dsn_target(dsn: str) -> tuple[str, int]:
+    """The host and port of a libpq keyword DSN (the demo's: ``host=127.0.0.1 port=N ...``)."""
+    host = re.search(r"\bhost=(\S+)", dsn)
+    port = re.search(r"\bport=(\d+)", dsn)
+    return (host.group(1) if host else "127.0.0.1"), int(port.group(1)) if port else 5432
 
 
 _ACCOUNT = re.compile(r"^/api/accounts/(\d{1,18})(/increment)?$")
@@ -198,6 +325,9 @@ def make_handler(svc: Service) -> type[BaseHTTPRequestHandler]:
             try:
                 if path.startswith("/__poet/"):
                     self._admin(method, path, query, body)
+                elif getattr(self.server, "latched", lambda: False)():
+                    # the flaw (overload-latch): the open breaker refuses everything but the admin API
+                    self._reply(503, {"error": "overloaded (breaker open)"}, {"Retry-After": "4"})
                 elif path == "/live":
                     self._reply(200, {"live": True})
                 elif path in ("/", "/health"):
@@ -227,6 +357,9 @@ def make_handler(svc: Service) -> type[BaseHTTPRequestHandler]:
                  claims: dict[str, Any]) -> None:
             marker = (query.get("poet") or [""])[0]
             svc.counters.handle(marker)
+            if svc.flaws.memory_leak and len(_RETAINED) < 2000:
+                # the flaw: a per-request buffer kept in a module-level list "for debugging", never freed
+                _RETAINED.append(bytearray(128 * 1024))
             if path == "/api/me" and method == "GET":
                 if svc.flaws.slow_handler:
                     time.sleep(0.3)  # the flaw: needless synchronous work on every call
@@ -274,7 +407,18 @@ def make_handler(svc: Service) -> type[BaseHTTPRequestHandler]:
             elif path == "/__poet/fault" and method == "DELETE":
                 self._reply(200, svc.heal())
             elif path == "/__poet/migrate" and method == "POST":
-                self._reply(200, online_migration(svc.settings.dsn, str(body.get("name", "")), svc.flaws))
+                name = str(body.get("name", ""))
+                if name in STAGED_MIGRATIONS:
+                    self._reply(200, staged_migration(svc.settings.dsn, name, svc.flaws,
+                                                      interrupt_after=int(body.get("interrupt_after", 0))))
+                else:
+                    self._reply(200, online_migration(svc.settings.dsn, name, svc.flaws))
+            elif path == "/__poet/migrate/down" and method == "POST":
+                self._reply(200, revert_staged(svc.settings.dsn, str(body.get("name", "")), svc.flaws))
+            elif path == "/__poet/schema/drift" and method == "GET":
+                self._reply(200, schema_drift(svc.settings.dsn, svc.flaws))
+            elif path == "/__poet/process" and method == "GET":
+                self._reply(200, _process_figures())
             elif path == "/__poet/jwks/flush" and method == "POST":
                 svc.cache.flush()
                 self._reply(200, {"flushed": True})
@@ -311,9 +455,12 @@ class BoundedServer(ThreadingHTTPServer):
     request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, workers: int,
-                 queue: int, counters: Counters, unbounded: bool = False) -> None:
+                 queue: int, counters: Counters, unbounded: bool = False, latch_s: float = 0.0) -> None:
         super().__init__(address, handler)
         self.unbounded = unbounded
+        self.latch_s = latch_s
+        self.latched_until = 0.0
+        self.overloads = 0
         self.slots = threading.BoundedSemaphore(workers + queue)
         self.running = threading.BoundedSemaphore(workers)
         self.counters = counters
@@ -322,9 +469,17 @@ class BoundedServer(ThreadingHTTPServer):
         if self.unbounded:  # the flaw: a thread per connection, without limit
             threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True).start()
             return
+        latched = self.latched()
         if not self.slots.acquire(blocking=False):
             with self.counters.lock:
                 self.counters.shed += 1
+                if self.latch_s and not latched:
+                    self.overloads += 1
+                    if self.overloads >= 10:
+                        # the flaw: an overload breaker that opens on shedding and stays open for its whole
+                        # cool-down, every request refused, with no half-open probe to notice the load is gone
+                        self.latched_until = time.monotonic() + self.latch_s
+                        self.overloads = 0
             body = b'{"error": "overloaded"}'
             with contextlib.suppress(OSError):
                 request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -333,6 +488,10 @@ class BoundedServer(ThreadingHTTPServer):
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
+
+    def latched(self) -> bool:
+        """True while the overload-latch variant's breaker is open (it refuses every API request)."""
+        return bool(self.latch_s) and time.monotonic() < self.latched_until
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         if self.unbounded:
@@ -367,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     migrate(settings.dsn, settings.flaws)
     svc = Service(settings)
     server = BoundedServer((settings.host, settings.port), make_handler(svc), workers=settings.workers,
-                           queue=settings.queue, counters=svc.counters, unbounded=settings.flaws.threads_unbounded)
+                           queue=settings.queue, counters=svc.counters, unbounded=settings.flaws.threads_unbounded,
+                           latch_s=4.0 if settings.flaws.overload_latch else 0.0)
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

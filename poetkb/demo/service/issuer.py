@@ -18,6 +18,7 @@ import json
 import threading
 import time
 import uuid
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -164,11 +165,23 @@ def issuer_handler(ring: KeyRing) -> type[BaseHTTPRequestHandler]:
 
 
 class Dependency:
-    """The slow dependency's state: how long ``/work`` takes."""
+    """The slow dependency's state: how long ``/work`` takes, whether it fails, and when each attempt came."""
 
     def __init__(self) -> None:
         self.latency_ms = 0
+        self.fail_status = 0
+        self.retry_after_s: float | None = None
         self.calls = 0
+        #: one entry per request to /work: the caller's X-Call-Id and when it arrived (bounded)
+        self.attempts: deque[dict[str, Any]] = deque(maxlen=5000)
+        #: the message broker's side: events received at /publish (kept across heals; bounded), and an outage
+        self.broker_down = False
+        self.events: deque[dict[str, Any]] = deque(maxlen=20_000)
+
+    def reset(self) -> None:
+        self.latency_ms, self.fail_status, self.retry_after_s = 0, 0, None
+        self.broker_down = False
+        self.attempts.clear()
 
 
 def dependency_handler(dep: Dependency) -> type[BaseHTTPRequestHandler]:
@@ -177,20 +190,53 @@ def dependency_handler(dep: Dependency) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             if path == "/work":
                 dep.calls += 1
+                dep.attempts.append({"call": str(self.headers.get("X-Call-Id") or "")[:64],
+                                     "t": round(time.monotonic(), 4)})
                 time.sleep(min(dep.latency_ms, 30_000) / 1000)
+                if dep.fail_status:
+                    body = json.dumps({"error": "failing on purpose"}).encode()
+                    self.send_response(dep.fail_status)
+                    if dep.retry_after_s is not None:
+                        self.send_header("Retry-After", f"{dep.retry_after_s:g}")
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 _reply(self, 200, {"ok": True, "latency_ms": dep.latency_ms})
             elif path == "/__poet/health":
                 _reply(self, 200, {"ok": True})
+            elif path == "/__poet/attempts":
+                _reply(self, 200, {"attempts": list(dep.attempts)})
+            elif path == "/__poet/events":
+                _reply(self, 200, {"events": list(dep.events)})
             else:
                 _reply(self, 404, {"error": "not found"})
 
+        def do_POST(self) -> None:  # noqa: N802
+            if self.path.split("?", 1)[0] != "/publish":
+                _reply(self, 404, {"error": "not found"})
+                return
+            body = _body(self)
+            if dep.broker_down:
+                _reply(self, 503, {"error": "broker unavailable"})
+                return
+            dep.events.append({"event_id": str(body.get("event_id", ""))[:80],
+                               "account_id": body.get("account_id"), "order_id": body.get("order_id")})
+            _reply(self, 200, {"acked": True})
+
         def do_PUT(self) -> None:  # noqa: N802
             body = _body(self)
+            dep.broker_down = bool(body.get("broker_down", False))
             dep.latency_ms = max(0, min(int(body.get("latency_ms", 0)), 30_000))
-            _reply(self, 200, {"latency_ms": dep.latency_ms})
+            status = int(body.get("fail_status", 0))
+            dep.fail_status = status if 500 <= status <= 599 or status == 429 else 0
+            after = body.get("retry_after_s")
+            dep.retry_after_s = max(0.0, min(float(after), 30.0)) if after is not None else None
+            _reply(self, 200, {"latency_ms": dep.latency_ms, "fail_status": dep.fail_status})
 
         def do_DELETE(self) -> None:  # noqa: N802
-            dep.latency_ms = 0
+            dep.reset()
             _reply(self, 200, {"latency_ms": 0})
 
     return Work

@@ -36,6 +36,14 @@ class Flaws(PoetModel):
     slow_handler: bool = False
     migration_no_lock_timeout: bool = False
     flaky_handler: bool = False
+    migration_incompatible: bool = False
+    migration_not_atomic: bool = False
+    drift_tables_only: bool = False
+    overload_latch: bool = False
+    memory_leak: bool = False
+    retry_storm: bool = False
+    no_query_deadline: bool = False
+    outbox_dual_write: bool = False
 
 
 class ServiceVariant(PoetModel):
@@ -114,7 +122,9 @@ VARIANTS: dict[str, ServiceVariant] = {v.name: v for v in [
         description="Every connection gets a thread of its own, without limit or shedding.",
         outage="A burst of slow requests grows threads without bound until memory or the dependency gives out."),
     ServiceVariant(
-        name="no-reconnect", flaws=Flaws(no_reconnect=True), breaks=["resilience.dependency.restart"],
+        name="no-reconnect", flaws=Flaws(no_reconnect=True),
+        # a partition severs the pooled connections too, and they are never replaced either
+        breaks=["resilience.dependency.restart", "resilience.partition.recovery"],
         description="Pooled connections are never validated or replaced: after a database restart they stay broken.",
         outage="The database restarted for a minor upgrade; the service needs a restart by hand to serve again."),
     ServiceVariant(
@@ -130,6 +140,46 @@ VARIANTS: dict[str, ServiceVariant] = {v.name: v for v in [
         breaks=["data.migration.lock_bounded"],
         description="The online migration takes its exclusive lock with no lock_timeout.",
         outage="An ALTER TABLE queues behind a long read and every query on the table queues behind the ALTER."),
+    ServiceVariant(
+        name="migration-incompatible", flaws=Flaws(migration_incompatible=True),
+        breaks=["data.migration.backward_compatible"],
+        description="The expand migration renames accounts.owner instead of adding a column (a contract step "
+                    "shipped with the expand).",
+        outage="The migration runs before the new code is out: the running release reads a column that is gone "
+               "and every account request fails until the deploy finishes or is rolled back."),
+    ServiceVariant(
+        name="migration-not-atomic", flaws=Flaws(migration_not_atomic=True), breaks=["data.migration.idempotent"],
+        description="A multi-step migration commits each step on its own and records its version only at the end.",
+        outage="A deploy job killed half-way leaves a column but no version record; every re-run fails on "
+               "'column already exists' until someone repairs the schema by hand."),
+    ServiceVariant(
+        name="drift-unchecked", flaws=Flaws(drift_tables_only=True), breaks=["data.schema.drift.detected"],
+        description="The schema drift report compares table names only.",
+        outage="A hotfix index or column added by hand in production is never reported; the next migration "
+               "collides with it."),
+    ServiceVariant(
+        name="overload-latch", flaws=Flaws(overload_latch=True), breaks=["perf.burst.recovery"],
+        description="Overload protection opens on shedding and refuses everything for 4 s, with no half-open probe.",
+        outage="A short burst trips the breaker and the service keeps refusing normal traffic long after the "
+               "burst is gone."),
+    ServiceVariant(
+        name="memory-leak", flaws=Flaws(memory_leak=True), breaks=["perf.soak.stable"],
+        description="Every API request keeps a 128 KiB buffer in a module-level list.",
+        outage="Memory climbs with traffic until the process is killed for it, hours after the release."),
+    ServiceVariant(
+        name="retry-storm", flaws=Flaws(retry_storm=True), breaks=["resilience.retry.backoff"],
+        description="A failed dependency call is retried at once, up to ten times, with no budget.",
+        outage="A dependency that fails under load gets ten times the load from every caller and cannot recover."),
+    ServiceVariant(
+        name="partition-hang", flaws=Flaws(no_query_deadline=True), breaks=["resilience.partition.recovery"],
+        description="A request holding a database connection has no deadline: a query into a silent network waits.",
+        outage="The network to the database drops packets; requests hang until the clients give up, and the "
+               "workers they hold are gone for everything else."),
+    ServiceVariant(
+        name="outbox-dual-write", flaws=Flaws(outbox_dual_write=True), breaks=["data.outbox.no_loss"],
+        description="An order's event is published to the broker after the commit, not written to an outbox.",
+        outage="The broker is down for a minute: orders are taken, their events are lost, and downstream "
+               "systems never ship them."),
 ]}
 
 
