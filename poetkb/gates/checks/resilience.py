@@ -7,7 +7,7 @@ import time
 from collections import Counter
 
 from poetkb.gates import params as p
-from poetkb.gates.checks.base import CollectContext, Outcome, listing, no_evidence, plural, precheck
+from poetkb.gates.checks.base import CollectContext, Outcome, listing, no_evidence, path_only, plural, precheck
 from poetkb.gates.evidence import CheckEvidence
 from poetkb.gates.probes import RequestSpec
 from poetkb.gates.records import HttpExchange
@@ -28,10 +28,23 @@ def _ok(ex: HttpExchange) -> bool:
 def collect_latency(ctx: CollectContext, params: p.LatencyBoundedUnderFault) -> None:
     timeout = min(30.0, max(2.0, params.max_latency_ms * 2 / 1000))
     ctx.notes["client_timeout_s"] = timeout
-    with ctx.fault(params.fault, params.path):
-        specs = [RequestSpec(path=ctx.url(params.path, f"-{i}"), step=f"load:{i + 1}", timeout=timeout)
-                 for i in range(params.requests)]
-        ctx.send_many(specs, concurrency=params.concurrency)
+    paths = [params.path, *params.also_paths]
+    fault = params.fault
+    if not fault.paths:
+        fault = fault.model_copy(update={"paths": [path_only(x) for x in paths]})
+    probers = [ctx.prober, *(ctx.vantage_prober(v) for v in params.also_via)]
+    with ctx.fault(fault):
+        # every path through every vantage gets requests: a timeout widened in one location only is seen there
+        threads = []
+        for k, prober in enumerate(probers):
+            specs = [RequestSpec(path=ctx.url(paths[i % len(paths)], f"-{k}-{i}"), step=f"load:{k}.{i + 1}",
+                                 timeout=timeout) for i in range(max(params.requests, len(paths)))]
+            threads.append(threading.Thread(target=prober.send_many, args=(specs,),
+                                            kwargs={"concurrency": params.concurrency}, daemon=True))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout * (params.requests + len(paths)) + 5.0)
 
 
 def evaluate_latency(ev: CheckEvidence, params: p.LatencyBoundedUnderFault) -> Outcome:
@@ -66,6 +79,8 @@ def evaluate_latency(ev: CheckEvidence, params: p.LatencyBoundedUnderFault) -> O
 
 # -- rate_limit_sheds / connection_limit_sheds --------------------------------------------------------
 def collect_rate(ctx: CollectContext, params: p.RateLimitSheds) -> None:
+    if params.settle_s:
+        time.sleep(params.settle_s)
     specs = [RequestSpec(path=ctx.url(params.path, f"-{i}"), step=f"burst:{i + 1}") for i in range(params.requests)]
     ctx.send_many(specs, concurrency=params.concurrency)
 
