@@ -216,8 +216,8 @@ def _collect_one(item: Planned, notes: dict[str, Any], *, target: TargetInfo, wr
                        files=ctx.files, notes=ctx.notes, error=failure)
 
 
-#: how many checks of the shared phase run at once
-LANES = 3
+#: how many checks of the shared phase run at once (the TTL checks mostly sleep, one per vantage)
+LANES = 5
 
 
 def _collect_all(obligations: list[Obligation], writer: EvidenceWriter, resolved: ResolvedTarget,
