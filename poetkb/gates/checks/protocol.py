@@ -137,8 +137,17 @@ NOMINATED = "X-Poet-Nominated"
 
 def _hop_headers(params: p.HopByHopStripped, marker: str) -> dict[str, str]:
     headers = {name: f"{marker}-{name.lower()}" for name in params.headers if name.lower() != "connection"}
-    headers["Connection"] = "keep-alive"
+    # the client's own Connection field must not reach the upstream either: it names TE (as RFC 9110 asks of a
+    # client sending TE), a token no proxy writes for itself, so an upstream that sees it saw the client's field
+    headers["Connection"] = "te" if "te" in {k.lower() for k in headers} else "keep-alive"
     return headers
+
+
+def _connection_leak(ex: HttpExchange) -> bool:
+    """True when the upstream received a Connection field naming TE: the client's field, forwarded."""
+    received = ex.received_headers() or {}
+    tokens = {t.strip().lower() for t in received.get("connection", "").split(",")}
+    return "te" in tokens and "te" in ex.request.headers.get("connection", "").lower()
 
 
 def collect_hop(ctx: CollectContext, params: p.HopByHopStripped) -> None:
@@ -175,6 +184,8 @@ def evaluate_hop(ev: CheckEvidence, params: p.HopByHopStripped) -> Outcome:
     if leaked is None:
         return Outcome("error", expected, "no echo of the received headers",
                        "the upstream's answer carries no echo of the headers it received (is the target the demo?)")
+    if _connection_leak(ex):
+        leaked = sorted({*leaked, "connection"})
     problems = []
     if leaked:
         problems.append(f"{plural(len(leaked), 'hop-by-hop header')} reached the upstream with the client's values: "
