@@ -316,31 +316,47 @@ class LatencyBoundedUnderFault(Vantage):
     also_paths: list[Path_] = Field(default_factory=list, max_length=10)
     #: more virtual hosts and listeners probed in the same fault window, each with every path
     also_via: list[Vantage] = Field(default_factory=list, max_length=5)
+    #: send the faulted requests only on URIs that this upstream serves (found by asking first, without a
+    #: fault): behind a hash on the URI, the fault of one named upstream then meets every request, once
+    pinned_to: str | None = None
+    #: run beside the checks without faults instead of alone: allowed only for a fault of one pinned upstream
+    #: on a path no other check uses, and too few requests to take a server out of rotation
+    beside_shared: bool = False
     fault: FaultSpec = Field(default_factory=lambda: FaultSpec(action="hang", hang_s=8.0))
     requests: Annotated[int, Field(ge=1, le=200)] = 6
     concurrency: Concurrency = 3
     max_latency_ms: Millis = 2500.0
     min_success_ratio: Ratio = 1.0
 
+    @model_validator(mode="after")
+    def _beside_is_confined(self) -> LatencyBoundedUnderFault:
+        if self.beside_shared and (self.pinned_to is None or self.fault.target != self.pinned_to
+                                   or self.also_paths or self.also_via or self.requests > 1):
+            raise ValueError("beside_shared needs pinned_to, a fault on that same upstream, one request and no "
+                             "also_paths or also_via (so it cannot disturb the checks it runs beside)")
+        return self
+
 
 class RateLimitSheds(Vantage):
     """A burst over the rate limit is shed quickly with the expected status."""
 
     path: Path_ = "/limited/echo"
+    #: more virtual hosts and listeners bursting at the same moment; each must shed (the limit is per client)
+    also_via: list[Vantage] = Field(default_factory=list, max_length=5)
     requests: Count = 40
     concurrency: Concurrency = 8
     expect_status: list[Status] = Field(default_factory=lambda: [429, 503])
     min_shed: Annotated[int, Field(ge=1, le=500)] = 1
     max_shed_latency_ms: Millis = 500.0
     min_served: Annotated[int, Field(ge=0, le=500)] = 1
-    #: wait this long first, so a limit an earlier burst filled (the counters are per client, not per host) drains
-    settle_s: Annotated[float, Field(ge=0, le=5)] = 0.0
 
 
 class ConnectionLimitSheds(Vantage):
     """Concurrent connections over the limit are shed quickly with the expected status."""
 
     path: Path_ = "/limited/slow/1500"
+    #: more virtual hosts and listeners bursting at the same moment; each must shed (the limit is per client)
+    also_via: list[Vantage] = Field(default_factory=list, max_length=5)
     connections: Annotated[int, Field(ge=2, le=64)] = 16
     expect_status: list[Status] = Field(default_factory=lambda: [429, 503])
     min_shed: Annotated[int, Field(ge=1, le=64)] = 1

@@ -258,19 +258,40 @@ def _collect_all(obligations: list[Obligation], writer: EvidenceWriter, resolved
         phases = plan(items)
         order = {p.check_id: n for n, p in enumerate(p for phase, _ in phases for p in phase)}
         clean = CleanState(reload=resolved.reload, probe=probe)
-        for phase, parallel in phases:
-            if parallel and phase:
-                start = writer.log_position(settle=False)
-                with ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="poet-check") as pool:
-                    records = list(pool.map(lambda item: one(item, {}), phase))
-                end = writer.log_position(settle=False)
-                for record in records:
-                    writer.checks.append(_ranged(record, start, end))
-                continue
-            for item, notes in ordered(phase, clean):
-                start = writer.log_position(settle=False)
-                record = one(item, notes)
-                writer.checks.append(_ranged(record, start, writer.log_position(settle=False)))
+        # confined fault experiments with a long wait run beside the shared and the exclusive phases, and
+        # are done before the fault experiments begin (theirs is the only fault on the edge meanwhile)
+        beside = [item for phase, _ in phases[:1] for item in phase if item.beside]
+        phases = [([item for item in phase if not item.beside], parallel) for phase, parallel in phases]
+        side = ThreadPoolExecutor(max_workers=max(1, len(beside)), thread_name_prefix="poet-beside")
+        side_start = writer.log_position(settle=False)
+        pending = [side.submit(one, item, {}) for item in beside]
+
+        def join_beside() -> None:
+            records = [future.result() for future in pending]
+            end = writer.log_position(settle=False)
+            for record in records:
+                writer.checks.append(_ranged(record, side_start, end))
+            pending.clear()
+
+        try:
+            for n, (phase, parallel) in enumerate(phases):
+                if n == len(phases) - 1:
+                    join_beside()
+                if parallel and phase:
+                    start = writer.log_position(settle=False)
+                    with ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="poet-check") as pool:
+                        records = list(pool.map(lambda item: one(item, {}), phase))
+                    end = writer.log_position(settle=False)
+                    for record in records:
+                        writer.checks.append(_ranged(record, start, end))
+                    continue
+                for item, notes in ordered(phase, clean):
+                    start = writer.log_position(settle=False)
+                    record = one(item, notes)
+                    writer.checks.append(_ranged(record, start, writer.log_position(settle=False)))
+            join_beside()
+        finally:
+            side.shutdown(wait=True)
 
 
 def _planned(items: list[Any], resolved: ResolvedTarget, writer: EvidenceWriter) -> list[Any]:

@@ -252,6 +252,18 @@ def evaluate_unhealthy(ev: CheckEvidence, params: p.UnhealthyBackendAvoided) -> 
                        f"the failing upstream kept receiving traffic after warm-up: {to_faulty} of {len(measured)} "
                        f"requests ({share:.0%}) were still sent to {listing(sorted(faulty))}, so passive health "
                        "checking did not take it out", details, len(measured))
+    if params.also_paths:
+        # each location (backend) on its own: one that keeps a failing server in rotation is not hidden by others
+        for path in _paths(params):
+            mine = [e for e in measured if path_only(e.path) == path]
+            per = counter_deltas(ev.counters, "warm", "after", path) or {}
+            hits = sum(v for k, v in per.items() if k in faulty)
+            details.setdefault("by_path", {})[path] = {"measured": len(mine), "reached_failing": hits}
+            if mine and hits / len(mine) > params.max_faulty_share:
+                return Outcome("fail", expected, observed,
+                               f"on {path} the failing upstream kept receiving traffic after warm-up: {hits} of "
+                               f"{len(mine)} requests were still sent to {listing(sorted(faulty))}, so passive "
+                               "health checking there did not take it out", details, len(measured))
     if ok / len(measured) < params.min_success_ratio:
         failed = [e.describe() for e in measured if e.response is None or e.response.status >= 500]
         return Outcome("fail", expected, observed,
