@@ -151,6 +151,11 @@ def _connection_leak(ex: HttpExchange) -> bool:
 
 
 def collect_hop(ctx: CollectContext, params: p.HopByHopStripped) -> None:
+    """Hop-by-hop headers with a marker, ``Connection: te``, and a header the Connection field names.
+
+    Not covered (and not needed): NGINX replacing the client's Connection field by its own ``close`` when
+    ``proxy_set_header Connection ""`` is missing; no client value reaches the upstream then.
+    """
     marker = f"poethop{ctx.nonce.replace('-', '')}"
     ctx.notes["marker"] = marker
     ctx.send("GET", params.path, step="hop", headers=_hop_headers(params, marker))

@@ -36,6 +36,12 @@ def _ok(ex: HttpExchange) -> bool:
 
 # -- latency_bounded_under_fault ---------------------------------------------------------------------
 def collect_latency(ctx: CollectContext, params: p.LatencyBoundedUnderFault) -> None:
+    """Requests on every path through every vantage while the fault lasts; or, with ``pinned_to``, one URI the
+    hash sends to that upstream (how a ten-second default timeout is waited out once, beside other checks).
+
+    Not covered: a timeout of a location the catalog does not name (the check knows the demo's locations only
+    through its parameters; on your own edge the plan points it at your routes).
+    """
     timeout = min(30.0, max(2.0, params.max_latency_ms * 2 / 1000))
     ctx.notes["client_timeout_s"] = timeout
     paths = [params.path, *params.also_paths]

@@ -122,6 +122,13 @@ def _sequential_with_counters(ctx: CollectContext, methods: list[str], params: A
 
 
 def collect_attempts(ctx: CollectContext, params: p.UpstreamAttemptsBounded) -> None:
+    """Requests one at a time on every path (backend) named, counting attempts at the upstreams after each.
+
+    Not covered: a retry count on a backend that retries only failed connections (HAProxy ``retry-on
+    conn-failure``): the upstreams cannot refuse a connection on demand, and a reset after connecting is never
+    retried there. Nor is the retry *time* bound probed (NGINX ``proxy_next_upstream_timeout``): where it binds,
+    a probe would wait out two default read timeouts.
+    """
     _sequential_with_counters(ctx, [params.method], params, params.requests, params.fault, params.timeout_s)
 
 
@@ -211,6 +218,11 @@ def _fault(spec: p.FaultSpec) -> str:
 
 # -- unhealthy_backend_avoided ---------------------------------------------------------------------
 def collect_unhealthy(ctx: CollectContext, params: p.UnhealthyBackendAvoided) -> None:
+    """Warm up, then measure, with the fault on every path (backend) named and a distinct URI per request.
+
+    Backup servers are covered only by a fault on the primary and the backup together (``target: "faulty,
+    healthy-a"``); a connection reset is not used (HAProxy 2.6 does not count a reset it retried elsewhere).
+    """
     paths = [params.path, *params.also_paths]
     with ctx.fault(_fault_on(params.fault, params)):
         # a distinct URI per request: behind a hash on the URI, one URI would only ever reach one server;
