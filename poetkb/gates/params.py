@@ -349,6 +349,9 @@ class RateLimitSheds(Vantage):
     min_shed: Annotated[int, Field(ge=1, le=500)] = 1
     max_shed_latency_ms: Millis = 500.0
     min_served: Annotated[int, Field(ge=0, le=500)] = 1
+    #: wait this long first, so that requests an earlier check sent to the limited path (a per-client rate
+    #: counts them all, HAProxy's over a sliding second) no longer count
+    settle_s: Annotated[float, Field(ge=0, le=5)] = 0.0
 
 
 class ConnectionLimitSheds(Vantage):

@@ -121,10 +121,12 @@ def evaluate_latency(ev: CheckEvidence, params: p.LatencyBoundedUnderFault) -> O
 
 
 # -- rate_limit_sheds / connection_limit_sheds --------------------------------------------------------
-def _bursts(ctx: CollectContext, params: Any, count: int, concurrency: int, timeout: float | None = None) -> None:
-    """``count`` requests through the check's vantage and, at the same moment, as many through each of
-    ``also_via`` (step ``burst:N`` and ``burst:vK.N``): a limit kept per client but applied per virtual host
-    must shed on each of them, and one burst for all finds the host whose copy of the limit is gone."""
+def _bursts(ctx: CollectContext, params: Any, count: int, concurrency: int, timeout: float | None = None,
+            together: bool = True) -> None:
+    """``count`` requests through the check's vantage and as many through each of ``also_via`` (step
+    ``burst:N`` and ``burst:vK.N``): a limit kept per client but applied per virtual host must shed on each of
+    them. ``together`` sends all bursts at the same moment (a rate); else one after the other (a connection
+    limit, which a few slots shared by all vantages would otherwise fill from one of them only)."""
     vias = list(getattr(params, "also_via", []))
     probers = [ctx.prober, *(ctx.vantage_prober(v) for v in vias)]
     ctx.notes["vantages"] = [f"{v.listener}:{v.via_host or 'default host'}" for v in vias]
@@ -137,16 +139,20 @@ def _bursts(ctx: CollectContext, params: Any, count: int, concurrency: int, time
                                         daemon=True))
     for thread in threads:
         thread.start()
+        if not together:
+            thread.join(60.0)
     for thread in threads:
         thread.join(60.0)
 
 
 def collect_rate(ctx: CollectContext, params: p.RateLimitSheds) -> None:
+    if params.settle_s:
+        time.sleep(params.settle_s)
     _bursts(ctx, params, params.requests, params.concurrency)
 
 
 def collect_connections(ctx: CollectContext, params: p.ConnectionLimitSheds) -> None:
-    _bursts(ctx, params, params.connections, params.connections, timeout=params.timeout_s)
+    _bursts(ctx, params, params.connections, params.connections, timeout=params.timeout_s, together=False)
 
 
 def _unshed_vantage(ev: CheckEvidence, got: list[HttpExchange], expect: list[int]) -> str | None:
