@@ -302,7 +302,7 @@ def _planned(items: list[Any], resolved: ResolvedTarget, writer: EvidenceWriter)
     obligation the configuration does not claim is recorded with ``notes.not_applicable`` and not collected;
     when the selection named its obligation explicitly, ``notes.required`` makes it a ``fail``.
     """
-    from poetkb.ownedge.plan import NARROWING, STEERING, apply_overrides
+    from poetkb.ownedge.plan import DEMO_VANTAGE, NARROWING, STEERING, apply_overrides
 
     plan = resolved.plan
     assert plan is not None
@@ -310,6 +310,17 @@ def _planned(items: list[Any], resolved: ResolvedTarget, writer: EvidenceWriter)
     for ob, index, check in items:
         overrides, reason = plan.adapt(check.kind, dict(check.params))
         check_id = f"{ob.id}#{index}"
+        vantage = sorted(k for k in DEMO_VANTAGE if check.params.get(k) not in (None, "http"))
+        if vantage:
+            stamp = now_iso()
+            writer.checks.append(CheckRecord(
+                check_id=check_id, obligation_id=ob.id, kind=check.kind, description=check.description,
+                params=dict(check.params), started_at=stamp, finished_at=stamp, duration_ms=0.0,
+                notes={"not_applicable": f"a probe of the demo's own layout ({', '.join(vantage)})",
+                       "required": False}))
+            continue
+        # the demo's extra locations and vantages are not yours: the plan's route is probed alone
+        overrides = {**overrides, **{k: [] for k in ("also_paths", "also_via") if check.params.get(k)}}
         if reason is not None:
             stamp = now_iso()
             unclaimed = getattr(plan, "unclaimed_verdict", "not-applicable")
