@@ -237,6 +237,9 @@ class StatusOnUpstreamFault(Vantage):
     """While upstreams fail, the client gets an honest error status (never a 2xx error page)."""
 
     path: Path_ = "/flaky/echo"
+    #: more locations with their own timeouts, and more virtual hosts and listeners, in the same fault window
+    also_paths: list[Path_] = Field(default_factory=list, max_length=10)
+    also_via: list[Vantage] = Field(default_factory=list, max_length=5)
     method: str = "GET"
     fault: FaultSpec
     expect_status: list[Status] = Field(min_length=1)

@@ -311,6 +311,9 @@ def _planned(items: list[Any], resolved: ResolvedTarget, writer: EvidenceWriter)
         overrides, reason = plan.adapt(check.kind, dict(check.params))
         check_id = f"{ob.id}#{index}"
         vantage = sorted(k for k in DEMO_VANTAGE if check.params.get(k) not in (None, "http"))
+        target = check.params.get("fault", {}).get("target") if isinstance(check.params.get("fault"), dict) else None
+        if target is not None and target not in ("faulty", "healthy", "all"):
+            vantage.append(f"fault on upstream {target}")
         if vantage:
             stamp = now_iso()
             writer.checks.append(CheckRecord(

@@ -12,20 +12,39 @@ from poetkb.gates.checks.base import (
     counter_errors,
     listing,
     no_evidence,
+    path_only,
     plural,
     precheck,
 )
 from poetkb.gates.evidence import CheckEvidence
-from poetkb.gates.probes import raw_exchange
+from poetkb.gates.probes import RequestSpec, raw_exchange
 from poetkb.gates.records import HttpExchange
 
 
 # -- status_on_upstream_fault ------------------------------------------------------------------------
 def collect_status(ctx: CollectContext, params: p.StatusOnUpstreamFault) -> None:
-    with ctx.fault(params.fault, params.path):
-        for i in range(params.requests):
-            body = "poet" if params.method in ("POST", "PUT", "PATCH") else None
-            ctx.send(params.method, params.path, step=f"fault:{i + 1}", body=body, timeout=params.timeout_s)
+    """Requests while the fault lasts: on every path named, through every vantage, all at the same moment
+    (each location and virtual host carries its own timeouts; a widened one answers late, and 200)."""
+    import threading
+
+    paths = [params.path, *params.also_paths]
+    fault = params.fault
+    if not fault.paths:
+        fault = fault.model_copy(update={"paths": [path_only(x) for x in paths]})
+    probers = [ctx.prober, *(ctx.vantage_prober(v) for v in params.also_via)]
+    body = "poet" if params.method in ("POST", "PUT", "PATCH") else None
+    with ctx.fault(fault):
+        threads = []
+        for k, prober in enumerate(probers):
+            for j, path in enumerate(paths):
+                specs = [RequestSpec(method=params.method, path=ctx.url(path, f"-{k}-{j}-{i}"),
+                                     step=f"fault:{k}.{j}.{i + 1}", body=body, timeout=params.timeout_s)
+                         for i in range(params.requests)]
+                threads.append(threading.Thread(target=prober.send_many, args=(specs,), daemon=True))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(params.timeout_s * params.requests + 5.0)
 
 
 def _fault_words(spec: p.FaultSpec) -> str:
