@@ -9,6 +9,8 @@ proxy to OUT_DIR (default: a temporary directory; `--write-docs` writes docs/exa
     .venv/bin/python benchmarks/mutation_score.py --proxy haproxy --operator haproxy.retries.widen
 
 Everything runs on loopback in a private POET_HOME and knowledge base; the demo is brought down at the end.
+The survivors judged equivalent on the demo (benchmarks/mutation_equivalents.yaml, each with its reasoning)
+are recorded in that knowledge base first, as `poet gate mutant-equivalent` would, so they do not count.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import os
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,7 +43,11 @@ def main() -> int:
     from poetkb.mutation import demo_target, load_operators, run_mutation, select
 
     kb = poetkb.open()
+    judged = yaml.safe_load((REPO / "benchmarks" / "mutation_equivalents.yaml").read_text(encoding="utf-8")) or {}
     try:
+        for proxy, entries in judged.items():
+            for entry in entries or []:
+                kb.record_mutation_equivalent(entry["id"], proxy, " ".join(entry["note"].split()))
         for proxy in args.proxy or ["nginx", "haproxy"]:
             demo.up(proxy=proxy, base_port=args.base_port)
             ops = [op for op in select(load_operators(), only=args.operator) if op.proxy == proxy]

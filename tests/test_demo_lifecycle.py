@@ -159,3 +159,29 @@ def test_reload_uses_the_configuration_on_disk(isolated_home: Path, base_port: i
         assert response.headers.get("x-poet-edited") == "yes"  # the old configuration still serves
     finally:
         demo.down()
+
+
+def test_gate_run_tests_the_edited_file_and_never_rewrites_it(isolated_home: Path, kb: object,
+                                                              base_port: int) -> None:
+    """The gate reloads the edge (a reload check, clean state between fault experiments) with the file on disk.
+
+    A hand edit that unbounds retries must be what the gate judges, after every reload it makes: a gate
+    that re-rendered the good configuration would pass it. The file is byte for byte the edit afterwards.
+    """
+    state = demo.up(proxy="nginx", base_port=base_port)
+    config = Path(state.config_path)
+    try:
+        good = config.read_bytes()
+        edited = good.replace(b"proxy_next_upstream_tries 2;", b"proxy_next_upstream_tries 0;")
+        assert edited != good
+        config.write_bytes(edited)
+        demo.reload(state)
+        report = kb.gate(obligations=["state.config.reload.atomic", "routing.fanout.bound"])  # type: ignore[attr-defined]
+        verdicts = {o.obligation_id: o.verdict for o in report.obligations}
+        assert verdicts == {"state.config.reload.atomic": "pass", "routing.fanout.bound": "fail"}
+        fanout = next(o for o in report.obligations if o.obligation_id == "routing.fanout.bound")
+        # the second experiment runs after the gate reloaded the edge to clear the first one's fault
+        assert [c.verdict for c in fanout.checks] == ["fail", "fail"]
+        assert config.read_bytes() == edited
+    finally:
+        demo.down()

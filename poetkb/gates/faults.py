@@ -89,11 +89,14 @@ class FaultInjector:
         self.notes: list[dict[str, Any]] = []
 
     def select(self, target: str) -> list[UpstreamInfo]:
-        """Upstreams a fault's ``target`` names: faulty, healthy, all, or one by name."""
+        """Upstreams a fault's ``target`` names: faulty, healthy, all, one by name, or several (comma-separated)."""
         if target == "all":
             chosen = list(self.upstreams)
         elif target in ("faulty", "healthy"):
             chosen = [u for u in self.upstreams if u.role == target]
+        elif "," in target:  # several by name: a primary and a backup failing together
+            names = {t.strip() for t in target.split(",")}
+            chosen = [u for u in self.upstreams if u.name in names or u.role in names]
         else:
             chosen = [u for u in self.upstreams if u.name == target]
         if not chosen:

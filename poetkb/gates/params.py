@@ -75,6 +75,20 @@ class FaultSpec(PoetModel):
         return body
 
 
+class Vantage(PoetModel):
+    """Where a check's requests enter the edge: which virtual host (Host) and which listener.
+
+    An obligation holds for every virtual host and listener that carries the configuration it is about;
+    a check entry per vantage makes the gate exercise each copy of a directive the configuration repeats
+    (a limit removed from one virtual host, a timeout widened on the mTLS listener only). ``via_host`` is
+    the Host header of every request that names none; ``listener`` ``mtls`` sends them to the mTLS listener
+    with the target's client certificate (TLS server name ``via_host``, or edge.test).
+    """
+
+    via_host: str | None = None
+    listener: Literal["http", "mtls"] = "http"
+
+
 class HttpRequestSpec(PoetModel):
     """One request a check sends: method, path (query included), optional Host and headers."""
 
@@ -98,10 +112,12 @@ class SameKeySameBackend(PoetModel):
     min_backends: Annotated[int, Field(ge=1, le=20)] = 1
 
 
-class UpstreamAttemptsBounded(PoetModel):
+class UpstreamAttemptsBounded(Vantage):
     """Upstream attempts per request stay at or below ``max_attempts``, counted at the upstreams."""
 
     path: Path_ = "/flaky/echo"
+    #: more locations (backends) with their own settings, probed in the same fault window, requests in turn
+    also_paths: list[Path_] = Field(default_factory=list, max_length=10)
     method: str = "GET"
     fault: FaultSpec = Field(default_factory=lambda: FaultSpec(target="all", action="reset"))
     requests: Annotated[int, Field(ge=1, le=50)] = 4
@@ -110,20 +126,24 @@ class UpstreamAttemptsBounded(PoetModel):
     timeout_s: Seconds = 6.0
 
 
-class NoRetryNonIdempotent(PoetModel):
+class NoRetryNonIdempotent(Vantage):
     """A non-idempotent request reaches the upstreams at most once, even when the first attempt fails."""
 
     path: Path_ = "/flaky/echo"
+    #: more locations (backends) with their own settings, probed in the same fault window, requests in turn
+    also_paths: list[Path_] = Field(default_factory=list, max_length=10)
     methods: list[str] = Field(default_factory=lambda: ["POST"], min_length=1)
     fault: FaultSpec = Field(default_factory=lambda: FaultSpec(action="reset"))
     requests: Annotated[int, Field(ge=1, le=50)] = 3
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 1
 
 
-class UnhealthyBackendAvoided(PoetModel):
+class UnhealthyBackendAvoided(Vantage):
     """Once a backend fails, passive health checking keeps (most) traffic away from it."""
 
     path: Path_ = "/flaky/echo"
+    #: more locations (backends) with their own settings, probed in the same fault window, requests in turn
+    also_paths: list[Path_] = Field(default_factory=list, max_length=10)
     fault: FaultSpec = Field(default_factory=lambda: FaultSpec(status=502))
     warmup: Annotated[int, Field(ge=0, le=50)] = 4
     requests: Annotated[int, Field(ge=1, le=200)] = 12
@@ -155,16 +175,18 @@ class CacheKeyStable(PoetModel):
     new_connections: bool = True
 
 
-class CacheKeyComplete(PoetModel):
+class CacheKeyComplete(Vantage):
     """Requests that differ in a key component (query, host) never share a cache entry."""
 
     path: Path_ = "/cache/max-age/60"
     differing: list[Literal["query", "host"]] = Field(default_factory=lambda: ["query"],  # type: ignore[arg-type]
                                                       min_length=1)
-    hosts: list[str] = Field(default_factory=lambda: ["edge.test", "other.test"], min_length=2, max_length=2)
+    #: the first host fills the entry; each other host must miss it. Name a host the edge does not know as
+    #: well: it reaches the default virtual host, whose key then must still tell it from the first host
+    hosts: list[str] = Field(default_factory=lambda: ["edge.test", "other.test"], min_length=2, max_length=5)
 
 
-class VaryVariantsIsolated(PoetModel):
+class VaryVariantsIsolated(Vantage):
     """Each value of a Vary header gets its own variant's body, on misses and hits alike."""
 
     path: Path_ = "/cache/vary/lang"
@@ -174,7 +196,7 @@ class VaryVariantsIsolated(PoetModel):
     body_field: str = "variant"
 
 
-class PrivateNotCached(PoetModel):
+class PrivateNotCached(Vantage):
     """Private, no-store and Set-Cookie responses are fetched from the origin every time."""
 
     path: Path_ | None = None
@@ -186,7 +208,7 @@ class PrivateNotCached(PoetModel):
         return chosen or ["/cache/private", "/cache/no-store", "/cache/set-cookie"]
 
 
-class TtlHonored(PoetModel):
+class TtlHonored(Vantage):
     """A cached response is reused within its freshness lifetime and refetched after it."""
 
     path: Path_ = "/cache/max-age/2"
@@ -211,10 +233,13 @@ class StaleBounded(PoetModel):
 
 
 # -- protocol ---------------------------------------------------------------------------------------
-class StatusOnUpstreamFault(PoetModel):
+class StatusOnUpstreamFault(Vantage):
     """While upstreams fail, the client gets an honest error status (never a 2xx error page)."""
 
     path: Path_ = "/flaky/echo"
+    #: more locations with their own timeouts, and more virtual hosts and listeners, in the same fault window
+    also_paths: list[Path_] = Field(default_factory=list, max_length=10)
+    also_via: list[Vantage] = Field(default_factory=list, max_length=5)
     method: str = "GET"
     fault: FaultSpec
     expect_status: list[Status] = Field(min_length=1)
@@ -233,7 +258,7 @@ class ContentLengthMatches(PoetModel):
     expect_status: list[Status] = Field(default_factory=lambda: [200])
 
 
-class HopByHopStripped(PoetModel):
+class HopByHopStripped(Vantage):
     """Hop-by-hop headers (and headers a Connection header nominates) never reach the upstream."""
 
     path: Path_ = "/echo"
@@ -286,33 +311,58 @@ class MtlsClientRequired(PoetModel):
 
 
 # -- resilience -------------------------------------------------------------------------------------
-class LatencyBoundedUnderFault(PoetModel):
+class LatencyBoundedUnderFault(Vantage):
     """Client latency stays bounded while one upstream hangs or slows down."""
 
     path: Path_ = "/flaky/echo"
+    #: more locations that carry their own timeout, probed in the same fault window (requests spread over all)
+    also_paths: list[Path_] = Field(default_factory=list, max_length=10)
+    #: more virtual hosts and listeners probed in the same fault window, each with every path
+    also_via: list[Vantage] = Field(default_factory=list, max_length=5)
+    #: send the faulted requests only on URIs that this upstream serves (found by asking first, without a
+    #: fault): behind a hash on the URI, the fault of one named upstream then meets every request, once
+    pinned_to: str | None = None
+    #: run beside the checks without faults instead of alone: allowed only for a fault of one pinned upstream
+    #: on a path no other check uses, and too few requests to take a server out of rotation
+    beside_shared: bool = False
     fault: FaultSpec = Field(default_factory=lambda: FaultSpec(action="hang", hang_s=8.0))
     requests: Annotated[int, Field(ge=1, le=200)] = 6
     concurrency: Concurrency = 3
     max_latency_ms: Millis = 2500.0
     min_success_ratio: Ratio = 1.0
 
+    @model_validator(mode="after")
+    def _beside_is_confined(self) -> LatencyBoundedUnderFault:
+        if self.beside_shared and (self.pinned_to is None or self.fault.target != self.pinned_to
+                                   or self.also_paths or self.also_via or self.requests > 1):
+            raise ValueError("beside_shared needs pinned_to, a fault on that same upstream, one request and no "
+                             "also_paths or also_via (so it cannot disturb the checks it runs beside)")
+        return self
 
-class RateLimitSheds(PoetModel):
+
+class RateLimitSheds(Vantage):
     """A burst over the rate limit is shed quickly with the expected status."""
 
     path: Path_ = "/limited/echo"
+    #: more virtual hosts and listeners bursting at the same moment; each must shed (the limit is per client)
+    also_via: list[Vantage] = Field(default_factory=list, max_length=5)
     requests: Count = 40
     concurrency: Concurrency = 8
     expect_status: list[Status] = Field(default_factory=lambda: [429, 503])
     min_shed: Annotated[int, Field(ge=1, le=500)] = 1
     max_shed_latency_ms: Millis = 500.0
     min_served: Annotated[int, Field(ge=0, le=500)] = 1
+    #: wait this long first, so that requests an earlier check sent to the limited path (a per-client rate
+    #: counts them all, HAProxy's over a sliding second) no longer count
+    settle_s: Annotated[float, Field(ge=0, le=5)] = 0.0
 
 
-class ConnectionLimitSheds(PoetModel):
+class ConnectionLimitSheds(Vantage):
     """Concurrent connections over the limit are shed quickly with the expected status."""
 
     path: Path_ = "/limited/slow/1500"
+    #: more virtual hosts and listeners bursting at the same moment; each must shed (the limit is per client)
+    also_via: list[Vantage] = Field(default_factory=list, max_length=5)
     connections: Annotated[int, Field(ge=2, le=64)] = 16
     expect_status: list[Status] = Field(default_factory=lambda: [429, 503])
     min_shed: Annotated[int, Field(ge=1, le=64)] = 1
@@ -364,7 +414,7 @@ class RequestIdPropagated(PoetModel):
     log_field: str = "request_id"
 
 
-class UpstreamTimingLogged(PoetModel):
+class UpstreamTimingLogged(Vantage):
     """The access log records each upstream attempt's timings, consistent with what happened."""
 
     path: Path_ = "/slow/200"

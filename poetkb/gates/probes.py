@@ -185,6 +185,10 @@ class Prober:
         self.sink = sink
         self.check_id = check_id
         self.timeout = timeout
+        #: the Host and connection extensions (TLS server name) of every request that names none: a check
+        #: probing another virtual host or listener sets them once (see CollectContext.use_vantage)
+        self.default_host: str | None = None
+        self.default_extensions: dict[str, Any] | None = None
         #: ask for a new connection per request (``Connection: close``): while faults are injected an edge
         #: may close a client connection after an error answer, and a request raced onto that closing
         #: connection would be a failure of the probe, not of the edge
@@ -204,8 +208,9 @@ class Prober:
         if self.router is not None:
             spec = self.router(spec)
         headers = dict(spec.headers)
-        if spec.host:
-            headers["Host"] = spec.host
+        host = spec.host or self.default_host
+        if host:
+            headers["Host"] = host
         if self.fresh_connections and not any(k.lower() == "connection" for k in headers):
             headers["Connection"] = "close"
         body = spec.body.encode() if isinstance(spec.body, str) else spec.body
@@ -213,7 +218,8 @@ class Prober:
         started = time.time()
         t0 = time.perf_counter()
         request = self.client.build_request(spec.method, spec.path, headers=headers, content=body,
-                                            timeout=spec.timeout or self.timeout, extensions=spec.extensions)
+                                            timeout=spec.timeout or self.timeout,
+                                            extensions=spec.extensions or self.default_extensions)
         record = HttpRequestRecord(method=spec.method, url=str(request.url),
                                    headers=headers_dict(request.headers.multi_items()),
                                    body=body.decode("utf-8", "replace")[:BODY_LIMIT] if body else None)

@@ -216,8 +216,8 @@ def _collect_one(item: Planned, notes: dict[str, Any], *, target: TargetInfo, wr
                        files=ctx.files, notes=ctx.notes, error=failure)
 
 
-#: how many checks of the shared phase run at once
-LANES = 3
+#: how many checks of the shared phase run at once (the TTL checks mostly sleep, one per vantage)
+LANES = 5
 
 
 def _collect_all(obligations: list[Obligation], writer: EvidenceWriter, resolved: ResolvedTarget,
@@ -258,19 +258,40 @@ def _collect_all(obligations: list[Obligation], writer: EvidenceWriter, resolved
         phases = plan(items)
         order = {p.check_id: n for n, p in enumerate(p for phase, _ in phases for p in phase)}
         clean = CleanState(reload=resolved.reload, probe=probe)
-        for phase, parallel in phases:
-            if parallel and phase:
-                start = writer.log_position(settle=False)
-                with ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="poet-check") as pool:
-                    records = list(pool.map(lambda item: one(item, {}), phase))
-                end = writer.log_position(settle=False)
-                for record in records:
-                    writer.checks.append(_ranged(record, start, end))
-                continue
-            for item, notes in ordered(phase, clean):
-                start = writer.log_position(settle=False)
-                record = one(item, notes)
-                writer.checks.append(_ranged(record, start, writer.log_position(settle=False)))
+        # confined fault experiments with a long wait run beside the shared and the exclusive phases, and
+        # are done before the fault experiments begin (theirs is the only fault on the edge meanwhile)
+        beside = [item for phase, _ in phases[:1] for item in phase if item.beside]
+        phases = [([item for item in phase if not item.beside], parallel) for phase, parallel in phases]
+        side = ThreadPoolExecutor(max_workers=max(1, len(beside)), thread_name_prefix="poet-beside")
+        side_start = writer.log_position(settle=False)
+        pending = [side.submit(one, item, {}) for item in beside]
+
+        def join_beside() -> None:
+            records = [future.result() for future in pending]
+            end = writer.log_position(settle=False)
+            for record in records:
+                writer.checks.append(_ranged(record, side_start, end))
+            pending.clear()
+
+        try:
+            for n, (phase, parallel) in enumerate(phases):
+                if n == len(phases) - 1:
+                    join_beside()
+                if parallel and phase:
+                    start = writer.log_position(settle=False)
+                    with ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="poet-check") as pool:
+                        records = list(pool.map(lambda item: one(item, {}), phase))
+                    end = writer.log_position(settle=False)
+                    for record in records:
+                        writer.checks.append(_ranged(record, start, end))
+                    continue
+                for item, notes in ordered(phase, clean):
+                    start = writer.log_position(settle=False)
+                    record = one(item, notes)
+                    writer.checks.append(_ranged(record, start, writer.log_position(settle=False)))
+            join_beside()
+        finally:
+            side.shutdown(wait=True)
 
 
 def _planned(items: list[Any], resolved: ResolvedTarget, writer: EvidenceWriter) -> list[Any]:
@@ -281,7 +302,7 @@ def _planned(items: list[Any], resolved: ResolvedTarget, writer: EvidenceWriter)
     obligation the configuration does not claim is recorded with ``notes.not_applicable`` and not collected;
     when the selection named its obligation explicitly, ``notes.required`` makes it a ``fail``.
     """
-    from poetkb.ownedge.plan import NARROWING, STEERING, apply_overrides
+    from poetkb.ownedge.plan import DEMO_VANTAGE, NARROWING, STEERING, apply_overrides
 
     plan = resolved.plan
     assert plan is not None
@@ -289,6 +310,20 @@ def _planned(items: list[Any], resolved: ResolvedTarget, writer: EvidenceWriter)
     for ob, index, check in items:
         overrides, reason = plan.adapt(check.kind, dict(check.params))
         check_id = f"{ob.id}#{index}"
+        vantage = sorted(k for k in DEMO_VANTAGE if check.params.get(k) not in (None, "http"))
+        target = check.params.get("fault", {}).get("target") if isinstance(check.params.get("fault"), dict) else None
+        if target is not None and target not in ("faulty", "healthy", "all"):
+            vantage.append(f"fault on upstream {target}")
+        if vantage:
+            stamp = now_iso()
+            writer.checks.append(CheckRecord(
+                check_id=check_id, obligation_id=ob.id, kind=check.kind, description=check.description,
+                params=dict(check.params), started_at=stamp, finished_at=stamp, duration_ms=0.0,
+                notes={"not_applicable": f"a probe of the demo's own layout ({', '.join(vantage)})",
+                       "required": False}))
+            continue
+        # the demo's extra locations and vantages are not yours: the plan's route is probed alone
+        overrides = {**overrides, **{k: [] for k in ("also_paths", "also_via") if check.params.get(k)}}
         if reason is not None:
             stamp = now_iso()
             unclaimed = getattr(plan, "unclaimed_verdict", "not-applicable")

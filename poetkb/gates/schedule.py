@@ -39,26 +39,29 @@ class Planned:
     check: Check
     fault: bool
     probe_path: str | None
+    #: a fault experiment confined so that it may run beside the shared checks (see ``beside_shared``)
+    beside: bool = False
 
     @property
     def check_id(self) -> str:
         return f"{self.obligation.id}#{self.index}"
 
 
-def _inspect(check: Check) -> tuple[bool, str | None]:
+def _inspect(check: Check) -> tuple[bool, str | None, bool]:
     spec = KINDS.get(check.kind)
     if spec is None:
-        return False, None
+        return False, None, False
     try:
         params: Any = spec.params.model_validate(check.params)
     except ValidationError:
-        return False, None
-    fault = isinstance(getattr(params, "fault", None), FaultSpec)
+        return False, None, False
+    beside = bool(getattr(params, "beside_shared", False))
+    fault = isinstance(getattr(params, "fault", None), FaultSpec) and not beside
     path = getattr(params, "path", None)
     if not isinstance(path, str):
         paths = getattr(params, "paths", None)
         path = paths[0] if isinstance(paths, list) and paths else None
-    return fault, path
+    return fault, path, beside
 
 
 #: kinds that must have the edge to themselves: they reload it, or measure limits that other traffic would trip
@@ -69,13 +72,14 @@ def plan(items: list[tuple[Obligation, int, Check]]) -> list[tuple[list[Planned]
     """Phases of collection, each ``(checks, may_run_in_parallel)``, in order.
 
     First the checks without faults that share the edge peacefully (in parallel, longest waits first, since
-    TTL and stale checks mostly sleep), then those that need the edge alone, then the fault experiments one
-    at a time, in catalog order.
+    TTL and stale checks mostly sleep), with them the fault experiments confined enough to run beside them
+    (``beside_shared``: a long timeout waited out while the rest runs), then those that need the edge alone,
+    then the fault experiments one at a time, in catalog order.
     """
     planned = [Planned(ob, index, check, *_inspect(check)) for ob, index, check in items]
     waiting = {"ttl_honored": 0, "stale_bounded": 0, "same_key_same_backend": 1}
     shared = sorted((p for p in planned if not p.fault and p.check.kind not in EXCLUSIVE_KINDS),
-                    key=lambda p: waiting.get(p.check.kind, 2))
+                    key=lambda p: -1 if p.beside else waiting.get(p.check.kind, 2))
     alone = [p for p in planned if not p.fault and p.check.kind in EXCLUSIVE_KINDS]
     faults = [p for p in planned if p.fault]
     return [(shared, True), (alone, False), (faults, False)]

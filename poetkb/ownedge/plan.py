@@ -27,7 +27,10 @@ from poetkb.models import PoetModel
 #: the demo's route prefixes: the logical endpoint of ``/flaky/echo`` is ``/echo``
 DEMO_PREFIXES = ("/api/", "/flaky/", "/limited/")
 #: parameters a plan may set, per kind; nothing else of the catalog's is ever changed
-STEERING = frozenset({"path", "paths", "hosts", "server_name", "cache_path"})
+STEERING = frozenset({"path", "paths", "hosts", "server_name", "cache_path", "also_paths", "also_via"})
+#: parameters that point a check at the demo's other virtual host, mTLS listener or a pinned upstream: on your
+#: own configuration such an entry is left out (not applicable); its main entry probes your routes
+DEMO_VANTAGE = frozenset({"via_host", "listener", "pinned_to"})
 #: list parameters a plan may only shorten (a field about a feature the configuration does not have)
 NARROWING = frozenset({"fields", "non_empty"})
 

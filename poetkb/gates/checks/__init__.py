@@ -47,6 +47,7 @@ def collect(check: Check, ctx: CollectContext) -> None:
         params = spec.params.model_validate(check.params)
     except ValidationError as exc:
         raise CollectError(f"bad params for {check.kind}: {exc.errors()[0]['msg']}") from exc
+    ctx.use_vantage(params)
     collector(ctx, params)
 
 

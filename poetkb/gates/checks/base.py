@@ -123,8 +123,33 @@ class CollectContext:
             self._extra_clients.append(own)
         self.edge = own
         self.router = router
+        self.fresh_connections = fresh_connections
         self.prober = Prober(own, writer.exchange, check_id=check_id, timeout=timeout,
                              fresh_connections=fresh_connections, router=router)
+
+    def vantage_prober(self, vantage: Any) -> Prober:
+        """A prober through the virtual host (``via_host``) and listener (``listener``) ``vantage`` names."""
+        host = getattr(vantage, "via_host", None)
+        prober = self.prober
+        if getattr(vantage, "listener", "http") == "mtls":
+            t = self.target
+            if not (t.mtls_url and t.ca_cert and t.client_cert and t.client_key):
+                raise CollectError("this check probes the mTLS listener, but no mTLS URL, CA and client "
+                                   "certificate are known; run against the demo edge")
+            prober = self.prober_for(t.mtls_url, verify=t.ca_cert, cert=(t.client_cert, t.client_key))
+            prober.fresh_connections = self.fresh_connections
+            prober.default_extensions = {"sni_hostname": host or "edge.test"}
+        elif host:
+            prober = Prober(self.edge, self.writer.exchange, check_id=self.check_id, timeout=self.prober.timeout,
+                            fresh_connections=self.fresh_connections, router=self.router)
+        prober.default_host = host
+        return prober
+
+    def use_vantage(self, params: Any) -> None:
+        """Send this check's traffic through the virtual host and listener its parameters name (if any)."""
+        if getattr(params, "via_host", None) or getattr(params, "listener", "http") != "http":
+            self.prober = self.vantage_prober(params)
+            self.notes["vantage"] = {"host": params.via_host, "listener": params.listener}
 
     # -- traffic --------------------------------------------------------------------------------
     def url(self, path: str, extra: str = "") -> str:
@@ -207,8 +232,10 @@ class CollectContext:
             time.sleep(min(delay, 60.0))
 
 
-def counter_deltas(snaps: list[Any], before: str, after: str, path: str | None = None) -> dict[str, int] | None:
-    """Requests each upstream counted between two snapshots (for one path when given); None if unusable."""
+def counter_deltas(snaps: list[Any], before: str, after: str,
+                   path: str | list[str] | None = None) -> dict[str, int] | None:
+    """Requests each upstream counted between two snapshots (for one path, or the sum over several, when
+    given); None if unusable."""
     first = {s.upstream: s for s in snaps if s.label == before}
     last = {s.upstream: s for s in snaps if s.label == after}
     if not first or not last:
@@ -221,7 +248,8 @@ def counter_deltas(snaps: list[Any], before: str, after: str, path: str | None =
         if path is None:
             out[name] = (end.total or 0) - (start.total or 0)
         else:
-            out[name] = end.by_path().get(path, 0) - start.by_path().get(path, 0)
+            paths = [path] if isinstance(path, str) else path
+            out[name] = sum(end.by_path().get(x, 0) - start.by_path().get(x, 0) for x in paths)
     return out
 
 

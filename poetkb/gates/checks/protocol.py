@@ -12,20 +12,39 @@ from poetkb.gates.checks.base import (
     counter_errors,
     listing,
     no_evidence,
+    path_only,
     plural,
     precheck,
 )
 from poetkb.gates.evidence import CheckEvidence
-from poetkb.gates.probes import raw_exchange
+from poetkb.gates.probes import RequestSpec, raw_exchange
 from poetkb.gates.records import HttpExchange
 
 
 # -- status_on_upstream_fault ------------------------------------------------------------------------
 def collect_status(ctx: CollectContext, params: p.StatusOnUpstreamFault) -> None:
-    with ctx.fault(params.fault, params.path):
-        for i in range(params.requests):
-            body = "poet" if params.method in ("POST", "PUT", "PATCH") else None
-            ctx.send(params.method, params.path, step=f"fault:{i + 1}", body=body, timeout=params.timeout_s)
+    """Requests while the fault lasts: on every path named, through every vantage, all at the same moment
+    (each location and virtual host carries its own timeouts; a widened one answers late, and 200)."""
+    import threading
+
+    paths = [params.path, *params.also_paths]
+    fault = params.fault
+    if not fault.paths:
+        fault = fault.model_copy(update={"paths": [path_only(x) for x in paths]})
+    probers = [ctx.prober, *(ctx.vantage_prober(v) for v in params.also_via)]
+    body = "poet" if params.method in ("POST", "PUT", "PATCH") else None
+    with ctx.fault(fault):
+        threads = []
+        for k, prober in enumerate(probers):
+            for j, path in enumerate(paths):
+                specs = [RequestSpec(method=params.method, path=ctx.url(path, f"-{k}-{j}-{i}"),
+                                     step=f"fault:{k}.{j}.{i + 1}", body=body, timeout=params.timeout_s)
+                         for i in range(params.requests)]
+                threads.append(threading.Thread(target=prober.send_many, args=(specs,), daemon=True))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(params.timeout_s * params.requests + 5.0)
 
 
 def _fault_words(spec: p.FaultSpec) -> str:
@@ -137,11 +156,25 @@ NOMINATED = "X-Poet-Nominated"
 
 def _hop_headers(params: p.HopByHopStripped, marker: str) -> dict[str, str]:
     headers = {name: f"{marker}-{name.lower()}" for name in params.headers if name.lower() != "connection"}
-    headers["Connection"] = "keep-alive"
+    # the client's own Connection field must not reach the upstream either: it names TE (as RFC 9110 asks of a
+    # client sending TE), a token no proxy writes for itself, so an upstream that sees it saw the client's field
+    headers["Connection"] = "te" if "te" in {k.lower() for k in headers} else "keep-alive"
     return headers
 
 
+def _connection_leak(ex: HttpExchange) -> bool:
+    """True when the upstream received a Connection field naming TE: the client's field, forwarded."""
+    received = ex.received_headers() or {}
+    tokens = {t.strip().lower() for t in received.get("connection", "").split(",")}
+    return "te" in tokens and "te" in ex.request.headers.get("connection", "").lower()
+
+
 def collect_hop(ctx: CollectContext, params: p.HopByHopStripped) -> None:
+    """Hop-by-hop headers with a marker, ``Connection: te``, and a header the Connection field names.
+
+    Not covered (and not needed): NGINX replacing the client's Connection field by its own ``close`` when
+    ``proxy_set_header Connection ""`` is missing; no client value reaches the upstream then.
+    """
     marker = f"poethop{ctx.nonce.replace('-', '')}"
     ctx.notes["marker"] = marker
     ctx.send("GET", params.path, step="hop", headers=_hop_headers(params, marker))
@@ -175,6 +208,8 @@ def evaluate_hop(ev: CheckEvidence, params: p.HopByHopStripped) -> Outcome:
     if leaked is None:
         return Outcome("error", expected, "no echo of the received headers",
                        "the upstream's answer carries no echo of the headers it received (is the target the demo?)")
+    if _connection_leak(ex):
+        leaked = sorted({*leaked, "connection"})
     problems = []
     if leaked:
         problems.append(f"{plural(len(leaked), 'hop-by-hop header')} reached the upstream with the client's values: "

@@ -5,9 +5,19 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 from poetkb.gates import params as p
-from poetkb.gates.checks.base import CollectContext, Outcome, listing, no_evidence, plural, precheck
+from poetkb.gates.checks.base import (
+    CollectContext,
+    CollectError,
+    Outcome,
+    listing,
+    no_evidence,
+    path_only,
+    plural,
+    precheck,
+)
 from poetkb.gates.evidence import CheckEvidence
 from poetkb.gates.probes import RequestSpec
 from poetkb.gates.records import HttpExchange
@@ -26,12 +36,58 @@ def _ok(ex: HttpExchange) -> bool:
 
 # -- latency_bounded_under_fault ---------------------------------------------------------------------
 def collect_latency(ctx: CollectContext, params: p.LatencyBoundedUnderFault) -> None:
+    """Requests on every path through every vantage while the fault lasts; or, with ``pinned_to``, one URI the
+    hash sends to that upstream (how a ten-second default timeout is waited out once, beside other checks).
+
+    Not covered: a timeout of a location the catalog does not name (the check knows the demo's locations only
+    through its parameters; on your own edge the plan points it at your routes).
+    """
     timeout = min(30.0, max(2.0, params.max_latency_ms * 2 / 1000))
     ctx.notes["client_timeout_s"] = timeout
-    with ctx.fault(params.fault, params.path):
-        specs = [RequestSpec(path=ctx.url(params.path, f"-{i}"), step=f"load:{i + 1}", timeout=timeout)
-                 for i in range(params.requests)]
-        ctx.send_many(specs, concurrency=params.concurrency)
+    paths = [params.path, *params.also_paths]
+    fault = params.fault
+    if not fault.paths:
+        fault = fault.model_copy(update={"paths": [path_only(x) for x in paths]})
+    if params.pinned_to:
+        _latency_pinned(ctx, params, fault, timeout)
+        return
+    probers = [ctx.prober, *(ctx.vantage_prober(v) for v in params.also_via)]
+    with ctx.fault(fault):
+        # every path through every vantage gets requests: a timeout widened in one location only is seen there
+        threads = []
+        for k, prober in enumerate(probers):
+            specs = [RequestSpec(path=ctx.url(paths[i % len(paths)], f"-{k}-{i}"), step=f"load:{k}.{i + 1}",
+                                 timeout=timeout) for i in range(max(params.requests, len(paths)))]
+            threads.append(threading.Thread(target=prober.send_many, args=(specs,),
+                                            kwargs={"concurrency": params.concurrency}, daemon=True))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout * (params.requests + len(paths)) + 5.0)
+
+
+#: how many URIs are tried to find ones the pinned upstream serves (a hash spreads them about evenly)
+PIN_TRIES = 24
+
+
+def _latency_pinned(ctx: CollectContext, params: p.LatencyBoundedUnderFault, fault: p.FaultSpec,
+                    timeout: float) -> None:
+    """Find URIs of ``params.path`` that the pinned upstream serves, then send them while it misbehaves."""
+    chosen: list[str] = []
+    for i in range(PIN_TRIES):
+        url = ctx.url(params.path, f"-pin{i}")
+        body = ctx.send("GET", url, nonce=False, step=f"pin:{i + 1}").body_json or {}
+        if body.get("upstream") == params.pinned_to:
+            chosen.append(url)
+            if len(chosen) >= params.requests:
+                break
+    if not chosen:
+        raise CollectError(f"none of {PIN_TRIES} URIs of {params.path} reached upstream {params.pinned_to}; "
+                           "the check cannot put its fault in their way")
+    ctx.notes["pinned"] = chosen
+    with ctx.fault(fault):
+        specs = [RequestSpec(path=url, step=f"load:{i + 1}", timeout=timeout) for i, url in enumerate(chosen)]
+        ctx.send_many(specs, concurrency=len(specs))
 
 
 def evaluate_latency(ev: CheckEvidence, params: p.LatencyBoundedUnderFault) -> Outcome:
@@ -65,15 +121,51 @@ def evaluate_latency(ev: CheckEvidence, params: p.LatencyBoundedUnderFault) -> O
 
 
 # -- rate_limit_sheds / connection_limit_sheds --------------------------------------------------------
+def _bursts(ctx: CollectContext, params: Any, count: int, concurrency: int, timeout: float | None = None,
+            together: bool = True) -> None:
+    """``count`` requests through the check's vantage and as many through each of ``also_via`` (step
+    ``burst:N`` and ``burst:vK.N``): a limit kept per client but applied per virtual host must shed on each of
+    them. ``together`` sends all bursts at the same moment (a rate); else one after the other (a connection
+    limit, which a few slots shared by all vantages would otherwise fill from one of them only)."""
+    vias = list(getattr(params, "also_via", []))
+    probers = [ctx.prober, *(ctx.vantage_prober(v) for v in vias)]
+    ctx.notes["vantages"] = [f"{v.listener}:{v.via_host or 'default host'}" for v in vias]
+    threads = []
+    for k, prober in enumerate(probers):
+        tag = f"v{k}." if k else ""
+        specs = [RequestSpec(path=ctx.url(params.path, f"-{k}-{i}"), step=f"burst:{tag}{i + 1}", timeout=timeout)
+                 for i in range(count)]
+        threads.append(threading.Thread(target=prober.send_many, args=(specs,), kwargs={"concurrency": concurrency},
+                                        daemon=True))
+    for thread in threads:
+        thread.start()
+        if not together:
+            thread.join(60.0)
+    for thread in threads:
+        thread.join(60.0)
+
+
 def collect_rate(ctx: CollectContext, params: p.RateLimitSheds) -> None:
-    specs = [RequestSpec(path=ctx.url(params.path, f"-{i}"), step=f"burst:{i + 1}") for i in range(params.requests)]
-    ctx.send_many(specs, concurrency=params.concurrency)
+    if params.settle_s:
+        time.sleep(params.settle_s)
+    _bursts(ctx, params, params.requests, params.concurrency)
 
 
 def collect_connections(ctx: CollectContext, params: p.ConnectionLimitSheds) -> None:
-    specs = [RequestSpec(path=ctx.url(params.path, f"-{i}"), step=f"burst:{i + 1}", timeout=params.timeout_s)
-             for i in range(params.connections)]
-    ctx.send_many(specs, concurrency=params.connections)
+    _bursts(ctx, params, params.connections, params.connections, timeout=params.timeout_s, together=False)
+
+
+def _unshed_vantage(ev: CheckEvidence, got: list[HttpExchange], expect: list[int]) -> str | None:
+    """The first vantage through which nothing was shed, when the burst went through several (``also_via``)."""
+    names = list(ev.notes.get("vantages") or [])
+    if not names:
+        return None
+    groups = [("the default virtual host", [e for e in got if not e.step.startswith("burst:v")])]
+    groups += [(name, [e for e in got if e.step.startswith(f"burst:v{k}.")]) for k, name in enumerate(names, start=1)]
+    for name, mine in groups:
+        if mine and not any(e.status in expect for e in mine):
+            return f"{name} ({len(mine)} requests, none shed)"
+    return None
 
 
 def _shed(ev: CheckEvidence, expect: list[int], min_shed: int, max_ms: float, min_served: int, what: str,
@@ -111,6 +203,11 @@ def _shed(ev: CheckEvidence, expect: list[int], min_shed: int, max_ms: float, mi
         return Outcome("fail", expected, observed,
                        f"{plural(len(other), 'request')} neither served nor shed with {listing(expect)}: "
                        f"{listing(e.describe() for e in other)}", details, len(got))
+    unshed = _unshed_vantage(ev, got, expect)
+    if unshed:
+        return Outcome("fail", expected, observed,
+                       f"nothing was shed through {unshed} during {what}: the limit is missing from that virtual "
+                       "host or listener", details, len(got))
     return Outcome("pass", expected, observed, "", details, len(got))
 
 

@@ -94,31 +94,49 @@ def evaluate_same_key(ev: CheckEvidence, params: p.SameKeySameBackend) -> Outcom
 
 
 # -- upstream_attempts_bounded / no_retry_non_idempotent -------------------------------------------
-def _sequential_with_counters(ctx: CollectContext, methods: list[str], path: str, requests: int,
+def _paths(params: Any) -> list[str]:
+    return [path_only(x) for x in [params.path, *params.also_paths]]
+
+
+def _fault_on(spec: p.FaultSpec, params: Any) -> p.FaultSpec:
+    """``spec`` limited to the check's paths (all of them) when it names none itself."""
+    return spec if spec.paths else spec.model_copy(update={"paths": _paths(params)})
+
+
+def _sequential_with_counters(ctx: CollectContext, methods: list[str], params: Any, requests: int,
                               fault: p.FaultSpec, timeout: float) -> None:
     ctx.counters("r0")
-    with ctx.fault(fault, path):
+    paths = [params.path, *params.also_paths]
+    with ctx.fault(_fault_on(fault, params)):
         n = 0
         for _ in range(requests):
-            for method in methods:
-                n += 1
-                body = "poet" if method in ("POST", "PUT", "PATCH") else None
-                ctx.send(method, path, step=f"attempt:{n}", body=body, timeout=timeout)
-                ctx.counters(f"r{n}")
+            for path in paths:
+                for method in methods:
+                    n += 1
+                    body = "poet" if method in ("POST", "PUT", "PATCH") else None
+                    ctx.send(method, path, step=f"attempt:{n}", body=body, timeout=timeout)
+                    ctx.counters(f"r{n}")
         time.sleep(0.3)  # let retries still in flight at the edge reach the upstreams
         ctx.counters("end")
     ctx.notes["requests"] = n
 
 
 def collect_attempts(ctx: CollectContext, params: p.UpstreamAttemptsBounded) -> None:
-    _sequential_with_counters(ctx, [params.method], params.path, params.requests, params.fault, params.timeout_s)
+    """Requests one at a time on every path (backend) named, counting attempts at the upstreams after each.
+
+    Not covered: a retry count on a backend that retries only failed connections (HAProxy ``retry-on
+    conn-failure``): the upstreams cannot refuse a connection on demand, and a reset after connecting is never
+    retried there. Nor is the retry *time* bound probed (NGINX ``proxy_next_upstream_timeout``): where it binds,
+    a probe would wait out two default read timeouts.
+    """
+    _sequential_with_counters(ctx, [params.method], params, params.requests, params.fault, params.timeout_s)
 
 
 def collect_no_retry(ctx: CollectContext, params: p.NoRetryNonIdempotent) -> None:
-    _sequential_with_counters(ctx, params.methods, params.path, params.requests, params.fault, 6.0)
+    _sequential_with_counters(ctx, params.methods, params, params.requests, params.fault, 6.0)
 
 
-def _attempts(ev: CheckEvidence, path: str | None, max_attempts: int, expected: str) -> Outcome:
+def _attempts(ev: CheckEvidence, path: str | list[str] | None, max_attempts: int, expected: str) -> Outcome:
     """Upstream attempts per request, from the gate's counters or (for evidence from elsewhere) the access log;
     ``path`` None counts every logged request (a foreign log is not filtered by the demo's fault path)."""
     bad = precheck(ev, expected, ["counters.jsonl", "captures.jsonl"]) or (
@@ -132,23 +150,24 @@ def _attempts(ev: CheckEvidence, path: str | None, max_attempts: int, expected: 
     n = int(ev.notes.get("requests") or len(ev.exchanges))
     per_request: list[int] = []
     for i in range(1, n + 1):
-        delta = counter_deltas(ev.counters, f"r{i - 1}", f"r{i}", path_only(path) if path else None)
+        delta = counter_deltas(ev.counters, f"r{i - 1}", f"r{i}", _only(path))
         if delta is None:
             break
         per_request.append(sum(delta.values()))
-    total = counter_deltas(ev.counters, "r0", "end", path_only(path) if path else None)
+    total = counter_deltas(ev.counters, "r0", "end", _only(path))
     if not per_request or total is None:
         # evidence from elsewhere: count attempts in the access log
         if ev.log is not None and ev.log.records:
+            wanted = _only(path)
             per_request = [max(1, len(r.attempts)) for r in ev.log.records
-                           if path is None or path_only(r.uri) == path_only(path)]
+                           if wanted is None or path_only(r.uri) in wanted]
             total_attempts = sum(per_request)
         else:
             return no_evidence(expected, "no upstream counters or access-log lines for this check's requests")
     else:
         total_attempts = sum(total.values())
     if not per_request:
-        return no_evidence(expected, f"no request for {path or 'any path'} reached the edge's log or the upstreams")
+        return no_evidence(expected, f"no request for {_shown(path)} reached the edge's log or the upstreams")
     worst = max(per_request)
     statuses = Counter(str(e.status) if e.response else (e.error_type or "error") for e in ev.exchanges)
     details = {"requests": len(per_request), "attempts_per_request": per_request, "total_attempts": total_attempts,
@@ -161,7 +180,7 @@ def _attempts(ev: CheckEvidence, path: str | None, max_attempts: int, expected: 
         where = f"request {over[0]} produced {per_request[over[0] - 1]} attempts" if over else \
             f"{total_attempts} attempts reached the upstreams in all"
         return Outcome("fail", expected, observed,
-                       f"{len(over) or 'some'} of {len(per_request)} requests for {path or 'any path'} went to the "
+                       f"{len(over) or 'some'} of {len(per_request)} requests for {_shown(path)} went to the "
                        f"upstreams more than {max_attempts} time{'s' if max_attempts != 1 else ''}: {where} "
                        f"(upstream counters over the run: {listing(f'{k}={v}' for k, v in (total or {}).items())})",
                        details, len(per_request))
@@ -171,13 +190,23 @@ def _attempts(ev: CheckEvidence, path: str | None, max_attempts: int, expected: 
 def evaluate_attempts(ev: CheckEvidence, params: p.UpstreamAttemptsBounded) -> Outcome:
     expected = (f"at most {params.max_attempts} upstream attempts per {params.method} request while "
                 f"{_fault(params.fault)}")
-    return _attempts(ev, params.path, params.max_attempts, expected)
+    return _attempts(ev, _paths(params), params.max_attempts, expected)
 
 
 def evaluate_no_retry(ev: CheckEvidence, params: p.NoRetryNonIdempotent) -> Outcome:
     expected = (f"each {'/'.join(params.methods)} request reaches the upstreams at most {params.max_attempts} "
                 f"time{'s' if params.max_attempts != 1 else ''}, even when {_fault(params.fault)}")
-    return _attempts(ev, params.path, params.max_attempts, expected)
+    return _attempts(ev, _paths(params), params.max_attempts, expected)
+
+
+def _only(path: str | list[str] | None) -> list[str] | None:
+    if path is None:
+        return None
+    return [path_only(path)] if isinstance(path, str) else [path_only(x) for x in path]
+
+
+def _shown(path: str | list[str] | None) -> str:
+    return "any path" if path is None else listing(_only(path) or [])
 
 
 def _fault(spec: p.FaultSpec) -> str:
@@ -189,12 +218,22 @@ def _fault(spec: p.FaultSpec) -> str:
 
 # -- unhealthy_backend_avoided ---------------------------------------------------------------------
 def collect_unhealthy(ctx: CollectContext, params: p.UnhealthyBackendAvoided) -> None:
-    with ctx.fault(params.fault, params.path):
+    """Warm up, then measure, with the fault on every path (backend) named and a distinct URI per request.
+
+    Backup servers are covered only by a fault on the primary and the backup together (``target: "faulty,
+    healthy-a"``); a connection reset is not used (HAProxy 2.6 does not count a reset it retried elsewhere).
+    """
+    paths = [params.path, *params.also_paths]
+    with ctx.fault(_fault_on(params.fault, params)):
+        # a distinct URI per request: behind a hash on the URI, one URI would only ever reach one server;
+        # the paths in turn, so each location (backend) sees the failing server
         for i in range(params.warmup):
-            ctx.send("GET", params.path, step=f"warmup:{i + 1}")
+            path = paths[i % len(paths)]
+            ctx.send("GET", ctx.url(path, f"-w{i}"), nonce=False, step=f"warmup:{i + 1}")
         ctx.counters("warm")
         for i in range(params.requests):
-            ctx.send("GET", params.path, step=f"measure:{i + 1}")
+            path = paths[i % len(paths)]
+            ctx.send("GET", ctx.url(path, f"-m{i}"), nonce=False, step=f"measure:{i + 1}")
         ctx.counters("after")
     ctx.notes["faulty"] = sorted(u.name for u in ctx.faults.select(params.fault.target))
 
@@ -209,10 +248,11 @@ def evaluate_unhealthy(ev: CheckEvidence, params: p.UnhealthyBackendAvoided) -> 
     if errors:
         return Outcome("error", expected, "upstream counters unreadable", listing(errors, 2))
     measured = ev.steps("measure")
-    delta = counter_deltas(ev.counters, "warm", "after", path_only(params.path))
+    delta = counter_deltas(ev.counters, "warm", "after", _paths(params))
     if not measured or delta is None:
         return no_evidence(expected, "no measured requests or counter snapshots for this check")
-    faulty = set(ev.notes.get("faulty") or [u.name for u in ev.upstreams if u.role == params.fault.target])
+    named = {t.strip() for t in params.fault.target.split(",")}
+    faulty = set(ev.notes.get("faulty") or [u.name for u in ev.upstreams if u.role in named or u.name in named])
     to_faulty = sum(v for k, v in delta.items() if k in faulty)
     ok = sum(1 for e in measured if e.response is not None and e.response.status < 500)
     share = to_faulty / len(measured)
@@ -224,6 +264,18 @@ def evaluate_unhealthy(ev: CheckEvidence, params: p.UnhealthyBackendAvoided) -> 
                        f"the failing upstream kept receiving traffic after warm-up: {to_faulty} of {len(measured)} "
                        f"requests ({share:.0%}) were still sent to {listing(sorted(faulty))}, so passive health "
                        "checking did not take it out", details, len(measured))
+    if params.also_paths:
+        # each location (backend) on its own: one that keeps a failing server in rotation is not hidden by others
+        for path in _paths(params):
+            mine = [e for e in measured if path_only(e.path) == path]
+            per = counter_deltas(ev.counters, "warm", "after", path) or {}
+            hits = sum(v for k, v in per.items() if k in faulty)
+            details.setdefault("by_path", {})[path] = {"measured": len(mine), "reached_failing": hits}
+            if mine and hits / len(mine) > params.max_faulty_share:
+                return Outcome("fail", expected, observed,
+                               f"on {path} the failing upstream kept receiving traffic after warm-up: {hits} of "
+                               f"{len(mine)} requests were still sent to {listing(sorted(faulty))}, so passive "
+                               "health checking there did not take it out", details, len(measured))
     if ok / len(measured) < params.min_success_ratio:
         failed = [e.describe() for e in measured if e.response is None or e.response.status >= 500]
         return Outcome("fail", expected, observed,
