@@ -405,7 +405,9 @@ def test_planned_experiment_runs_on_the_edge(edge: Any, tmp_path: Path) -> None:
     assert code == 0 and journal["status"] == "completed", output
     assert [s["name"] for s in steps(journal, "before")] == ["obligation_holds", "pool_answers"]
     route = next(s for s in journal["steps"] if s["name"] == "route_0")
-    assert route["output"]["status"] == 200 and 900 <= route["output"]["elapsed_ms"] < 3000  # the 1 s timeout
+    # the 1 s read timeout bounds the 4 s fault (about 1 s), or passive health, tripped by the hypothesis gate's own
+    # hang experiments just before, already skips the faulty server (a few ms); unbounded, it would take 4 s
+    assert route["output"]["status"] == 200 and route["output"]["elapsed_ms"] < 3000
     assert not any(faults(edge).values())
 
 

@@ -201,26 +201,31 @@ def test_planned_service_experiment_is_valid(service: Any, tmp_path: Path) -> No
     assert "[rollback] heal_service (http_call)" in dry.output
 
 
-def test_service_scenario_breaks_then_its_fix_makes_it_healthy(service: Any) -> None:
-    """pool-exhaustion: start switches the service to the flawed variant and restarts PostgreSQL under it (the
-    symptom: PostgreSQL is up, the service is not); check exits 1 naming the obligation; the documented fix
-    makes check exit 0 with the solved message; stop restores the good service. The other service scenarios
-    run the same way in benchmarks/chaos_scenarios.py."""
+SERVICE_SCENARIOS = ("pool-exhaustion", "slow-database-query", "thread-exhaustion")
+
+
+@pytest.mark.parametrize("scenario_id", SERVICE_SCENARIOS)
+def test_service_scenario_breaks_then_its_fix_makes_it_healthy(service: Any, scenario_id: str) -> None:
+    """start switches the service to the scenario's flawed variant and injects its failure (pool-exhaustion also
+    restarts PostgreSQL under it: the symptom is a database that is up and a service that is not); check exits 1
+    naming the obligation; the documented fix makes check exit 0 with the solved message; stop restores the
+    good service."""
     import httpx
 
     from poetkb.chaos.training import load_scenarios
 
-    scenario = load_scenarios()["pool-exhaustion"]
+    scenario = load_scenarios()[scenario_id]
     try:
         started = CliRunner().invoke(main, ["train", "start", scenario.id])
         assert started.exit_code == 0, started.output
         assert scenario.symptom in started.output
         state = tier.load_service_state()
         assert state is not None and state.variant == scenario.variant
-        assert httpx.get(state.service_url + "/health", timeout=5).status_code != 200
+        if scenario_id == "pool-exhaustion":
+            assert httpx.get(state.service_url + "/health", timeout=5).status_code != 200
         unhealthy = CliRunner().invoke(main, ["train", "check"])
         assert unhealthy.exit_code == 1, unhealthy.output
-        # a service that cannot serve at all when the gate begins is an error of the check, never a pass
+        # a service that cannot serve when the gate begins fails or errs, never passes
         assert "not yet" in unhealthy.output
         assert any(f"{scenario.obligations[0]}: {v}" in unhealthy.output for v in ("fail", "error"))
         tier.up(variant="good", base_port=state.base_port)  # the documented fix
