@@ -506,7 +506,7 @@ class Knowledge:
         self.changed()
 
     def _patterns_stored_as(self, source: str, rows: list[tuple[Any, ...]],
-                            edges: list[tuple[str, str, float]]) -> bool:
+                            edges: Sequence[tuple[str, str, float]]) -> bool:
         """Whether the knowledge base holds exactly these pattern rows, their nodes and their edges for ``source``."""
         conn = self.conn
         stored = conn.execute(

@@ -90,10 +90,10 @@ class PartitionRelay:
         except OSError:
             return
         finally:
-            for sock in (client, server):
-                if sock is not None:
+            for end in (client, server):
+                if end is not None:
                     with contextlib.suppress(OSError):
-                        sock.close()
+                        end.close()
             with self.lock:
                 self.open -= 1
 

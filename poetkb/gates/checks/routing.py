@@ -256,7 +256,8 @@ def evaluate_unhealthy(ev: CheckEvidence, params: p.UnhealthyBackendAvoided) -> 
     to_faulty = sum(v for k, v in delta.items() if k in faulty)
     ok = sum(1 for e in measured if e.response is not None and e.response.status < 500)
     share = to_faulty / len(measured)
-    details = {"measured": len(measured), "reached_failing": to_faulty, "succeeded": ok, "by_upstream": delta}
+    details: dict[str, Any] = {"measured": len(measured), "reached_failing": to_faulty, "succeeded": ok,
+                               "by_upstream": delta}
     observed = (f"{to_faulty} of {len(measured)} measured requests reached the failing upstream "
                 f"({listing(sorted(faulty))}); {ok} succeeded")
     if share > params.max_faulty_share:

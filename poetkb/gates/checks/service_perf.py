@@ -173,7 +173,8 @@ def evaluate_soak(ev: CheckEvidence, params: p.ServiceSoakStable) -> Outcome:
     count = len(early) + len(late)
     if verdict != "pass":
         return Outcome(verdict, expected, observed, diagnosis, details, count)
-    if None not in fds and fds[1] - fds[0] > 20:
+    first, last = fds
+    if first is not None and last is not None and last - first > 20:
         return Outcome("fail", expected, observed, f"open descriptors climbed from {fds[0]} to {fds[1]}: a "
                        "descriptor leak", details, count)
     return Outcome("pass", expected, observed, "", details, count)
