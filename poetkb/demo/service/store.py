@@ -57,6 +57,9 @@ ONLINE_MIGRATIONS: dict[str, str] = {
 }
 #: the longest an online migration waits for its lock before it gives up (and is tried again later)
 MIGRATION_LOCK_TIMEOUT = "1s"
+#: how long a racy flaw computes between its read and its write. Wide enough that concurrent requests overlap
+#: even on a loaded two-core machine, so the seeded race shows every time rather than by luck.
+RACE_WINDOW_S = 0.03
 
 
 @dataclass(frozen=True)
@@ -340,7 +343,7 @@ class Store:
                 conn.commit()
                 if row is None:
                     raise NotFound(f"account {account_id} does not exist")
-                time.sleep(0.005)
+                time.sleep(RACE_WINDOW_S)
                 conn.execute("UPDATE accounts SET counter = %s WHERE id = %s", (row[0] + 1, account_id))
                 conn.commit()
                 return int(row[0] + 1)
@@ -412,7 +415,7 @@ class Store:
             raise NotFound("account does not exist")
         if rows[source] < amount:
             raise Refused("not enough money")
-        time.sleep(0.005)
+        time.sleep(RACE_WINDOW_S)
         conn.execute("UPDATE accounts SET balance = %s WHERE id = %s", (rows[source] - amount, source))
         conn.execute("UPDATE accounts SET balance = %s WHERE id = %s", (rows[dest] + amount, dest))
         conn.commit()
@@ -424,7 +427,7 @@ class Store:
             if self.flaws.duplicate_ids:
                 # the flaw: the next number computed by the application, racing every other request
                 number = conn.execute("SELECT coalesce(max(number), 0) + 1 FROM orders").fetchone()[0]
-                time.sleep(0.005)
+                time.sleep(RACE_WINDOW_S)
                 row = conn.execute("INSERT INTO orders (number, account_id) VALUES (%s, %s) RETURNING id, number",
                                    (number, account_id)).fetchone()
             else:
