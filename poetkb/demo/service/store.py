@@ -387,7 +387,8 @@ class Store:
                 exists = conn.execute("SELECT 1 FROM accounts WHERE id = %s", (source,)).fetchone()
                 raise Refused("not enough money") if exists else NotFound(f"account {source} does not exist")
             if self.flaws.deadlock_unretried:
-                time.sleep(0.01)  # the flaw: rows locked in request order, so opposite transfers wait in a cycle
+                # the flaw: rows locked in request order, so opposite transfers wait in a cycle
+                time.sleep(RACE_WINDOW_S)
             cur = conn.execute("UPDATE accounts SET balance = balance + %s WHERE id = %s RETURNING balance",
                                (amount, dest))
             if cur.fetchone() is None:
