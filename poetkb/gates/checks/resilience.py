@@ -68,22 +68,33 @@ def collect_latency(ctx: CollectContext, params: p.LatencyBoundedUnderFault) -> 
 
 #: how many URIs are tried to find ones the pinned upstream serves (a hash spreads them about evenly)
 PIN_TRIES = 24
+#: how long the search for pinned URIs may wait for the upstream to come back: a check run just before may have
+#: tripped passive health, and the proxy then sends the upstream's keys elsewhere until its quarantine ends
+#: (NGINX's fail_timeout defaults to 10 s; HAProxy's checks bring a server back within seconds)
+PIN_WAIT_S = 12.0
 
 
 def _latency_pinned(ctx: CollectContext, params: p.LatencyBoundedUnderFault, fault: p.FaultSpec,
                     timeout: float) -> None:
     """Find URIs of ``params.path`` that the pinned upstream serves, then send them while it misbehaves."""
     chosen: list[str] = []
-    for i in range(PIN_TRIES):
-        url = ctx.url(params.path, f"-pin{i}")
-        body = ctx.send("GET", url, nonce=False, step=f"pin:{i + 1}").body_json or {}
-        if body.get("upstream") == params.pinned_to:
-            chosen.append(url)
-            if len(chosen) >= params.requests:
-                break
-    if not chosen:
-        raise CollectError(f"none of {PIN_TRIES} URIs of {params.path} reached upstream {params.pinned_to}; "
-                           "the check cannot put its fault in their way")
+    deadline, rounds = time.monotonic() + PIN_WAIT_S, 0
+    while not chosen:
+        rounds += 1
+        for i in range(PIN_TRIES):
+            url = ctx.url(params.path, f"-pin{i}")
+            body = ctx.send("GET", url, nonce=False, step=f"pin:{rounds}.{i + 1}").body_json or {}
+            if body.get("upstream") == params.pinned_to:
+                chosen.append(url)
+                if len(chosen) >= params.requests:
+                    break
+        if not chosen and time.monotonic() + 1.0 > deadline:
+            raise CollectError(f"none of {PIN_TRIES} URIs of {params.path} reached upstream {params.pinned_to} "
+                               f"in {rounds} rounds over {PIN_WAIT_S:g} s (quarantined by passive health, or "
+                               "not in this pool); the check cannot put its fault in their way")
+        if not chosen:
+            time.sleep(1.0)
+    ctx.notes["pin_rounds"] = rounds
     ctx.notes["pinned"] = chosen
     with ctx.fault(fault):
         specs = [RequestSpec(path=url, step=f"load:{i + 1}", timeout=timeout) for i, url in enumerate(chosen)]
