@@ -56,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "MetricsSummary": "poetkb.load.metrics",
     "Interpretation": "poetkb.load.interpret",
     "Baseline": "poetkb.load.baselines",
+    "Edge": "poetkb.gates.models",
     "GateReport": "poetkb.gates.models",
     "GateRun": "poetkb.gates.models",
     "Selection": "poetkb.gates.models",
@@ -100,6 +101,7 @@ if TYPE_CHECKING:
     )
     from poetkb.gates.models import (
         CheckResult,
+        Edge,
         EvidenceManifest,
         GateReport,
         GateRun,

@@ -119,13 +119,15 @@ def gate_run(ctx: click.Context, all_: bool, obligations: tuple[str, ...], domai
         profile, notes = propose(target, allow_remote=allow_remote)
         click.echo(render_yaml(profile, notes), nl=False)
         ctx.exit(0)
+    from poetkb.gates.models import Edge
+
     with open_kb(ctx) as kb:
-        report = kb.gate(all=all_, obligations=obligations, domains=domains, target=target, proxy=proxy,
-                         access_log=access_log, upstream_admin=upstream_admin, metrics_url=metrics_url,
-                         tls_url=tls_url, mtls_url=mtls_url, ca_cert=ca_cert, client_cert=client_cert,
-                         client_key=client_key, reload_command=reload_command, allow_remote=allow_remote,
-                         capture=capture, evidence=evidence, config=config, target_profile=target_profile,
-                         on_edge=_explainer(as_json) if explain else None)
+        edge = Edge.from_options(target=target, config=config, target_profile=target_profile, proxy=proxy,
+                                 access_log=access_log, upstream_admin=upstream_admin, metrics_url=metrics_url,
+                                 tls_url=tls_url, mtls_url=mtls_url, ca_cert=ca_cert, client_cert=client_cert,
+                                 client_key=client_key, reload_command=reload_command, allow_remote=allow_remote)
+        report = kb.gate(all=all_, obligations=obligations, domains=domains, edge=edge, capture=capture,
+                         evidence=evidence, on_edge=_explainer(as_json) if explain else None)
     _finish(ctx, report, as_json=as_json, junit=junit)
 
 

@@ -83,10 +83,11 @@ def compare(original: Any, translated: Any) -> list[ObligationComparison]:
 def verify(kb: Any, original: Path, original_proxy: str, translated: Path, translated_proxy: str, *,
            obligations: Sequence[str] = ()) -> Verification:
     """Gate the original and the translation on the same obligations (all edge ones by default) and compare."""
+    from poetkb.gates.models import Edge
     from poetkb.gates.runner import gate
 
     t0 = time.perf_counter()
-    reports = [gate(kb, all=not obligations, obligations=list(obligations), config=path, proxy=proxy,
+    reports = [gate(kb, all=not obligations, obligations=list(obligations), edge=Edge(config=path, proxy=proxy),
                     record=False, write_reports=False)
                for path, proxy in ((original, original_proxy), (translated, translated_proxy))]
     rows = compare(*reports)
