@@ -87,8 +87,8 @@ def verify(kb: Any, original: Path, original_proxy: str, translated: Path, trans
     from poetkb.gates.runner import gate
 
     t0 = time.perf_counter()
-    reports = [gate(kb, all=not obligations, obligations=list(obligations), edge=Edge(config=path, proxy=proxy),
-                    record=False, write_reports=False)
+    reports = [gate(kb, all=not obligations, obligations=list(obligations),
+                    edge=Edge.from_options(config=path, proxy=proxy), record=False, write_reports=False)
                for path, proxy in ((original, original_proxy), (translated, translated_proxy))]
     rows = compare(*reports)
     return Verification(original=str(original), translated=str(translated), obligations=rows,
