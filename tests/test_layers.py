@@ -23,7 +23,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "poetkb"
 BOTTOM = (
     "poetkb._lazy", "poetkb._version", "poetkb.types", "poetkb.nodeid", "poetkb.errors", "poetkb.safefile",
     "poetkb.paths", "poetkb.text", "poetkb.models", "poetkb.yamlfile", "poetkb.legacy", "poetkb.store", "poetkb.dbfile", "poetkb.catalog_files",
-    "poetkb.catalog", "poetkb.edgeconfig", "poetkb.gates.params", "poetkb.gates.kinds", "poetkb.demo.models",
+    "poetkb.catalog", "poetkb.edgeconfig", "poetkb.gates.params", "poetkb.gates.kinds", "poetkb.gates.kind_table",
+    "poetkb.demo.models",
     "poetkb.verify.probes", "poetkb.verify.claims", "poetkb.verify.references",
 )
 #: The data access: the knowledge base as typed reads and named writes, with its caches. Above the bottom, below
