@@ -109,8 +109,8 @@ def test_kind_spec_names_the_known_kinds() -> None:
 def test_describe_kinds_covers_the_registry() -> None:
     """`poet gate kinds` lists every kind once, sorted, with its evidence."""
     described = describe_kinds()
-    assert [d["kind"] for d in described] == sorted(KINDS)
-    assert all(d["summary"] for d in described)
+    assert [d.kind for d in described] == sorted(KINDS)
+    assert all(d.summary and d.evidence == list(KINDS[d.kind].evidence) for d in described)
 
 
 def test_each_kind_is_declared_once_with_its_collector_and_evaluator() -> None:

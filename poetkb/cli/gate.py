@@ -221,5 +221,5 @@ def gate_kinds(as_json: bool) -> None:
         emit_json(kinds)
         return
     for kind in kinds:
-        how = "drives traffic" if kind["traffic"] else "from evidence"
-        click.echo(f"{kind['kind']:<28} {how:<15} {kind['summary']}")
+        how = "drives traffic" if kind.traffic else "from evidence"
+        click.echo(f"{kind.kind:<28} {how:<15} {kind.summary}")

@@ -18,7 +18,7 @@ It stays light: the catalog loader imports it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -68,9 +68,18 @@ def is_edge_check(check: Check) -> bool:
     return spec is not None and spec.traffic
 
 
-def describe_kinds() -> list[dict[str, Any]]:
+class KindInfo(PoetModel):
+    """One kind as ``poet gate kinds`` shows it: name, summary, the evidence it reads, whether it drives traffic."""
+
+    kind: str
+    summary: str
+    evidence: list[str]
+    traffic: bool
+
+
+def describe_kinds() -> list[KindInfo]:
     """Name, summary, evidence and whether it drives traffic, for every kind (sorted by name)."""
-    return [{"kind": s.name, "summary": s.summary, "evidence": list(s.evidence), "traffic": s.traffic}
+    return [KindInfo(kind=s.name, summary=s.summary, evidence=list(s.evidence), traffic=s.traffic)
             for s in sorted(KINDS.values(), key=lambda s: s.name)]
 
 
