@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from poetkb.gates.models import Edge
+from poetkb.gates.schema import Edge
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))

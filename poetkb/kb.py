@@ -101,7 +101,7 @@ class KnowledgeBase(Knowledge):
 
     def _fit_derived(self) -> KnowledgeBase:
         """Fit what ranking derives from the content (stored in the file), so no query pays for it after a build."""
-        from poetkb.rank.cache import prepare
+        from poetkb.rank.model_store import prepare
 
         prepare(self)
         return self
@@ -175,7 +175,7 @@ class KnowledgeBase(Knowledge):
              domains: Sequence[str] = (), edge: poetkb.Edge | None = None, evidence: Sequence[str | Path] = (),
              capture: bool = False, record: bool = True, write_reports: bool = True,
              on_edge: Callable[[Any], None] | None = None, transport: Any = None) -> poetkb.GateReport:
-        """Run a release gate and return its :class:`~poetkb.gates.models.GateReport`.
+        """Run a release gate and return its :class:`~poetkb.gates.schema.GateReport`.
 
         ``all``, ``obligations`` and ``domains`` select what to judge; ``edge`` (:class:`poetkb.Edge`) describes
         the edge under test (default: the running demo edge), as ``poet gate run``'s options do; ``evidence``
@@ -200,7 +200,7 @@ class KnowledgeBase(Knowledge):
 
     def gate_history(self, *, limit: int = 20) -> list[poetkb.GateRun]:
         """The latest recorded gate runs as models, newest first (:meth:`gate_runs` gives the raw rows)."""
-        from poetkb.gates.models import GateRun
+        from poetkb.gates.schema import GateRun
 
         return [GateRun.from_row(row) for row in self.gate_runs(limit=limit)]
 

@@ -13,7 +13,7 @@ from gates_edge import running_edge
 from poetkb.errors import InputError
 from poetkb.gates import accesslog
 from poetkb.gates.evidence import LogTail, load_run
-from poetkb.gates.models import Edge
+from poetkb.gates.schema import Edge
 
 OBLIGATIONS = ["routing.backend.selection", "security.client.ip.preserved", "observability.request.id"]
 
@@ -156,7 +156,7 @@ def test_access_log_parsing() -> None:
 def test_foreign_access_log_and_har_are_judged(kb: Any) -> None:
     """An access log and a HAR file written by other tools are judged by the checks that read them."""
     foreign = Path(__file__).resolve().parent / "fixtures" / "gates" / "foreign"
-    from poetkb.gates.models import Selection
+    from poetkb.gates.schema import Selection
 
     by_log = kb.gate_evaluate(foreign / "access.log", selection=Selection(obligations=["routing.backend.selection"]))
     assert by_log.verdict == "fail"

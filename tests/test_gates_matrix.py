@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from poetkb import demo
-from poetkb.gates.models import Edge
+from poetkb.gates.schema import Edge
 
 pytestmark = pytest.mark.proxy
 

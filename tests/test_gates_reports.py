@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from gates_edge import running_edge
 
-from poetkb.gates.models import CheckResult, Edge, GateReport, GateSummary, ObligationVerdict
 from poetkb.gates.reports import load_report, render, render_junit, render_markdown, write_reports
+from poetkb.gates.schema import CheckResult, Edge, GateReport, GateSummary, ObligationVerdict
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "gate_report.json"
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from own_edge_corpus import EDGES, broken_copy, load_expected
 
-from poetkb.gates.models import Edge
+from poetkb.gates.schema import Edge
 
 pytestmark = pytest.mark.proxy
 EXPECTED = load_expected()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from poetkb.gates.models import Edge
+from poetkb.gates.schema import Edge
 
 pytestmark = pytest.mark.proxy
 

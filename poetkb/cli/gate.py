@@ -119,7 +119,7 @@ def gate_run(ctx: click.Context, all_: bool, obligations: tuple[str, ...], domai
         profile, notes = propose(target, allow_remote=allow_remote)
         click.echo(render_yaml(profile, notes), nl=False)
         ctx.exit(0)
-    from poetkb.gates.models import Edge
+    from poetkb.gates.schema import Edge
 
     with open_kb(ctx) as kb:
         edge = Edge.from_options(target=target, config=config, target_profile=target_profile, proxy=proxy,
@@ -160,7 +160,7 @@ def gate_evaluate(ctx: click.Context, evidence: tuple[Path, ...], all_: bool, ob
     Exit code: 0 every selected obligation passes; 1 one fails or lacks evidence, or nothing was judged;
     2 bad input (unknown obligations, unreadable evidence) or a check whose evidence is unusable (error).
     """
-    from poetkb.gates.models import Selection
+    from poetkb.gates.schema import Selection
 
     selection = Selection(all=all_, obligations=list(obligations), domains=list(domains))
     with open_kb(ctx) as kb:

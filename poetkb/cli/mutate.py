@@ -65,7 +65,7 @@ def gate_mutate(ctx: click.Context, operators: tuple[str, ...], obligations: tup
 
     with tempfile.TemporaryDirectory(prefix="poet-mutate-") as scratch:
         if config is not None and reload_command:
-            from poetkb.gates.models import Edge
+            from poetkb.gates.schema import Edge
 
             reach = Edge.from_options(target=target, proxy=proxy, access_log=access_log,
                                       upstream_admin=upstream_admin, metrics_url=metrics_url,

@@ -37,7 +37,7 @@ from poetkb.gates import checks
 from poetkb.gates.checks.base import CollectContext, CollectError
 from poetkb.gates.evidence import CheckEvidence, EvidenceWriter, LoadedRun, evidence_root, load_run, new_run_id
 from poetkb.gates.kinds import KINDS, SERVICE_KINDS, is_edge_check, is_service_check
-from poetkb.gates.models import (
+from poetkb.gates.schema import (
     CheckRecord,
     CheckResult,
     Edge,

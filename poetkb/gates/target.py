@@ -21,8 +21,8 @@ from typing import Any
 from poetkb.errors import InputError, TargetUnreachable
 from poetkb.gates.checks.base import CollectError
 from poetkb.gates.faults import UpstreamAdmin
-from poetkb.gates.models import Edge, EdgeAddresses, TargetInfo, UpstreamInfo
 from poetkb.gates.probes import ensure_allowed, make_client
+from poetkb.gates.schema import Edge, EdgeAddresses, TargetInfo, UpstreamInfo
 
 PROXIES = ("nginx", "haproxy")
 

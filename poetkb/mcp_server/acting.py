@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from poetkb.demo.models import DemoState
-from poetkb.gates.models import Edge, GateReport
+from poetkb.demo.state import DemoState
+from poetkb.gates.schema import Edge, GateReport
 from poetkb.mcp_server.results import DemoStopped, ReviewList
 from poetkb.mcp_server.session import Session, add_tool, tool_errors
 from poetkb.models import PoetModel

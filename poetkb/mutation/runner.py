@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from poetkb.edgeconfig import ProxyKind, load_config
 from poetkb.errors import EnvironmentProblem, InputError
-from poetkb.gates.models import Edge
-from poetkb.mutation.models import MutantResult, MutantStatus, MutationReport, ObligationScore
+from poetkb.gates.schema import Edge
 from poetkb.mutation.operators import Mutant, Operator, load_operators, mutants
+from poetkb.mutation.report import MutantResult, MutantStatus, MutationReport, ObligationScore
 from poetkb.store import now_iso
 
 if TYPE_CHECKING:
@@ -57,9 +57,9 @@ class MutationTarget:
 def demo_target() -> MutationTarget:
     """The running demo edge (its rendered configuration file)."""
     from poetkb import demo
+    from poetkb.demo.edge_config import RunPaths, validate
     from poetkb.demo.layout import run_dir
     from poetkb.demo.lifecycle import require_binary
-    from poetkb.demo.render import RunPaths, validate
 
     state = demo.load_state()
     if state is None:

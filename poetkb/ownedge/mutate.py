@@ -42,7 +42,7 @@ def check_config(path: Path, *, proxy: str | None, certs: Any) -> str | None:
 def own_config_target(config: Path, *, proxy: str | None = None, work: Path | None = None) -> Any:
     """A mutation target over a copy of ``config`` in ``work`` (a new temporary directory by default)."""
     from poetkb.demo.certs import ensure_certs
-    from poetkb.gates.models import Edge
+    from poetkb.gates.schema import Edge
     from poetkb.mutation.runner import MutationTarget
 
     parsed = load_config(config, proxy=proxy)  # type: ignore[arg-type]

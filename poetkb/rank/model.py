@@ -2,7 +2,7 @@
 
 Building it is the expensive part of ranking, so it is done once per knowledge
 base content, when the knowledge base is built, and kept in the file (see
-:mod:`poetkb.rank.cache`):
+:mod:`poetkb.rank.model_store`):
 
 - **Text.** :class:`poetkb.text.TfidfIndex` is fitted over the catalog's
   obligations, failure modes and recipes and every learned test pattern, with

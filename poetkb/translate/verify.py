@@ -83,8 +83,8 @@ def compare(original: Any, translated: Any) -> list[ObligationComparison]:
 def verify(kb: Any, original: Path, original_proxy: str, translated: Path, translated_proxy: str, *,
            obligations: Sequence[str] = ()) -> Verification:
     """Gate the original and the translation on the same obligations (all edge ones by default) and compare."""
-    from poetkb.gates.models import Edge
     from poetkb.gates.runner import gate
+    from poetkb.gates.schema import Edge
 
     t0 = time.perf_counter()
     reports = [gate(kb, all=not obligations, obligations=list(obligations),

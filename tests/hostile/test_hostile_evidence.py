@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from poetkb.cli import main
-from poetkb.gates.models import Edge
+from poetkb.gates.schema import Edge
 
 OBLIGATIONS = ["routing.backend.selection", "security.client.ip.preserved", "observability.request.id",
                "observability.metrics.exposed"]

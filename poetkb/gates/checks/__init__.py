@@ -20,8 +20,8 @@ from poetkb.gates.checks.base import CollectContext, CollectError, Outcome
 from poetkb.gates.checks.registry import implementation
 from poetkb.gates.evidence import CheckEvidence
 from poetkb.gates.kinds import KINDS
-from poetkb.gates.models import CheckResult
 from poetkb.gates.params import without_calibration
+from poetkb.gates.schema import CheckResult
 from poetkb.models import Check
 
 

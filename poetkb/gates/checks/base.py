@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from poetkb.gates.evidence import CheckEvidence, EvidenceWriter, slug
-from poetkb.gates.models import TargetInfo, Verdict
 from poetkb.gates.params import FaultSpec
 from poetkb.gates.probes import Prober, RequestSpec, make_client
 from poetkb.gates.records import HttpExchange
+from poetkb.gates.schema import TargetInfo, Verdict
 from poetkb.models import PoetModel
 
 if TYPE_CHECKING:
