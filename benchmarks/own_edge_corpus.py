@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from poetkb.gates.schema import Edge
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
@@ -34,7 +36,7 @@ def _gate(kb: Any, path: Path) -> tuple[Any, dict[str, float]]:
         timing["_edge"] = edge  # type: ignore[assignment]
 
     t0 = time.perf_counter()
-    report = kb.gate(all=True, config=path, on_edge=seen, record=False, write_reports=False)
+    report = kb.gate(all=True, edge=Edge(config=path), on_edge=seen, record=False, write_reports=False)
     timing["wall_s"] = round(time.perf_counter() - t0, 2)
     edge = timing.pop("_edge", None)
     timing["down_s"] = getattr(edge, "stopped_s", 0.0)

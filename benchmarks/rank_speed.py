@@ -68,11 +68,11 @@ def synthetic_catalog(target: Path, count: int, seed: int = 7) -> None:
 
 def measure(db: Path, rounds: int) -> dict[str, float]:
     import poetkb
-    from poetkb.rank import cache
+    from poetkb.rank import model_store
 
     with poetkb.open(db) as kb:
         start = time.perf_counter()
-        cache.prepare(kb)
+        model_store.prepare(kb)
         fit = time.perf_counter() - start
     with poetkb.open(db) as kb:
         start = time.perf_counter()

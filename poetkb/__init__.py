@@ -56,22 +56,23 @@ _EXPORTS: dict[str, str] = {
     "MetricsSummary": "poetkb.load.metrics",
     "Interpretation": "poetkb.load.interpret",
     "Baseline": "poetkb.load.baselines",
-    "GateReport": "poetkb.gates.models",
-    "GateRun": "poetkb.gates.models",
-    "Selection": "poetkb.gates.models",
+    "Edge": "poetkb.gates.schema",
+    "GateReport": "poetkb.gates.schema",
+    "GateRun": "poetkb.gates.schema",
+    "Selection": "poetkb.gates.schema",
     "GitChange": "poetkb.rank.gitchange",
     "ReviewItem": "poetkb.learn.models",
-    "ObligationVerdict": "poetkb.gates.models",
-    "CheckResult": "poetkb.gates.models",
-    "EvidenceManifest": "poetkb.gates.models",
+    "ObligationVerdict": "poetkb.gates.schema",
+    "CheckResult": "poetkb.gates.schema",
+    "EvidenceManifest": "poetkb.gates.schema",
     "ChangeSummary": "poetkb.rank.change",
     "RankedObligation": "poetkb.rank.explain",
     "Ranking": "poetkb.rank.explain",
     "Why": "poetkb.rank.explain",
     "TestPlan": "poetkb.plans.testplan",
     "Runbook": "poetkb.plans.runbook",
-    "DemoState": "poetkb.demo.models",
-    "DemoStatus": "poetkb.demo.models",
+    "DemoState": "poetkb.demo.state",
+    "DemoStatus": "poetkb.demo.state",
     "LearnReport": "poetkb.learn.models",
     "LearnSummary": "poetkb.learn.models",
 }
@@ -84,7 +85,7 @@ __getattr__, __dir__ = lazy_exports("poetkb", _EXPORTS, globals())
 
 if TYPE_CHECKING:
     from poetkb.catalog import Catalog, check_catalog, load_catalog
-    from poetkb.demo.models import DemoState, DemoStatus
+    from poetkb.demo.state import DemoState, DemoStatus
     from poetkb.errors import (
         CatalogError,
         CheckFailed,
@@ -98,8 +99,9 @@ if TYPE_CHECKING:
         UnknownEntity,
         UnknownObligation,
     )
-    from poetkb.gates.models import (
+    from poetkb.gates.schema import (
         CheckResult,
+        Edge,
         EvidenceManifest,
         GateReport,
         GateRun,

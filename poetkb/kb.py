@@ -9,7 +9,7 @@ functions over a :class:`~poetkb.knowledge.Knowledge` and never import this modu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -101,7 +101,7 @@ class KnowledgeBase(Knowledge):
 
     def _fit_derived(self) -> KnowledgeBase:
         """Fit what ranking derives from the content (stored in the file), so no query pays for it after a build."""
-        from poetkb.rank.cache import prepare
+        from poetkb.rank.model_store import prepare
 
         prepare(self)
         return self
@@ -171,17 +171,24 @@ class KnowledgeBase(Knowledge):
         return build_runbook(self, obligations=obligations, change=change, diff=diff, component=component, top=top)
 
     # --- gates ---
-    def gate(self, **options: Any) -> poetkb.GateReport:
-        """Run a release gate and return its :class:`~poetkb.gates.models.GateReport`.
+    def gate(self, *, all: bool = False, obligations: Sequence[str] = (),  # noqa: A002 - the CLI's --all
+             domains: Sequence[str] = (), edge: poetkb.Edge | None = None, evidence: Sequence[str | Path] = (),
+             capture: bool = False, record: bool = True, write_reports: bool = True,
+             on_edge: Callable[[Any], None] | None = None, transport: Any = None) -> poetkb.GateReport:
+        """Run a release gate and return its :class:`~poetkb.gates.schema.GateReport`.
 
-        Options (see :func:`poetkb.gates.runner.gate`): ``all``, ``obligations``, ``domains`` select what to
-        judge; ``target`` (default: the running demo edge), ``proxy``, ``access_log``, ``upstream_admin``,
-        ``metrics_url`` ... describe the edge; ``transport`` injects an httpx transport for tests. The run
-        and its verdicts are recorded in this knowledge base (tables gate_runs, gate_results).
+        ``all``, ``obligations`` and ``domains`` select what to judge; ``edge`` (:class:`poetkb.Edge`) describes
+        the edge under test (default: the running demo edge), as ``poet gate run``'s options do; ``evidence``
+        adds files from other tools; ``capture`` records loopback packets; ``on_edge`` is called with the edge
+        poetkb brought up for ``edge.config``; ``transport`` injects an httpx transport for tests. The run and
+        its verdicts are recorded in this knowledge base (tables gate_runs, gate_results) unless ``record`` is
+        false, and its reports written unless ``write_reports`` is false.
         """
         from poetkb.gates.runner import gate
 
-        return gate(self, **options)
+        return gate(self, all=all, obligations=obligations, domains=domains, edge=edge,
+                    evidence=[Path(p) for p in evidence], capture=capture, record=record,
+                    write_reports=write_reports, on_edge=on_edge, transport=transport)
 
     def gate_evaluate(self, evidence: list[str | Path] | str | Path, *, selection: poetkb.Selection | None = None,
                       record: bool = True) -> poetkb.GateReport:
@@ -193,7 +200,7 @@ class KnowledgeBase(Knowledge):
 
     def gate_history(self, *, limit: int = 20) -> list[poetkb.GateRun]:
         """The latest recorded gate runs as models, newest first (:meth:`gate_runs` gives the raw rows)."""
-        from poetkb.gates.models import GateRun
+        from poetkb.gates.schema import GateRun
 
         return [GateRun.from_row(row) for row in self.gate_runs(limit=limit)]
 

@@ -115,7 +115,7 @@ def _m004_baselines(db: sqlite_utils.Database) -> None:
 
 
 def _m005_rank_cache(db: sqlite_utils.Database) -> None:
-    """State: the fitted ranking model (compressed JSON) keyed by a digest of the KB; see poetkb.rank.cache."""
+    """State: the fitted ranking model (compressed JSON) keyed by a digest of the KB; see poetkb.rank.model_store."""
     db.table("rank_cache").create(
         {"digest": str, "model_version": int, "created_at": str, "payload": bytes}, pk="digest"
     )

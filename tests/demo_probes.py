@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from poetkb.demo.models import DemoState
+from poetkb.demo.state import DemoState
 
 Result = tuple[bool, str]
 UPSTREAM_NAMES = ("healthy-a", "healthy-b", "faulty")

@@ -25,10 +25,10 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cli-imports") / "kb.sqlite"
     store.build(load_catalog(CATALOG), path, source=str(CATALOG))
     import poetkb
-    from poetkb.rank import cache
+    from poetkb.rank import model_store
 
     with poetkb.open(path) as kb:
-        cache.prepare(kb)
+        model_store.prepare(kb)
     return path
 
 

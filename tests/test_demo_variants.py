@@ -12,9 +12,9 @@ from demo_probes import PROBES, Edge
 
 from poetkb import demo
 from poetkb.cli import main
+from poetkb.demo.edge_config import RunPaths, validate_command
 from poetkb.demo.layout import demo_root
 from poetkb.demo.overlays import EDGE_OBLIGATIONS, all_variants
-from poetkb.demo.render import RunPaths, validate_command
 from poetkb.environment import find_binary
 from poetkb.errors import InputError
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from poetkb.demo.certs import CertFiles
+from poetkb.demo.edge_config import RunPaths, context, render
 from poetkb.demo.layout import ports_for
 from poetkb.demo.overlays import get_variant, knobs_for
-from poetkb.demo.render import RunPaths, context, render
 from poetkb.edgeconfig import load_config, parse_text
 from poetkb.errors import InputError
 

@@ -153,3 +153,23 @@ def test_run_takes_evidence_from_other_tools_for_checks_it_cannot_drive(kb_path:
     assert checks == {"tests_pass": "no-evidence", "metric_threshold": "pass", "outbox_no_loss": "error"}
     assert result.exit_code == 1
     assert any(f["path"] == str(metrics) and f["kind"] == "metrics" for f in report["evidence_files"])
+
+
+def test_the_edge_is_one_typed_object_whose_bad_fields_are_named(kb: Any, tmp_path: Path) -> None:
+    """CLI, library and the keyword spelling all build the same Edge; a bad value is bad input naming its field."""
+    from poetkb import Edge, InputError
+    from poetkb.gates.runner import gate
+
+    with pytest.raises(InputError) as bad:
+        Edge.from_options(proxy="squid")
+    assert bad.value.field == "proxy" and bad.value.exit_code == 2
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("events {}\n", encoding="utf-8")
+    with pytest.raises(InputError) as both:
+        kb.gate(all=True, edge=Edge(config=conf, target="http://127.0.0.1:9", metrics_url="http://127.0.0.1:9/m"))
+    assert both.value.field == "config" and "--target, --metrics-url" in both.value.message
+    with pytest.raises(InputError) as typo:
+        gate(kb, all=True, targte="http://127.0.0.1:9")
+    assert typo.value.field == "targte"
+    result = poet("gate", "run", "--all", "--config", str(conf), "--access-log", str(conf))
+    assert result.exit_code == 2 and "--access-log" in result.output

@@ -12,8 +12,8 @@ import yaml
 from poetkb.gates import checks
 from poetkb.gates.accesslog import parse
 from poetkb.gates.evidence import CheckEvidence
-from poetkb.gates.models import UpstreamInfo
 from poetkb.gates.records import CounterSnapshot, HttpExchange, TlsHandshake
+from poetkb.gates.schema import UpstreamInfo
 from poetkb.models import Check
 
 CASES_DIR = Path(__file__).resolve().parent / "fixtures" / "gates" / "cases"

@@ -13,6 +13,7 @@ from gates_edge import running_edge
 from poetkb.errors import InputError
 from poetkb.gates import accesslog
 from poetkb.gates.evidence import LogTail, load_run
+from poetkb.gates.schema import Edge
 
 OBLIGATIONS = ["routing.backend.selection", "security.client.ip.preserved", "observability.request.id"]
 
@@ -22,7 +23,7 @@ def run(kb: Any, tmp_path: Path) -> Any:
     """One real gate run against the small echo edge, with its access log; returns the report."""
     log = tmp_path / "edge-access.log"
     with running_edge(access_log=log) as url:
-        return kb.gate(obligations=OBLIGATIONS, target=url, access_log=log)
+        return kb.gate(obligations=OBLIGATIONS, edge=Edge(target=url, access_log=log))
 
 
 def test_run_passes_and_records_everything(run: Any, kb: Any) -> None:
@@ -155,7 +156,7 @@ def test_access_log_parsing() -> None:
 def test_foreign_access_log_and_har_are_judged(kb: Any) -> None:
     """An access log and a HAR file written by other tools are judged by the checks that read them."""
     foreign = Path(__file__).resolve().parent / "fixtures" / "gates" / "foreign"
-    from poetkb.gates.models import Selection
+    from poetkb.gates.schema import Selection
 
     by_log = kb.gate_evaluate(foreign / "access.log", selection=Selection(obligations=["routing.backend.selection"]))
     assert by_log.verdict == "fail"
@@ -183,7 +184,7 @@ def test_foreign_files_without_a_selection_pick_the_checks_that_read_them(kb: An
 def test_packet_capture_is_kept_with_its_hash(kb: Any) -> None:
     """--capture records the run's loopback packets with tcpdump into capture.pcap, hashed in the manifest."""
     with running_edge() as url:
-        report = kb.gate(obligations=["security.client.ip.preserved"], target=url, capture=True)
+        report = kb.gate(obligations=["security.client.ip.preserved"], edge=Edge(target=url), capture=True)
     assert report.verdict == "pass", report.problems
     pcap = next(f for f in report.evidence_files if f.path == "capture.pcap")
     data = (Path(report.evidence_dir) / "capture.pcap").read_bytes()

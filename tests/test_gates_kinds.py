@@ -109,5 +109,40 @@ def test_kind_spec_names_the_known_kinds() -> None:
 def test_describe_kinds_covers_the_registry() -> None:
     """`poet gate kinds` lists every kind once, sorted, with its evidence."""
     described = describe_kinds()
-    assert [d["kind"] for d in described] == sorted(KINDS)
-    assert all(d["summary"] for d in described)
+    assert [d.kind for d in described] == sorted(KINDS)
+    assert all(d.summary and d.evidence == list(KINDS[d.kind].evidence) for d in described)
+
+
+def test_each_kind_is_declared_once_with_its_collector_and_evaluator() -> None:
+    """Every kind is declared in exactly one checks module with an evaluator (manual alone has none) and a
+    collector unless it is judged from other tools' evidence; the catalog's light table is generated from
+    those declarations and must not be stale."""
+    from poetkb.gates.checks import registry
+    from poetkb.gates.checks.base import Kind, declare
+
+    declared = registry.declared()
+    assert set(declared) == set(KINDS)
+    for name, (area, kind) in declared.items():
+        assert KINDS[name].area == area and KINDS[name].params is kind.params, name
+        assert callable(kind.evaluate) or name == "manual", f"{name} has no evaluator"
+        assert callable(kind.collect) or not (kind.traffic or kind.service), f"{name} has no collector"
+        assert registry.implementation(name) is kind
+    table = Path(__file__).resolve().parent.parent / "poetkb" / "gates" / "kind_table.py"
+    assert table.read_text(encoding="utf-8") == registry.table_source(), \
+        "stale: run `python -m poetkb.gates.checks.registry > poetkb/gates/kind_table.py`"
+    one = Kind("ttl_honored", KINDS["ttl_honored"].params, (), collect=None, evaluate=None)
+    with pytest.raises(ValueError, match="declared twice"):
+        declare(one, one)
+    with pytest.raises(TypeError):
+        Kind("ttl_honored", KINDS["ttl_honored"].params, ())  # type: ignore[call-arg]
+
+
+def test_loading_the_catalog_imports_no_check_module() -> None:
+    """The kind vocabulary the catalog validates against stays light: no collector or evaluator is imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys, poetkb.catalog, poetkb.gates.kinds; "
+            "print(sorted(m for m in sys.modules if m.startswith('poetkb.gates.checks')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

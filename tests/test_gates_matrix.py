@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from poetkb import demo
+from poetkb.gates.schema import Edge
 
 pytestmark = pytest.mark.proxy
 
@@ -53,7 +54,7 @@ def test_proxy_kind_must_match_the_running_demo(edge: Any) -> None:
 
     kb = edge("nginx", "good")
     with pytest.raises(InputError, match="--proxy haproxy was given, but the running demo edge is nginx") as info:
-        kb.gate(all=True, proxy="haproxy")
+        kb.gate(all=True, edge=Edge(proxy="haproxy"))
     assert "poet demo up --proxy haproxy" in str(info.value)
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from gates_edge import running_edge
 
-from poetkb.gates.models import CheckResult, GateReport, GateSummary, ObligationVerdict
 from poetkb.gates.reports import load_report, render, render_junit, render_markdown, write_reports
+from poetkb.gates.schema import CheckResult, Edge, GateReport, GateSummary, ObligationVerdict
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "gate_report.json"
 
@@ -21,7 +21,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "gate_r
 def failing(kb: Any) -> GateReport:
     """A real run against an edge that routes round robin: one obligation fails, one passes."""
     with running_edge(split=True) as url:
-        return kb.gate(obligations=["routing.backend.selection", "security.client.ip.preserved"], target=url)
+        return kb.gate(obligations=["routing.backend.selection", "security.client.ip.preserved"], edge=Edge(target=url))
 
 
 def _verdicts_report() -> GateReport:

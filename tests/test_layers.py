@@ -23,7 +23,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "poetkb"
 BOTTOM = (
     "poetkb._lazy", "poetkb._version", "poetkb.types", "poetkb.nodeid", "poetkb.errors", "poetkb.safefile",
     "poetkb.paths", "poetkb.text", "poetkb.models", "poetkb.yamlfile", "poetkb.legacy", "poetkb.store", "poetkb.dbfile", "poetkb.catalog_files",
-    "poetkb.catalog", "poetkb.edgeconfig", "poetkb.gates.params", "poetkb.gates.kinds", "poetkb.demo.models",
+    "poetkb.catalog", "poetkb.edgeconfig", "poetkb.gates.params", "poetkb.gates.kinds", "poetkb.gates.kind_table",
+    "poetkb.demo.state",
     "poetkb.verify.probes", "poetkb.verify.claims", "poetkb.verify.references",
 )
 #: The data access: the knowledge base as typed reads and named writes, with its caches. Above the bottom, below
@@ -242,8 +243,8 @@ def test_the_rules_see_real_imports() -> None:
                                                                     _imports("poetkb.kb"))
     assert any(t == "poetkb.gates.runner" for t, _ in _imports("poetkb.kb"))
     assert any(t == "poetkb.gates.kinds" for t, _ in _imports("poetkb.catalog"))
-    assert any(t == "poetkb.knowledge" for t, _ in _imports("poetkb.rank.cache", annotations=True))
-    assert not any(t == "poetkb.knowledge" for t, _ in _imports("poetkb.rank.cache"))
+    assert any(t == "poetkb.knowledge" for t, _ in _imports("poetkb.rank.model_store", annotations=True))
+    assert not any(t == "poetkb.knowledge" for t, _ in _imports("poetkb.rank.model_store"))
     assert any("rank_cache" in text for _, text in _sql_strings("poetkb.knowledge"))
     assert list(_connection_uses("poetkb.knowledge"))
     assert "click" in _external("poetkb.cli.common")

@@ -18,8 +18,8 @@ from poetkb.load.export_k6 import export_k6
 from poetkb.load.export_locust import export_locust
 from poetkb.load.metrics import read_metrics
 from poetkb.load.plan import CHECK_OBLIGATIONS, LoadPlan, build_plan
+from poetkb.load.plan_markdown import plan_markdown
 from poetkb.load.profile import load_profile
-from poetkb.load.render import plan_markdown
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "load"

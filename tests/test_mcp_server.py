@@ -29,10 +29,10 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
 from poetkb.cli import main
-from poetkb.demo.models import DemoState, DemoStatus
+from poetkb.demo.state import DemoState, DemoStatus
 from poetkb.errors import InputError
-from poetkb.gates.models import GateReport, Selection
 from poetkb.gates.reports import load_report, reports_dir
+from poetkb.gates.schema import GateReport, Selection
 from poetkb.kb import KnowledgeBase
 from poetkb.learn.models import ReviewItem
 from poetkb.load.interpret import Interpretation

@@ -11,6 +11,8 @@ import pytest
 from click.testing import CliRunner
 from own_edge_corpus import EDGES, broken_copy, load_expected
 
+from poetkb.gates.schema import Edge
+
 pytestmark = pytest.mark.proxy
 EXPECTED = load_expected()
 
@@ -119,7 +121,7 @@ def test_bring_up_and_tear_down_are_fast_and_leave_nothing(name: str, tmp_path: 
 def test_full_gate_matches_the_expected_table(kb: Any, name: str) -> None:
     """--all on a correct configuration: the hand-written passes pass, everything else is not-applicable."""
     spec = EXPECTED[name]
-    report = kb.gate(all=True, config=spec["path"])
+    report = kb.gate(all=True, edge=Edge(config=spec["path"]))
     verdicts = _verdicts(report)
     wrong = {ob: v for ob, v in verdicts.items() if v != ("pass" if ob in spec["pass"] else "not-applicable")}
     assert wrong == {}, [(ob.obligation_id, ob.diagnosis) for ob in report.obligations if ob.obligation_id in wrong]
@@ -133,23 +135,23 @@ def test_full_gate_matches_the_expected_table(kb: Any, name: str) -> None:
 def test_corpus_claims_pass_and_the_broken_form_fails(kb: Any, name: str, tmp_path: Path) -> None:
     """What a configuration claims passes on its correct form; its one seeded mistake is caught as a fail."""
     spec = EXPECTED[name]
-    good = kb.gate(obligations=spec["extra"], config=spec["path"])
+    good = kb.gate(obligations=spec["extra"], edge=Edge(config=spec["path"]))
     assert {ob: v for ob, v in _verdicts(good).items() if v != "pass"} == {}, \
         [(o.obligation_id, o.diagnosis) for o in good.obligations if o.verdict != "pass"]
     fails = spec["broken"]["fails"]
-    bad = kb.gate(obligations=[fails], config=broken_copy(name, spec, tmp_path))
+    bad = kb.gate(obligations=[fails], edge=Edge(config=broken_copy(name, spec, tmp_path)))
     assert _verdicts(bad) == {fails: "fail"} and bad.exit_code == 1
 
 
 def test_required_obligation_the_configuration_lacks_fails_else_not_applicable(kb: Any) -> None:
     """Named explicitly, an unclaimed obligation fails with the reason; selected by domain it is not-applicable."""
     path = EXPECTED["nginx-login-limit"]["path"]
-    named = kb.gate(obligations=["security.tls.chain.valid", "cache.ttl.honored"], config=path)
+    named = kb.gate(obligations=["security.tls.chain.valid", "cache.ttl.honored"], edge=Edge(config=path))
     assert _verdicts(named) == {"security.tls.chain.valid": "fail", "cache.ttl.honored": "fail"}
     tls = next(o for o in named.obligations if o.obligation_id == "security.tls.chain.valid")
     assert tls.diagnosis == ("the configuration has no TLS listener, but the selection requires obligation "
                              "security.tls.chain.valid")
-    by_domain = kb.gate(domains=["cache"], config=path)
+    by_domain = kb.gate(domains=["cache"], edge=Edge(config=path))
     edge_cache = {o: v for o, v in _verdicts(by_domain).items() if o.startswith("cache.")}
     assert edge_cache and set(edge_cache.values()) == {"not-applicable"}
     assert by_domain.exit_code != 0 and by_domain.summary.passed == 0  # nothing judged proves nothing

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from poetkb.gates.schema import Edge
+
 pytestmark = pytest.mark.proxy
 
 NGINX = """events {{}}
@@ -89,7 +91,7 @@ def test_live_edge_without_a_profile_route_is_never_a_false_fail(kb: Any, foreig
     profile = root / "profile.yaml"
     profile.write_text(f"target: {url}\nhosts: [www.shop.test]\ndefault_path: /\n"
                        f"access_log: {root / 'access.json'}\n")
-    report = kb.gate(all=True, target_profile=profile)
+    report = kb.gate(all=True, edge=Edge(target_profile=profile))
     verdicts = {ob.obligation_id: ob.verdict for ob in report.obligations}
     assert "fail" not in verdicts.values(), [(o.obligation_id, o.diagnosis) for o in report.obligations
                                             if o.verdict == "fail"]
@@ -109,7 +111,7 @@ def test_live_edge_route_named_in_the_profile_is_probed(kb: Any, foreign_edge: A
     profile = root / "profile.yaml"
     profile.write_text(f"target: {url}\nhosts: [www.shop.test]\nroutes:\n"
                        "  cache_key_stable: {path: /no-such-asset.css}\n")
-    report = kb.gate(obligations=["cache.key.stability"], target_profile=profile)
+    report = kb.gate(obligations=["cache.key.stability"], edge=Edge(target_profile=profile))
     check = report.obligations[0].checks[0]
     assert check.verdict == "no-evidence" and "got 404" in check.diagnosis, check.diagnosis
     assert check.details["silenced_fail"]

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from poetkb.gates.evidence import CheckEvidence
-from poetkb.gates.models import CheckResult, ObligationVerdict, TargetInfo
 from poetkb.gates.records import HttpExchange, HttpRequestRecord, HttpResponseRecord
+from poetkb.gates.schema import CheckResult, ObligationVerdict, TargetInfo
 
 
 def _exchange(path: str, status: int, location: str | None = None) -> HttpExchange:
@@ -91,8 +91,8 @@ def test_not_applicable_never_counts_as_a_pass() -> None:
 
 def test_reports_show_not_applicable_without_calling_it_a_failure() -> None:
     """Markdown counts it, JUnit marks it skipped, HTML renders it, and failures() leaves it out."""
-    from poetkb.gates.models import GateReport, GateSummary
     from poetkb.gates.reports import render_html, render_junit, render_markdown
+    from poetkb.gates.schema import GateReport, GateSummary
 
     obligations = [
         ObligationVerdict(obligation_id="cache.ttl.honored", title="ttl", domain="cache", risk="high",

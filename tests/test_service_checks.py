@@ -9,8 +9,8 @@ import pytest
 from poetkb.demo.service.settings import ServiceSettings, startup_problems
 from poetkb.demo.service.variants import VARIANTS, Flaws, get_service_variant
 from poetkb.errors import InputError
-from poetkb.gates.models import CheckResult
 from poetkb.gates.runner import obligation_verdict
+from poetkb.gates.schema import CheckResult
 from poetkb.models import Check, Obligation
 
 

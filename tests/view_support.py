@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from poetkb.gates.evidence import EvidenceWriter
-from poetkb.gates.models import CheckRecord, LogSlice, TargetInfo
 from poetkb.gates.records import HttpExchange
+from poetkb.gates.schema import CheckRecord, LogSlice, TargetInfo
 
 #: shown escaped everywhere; if any of it ran, the page title would change or an element would appear
 SCRIPT = "<script>document.title='pwned'</script>"

@@ -108,7 +108,7 @@ def judge(journal: Journal) -> tuple[str, str, str]:
 
 def check_results(journal: Journal, shown: str, obligations: list[Any]) -> dict[str, Any]:
     """obligation id -> the CheckResult this journal gives it (for obligations the journal names)."""
-    from poetkb.gates.models import CheckResult
+    from poetkb.gates.schema import CheckResult
 
     verdict, observed, diagnosis = judge(journal)
     out = {}

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import httpx
 
     from poetkb.chaos.faultproxy import FaultProxy
-    from poetkb.demo.models import DemoState
+    from poetkb.demo.state import DemoState
     from poetkb.knowledge import Knowledge
 
 #: bytes of a response body kept in an output (and the journal)

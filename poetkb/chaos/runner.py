@@ -35,7 +35,7 @@ from poetkb.chaos.refs import ReferenceError_, substitute
 from poetkb.errors import InputError, PoetError
 
 if TYPE_CHECKING:
-    from poetkb.demo.models import DemoState
+    from poetkb.demo.state import DemoState
     from poetkb.knowledge import Knowledge
 
 

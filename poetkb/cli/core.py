@@ -64,7 +64,7 @@ def obligations_list(
 @click.pass_context
 def obligations_show(ctx: click.Context, obligation_id: str, as_json: bool) -> None:
     """Show one obligation: statement, rationale, evidence, checks and recipes."""
-    from poetkb.render import obligation_text
+    from poetkb.obligation_text import obligation_text
 
     with open_kb(ctx) as kb:
         ob = kb.obligation(obligation_id)

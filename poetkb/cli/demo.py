@@ -9,7 +9,7 @@ import click
 from poetkb.cli.common import emit_json, main
 
 if TYPE_CHECKING:
-    from poetkb.demo.models import DemoState
+    from poetkb.demo.state import DemoState
 
 
 @main.group()

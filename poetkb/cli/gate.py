@@ -119,13 +119,15 @@ def gate_run(ctx: click.Context, all_: bool, obligations: tuple[str, ...], domai
         profile, notes = propose(target, allow_remote=allow_remote)
         click.echo(render_yaml(profile, notes), nl=False)
         ctx.exit(0)
+    from poetkb.gates.schema import Edge
+
     with open_kb(ctx) as kb:
-        report = kb.gate(all=all_, obligations=obligations, domains=domains, target=target, proxy=proxy,
-                         access_log=access_log, upstream_admin=upstream_admin, metrics_url=metrics_url,
-                         tls_url=tls_url, mtls_url=mtls_url, ca_cert=ca_cert, client_cert=client_cert,
-                         client_key=client_key, reload_command=reload_command, allow_remote=allow_remote,
-                         capture=capture, evidence=evidence, config=config, target_profile=target_profile,
-                         on_edge=_explainer(as_json) if explain else None)
+        edge = Edge.from_options(target=target, config=config, target_profile=target_profile, proxy=proxy,
+                                 access_log=access_log, upstream_admin=upstream_admin, metrics_url=metrics_url,
+                                 tls_url=tls_url, mtls_url=mtls_url, ca_cert=ca_cert, client_cert=client_cert,
+                                 client_key=client_key, reload_command=reload_command, allow_remote=allow_remote)
+        report = kb.gate(all=all_, obligations=obligations, domains=domains, edge=edge, capture=capture,
+                         evidence=evidence, on_edge=_explainer(as_json) if explain else None)
     _finish(ctx, report, as_json=as_json, junit=junit)
 
 
@@ -158,7 +160,7 @@ def gate_evaluate(ctx: click.Context, evidence: tuple[Path, ...], all_: bool, ob
     Exit code: 0 every selected obligation passes; 1 one fails or lacks evidence, or nothing was judged;
     2 bad input (unknown obligations, unreadable evidence) or a check whose evidence is unusable (error).
     """
-    from poetkb.gates.models import Selection
+    from poetkb.gates.schema import Selection
 
     selection = Selection(all=all_, obligations=list(obligations), domains=list(domains))
     with open_kb(ctx) as kb:
@@ -219,5 +221,5 @@ def gate_kinds(as_json: bool) -> None:
         emit_json(kinds)
         return
     for kind in kinds:
-        how = "drives traffic" if kind["traffic"] else "from evidence"
-        click.echo(f"{kind['kind']:<28} {how:<15} {kind['summary']}")
+        how = "drives traffic" if kind.traffic else "from evidence"
+        click.echo(f"{kind.kind:<28} {how:<15} {kind.summary}")

@@ -55,7 +55,7 @@ def plan_load(profile_path: Path, fmt: str, out: Path | None, log: Path | None, 
 
         text = export_locust(load_plan)
     else:
-        from poetkb.load.render import plan_markdown
+        from poetkb.load.plan_markdown import plan_markdown
 
         text = plan_markdown(load_plan)
     write_output(text, out)

@@ -65,11 +65,13 @@ def gate_mutate(ctx: click.Context, operators: tuple[str, ...], obligations: tup
 
     with tempfile.TemporaryDirectory(prefix="poet-mutate-") as scratch:
         if config is not None and reload_command:
-            options = {"target": target, "proxy": proxy, "access_log": access_log,
-                       "upstream_admin": upstream_admin, "metrics_url": metrics_url,
-                       "reload_command": reload_command}
-            edge = command_target(config, proxy=proxy, reload_command=reload_command,  # type: ignore[arg-type]
-                                  validate_command=validate_command, gate_options=options)
+            from poetkb.gates.schema import Edge
+
+            reach = Edge.from_options(target=target, proxy=proxy, access_log=access_log,
+                                      upstream_admin=upstream_admin, metrics_url=metrics_url,
+                                      reload_command=reload_command)
+            edge = command_target(config, proxy=reach.proxy, reload_command=reload_command,
+                                  validate_command=validate_command, edge=reach)
         elif config is not None:
             if target or access_log or upstream_admin or metrics_url or validate_command:
                 raise InputError("without --reload-command, --config is brought up on loopback for each mutant; "

@@ -33,13 +33,13 @@ _EXPORTS: dict[str, str] = {
     "get_variant": "poetkb.demo.overlays",
     "demo_root": "poetkb.demo.layout",
     "run_dir": "poetkb.demo.layout",
-    "DemoState": "poetkb.demo.models",
-    "DemoStatus": "poetkb.demo.models",
-    "Variant": "poetkb.demo.models",
-    "UpstreamInfo": "poetkb.demo.models",
-    "Fault": "poetkb.demo.models",
-    "ProcessStatus": "poetkb.demo.models",
-    "CheckStatus": "poetkb.demo.models",
+    "DemoState": "poetkb.demo.state",
+    "DemoStatus": "poetkb.demo.state",
+    "Variant": "poetkb.demo.state",
+    "UpstreamInfo": "poetkb.demo.state",
+    "Fault": "poetkb.demo.state",
+    "ProcessStatus": "poetkb.demo.state",
+    "CheckStatus": "poetkb.demo.state",
 }
 
 __all__ = [
@@ -54,6 +54,6 @@ __getattr__, __dir__ = lazy_exports("poetkb.demo", _EXPORTS, globals())
 if TYPE_CHECKING:
     from poetkb.demo.layout import demo_root, run_dir
     from poetkb.demo.lifecycle import down, load_state, reload, status, up
-    from poetkb.demo.models import CheckStatus, DemoState, DemoStatus, Fault, ProcessStatus, UpstreamInfo, Variant
     from poetkb.demo.overlays import all_variants as variants
     from poetkb.demo.overlays import get_variant
+    from poetkb.demo.state import CheckStatus, DemoState, DemoStatus, Fault, ProcessStatus, UpstreamInfo, Variant

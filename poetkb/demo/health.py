@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from poetkb.demo.models import CheckStatus, DemoState
+from poetkb.demo.state import CheckStatus, DemoState
 
 PROBE_PATH = "/echo?poet-health=1"
 USER_AGENT = "poetkb-demo-health"

@@ -22,10 +22,10 @@ from typing import Any
 
 from poetkb.demo import health, procs
 from poetkb.demo.certs import CertFiles, ensure_certs
+from poetkb.demo.edge_config import HOSTS, RunPaths, context, validate, write_config
 from poetkb.demo.layout import HOST, UPSTREAMS, base_port_from_env, check_ports_free, ports_for, run_dir
-from poetkb.demo.models import PROXIES, DemoState, DemoStatus, ProcessStatus, UpstreamInfo
 from poetkb.demo.overlays import GOOD, get_variant, knobs_for
-from poetkb.demo.render import HOSTS, RunPaths, context, validate, write_config
+from poetkb.demo.state import PROXIES, DemoState, DemoStatus, ProcessStatus, UpstreamInfo
 from poetkb.environment import find_binary, install_hint
 from poetkb.errors import EnvironmentProblem, InputError
 

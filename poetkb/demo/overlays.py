@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from poetkb.demo.layout import demo_root
-from poetkb.demo.models import PROXIES, Variant
+from poetkb.demo.state import PROXIES, Variant
 from poetkb.errors import InputError, Problem, UnknownEntity
 from poetkb.yamlfile import LineDict, load_with_lines, problems_from_validation
 

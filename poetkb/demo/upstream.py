@@ -5,7 +5,7 @@ response carries ``X-Upstream: <name>``. The admin API lives under ``/__poet/``
 on the upstream's own port (the edge never forwards that prefix):
 
 - ``GET /__poet/counters``, ``POST /__poet/counters/reset``
-- ``GET|PUT|POST|DELETE /__poet/fault`` (a :class:`~poetkb.demo.models.Fault` as JSON)
+- ``GET|PUT|POST|DELETE /__poet/fault`` (a :class:`~poetkb.demo.state.Fault` as JSON)
 - ``GET /__poet/health``
 
 Edge route prefixes (``/api/``, ``/flaky/``, ``/limited/``) are ignored when
@@ -33,7 +33,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from poetkb.demo.httpserver import Request, Response, serve, serve_until_signalled
-from poetkb.demo.models import Fault
+from poetkb.demo.state import Fault
 
 ADMIN_PREFIX = "/__poet/"
 ROUTE_PREFIXES = ("/api/", "/flaky/", "/limited/")

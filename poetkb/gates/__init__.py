@@ -4,7 +4,7 @@ The package is split so that each step can be used and tested alone:
 
 - :mod:`poetkb.gates.params` and :mod:`poetkb.gates.kinds`: the check-kind vocabulary the catalog uses
   (parameter models, what evidence each kind reads); light, imported by the catalog validator.
-- :mod:`poetkb.gates.models`: the public report types (:class:`GateReport` and friends).
+- :mod:`poetkb.gates.schema`: the public report types (:class:`GateReport` and friends).
 - :mod:`poetkb.gates.target`: what a gate runs against (the running demo, or options).
 - :mod:`poetkb.gates.probes`, :mod:`poetkb.gates.faults`: HTTP traffic and upstream fault injection.
 - :mod:`poetkb.gates.evidence`, :mod:`poetkb.gates.accesslog`, :mod:`poetkb.gates.foreign`: evidence on disk.

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from poetkb.environment import find_binary, install_hint
-from poetkb.gates.models import TargetInfo
+from poetkb.gates.schema import TargetInfo
 
 MAX_PACKETS = 200_000
 SNAPLEN = 2048

@@ -2,7 +2,7 @@
 
 Layout of ``.poet/evidence/<run-id>/`` (under :func:`poetkb.paths.work_dir`):
 
-- ``manifest.json``: an :class:`~poetkb.gates.models.EvidenceManifest` (target, checks, files with sha256);
+- ``manifest.json``: an :class:`~poetkb.gates.schema.EvidenceManifest` (target, checks, files with sha256);
 - ``captures.jsonl``: HTTP exchanges; ``tls.jsonl``: TLS handshakes; ``counters.jsonl``: upstream counters;
 - ``access.log``: the bytes the edge appended to its access log during the run (a slice by byte offset);
 - ``metrics/*.prom``: Prometheus text snapshots; ``capture.pcap``: loopback packets, with ``--capture``.
@@ -32,7 +32,8 @@ from pydantic import ValidationError
 
 from poetkb.errors import InputError
 from poetkb.gates import accesslog
-from poetkb.gates.models import (
+from poetkb.gates.records import CounterSnapshot, HttpExchange, TlsHandshake
+from poetkb.gates.schema import (
     CheckRecord,
     EvidenceFile,
     EvidenceManifest,
@@ -41,7 +42,6 @@ from poetkb.gates.models import (
     TargetInfo,
     UpstreamInfo,
 )
-from poetkb.gates.records import CounterSnapshot, HttpExchange, TlsHandshake
 from poetkb.paths import work_dir
 from poetkb.safefile import EVIDENCE_FILE_LIMIT, confine, read_bytes
 

@@ -15,9 +15,9 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from poetkb.errors import InputError, TargetUnreachable
-from poetkb.gates.models import UpstreamInfo
 from poetkb.gates.params import FaultSpec
 from poetkb.gates.records import CounterSnapshot
+from poetkb.gates.schema import UpstreamInfo
 
 if TYPE_CHECKING:
     import httpx

@@ -19,9 +19,9 @@ from typing import Any
 from poetkb.errors import InputError
 from poetkb.gates import accesslog
 from poetkb.gates.evidence import CheckEvidence
-from poetkb.gates.models import EvidenceFile
 from poetkb.gates.probes import body_record, headers_dict
 from poetkb.gates.records import HttpExchange, HttpRequestRecord, HttpResponseRecord
+from poetkb.gates.schema import EvidenceFile
 from poetkb.safefile import EVIDENCE_FILE_LIMIT, read_bytes
 from poetkb.yamlfile import loads_json, strict_json
 

@@ -17,7 +17,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from poetkb import store
-from poetkb.gates.models import GateReport
+from poetkb.gates.schema import GateReport
 
 if TYPE_CHECKING:
     import sqlite_utils

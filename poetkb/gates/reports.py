@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from poetkb.errors import InputError
-from poetkb.gates.models import GateReport
+from poetkb.gates.schema import GateReport
 from poetkb.paths import work_dir
 
 FORMATS = ("json", "html", "md", "junit")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,9 +37,10 @@ from poetkb.gates import checks
 from poetkb.gates.checks.base import CollectContext, CollectError
 from poetkb.gates.evidence import CheckEvidence, EvidenceWriter, LoadedRun, evidence_root, load_run, new_run_id
 from poetkb.gates.kinds import KINDS, SERVICE_KINDS, is_edge_check, is_service_check
-from poetkb.gates.models import (
+from poetkb.gates.schema import (
     CheckRecord,
     CheckResult,
+    Edge,
     EvidenceFile,
     EvidenceRecord,
     GateReport,
@@ -54,9 +55,11 @@ from poetkb.store import now_iso
 
 if TYPE_CHECKING:
     from poetkb.gates.foreign import Foreign
+    from poetkb.gates.profile import TargetProfile
     from poetkb.gates.schedule import Planned
     from poetkb.gates.target import ResolvedTarget
     from poetkb.knowledge import Knowledge
+    from poetkb.ownedge import OwnEdge
 
 SEVERITY: dict[str, int] = {"fail": 0, "error": 1, "no-evidence": 2, "pass": 3, "not-applicable": 4}
 
@@ -711,60 +714,60 @@ def _finish(kb: Knowledge, report: GateReport, *, record: bool, write_reports: b
     return report
 
 
-def gate(kb: Knowledge, *, all: bool = False, obligations: Sequence[str] = (),  # noqa: A002
-         domains: Sequence[str] = (), target: str | None = None, proxy: str | None = None,
-         access_log: str | Path | None = None, upstream_admin: Sequence[str] = (), metrics_url: str | None = None,
-         tls_url: str | None = None, mtls_url: str | None = None, ca_cert: str | None = None,
-         client_cert: str | None = None, client_key: str | None = None, reload_command: str | None = None,
-         allow_remote: bool = False, capture: bool = False, evidence: Sequence[Path] = (), transport: Any = None,
-         record: bool = True, write_reports: bool = True, config: str | Path | None = None,
-         on_edge: Any = None, target_profile: str | Path | None = None) -> GateReport:
-    """Resolve the target (the running demo when ``target`` is None) and run a gate; see :func:`run_gate`.
+def _with_profile(edge: Edge, profile: TargetProfile) -> Edge:
+    """The edge with what a target profile says filled in where the edge says nothing."""
+    filled: dict[str, Any] = {name: getattr(profile, name) for name in ("target", "proxy", "access_log",
+                                                                         "metrics_url", "reload_command")
+                              if getattr(edge, name) is None}
+    if not edge.upstream_admin:
+        filled["upstream_admin"] = tuple(profile.upstream_admin)
+    return edge.model_copy(update=filled)
 
-    With ``config``, the user's own NGINX or HAProxy configuration is brought up on loopback against
+
+def gate(kb: Knowledge, *, all: bool = False, obligations: Sequence[str] = (),  # noqa: A002
+         domains: Sequence[str] = (), edge: Edge | None = None, capture: bool = False,
+         evidence: Sequence[Path] = (), transport: Any = None, record: bool = True, write_reports: bool = True,
+         on_edge: Callable[[OwnEdge], None] | None = None, **edge_options: Any) -> GateReport:
+    """Resolve the edge (the running demo when it names no target or configuration) and run a gate; see
+    :func:`run_gate`.
+
+    With ``edge.config``, the user's own NGINX or HAProxy configuration is brought up on loopback against
     instrumented upstreams for the run (:mod:`poetkb.ownedge`) and torn down after it; ``on_edge`` is called
     with the running :class:`~poetkb.ownedge.OwnEdge` first (the CLI prints ``--explain`` from it).
+    ``edge_options`` are :class:`Edge` fields spelled as keywords (``target=...``), the form of callers not yet
+    passing an ``Edge``; they are validated like one and override ``edge``.
     """
     from poetkb.gates.target import ResolvedTarget, resolve
 
+    if edge_options:
+        edge = Edge.from_options(**{**(edge.model_dump(exclude_defaults=True) if edge else {}), **edge_options})
+    edge = edge or Edge()
     selection = Selection(all=all, obligations=list(obligations), domains=list(domains))
-    if config is not None:
-        given = [name for name, value in (("--target", target), ("--access-log", access_log),
-                                          ("--upstream-admin", upstream_admin), ("--metrics-url", metrics_url),
-                                          ("--tls-url", tls_url), ("--mtls-url", mtls_url),
-                                          ("--reload-command", reload_command),
-                                          ("--target-profile", target_profile)) if value]
+    if edge.config is not None:
+        given = edge.option_names(Edge.RUNNING_EDGE)
         if given:
             raise InputError(f"--config brings the edge up itself; {', '.join(given)} cannot be given with it",
                              field="config", hint="drop those options, or gate a running edge with --target")
         from poetkb.ownedge import own_edge
         from poetkb.ownedge.plan import router
 
-        with own_edge(config, proxy=proxy) as edge:
+        with own_edge(edge.config, proxy=edge.proxy) as running:
             if on_edge is not None:
-                on_edge(edge)
-            resolved = ResolvedTarget(edge.target, edge.reload, plan=edge.plan, router=router(edge.plan),
-                                      required=frozenset(obligations), extras=edge.evidence_files())
+                on_edge(running)
+            resolved = ResolvedTarget(running.target, running.reload, plan=running.plan, router=router(running.plan),
+                                      required=frozenset(obligations), extras=running.evidence_files())
             return run_gate(kb, selection, resolved, transport=transport, capture=capture, evidence=evidence,
                             record=record, write_reports=write_reports)
     profile = None
-    if target_profile is not None:
+    if edge.target_profile is not None:
         from poetkb.gates.profile import load_target_profile
 
-        profile = load_target_profile(target_profile)
-        target = target or profile.target
-        if target is None:
-            raise InputError("a target profile needs a target", file=target_profile, field="target",
+        profile = load_target_profile(edge.target_profile)
+        edge = _with_profile(edge, profile)
+        if edge.target is None:
+            raise InputError("a target profile needs a target", file=edge.target_profile, field="target",
                              hint="write `target: URL` in the profile, or pass --target")
-        proxy = proxy or profile.proxy
-        access_log = access_log or profile.access_log
-        metrics_url = metrics_url or profile.metrics_url
-        upstream_admin = list(upstream_admin) or profile.upstream_admin
-        reload_command = reload_command or profile.reload_command
-    resolved = resolve(target=target, proxy=proxy, access_log=access_log, upstream_admin=upstream_admin,
-                       metrics_url=metrics_url, tls_url=tls_url, mtls_url=mtls_url, ca_cert=ca_cert,
-                       client_cert=client_cert, client_key=client_key, reload_command=reload_command,
-                       allow_remote=allow_remote)
+    resolved = resolve(edge)
     if profile is not None:
         from poetkb.gates.profile import router as profile_router
 

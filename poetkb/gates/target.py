@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,8 @@ from typing import Any
 from poetkb.errors import InputError, TargetUnreachable
 from poetkb.gates.checks.base import CollectError
 from poetkb.gates.faults import UpstreamAdmin
-from poetkb.gates.models import TargetInfo, UpstreamInfo
 from poetkb.gates.probes import ensure_allowed, make_client
+from poetkb.gates.schema import Edge, EdgeAddresses, TargetInfo, UpstreamInfo
 
 PROXIES = ("nginx", "haproxy")
 
@@ -71,43 +71,26 @@ def _parse_admin(spec: str, index: int) -> UpstreamInfo:
     return UpstreamInfo(name=name, role=role, url=url.rstrip("/"), admin_url=url.rstrip("/"))
 
 
-def resolve(
-    *,
-    target: str | None = None,
-    proxy: str | None = None,
-    access_log: str | Path | None = None,
-    upstream_admin: Sequence[str] = (),
-    metrics_url: str | None = None,
-    tls_url: str | None = None,
-    mtls_url: str | None = None,
-    ca_cert: str | None = None,
-    client_cert: str | None = None,
-    client_key: str | None = None,
-    reload_command: str | None = None,
-    allow_remote: bool = False,
-) -> ResolvedTarget:
+def resolve(edge: Edge) -> ResolvedTarget:
     """Describe the edge to gate; raise InputError for bad options and when there is nothing to gate."""
-    if proxy is not None and proxy not in PROXIES:
-        raise InputError(f"unknown proxy kind {proxy!r}", field="proxy", hint=f"use one of: {', '.join(PROXIES)}")
-    if target is None:
-        resolved = _from_demo(proxy)
-        if access_log is not None:
-            resolved.info = resolved.info.model_copy(update={"access_log": str(access_log)})
+    if edge.target is None:
+        resolved = _from_demo(edge.proxy)
+        if edge.access_log is not None:
+            resolved.info = resolved.info.model_copy(update={"access_log": edge.access_log})
     else:
-        upstreams = [_parse_admin(spec, i) for i, spec in enumerate(upstream_admin)]
-        info = TargetInfo(source="options", base_url=target.rstrip("/"), tls_url=tls_url, mtls_url=mtls_url,
-                          metrics_url=metrics_url, access_log=str(access_log) if access_log else None,
-                          proxy=proxy, ca_cert=ca_cert, client_cert=client_cert, client_key=client_key,
-                          upstreams=upstreams, can_reload=reload_command is not None)
-        resolved = ResolvedTarget(info, _command_reload(reload_command) if reload_command else None)
+        upstreams = [_parse_admin(spec, i) for i, spec in enumerate(edge.upstream_admin)]
+        info = TargetInfo(source="options", base_url=edge.target.rstrip("/"), upstreams=upstreams,
+                          can_reload=edge.reload_command is not None,
+                          **edge.model_dump(include=set(EdgeAddresses.model_fields)))
+        resolved = ResolvedTarget(info, _command_reload(edge.reload_command) if edge.reload_command else None)
     info = resolved.info
     for what, url in (("target", info.base_url), ("tls-url", info.tls_url), ("mtls-url", info.mtls_url),
                       ("metrics-url", info.metrics_url)):
         if url:
-            ensure_allowed(url, allow_remote=allow_remote, what=what)
+            ensure_allowed(url, allow_remote=edge.allow_remote, what=what)
     for upstream in info.upstreams:
         if upstream.admin_url:
-            ensure_allowed(upstream.admin_url, allow_remote=allow_remote, what="upstream-admin")
+            ensure_allowed(upstream.admin_url, allow_remote=edge.allow_remote, what="upstream-admin")
     if info.access_log and not Path(info.access_log).is_file():
         raise InputError("access log not found", file=info.access_log, field="access-log",
                          hint="pass --access-log with the path the edge writes its JSON access log to")

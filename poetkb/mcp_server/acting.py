@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from poetkb.demo.models import DemoState
-from poetkb.gates.models import GateReport
+from poetkb.demo.state import DemoState
+from poetkb.gates.schema import Edge, GateReport
 from poetkb.mcp_server.results import DemoStopped, ReviewList
 from poetkb.mcp_server.session import Session, add_tool, tool_errors
 from poetkb.models import PoetModel
@@ -69,7 +69,8 @@ def gate_run(session: Session, obligations: list[str] | None = None, domains: li
     exit_code is 0 when every selected obligation passes and 1 otherwise.
     """
     with session.kb() as kb:
-        return kb.gate(all=all, obligations=obligations or [], domains=domains or [], target=target, proxy=proxy)
+        return kb.gate(all=all, obligations=obligations or [], domains=domains or [],
+                       edge=Edge.from_options(target=target, proxy=proxy))
 
 
 def demo_up(session: Session, proxy: Literal["nginx", "haproxy"] = "nginx",

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from poetkb.demo.models import DemoStatus
-from poetkb.gates.models import GateReport
+from poetkb.demo.state import DemoStatus
+from poetkb.gates.schema import GateReport
 from poetkb.load.interpret import Interpretation
 from poetkb.mcp_server.results import GateRun, GateRunList, Neighbourhood, ObligationList, ReviewList
 from poetkb.mcp_server.session import Session, add_tool, checked_run_id, tool_errors
@@ -156,8 +156,8 @@ def gate_evaluate(session: Session,
     Without a selection, an evidence directory is judged for the obligations it recorded, and other files for
     the obligations whose checks read that kind of evidence.
     """
-    from poetkb.gates.models import Selection
     from poetkb.gates.runner import evaluate_evidence
+    from poetkb.gates.schema import Selection
 
     with session.kb() as kb:
         paths = [session.path(p, what="evidence", directory=True, limit=EVIDENCE_FILE_LIMIT) for p in evidence]

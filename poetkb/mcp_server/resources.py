@@ -5,7 +5,7 @@ the knowledge base to a conversation by name:
 
 - ``obligation://{obligation_id}``: the :class:`~poetkb.models.Obligation`;
 - ``failure-mode://{failure_mode_id}``: the :class:`~poetkb.models.FailureMode`;
-- ``gate-run://{run_id}``: the :class:`~poetkb.gates.models.GateReport` of a run (``latest`` for the newest).
+- ``gate-run://{run_id}``: the :class:`~poetkb.gates.schema.GateReport` of a run (``latest`` for the newest).
 
 Each reads the same JSON as ``poet ... --json``. An unknown id is a
 "resource not found" error whose message suggests the closest ids.

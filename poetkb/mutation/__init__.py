@@ -7,8 +7,8 @@ gates the obligations it should break, reverts, and scores the suite.
 
 from __future__ import annotations
 
-from poetkb.mutation.models import MutantResult, MutationReport, ObligationScore
 from poetkb.mutation.operators import Mutant, Operator, load_operators, mutants
+from poetkb.mutation.report import MutantResult, MutationReport, ObligationScore
 from poetkb.mutation.runner import MutationTarget, command_target, demo_target, run_mutation, select
 
 __all__ = ["Mutant", "MutantResult", "MutationReport", "MutationTarget", "ObligationScore", "Operator",

@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from poetkb.edgeconfig import ProxyKind, load_config
 from poetkb.errors import EnvironmentProblem, InputError
-from poetkb.mutation.models import MutantResult, MutantStatus, MutationReport, ObligationScore
+from poetkb.gates.schema import Edge
 from poetkb.mutation.operators import Mutant, Operator, load_operators, mutants
+from poetkb.mutation.report import MutantResult, MutantStatus, MutationReport, ObligationScore
 from poetkb.store import now_iso
 
 if TYPE_CHECKING:
@@ -49,15 +50,16 @@ class MutationTarget:
     proxy: ProxyKind
     validate: Callable[[], str | None]
     reload: Callable[[], None]
-    gate_options: dict[str, Any] = field(default_factory=dict)
+    #: how a gate reaches the edge (nothing set: the running demo edge)
+    edge: Edge = field(default_factory=Edge)
 
 
 def demo_target() -> MutationTarget:
     """The running demo edge (its rendered configuration file)."""
     from poetkb import demo
+    from poetkb.demo.edge_config import RunPaths, validate
     from poetkb.demo.layout import run_dir
     from poetkb.demo.lifecycle import require_binary
-    from poetkb.demo.render import RunPaths, validate
 
     state = demo.load_state()
     if state is None:
@@ -76,12 +78,12 @@ def demo_target() -> MutationTarget:
         demo.reload()
 
     return MutationTarget(config=Path(state.config_path), proxy=state.proxy, validate=check, reload=reload,
-                          gate_options={})
+                          edge=Edge())
 
 
 def command_target(config: Path, *, proxy: ProxyKind | None, reload_command: str,
-                   validate_command: str | None, gate_options: dict[str, Any]) -> MutationTarget:
-    """A user's own edge: their file, their reload command, the gate options that reach it."""
+                   validate_command: str | None, edge: Edge) -> MutationTarget:
+    """A user's own edge: their file, their reload command, and how a gate reaches it."""
     parsed = load_config(config, proxy=proxy)
     if validate_command is None:
         validate_command = (f"nginx -t -q -c {shlex.quote(str(config.resolve()))}" if parsed.proxy == "nginx"
@@ -103,7 +105,7 @@ def command_target(config: Path, *, proxy: ProxyKind | None, reload_command: str
             raise EnvironmentProblem(f"the reload command failed: {(result.stderr + result.stdout).strip()[-300:]}")
 
     return MutationTarget(config=config, proxy=parsed.proxy, validate=check, reload=reload,
-                          gate_options=gate_options)
+                          edge=edge)
 
 
 @contextmanager
@@ -126,7 +128,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def _gate(kb: Knowledge, target: MutationTarget, obligations: Sequence[str]) -> dict[str, str]:
     from poetkb.gates.runner import gate
 
-    report = gate(kb, obligations=list(obligations), record=False, write_reports=False, **target.gate_options)
+    report = gate(kb, obligations=list(obligations), record=False, write_reports=False, edge=target.edge)
     return {v.obligation_id: v.verdict for v in report.obligations}
 
 

@@ -28,7 +28,7 @@ from poetkb.demo import health, procs
 from poetkb.edgeconfig import EdgeConfig, load_config
 from poetkb.environment import find_binary, install_hint
 from poetkb.errors import EnvironmentProblem, InputError
-from poetkb.gates.models import TargetInfo, UpstreamInfo
+from poetkb.gates.schema import TargetInfo, UpstreamInfo
 from poetkb.ownedge.plan import ProbePlan, build_plan, explain
 from poetkb.ownedge.rewrite import Env, Rewritten, rewrite_config
 

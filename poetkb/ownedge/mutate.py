@@ -42,6 +42,7 @@ def check_config(path: Path, *, proxy: str | None, certs: Any) -> str | None:
 def own_config_target(config: Path, *, proxy: str | None = None, work: Path | None = None) -> Any:
     """A mutation target over a copy of ``config`` in ``work`` (a new temporary directory by default)."""
     from poetkb.demo.certs import ensure_certs
+    from poetkb.gates.schema import Edge
     from poetkb.mutation.runner import MutationTarget
 
     parsed = load_config(config, proxy=proxy)  # type: ignore[arg-type]
@@ -54,4 +55,4 @@ def own_config_target(config: Path, *, proxy: str | None = None, work: Path | No
     return MutationTarget(config=copy, proxy=parsed.proxy,
                           validate=lambda: check_config(copy, proxy=parsed.proxy, certs=certs),
                           reload=lambda: None,  # every gate brings the copy up afresh
-                          gate_options={"config": copy, "proxy": parsed.proxy})
+                          edge=Edge(config=copy, proxy=parsed.proxy))

@@ -176,7 +176,7 @@ class Runbook(PoetModel):
     message: str = ""
 
     def to_markdown(self) -> str:
-        from poetkb.plans.render import render_markdown
+        from poetkb.plans.templating import render_markdown
 
         return render_markdown("runbook.md.j2", book=self)
 

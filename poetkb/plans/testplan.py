@@ -100,13 +100,13 @@ class TestPlan(PoetModel):
 
     def to_markdown(self) -> str:
         """The plan as a pull-request comment: summary and gate command on top, details collapsed per item."""
-        from poetkb.plans.render import render_markdown
+        from poetkb.plans.templating import render_markdown
 
         return render_markdown("testplan.md.j2", plan=self)
 
     def to_junit(self) -> str:
         """JUnit XML: each obligation to prove is a test case awaiting evidence (skipped), so CI lists it."""
-        from poetkb.plans.render import render_junit
+        from poetkb.plans.templating import render_junit
 
         return render_junit(self)
 

@@ -7,7 +7,7 @@
 
 :func:`rank` is the whole pipeline: understand the change
 (:mod:`~poetkb.rank.change`), fetch the ranking model of the knowledge base
-(:mod:`~poetkb.rank.cache`, fitted by :mod:`~poetkb.rank.model` when the
+(:mod:`~poetkb.rank.model_store`, fitted by :mod:`~poetkb.rank.model` when the
 knowledge base was built), match rules
 and score (:mod:`~poetkb.rank.matching`, :mod:`~poetkb.rank.scoring`) and
 explain (:mod:`~poetkb.rank.explain`).
@@ -81,7 +81,7 @@ def rank(
     that matches nothing returns a :class:`Ranking` with no obligations and a
     ``message`` saying what was understood.
     """
-    from poetkb.rank.cache import matcher_for, model_for
+    from poetkb.rank.model_store import matcher_for, model_for
     from poetkb.rank.scoring import score
 
     if top < 1:

@@ -151,7 +151,8 @@ def _label(model: RankModel, kb: Knowledge, node: str) -> str:
         return "the change"
     kind, key = NodeId(node).kind, NodeId(node).key
     if kind == "obligation":
-        return model.obligations.get(key, {}).get("title", key)
+        entry = model.obligations.get(key)
+        return entry.title if entry is not None else key
     if kind == "pattern":
         return kb.pattern_label(key) or key
     return model.labels.get(node, key)
@@ -174,8 +175,8 @@ def _sentence(model: RankModel, kb: Knowledge, c: Contribution, change: ChangeSu
     if c.channel == "rule" and c.rule_hit is not None:
         hit = c.rule_hit
         where = "; ".join(hit.where[:3])
-        said = hit.rule.get("why") or ""
-        text = f"Rule {hit.rule_id} ({hit.rule['kind']}) matched {_quote(hit.terms[:4])} {where}"
+        said = hit.rule.why
+        text = f"Rule {hit.rule_id} ({hit.rule.kind}) matched {_quote(hit.terms[:4])} {where}"
         text += f": {said.rstrip('.')}." if said else "."
         steps = [n for n in via if not n.startswith("rule:")]
         if steps:
@@ -217,8 +218,8 @@ def explain(kb: Knowledge, model: RankModel, scored: Scored, change: ChangeSumma
     for c in sorted(scored.contributions, key=_display_order):
         if c.rule_hit is not None and c.rule_hit.rule_id not in rules:
             hit = c.rule_hit
-            rules[hit.rule_id] = RuleMatch(rule=hit.rule_id, kind=hit.rule["kind"], terms=hit.terms, where=hit.where,
-                                           strength=round(hit.strength * hit.weight, 4), why=hit.rule.get("why", ""))
+            rules[hit.rule_id] = RuleMatch(rule=hit.rule_id, kind=hit.rule.kind, terms=hit.terms, where=hit.where,
+                                           strength=round(hit.strength * hit.weight, 4), why=hit.rule.why)
         if c.channel == "text":
             terms.extend(t for t in c.terms if t not in terms)
         if len(paths) < 4 and not any(p.nodes == c.path for p in paths):
@@ -241,9 +242,9 @@ def explain(kb: Knowledge, model: RankModel, scored: Scored, change: ChangeSumma
     if scored.component_fit == "off":
         sentences.append(f"It does not list {', '.join(change.components)} among the components it applies to, "
                          "so it ranks lower.")
-    sentences.insert(0, f"{meta['risk'].capitalize()}-risk {meta['domain']} obligation: {meta['title']}.")
+    sentences.insert(0, f"{meta.risk.capitalize()}-risk {meta.domain} obligation: {meta.title}.")
     return RankedObligation(
-        id=scored.id, title=meta["title"], score=scored.score, risk=meta["risk"], domain=meta["domain"],
+        id=scored.id, title=meta.title, score=scored.score, risk=meta.risk, domain=meta.domain,
         why=Why(sentences=sentences, rules=list(rules.values()), terms=terms[:8], paths=paths, own_tests=own,
                 own_tests_total=counts.get("own", 0), reference_examples=examples,
                 reference_examples_total=counts.get("reference", 0), channels=scored.channels,

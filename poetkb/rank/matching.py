@@ -28,10 +28,13 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from poetkb.rank.change import ChangeSummary
 from poetkb.text import literal, match_term, split_identifier, term_pattern
+
+if TYPE_CHECKING:
+    from poetkb.rank.model import RuleEntry
 
 #: strength of a match by where it was found
 DIRECTIVE_NAME = 1.0
@@ -47,7 +50,7 @@ IDENTIFIER_IN_TEXT = 0.8
 class RuleHit:
     """A rule that fired: how strongly (before the rule's own weight), on which terms, and where."""
 
-    rule: dict[str, Any]
+    rule: RuleEntry
     strength: float
     terms: list[str] = field(default_factory=list)
     where: list[str] = field(default_factory=list)
@@ -55,11 +58,11 @@ class RuleHit:
 
     @property
     def rule_id(self) -> str:
-        return str(self.rule["id"])
+        return self.rule.id
 
     @property
     def weight(self) -> float:
-        return float(self.rule.get("weight", 1.0))
+        return self.rule.weight
 
 
 @functools.lru_cache(maxsize=1024)
@@ -75,8 +78,8 @@ def _unmistakable(term: str) -> bool:
 class Matcher:
     """The rules, ready to match changes; a term's regex is compiled only when its text could match."""
 
-    def __init__(self, rules: list[dict[str, Any]]) -> None:
-        self.rules = [(rule, [(term, literal(term)) for term in rule.get("terms", [])], rule.get("regex"))
+    def __init__(self, rules: list[RuleEntry]) -> None:
+        self.rules = [(rule, [(term, literal(term)) for term in rule.terms], rule.regex)
                       for rule in rules]
 
     def match(self, change: ChangeSummary) -> list[RuleHit]:
@@ -85,7 +88,7 @@ class Matcher:
         hits = []
         for rule, terms, regex in self.rules:
             hit = RuleHit(rule=rule, strength=0.0)
-            kind = rule["kind"]
+            kind = rule.kind
             if kind == "directive":
                 self._directive(hit, terms, regex, change, texts)
             elif kind == "keyword":
@@ -125,7 +128,7 @@ class Matcher:
 
     def _directive(self, hit: RuleHit, terms: list[tuple[str, str]], regex: str | None, change: ChangeSummary,
                    texts: _Texts) -> None:
-        component = hit.rule.get("component")
+        component = hit.rule.component
         for d in change.directives:
             if component and d.component != component:
                 continue

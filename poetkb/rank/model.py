@@ -2,7 +2,7 @@
 
 Building it is the expensive part of ranking, so it is done once per knowledge
 base content, when the knowledge base is built, and kept in the file (see
-:mod:`poetkb.rank.cache`):
+:mod:`poetkb.rank.model_store`):
 
 - **Text.** :class:`poetkb.text.TfidfIndex` is fitted over the catalog's
   obligations, failure modes and recipes and every learned test pattern, with
@@ -28,7 +28,7 @@ import math
 import sys
 from array import array
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from poetkb.text import TfidfIndex, analyze, analyze_with_surface, weigh
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from poetkb.knowledge import Knowledge
 
 #: bump when the model's layout or the analyzer changes, so old caches are ignored
-MODEL_VERSION = 5
+MODEL_VERSION = 6
 
 #: how much of a seed's strength reaches an obligation over each kind of edge
 SPREAD = {
@@ -48,6 +48,36 @@ SPREAD = {
 }
 #: paths weaker than this are not kept
 MIN_SPREAD = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class ObligationEntry:
+    """What ranking keeps of an obligation: enough to score it and say what it is, without the catalog."""
+
+    title: str
+    risk: str
+    domain: str
+    applies_to: list[str]
+    related: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleEntry:
+    """What ranking keeps of a mapping rule (not a test-pattern rule): how it matches and what it says."""
+
+    id: str
+    kind: str
+    terms: list[str]
+    regex: str | None
+    component: str | None
+    weight: float
+    why: str
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> RuleEntry:
+        """The entry of a rule's stored data (a :class:`~poetkb.models.MappingRule` as a dict)."""
+        return cls(id=data["id"], kind=data["kind"], terms=list(data.get("terms") or []), regex=data.get("regex"),
+                   component=data.get("component"), weight=float(data.get("weight", 1.0)), why=data.get("why") or "")
 
 @dataclass
 class RankModel:
@@ -68,10 +98,10 @@ class RankModel:
     post_docs: array[int] = field(default_factory=lambda: array("i"))
     post_weights: array[float] = field(default_factory=lambda: array("f"))
     surface: dict[str, str] = field(default_factory=dict)
-    obligations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    obligations: dict[str, ObligationEntry] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     spread: dict[int, list[tuple[int, float, list[int]]]] = field(default_factory=dict)  # seed -> reached
-    rules: list[dict[str, Any]] = field(default_factory=list)
+    rules: list[RuleEntry] = field(default_factory=list)
     coverage: dict[str, int] = field(default_factory=dict)  # obligation -> learned patterns mapped to it
     _term_index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _node_index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
@@ -120,8 +150,9 @@ class RankModel:
     def to_json(self) -> str:
         data = {
             "version": MODEL_VERSION, "byteorder": sys.byteorder, "digest": self.digest, "nodes": self.nodes,
-            "docs": self.docs, "terms": self.terms, "surface": self.surface, "obligations": self.obligations,
-            "labels": self.labels, "rules": self.rules, "coverage": self.coverage,
+            "docs": self.docs, "terms": self.terms, "surface": self.surface,
+            "obligations": {key: asdict(entry) for key, entry in self.obligations.items()},
+            "labels": self.labels, "rules": [asdict(rule) for rule in self.rules], "coverage": self.coverage,
             "spread": {str(k): v for k, v in self.spread.items()},
             "arrays": {name: [getattr(self, name).typecode, getattr(self, name).itemsize,
                               base64.b64encode(getattr(self, name).tobytes()).decode("ascii")]
@@ -158,8 +189,10 @@ class RankModel:
                 arrays[name] = values
             spread = {int(k): [(t, f, p) for t, f, p in v] for k, v in data["spread"].items()}
             return cls(digest=data["digest"], nodes=data["nodes"], docs=data["docs"], terms=data["terms"],
-                       surface=data["surface"], obligations=data["obligations"], labels=data["labels"],
-                       rules=data["rules"], coverage=data["coverage"], spread=spread, **arrays)
+                       surface=data["surface"],
+                       obligations={k: ObligationEntry(**v) for k, v in data["obligations"].items()},
+                       labels=data["labels"], rules=[RuleEntry(**r) for r in data["rules"]],
+                       coverage=data["coverage"], spread=spread, **arrays)
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -216,10 +249,9 @@ def build_model(kb: Knowledge, digest: str) -> RankModel:
     for data in obligations:
         model.docs.append(model.node(NodeId.of("obligation", data['id'])))
         texts.append(obligation_text(data))
-        model.obligations[data["id"]] = {
-            "title": data["title"], "risk": data["risk"], "domain": data["domain"],
-            "applies_to": data.get("applies_to", []), "related": data.get("related", []),
-        }
+        model.obligations[data["id"]] = ObligationEntry(
+            title=data["title"], risk=data["risk"], domain=data["domain"],
+            applies_to=list(data.get("applies_to", [])), related=list(data.get("related", [])))
     for data in _rows(kb, "failure_modes"):
         model.docs.append(model.node(NodeId.of("failure_mode", data['id'])))
         texts.append(failure_mode_text(data))
@@ -233,7 +265,7 @@ def build_model(kb: Knowledge, digest: str) -> RankModel:
         texts.append(pattern_text(data))
     for data in _rows(kb, "rules"):
         if data["kind"] != "test_pattern":
-            model.rules.append(data)
+            model.rules.append(RuleEntry.from_data(data))
             model.labels[NodeId.of("rule", data['id'])] = data.get("why") or data["id"]
     analyzed = [analyze_with_surface(text) for text in texts]
     index = TfidfIndex.fit([term for term, _ in pairs] for pairs in analyzed)

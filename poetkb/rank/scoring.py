@@ -217,7 +217,7 @@ def score(model: RankModel, matcher: Matcher, change: ChangeSummary) -> list[Sco
         terms = _terms(model, shared[doc], written)
         if kind == "obligation":
             found[key].append(Contribution("text", strength, ["change", NodeId.of("obligation", key)], terms))
-            for other in model.obligations[key]["related"]:
+            for other in model.obligations[key].related:
                 path = ["change", NodeId.of("obligation", key), NodeId.of("obligation", other)]
                 found[other].append(Contribution("related", strength * SPREAD["related_to"], path, terms))
             continue
@@ -242,8 +242,8 @@ def score(model: RankModel, matcher: Matcher, change: ChangeSummary) -> list[Sco
                 best_rule[key] = max(best_rule.get(key, 0.0), c.strength)
         if best_rule:
             channels["rule"] = diminishing(list(best_rule.values()), 0.5)
-        total = evidence(channels) * (0.85 + 0.15 * RISK_WEIGHT.get(meta["risk"], 0.6))
-        fit = component_fit(meta["applies_to"], change.components)
+        total = evidence(channels) * (0.85 + 0.15 * RISK_WEIGHT.get(meta.risk, 0.6))
+        fit = component_fit(meta.applies_to, change.components)
         if fit == "off":
             total *= OFF_COMPONENT
         value = 1.0 - math.exp(-total)
@@ -251,6 +251,6 @@ def score(model: RankModel, matcher: Matcher, change: ChangeSummary) -> list[Sco
             continue
         contributions.sort(key=lambda c: (c.channel != "rule", -c.strength, c.channel, c.path))
         results.append(Scored(obligation, round(value, 4), {k: round(v, 4) for k, v in sorted(channels.items())},
-                              contributions, meta["risk"], fit, round(total, 9)))
+                              contributions, meta.risk, fit, round(total, 9)))
     results.sort(key=lambda s: (-s.evidence, s.id))
     return results

@@ -20,9 +20,9 @@ def render_demo_good(proxy: str, dest: Path) -> Path:
     import crossplane
 
     from poetkb.demo.certs import CertFiles
+    from poetkb.demo.edge_config import RunPaths, context, render
     from poetkb.demo.layout import DEFAULT_BASE_PORT, ports_for
     from poetkb.demo.overlays import good_knobs
-    from poetkb.demo.render import RunPaths, context, render
 
     dest.mkdir(parents=True, exist_ok=True)
     paths = RunPaths(dest / "run")

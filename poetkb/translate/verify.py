@@ -84,10 +84,11 @@ def verify(kb: Any, original: Path, original_proxy: str, translated: Path, trans
            obligations: Sequence[str] = ()) -> Verification:
     """Gate the original and the translation on the same obligations (all edge ones by default) and compare."""
     from poetkb.gates.runner import gate
+    from poetkb.gates.schema import Edge
 
     t0 = time.perf_counter()
-    reports = [gate(kb, all=not obligations, obligations=list(obligations), config=path, proxy=proxy,
-                    record=False, write_reports=False)
+    reports = [gate(kb, all=not obligations, obligations=list(obligations),
+                    edge=Edge.from_options(config=path, proxy=proxy), record=False, write_reports=False)
                for path, proxy in ((original, original_proxy), (translated, translated_proxy))]
     rows = compare(*reports)
     return Verification(original=str(original), translated=str(translated), obligations=rows,

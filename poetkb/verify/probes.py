@@ -2,7 +2,7 @@
 
 A probe lives in ``knowledge/probes/<proxy>/*.yaml`` (a file holds ``probes:``, a list).
 Its ``config`` is an NGINX ``http {}`` body or an HAProxy configuration after the
-standard ``global``/``defaults`` (see :mod:`poetkb.verify.render`), with placeholders
+standard ``global``/``defaults`` (see :mod:`poetkb.verify.config_frame`), with placeholders
 ``{{listen}}`` (the port the proxy listens on), ``{{a}}``, ``{{b}}`` and ``{{c}}`` (three
 demo upstreams), ``{{dead}}`` (a loopback port where nothing listens) and ``{{run}}`` (the
 run directory). Steps set upstream faults, send requests and compare what comes back.
@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, StringConstraints, ValidationError, model_validator
 
-from poetkb.demo.models import Fault
+from poetkb.demo.state import Fault
 from poetkb.errors import InputError, Problem
 from poetkb.models import PoetModel
 from poetkb.types import EntityId, NonEmptyStr

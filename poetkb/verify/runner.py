@@ -30,8 +30,8 @@ from pydantic import Field
 from poetkb.demo import health, procs
 from poetkb.errors import EnvironmentProblem
 from poetkb.models import PoetModel
+from poetkb.verify.config_frame import render_config
 from poetkb.verify.probes import Expect, Probe, ProbeRequest, Proxy, RemapStep, RuntimeStep, Step
-from poetkb.verify.render import render_config
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 5.0

@@ -5,7 +5,7 @@
 - :mod:`poetkb.view.data`: what the pages show, read from the knowledge base;
 - :mod:`poetkb.view.evidence`: reports, exchanges, log slices and metric deltas read back from evidence;
 - :mod:`poetkb.view.svg`: plots drawn on the server as inline SVG;
-- :mod:`poetkb.view.render`: the Jinja2 environment (autoescaping on), the stylesheet and its CSP hash.
+- :mod:`poetkb.view.templating`: the Jinja2 environment (autoescaping on), the stylesheet and its CSP hash.
 
 Nothing here is imported by ``import poetkb`` or by other commands; the page needs no
 network and runs no script.

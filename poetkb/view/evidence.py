@@ -5,7 +5,7 @@ evidence directory. Both are untrusted input to the viewer (a knowledge base or
 an evidence directory may come from elsewhere), so:
 
 - the report is read with :func:`poetkb.safefile.read_text` (regular file, size
-  checked, bounded) and validated as a :class:`~poetkb.gates.models.GateReport`;
+  checked, bounded) and validated as a :class:`~poetkb.gates.schema.GateReport`;
 - evidence is read through the gate's own reader, :func:`poetkb.gates.evidence.load_run`,
   which checks every file against the manifest's size and sha256;
 - a raw evidence file is shown only when the manifest lists it, its path is
@@ -29,8 +29,8 @@ from poetkb.safefile import MiB, confine, read_text
 
 if TYPE_CHECKING:
     from poetkb.gates.evidence import LoadedRun
-    from poetkb.gates.models import CheckRecord, CheckResult, GateReport
     from poetkb.gates.records import CounterSnapshot, HttpExchange, TlsHandshake
+    from poetkb.gates.schema import CheckRecord, CheckResult, GateReport
 
 REPORT_LIMIT = 32 * MiB
 #: a raw evidence file larger than this is not shown
@@ -98,7 +98,7 @@ def load_report(report_path: str | None) -> tuple[GateReport | None, str | None]
     """The run's JSON report, or None and why it cannot be shown."""
     from pydantic import ValidationError
 
-    from poetkb.gates.models import GateReport
+    from poetkb.gates.schema import GateReport
 
     if not report_path:
         return None, "this run recorded no report file"

@@ -18,7 +18,7 @@ from poetkb.errors import UnknownObligation
 from poetkb.types import OBLIGATION_ID_RE, NodeId
 from poetkb.view import data, svg
 from poetkb.view.evidence import RunCache, check_evidence, evidence_file, exchange_summary, load_report
-from poetkb.view.render import href, render
+from poetkb.view.templating import href, render
 
 if TYPE_CHECKING:
     from poetkb.kb import KnowledgeBase

@@ -193,13 +193,13 @@ class ViewHandler(BaseHTTPRequestHandler):
 
     def _error_page(self, status: int, heading: str, message: str, *, suggestions: list[str] | None = None) -> str:
         from poetkb._version import __version__
-        from poetkb.view.render import render
+        from poetkb.view.templating import render
 
         return render("error.html.j2", section="", status=status, heading=heading, message=message,
                       suggestions=suggestions or [], kb_path=str(self.server.kb_path), version=__version__)
 
     def _send(self, status: int, body: str, *, head: bool, extra: dict[str, str] | None = None) -> None:
-        from poetkb.view.render import content_security_policy
+        from poetkb.view.templating import content_security_policy
 
         data = body.encode("utf-8")
         self.send_response(status)

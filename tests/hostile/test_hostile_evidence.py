@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from poetkb.cli import main
+from poetkb.gates.schema import Edge
 
 OBLIGATIONS = ["routing.backend.selection", "security.client.ip.preserved", "observability.request.id",
                "observability.metrics.exposed"]
@@ -40,7 +41,7 @@ def run(kb: Any, tmp_path: Path) -> Any:
     """A real, passing gate run (recorded in the test's knowledge base) with an access log and metrics."""
     log = tmp_path / "edge-access.log"
     with running_edge(access_log=log) as url:
-        report = kb.gate(obligations=OBLIGATIONS, target=url, access_log=log, metrics_url=f"{url}/metrics")
+        report = kb.gate(obligations=OBLIGATIONS, edge=Edge(target=url, access_log=log, metrics_url=f"{url}/metrics"))
     assert report.verdict == "pass", [(o.obligation_id, o.diagnosis) for o in report.obligations]
     return report
 

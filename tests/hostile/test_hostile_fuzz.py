@@ -117,8 +117,8 @@ def test_profile_numbers_give_a_plan_and_scripts_or_input_error(changes: dict[st
     from poetkb.load.export_k6 import export_k6
     from poetkb.load.export_locust import export_locust
     from poetkb.load.plan import build_plan
+    from poetkb.load.plan_markdown import plan_markdown
     from poetkb.load.profile import parse_profile
-    from poetkb.load.render import plan_markdown
 
     n = {**PROFILE_NUMBERS, **changes}
     data = {"service": "s", "traffic": {"baseline_rps": n["baseline_rps"], "peak_rps": n["peak_rps"],

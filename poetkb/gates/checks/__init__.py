@@ -1,9 +1,10 @@
 """Collectors and evaluators of the check kinds, one module per area.
 
-Each module defines ``COLLECTORS`` and ``EVALUATORS``, dicts from kind name to
-function. :func:`collect` and :func:`evaluate` find them through the kind
-registry (:mod:`poetkb.gates.kinds`), import the module only when a kind is
-used, and turn every way a check can go wrong into a verdict: an unknown kind,
+Each module declares its kinds once (``KINDS = declare(Kind(...), ...)``, see
+:class:`~poetkb.gates.checks.base.Kind`). :func:`collect` and :func:`evaluate`
+find a kind's collector and evaluator through :mod:`poetkb.gates.checks.registry`,
+which imports a module only when one of its kinds is used, and turn every way a
+check can go wrong into a verdict: an unknown kind,
 bad parameters, a missing prerequisite or a bug in an evaluator become an
 ``error`` naming the cause; a manual check or absent evidence is
 ``no-evidence``; nothing is ever a pass without evidence.
@@ -11,27 +12,22 @@ bad parameters, a missing prerequisite or a bug in an evaluator become an
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import Any
 
 from pydantic import ValidationError
 
 from poetkb.gates.checks.base import CollectContext, CollectError, Outcome
+from poetkb.gates.checks.registry import implementation
 from poetkb.gates.evidence import CheckEvidence
 from poetkb.gates.kinds import KINDS
-from poetkb.gates.models import CheckResult
 from poetkb.gates.params import without_calibration
+from poetkb.gates.schema import CheckResult
 from poetkb.models import Check
-
-
-def _function(kind: str, table: str) -> Any:
-    spec = KINDS[kind]
-    return getattr(import_module(spec.module), table).get(kind)
 
 
 def has_collector(kind: str) -> bool:
     """True when a gate run can collect evidence for ``kind`` itself."""
-    return kind in KINDS and _function(kind, "COLLECTORS") is not None
+    return kind in KINDS and implementation(kind).collect is not None
 
 
 def collect(check: Check, ctx: CollectContext) -> None:
@@ -39,7 +35,7 @@ def collect(check: Check, ctx: CollectContext) -> None:
     spec = KINDS.get(check.kind)
     if spec is None:
         raise CollectError(f"unknown check kind {check.kind!r}")
-    collector = _function(check.kind, "COLLECTORS")
+    collector = implementation(check.kind).collect
     if collector is None:
         raise CollectError(f"check kind {check.kind} is judged from evidence other tools produce; "
                            "pass it to `poet gate evaluate --evidence`")
@@ -87,8 +83,10 @@ def evaluate(check: Check, *, check_id: str, obligation_id: str, ev: CheckEviden
     neutralised: list[str] = []
     if ev.foreign:
         params, neutralised = without_calibration(check.kind, params)
-    evaluator = _function(check.kind, "EVALUATORS")
+    evaluator = implementation(check.kind).evaluate
     try:
+        if evaluator is None:
+            raise TypeError(f"check kind {check.kind} has no evaluator")
         outcome: Outcome = evaluator(ev, params)
     except Exception as exc:  # noqa: BLE001 - an evaluator bug must not pass, nor crash the gate
         outcome = Outcome("error", spec.summary, "the evaluator failed",

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from poetkb.gates.evidence import CheckEvidence, EvidenceWriter, slug
-from poetkb.gates.models import TargetInfo, Verdict
 from poetkb.gates.params import FaultSpec
 from poetkb.gates.probes import Prober, RequestSpec, make_client
 from poetkb.gates.records import HttpExchange
+from poetkb.gates.schema import TargetInfo, Verdict
+from poetkb.models import PoetModel
 
 if TYPE_CHECKING:
     import httpx
@@ -44,6 +45,49 @@ class Outcome:
     diagnosis: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     samples: int = 0
+
+
+#: drives traffic through the context and leaves evidence (raises CollectError when a prerequisite is missing)
+Collector = Callable[["CollectContext", Any], None]
+#: judges an evidence bundle with the kind's parameters; pure, never touches the network
+Evaluator = Callable[[CheckEvidence, Any], Outcome]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One check kind, declared once, in the module that implements it: its name, parameter model, the evidence
+    its evaluator reads, its collector and its evaluator.
+
+    ``collect`` is None only for kinds judged from evidence other tools produce (load summaries, JUnit results),
+    ``evaluate`` only for ``manual`` (a person judges it); both are required arguments, so neither can be left
+    out by accident. ``traffic``: an edge-wide ``--all`` drives it at an edge; ``service``: it drives the
+    demo's service tier. ``summary`` defaults to the first line of the parameter model's docstring.
+    :mod:`poetkb.gates.checks.registry` collects the declarations; the light table the catalog validates
+    against (:mod:`poetkb.gates.kind_table`) is generated from them.
+    """
+
+    name: str
+    params: type[PoetModel]
+    evidence: tuple[str, ...]
+    collect: Collector | None
+    evaluate: Evaluator | None
+    traffic: bool = True
+    service: bool = False
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.summary:
+            object.__setattr__(self, "summary", (self.params.__doc__ or "").strip().splitlines()[0])
+
+
+def declare(*kinds: Kind) -> dict[str, Kind]:
+    """A module's kinds by name; a kind declared twice is a programming error, raised at import."""
+    table: dict[str, Kind] = {}
+    for kind in kinds:
+        if kind.name in table:
+            raise ValueError(f"check kind {kind.name} is declared twice")
+        table[kind.name] = kind
+    return table
 
 
 def no_evidence(expected: str, why: str) -> Outcome:

@@ -15,8 +15,10 @@ from collections import Counter
 from poetkb.gates import params as p
 from poetkb.gates.checks.base import (
     CollectContext,
+    Kind,
     Outcome,
     counter_deltas,
+    declare,
     error,
     identity,
     listing,
@@ -344,19 +346,19 @@ def evaluate_stale(ev: CheckEvidence, params: p.StaleBounded) -> Outcome:
     return Outcome("pass", expected, observed, "", details, 4)
 
 
-COLLECTORS = {
-    "cache_key_stable": collect_stable,
-    "cache_key_complete": collect_complete,
-    "vary_variants_isolated": collect_vary,
-    "private_not_cached": collect_private,
-    "ttl_honored": collect_ttl,
-    "stale_bounded": collect_stale,
-}
-EVALUATORS = {
-    "cache_key_stable": evaluate_stable,
-    "cache_key_complete": evaluate_complete,
-    "vary_variants_isolated": evaluate_vary,
-    "private_not_cached": evaluate_private,
-    "ttl_honored": evaluate_ttl,
-    "stale_bounded": evaluate_stale,
-}
+#: the check kinds this module implements, each declared once with its parameters, evidence, collector and
+#: evaluator (:mod:`poetkb.gates.checks.registry` finds them; ``poet gate kinds`` lists them)
+KINDS = declare(
+    Kind("cache_key_stable", p.CacheKeyStable, ("http_capture", "upstream_counters"),
+         collect=collect_stable, evaluate=evaluate_stable),
+    Kind("cache_key_complete", p.CacheKeyComplete, ("http_capture",),
+         collect=collect_complete, evaluate=evaluate_complete),
+    Kind("vary_variants_isolated", p.VaryVariantsIsolated, ("http_capture",),
+         collect=collect_vary, evaluate=evaluate_vary),
+    Kind("private_not_cached", p.PrivateNotCached, ("http_capture",),
+         collect=collect_private, evaluate=evaluate_private),
+    Kind("ttl_honored", p.TtlHonored, ("http_capture",),
+         collect=collect_ttl, evaluate=evaluate_ttl),
+    Kind("stale_bounded", p.StaleBounded, ("http_capture",),
+         collect=collect_stale, evaluate=evaluate_stale),
+)

@@ -17,7 +17,9 @@ from poetkb.gates.checks.base import (
     NONCE_PARAM,
     CollectContext,
     CollectError,
+    Kind,
     Outcome,
+    declare,
     error,
     listing,
     log_problem,
@@ -325,15 +327,15 @@ def evaluate_timing(ev: CheckEvidence, params: p.UpstreamTimingLogged) -> Outcom
     return Outcome("pass", expected, observed, "", details, len(pairs))
 
 
-COLLECTORS = {
-    "access_log_complete": collect_log,
-    "metrics_exposed": collect_metrics,
-    "request_id_propagated": collect_request_id,
-    "upstream_timing_logged": collect_timing,
-}
-EVALUATORS = {
-    "access_log_complete": evaluate_log,
-    "metrics_exposed": evaluate_metrics,
-    "request_id_propagated": evaluate_request_id,
-    "upstream_timing_logged": evaluate_timing,
-}
+#: the check kinds this module implements, each declared once with its parameters, evidence, collector and
+#: evaluator (:mod:`poetkb.gates.checks.registry` finds them; ``poet gate kinds`` lists them)
+KINDS = declare(
+    Kind("access_log_complete", p.AccessLogComplete, ("access_log", "http_capture"),
+         collect=collect_log, evaluate=evaluate_log),
+    Kind("metrics_exposed", p.MetricsExposed, ("metrics",),
+         collect=collect_metrics, evaluate=evaluate_metrics),
+    Kind("request_id_propagated", p.RequestIdPropagated, ("http_capture", "access_log"),
+         collect=collect_request_id, evaluate=evaluate_request_id),
+    Kind("upstream_timing_logged", p.UpstreamTimingLogged, ("access_log",),
+         collect=collect_timing, evaluate=evaluate_timing),
+)

@@ -21,12 +21,19 @@ from typing import Any
 
 from poetkb.errors import InputError
 from poetkb.gates import params as p
-from poetkb.gates.checks.base import CollectContext, CollectError, Outcome, error, listing, no_evidence, precheck
+from poetkb.gates.checks.base import (
+    CollectContext,
+    CollectError,
+    Kind,
+    Outcome,
+    declare,
+    error,
+    listing,
+    no_evidence,
+    precheck,
+)
 from poetkb.gates.evidence import CheckEvidence
 from poetkb.safefile import EVIDENCE_FILE_LIMIT, read_bytes
-
-LOAD_KINDS = ("slo_latency", "slo_error_rate", "slo_throughput", "baseline_regression", "soak_drift",
-              "burst_recovery")
 
 
 # -- load kinds --------------------------------------------------------------------------------------
@@ -163,8 +170,34 @@ def evaluate_threshold(ev: CheckEvidence, params: p.MetricThreshold) -> Outcome:
                    len(values))
 
 
-COLLECTORS: dict[str, Any] = {"metric_threshold": collect_threshold}
-EVALUATORS: dict[str, Any] = {kind: _load_evaluator(kind) for kind in LOAD_KINDS}
-EVALUATORS.update({"tests_pass": evaluate_tests, "metric_threshold": evaluate_threshold})
+#: the check kinds this module implements, each declared once with its parameters, evidence, collector and
+#: evaluator (:mod:`poetkb.gates.checks.registry` finds them; ``poet gate kinds`` lists them)
+KINDS = declare(
+    Kind("slo_latency", p.LoadCheckParams, ("load_summary",),
+         collect=None, evaluate=_load_evaluator("slo_latency"), traffic=False,
+         summary="Latency percentiles of a load test are within the SLO (judged by poetkb.load)."),
+    Kind("slo_error_rate", p.LoadCheckParams, ("load_summary",),
+         collect=None, evaluate=_load_evaluator("slo_error_rate"), traffic=False,
+         summary="The error rate of a load test is within the SLO (judged by poetkb.load)."),
+    Kind("slo_throughput", p.LoadCheckParams, ("load_summary",),
+         collect=None, evaluate=_load_evaluator("slo_throughput"), traffic=False,
+         summary="A load test reaches the required throughput (judged by poetkb.load)."),
+    Kind("baseline_regression", p.LoadCheckParams, ("load_summary",),
+         collect=None, evaluate=_load_evaluator("baseline_regression"), traffic=False,
+         summary="A load test does not regress against its baseline (judged by poetkb.load)."),
+    Kind("soak_drift", p.LoadCheckParams, ("load_summary",),
+         collect=None, evaluate=_load_evaluator("soak_drift"), traffic=False,
+         summary="Latency and memory do not drift during a soak test (judged by poetkb.load)."),
+    Kind("burst_recovery", p.LoadCheckParams, ("load_summary",),
+         collect=None, evaluate=_load_evaluator("burst_recovery"), traffic=False,
+         summary="Latency and errors recover in time after a burst (judged by poetkb.load)."),
+    Kind("tests_pass", p.TestsPass, ("test_results",),
+         collect=None, evaluate=evaluate_tests, traffic=False),
+    Kind("metric_threshold", p.MetricThreshold, ("metrics",),
+         collect=collect_threshold, evaluate=evaluate_threshold, traffic=False),
+    Kind("manual", p.Manual, (),
+         collect=None, evaluate=None, traffic=False),
+)
 
-__all__ = ["COLLECTORS", "EVALUATORS", "Path"]
+
+__all__ = ["KINDS", "Path"]

@@ -8,8 +8,10 @@ from urllib.parse import urlsplit
 from poetkb.gates import params as p
 from poetkb.gates.checks.base import (
     CollectContext,
+    Kind,
     Outcome,
     counter_errors,
+    declare,
     listing,
     no_evidence,
     path_only,
@@ -393,17 +395,17 @@ def evaluate_xff(ev: CheckEvidence, params: p.ForwardedForAppended) -> Outcome:
     return Outcome("pass", expected, observed, "", details, 2)
 
 
-COLLECTORS = {
-    "status_on_upstream_fault": collect_status,
-    "content_length_matches": collect_length,
-    "hop_by_hop_stripped": collect_hop,
-    "ambiguous_framing_rejected": collect_framing,
-    "forwarded_for_appended": collect_xff,
-}
-EVALUATORS = {
-    "status_on_upstream_fault": evaluate_status,
-    "content_length_matches": evaluate_length,
-    "hop_by_hop_stripped": evaluate_hop,
-    "ambiguous_framing_rejected": evaluate_framing,
-    "forwarded_for_appended": evaluate_xff,
-}
+#: the check kinds this module implements, each declared once with its parameters, evidence, collector and
+#: evaluator (:mod:`poetkb.gates.checks.registry` finds them; ``poet gate kinds`` lists them)
+KINDS = declare(
+    Kind("status_on_upstream_fault", p.StatusOnUpstreamFault, ("http_capture",),
+         collect=collect_status, evaluate=evaluate_status),
+    Kind("content_length_matches", p.ContentLengthMatches, ("http_capture",),
+         collect=collect_length, evaluate=evaluate_length),
+    Kind("hop_by_hop_stripped", p.HopByHopStripped, ("http_capture",),
+         collect=collect_hop, evaluate=evaluate_hop),
+    Kind("ambiguous_framing_rejected", p.AmbiguousFramingRejected, ("http_capture", "upstream_counters"),
+         collect=collect_framing, evaluate=evaluate_framing),
+    Kind("forwarded_for_appended", p.ForwardedForAppended, ("http_capture",),
+         collect=collect_xff, evaluate=evaluate_xff),
+)

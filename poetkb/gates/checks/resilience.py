@@ -11,7 +11,9 @@ from poetkb.gates import params as p
 from poetkb.gates.checks.base import (
     CollectContext,
     CollectError,
+    Kind,
     Outcome,
+    declare,
     listing,
     no_evidence,
     path_only,
@@ -295,15 +297,15 @@ def evaluate_reload(ev: CheckEvidence, params: p.ReloadNoErrors) -> Outcome:
     return Outcome("pass", expected, observed, "", details, len(got))
 
 
-COLLECTORS = {
-    "latency_bounded_under_fault": collect_latency,
-    "rate_limit_sheds": collect_rate,
-    "connection_limit_sheds": collect_connections,
-    "reload_no_errors": collect_reload,
-}
-EVALUATORS = {
-    "latency_bounded_under_fault": evaluate_latency,
-    "rate_limit_sheds": evaluate_rate,
-    "connection_limit_sheds": evaluate_connections,
-    "reload_no_errors": evaluate_reload,
-}
+#: the check kinds this module implements, each declared once with its parameters, evidence, collector and
+#: evaluator (:mod:`poetkb.gates.checks.registry` finds them; ``poet gate kinds`` lists them)
+KINDS = declare(
+    Kind("latency_bounded_under_fault", p.LatencyBoundedUnderFault, ("http_capture",),
+         collect=collect_latency, evaluate=evaluate_latency),
+    Kind("rate_limit_sheds", p.RateLimitSheds, ("http_capture",),
+         collect=collect_rate, evaluate=evaluate_rate),
+    Kind("connection_limit_sheds", p.ConnectionLimitSheds, ("http_capture",),
+         collect=collect_connections, evaluate=evaluate_connections),
+    Kind("reload_no_errors", p.ReloadNoErrors, ("http_capture",),
+         collect=collect_reload, evaluate=evaluate_reload),
+)

@@ -10,9 +10,11 @@ from typing import Any
 from poetkb.gates import params as p
 from poetkb.gates.checks.base import (
     CollectContext,
+    Kind,
     Outcome,
     counter_deltas,
     counter_errors,
+    declare,
     identity,
     listing,
     log_problem,
@@ -353,19 +355,20 @@ def evaluate_hosts(ev: CheckEvidence, params: p.HostIsolated) -> Outcome:
     return Outcome("pass", expected, observed, "", details, len(ev.exchanges))
 
 
-COLLECTORS = {
-    "same_key_same_backend": collect_same_key,
-    "upstream_attempts_bounded": collect_attempts,
-    "no_retry_non_idempotent": collect_no_retry,
-    "unhealthy_backend_avoided": collect_unhealthy,
-    "host_isolated": collect_hosts,
-}
-EVALUATORS = {
-    "same_key_same_backend": evaluate_same_key,
-    "upstream_attempts_bounded": evaluate_attempts,
-    "no_retry_non_idempotent": evaluate_no_retry,
-    "unhealthy_backend_avoided": evaluate_unhealthy,
-    "host_isolated": evaluate_hosts,
-}
+#: the check kinds this module implements, each declared once with its parameters, evidence, collector and
+#: evaluator (:mod:`poetkb.gates.checks.registry` finds them; ``poet gate kinds`` lists them)
+KINDS = declare(
+    Kind("same_key_same_backend", p.SameKeySameBackend, ("http_capture", "access_log"),
+         collect=collect_same_key, evaluate=evaluate_same_key),
+    Kind("upstream_attempts_bounded", p.UpstreamAttemptsBounded, ("upstream_counters", "http_capture"),
+         collect=collect_attempts, evaluate=evaluate_attempts),
+    Kind("no_retry_non_idempotent", p.NoRetryNonIdempotent, ("upstream_counters", "http_capture"),
+         collect=collect_no_retry, evaluate=evaluate_no_retry),
+    Kind("unhealthy_backend_avoided", p.UnhealthyBackendAvoided, ("upstream_counters", "http_capture"),
+         collect=collect_unhealthy, evaluate=evaluate_unhealthy),
+    Kind("host_isolated", p.HostIsolated, ("http_capture",),
+         collect=collect_hosts, evaluate=evaluate_hosts),
+)
 
-__all__ = ["COLLECTORS", "EVALUATORS", "with_nonce"]
+
+__all__ = ["KINDS", "with_nonce"]

@@ -11,7 +11,16 @@ import time
 from urllib.parse import urlsplit
 
 from poetkb.gates import params as p
-from poetkb.gates.checks.base import CollectContext, CollectError, Outcome, listing, no_evidence, precheck
+from poetkb.gates.checks.base import (
+    CollectContext,
+    CollectError,
+    Kind,
+    Outcome,
+    declare,
+    listing,
+    no_evidence,
+    precheck,
+)
 from poetkb.gates.evidence import CheckEvidence
 from poetkb.gates.probes import RequestSpec, connect_address
 from poetkb.gates.records import TlsHandshake
@@ -155,5 +164,11 @@ def evaluate_mtls(ev: CheckEvidence, params: p.MtlsClientRequired) -> Outcome:
     return Outcome("pass", expected, observed, "", details, 2)
 
 
-COLLECTORS = {"tls_chain_valid": collect_tls, "mtls_client_required": collect_mtls}
-EVALUATORS = {"tls_chain_valid": evaluate_tls, "mtls_client_required": evaluate_mtls}
+#: the check kinds this module implements, each declared once with its parameters, evidence, collector and
+#: evaluator (:mod:`poetkb.gates.checks.registry` finds them; ``poet gate kinds`` lists them)
+KINDS = declare(
+    Kind("tls_chain_valid", p.TlsChainValid, ("tls_handshake",),
+         collect=collect_tls, evaluate=evaluate_tls),
+    Kind("mtls_client_required", p.MtlsClientRequired, ("tls_handshake", "http_capture"),
+         collect=collect_mtls, evaluate=evaluate_mtls),
+)

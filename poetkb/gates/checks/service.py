@@ -27,7 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from poetkb.gates import params as p
-from poetkb.gates.checks.base import CollectContext, CollectError, Outcome, listing, no_evidence, plural, precheck
+from poetkb.gates.checks.base import (
+    CollectContext,
+    CollectError,
+    Kind,
+    Outcome,
+    declare,
+    listing,
+    no_evidence,
+    plural,
+    precheck,
+)
 from poetkb.gates.evidence import CheckEvidence
 from poetkb.gates.probes import Prober, RequestSpec
 
@@ -462,22 +472,6 @@ def evaluate_config(ev: CheckEvidence, params: p.UnsafeConfigRefused) -> Outcome
     if problems:
         return Outcome("fail", expected, observed, "; ".join(problems), details, len(params.cases))
     return Outcome("pass", expected, observed, "", details, len(params.cases))
-
-
-COLLECTORS: dict[str, Any] = {
-    "jwt_forgery_rejected": collect_forgery,
-    "jwt_claims_enforced": collect_claims,
-    "jwks_rotation_bounded": collect_rotation,
-    "jwks_outage_fails_closed": collect_outage,
-    "unsafe_config_refused": collect_config,
-}
-EVALUATORS: dict[str, Any] = {
-    "jwt_forgery_rejected": evaluate_forgery,
-    "jwt_claims_enforced": evaluate_claims,
-    "jwks_rotation_bounded": evaluate_rotation,
-    "jwks_outage_fails_closed": evaluate_outage,
-    "unsafe_config_refused": evaluate_config,
-}
 
 
 # -- data: invariants checked in the database ------------------------------------------------------------------
@@ -922,28 +916,6 @@ def evaluate_threads(ev: CheckEvidence, params: p.ThreadsBounded) -> Outcome:
     return Outcome("pass", expected, observed, "", details, len(burst))
 
 
-COLLECTORS.update({
-    "concurrent_updates_consistent": collect_updates,
-    "rollback_no_partial_write": collect_rollback,
-    "ids_unique_concurrent": collect_ids,
-    "deadlock_retried": collect_deadlock,
-    "pool_exhaustion_graceful": collect_pool,
-    "database_restart_recovered": collect_restart,
-    "slow_dependency_isolated": collect_slow_dependency,
-    "threads_bounded": collect_threads,
-})
-EVALUATORS.update({
-    "concurrent_updates_consistent": evaluate_updates,
-    "rollback_no_partial_write": evaluate_rollback,
-    "ids_unique_concurrent": evaluate_ids,
-    "deadlock_retried": evaluate_deadlock,
-    "pool_exhaustion_graceful": evaluate_pool,
-    "database_restart_recovered": evaluate_restart,
-    "slow_dependency_isolated": evaluate_slow_dependency,
-    "threads_bounded": evaluate_threads,
-})
-
-
 # -- perf: a short bounded load, judged by poetkb.load ---------------------------------------------------------
 def collect_load(ctx: CollectContext, params: p.ServiceLoadSlo) -> None:
     def body(state: Any, admin: _Admin, prober: Prober) -> None:
@@ -998,10 +970,6 @@ def evaluate_load(ev: CheckEvidence, params: p.ServiceLoadSlo) -> Outcome:
     shown = (f"p95 {window.p95_ms:.1f} ms, p99 {window.p99_ms:.1f} ms, error rate {window.error_rate:.2%}, "
              f"{window.throughput_rps:g} requests/s ({_statuses(load)})")
     return Outcome(verdict, expected, shown, "" if verdict == "pass" else diagnosis, details, len(load))
-
-
-COLLECTORS["service_load_slo"] = collect_load
-EVALUATORS["service_load_slo"] = evaluate_load
 
 
 # -- migrations ------------------------------------------------------------------------------------------------
@@ -1086,5 +1054,37 @@ def evaluate_migration_lock(ev: CheckEvidence, params: p.MigrationLockBounded) -
     return Outcome("pass", expected, observed, "", details, len(reads))
 
 
-COLLECTORS["migration_lock_bounded"] = collect_migration_lock
-EVALUATORS["migration_lock_bounded"] = evaluate_migration_lock
+#: the check kinds this module implements, each declared once with its parameters, evidence, collector and
+#: evaluator (:mod:`poetkb.gates.checks.registry` finds them; ``poet gate kinds`` lists them)
+KINDS = declare(
+    Kind("jwt_forgery_rejected", p.JwtForgeryRejected, ("http_capture",),
+         collect=collect_forgery, evaluate=evaluate_forgery, traffic=False, service=True),
+    Kind("jwt_claims_enforced", p.JwtClaimsEnforced, ("http_capture",),
+         collect=collect_claims, evaluate=evaluate_claims, traffic=False, service=True),
+    Kind("jwks_rotation_bounded", p.JwksRotationBounded, ("http_capture",),
+         collect=collect_rotation, evaluate=evaluate_rotation, traffic=False, service=True),
+    Kind("jwks_outage_fails_closed", p.JwksOutageFailsClosed, ("http_capture",),
+         collect=collect_outage, evaluate=evaluate_outage, traffic=False, service=True),
+    Kind("unsafe_config_refused", p.UnsafeConfigRefused, ("http_capture",),
+         collect=collect_config, evaluate=evaluate_config, traffic=False, service=True),
+    Kind("concurrent_updates_consistent", p.ConcurrentUpdatesConsistent, ("http_capture",),
+         collect=collect_updates, evaluate=evaluate_updates, traffic=False, service=True),
+    Kind("rollback_no_partial_write", p.RollbackNoPartialWrite, ("http_capture",),
+         collect=collect_rollback, evaluate=evaluate_rollback, traffic=False, service=True),
+    Kind("ids_unique_concurrent", p.IdsUniqueConcurrent, ("http_capture",),
+         collect=collect_ids, evaluate=evaluate_ids, traffic=False, service=True),
+    Kind("deadlock_retried", p.DeadlockRetried, ("http_capture",),
+         collect=collect_deadlock, evaluate=evaluate_deadlock, traffic=False, service=True),
+    Kind("pool_exhaustion_graceful", p.PoolExhaustionGraceful, ("http_capture",),
+         collect=collect_pool, evaluate=evaluate_pool, traffic=False, service=True),
+    Kind("database_restart_recovered", p.DatabaseRestartRecovered, ("http_capture",),
+         collect=collect_restart, evaluate=evaluate_restart, traffic=False, service=True),
+    Kind("slow_dependency_isolated", p.SlowDependencyIsolated, ("http_capture",),
+         collect=collect_slow_dependency, evaluate=evaluate_slow_dependency, traffic=False, service=True),
+    Kind("threads_bounded", p.ThreadsBounded, ("http_capture",),
+         collect=collect_threads, evaluate=evaluate_threads, traffic=False, service=True),
+    Kind("service_load_slo", p.ServiceLoadSlo, ("http_capture",),
+         collect=collect_load, evaluate=evaluate_load, traffic=False, service=True),
+    Kind("migration_lock_bounded", p.MigrationLockBounded, ("http_capture",),
+         collect=collect_migration_lock, evaluate=evaluate_migration_lock, traffic=False, service=True),
+)

@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from poetkb.gates import params as p
-from poetkb.gates.checks.base import CollectContext, Outcome, listing, no_evidence, precheck
+from poetkb.gates.checks.base import CollectContext, Kind, Outcome, declare, listing, no_evidence, precheck
 from poetkb.gates.checks.service import _CAPTURES, _Admin, _bearer, _db, _json, _new_account, _run, _statuses
 from poetkb.gates.evidence import CheckEvidence
 from poetkb.gates.probes import Prober, RequestSpec
@@ -235,13 +235,13 @@ def evaluate_drift(ev: CheckEvidence, params: p.SchemaDriftDetected) -> Outcome:
     return Outcome("pass", expected, observed, "", details, 3)
 
 
-COLLECTORS: dict[str, Any] = {
-    "migration_backward_compatible": collect_backward_compatible,
-    "migration_idempotent": collect_idempotent,
-    "schema_drift_detected": collect_drift,
-}
-EVALUATORS: dict[str, Any] = {
-    "migration_backward_compatible": evaluate_backward_compatible,
-    "migration_idempotent": evaluate_idempotent,
-    "schema_drift_detected": evaluate_drift,
-}
+#: the check kinds this module implements, each declared once with its parameters, evidence, collector and
+#: evaluator (:mod:`poetkb.gates.checks.registry` finds them; ``poet gate kinds`` lists them)
+KINDS = declare(
+    Kind("migration_backward_compatible", p.MigrationBackwardCompatible, ("http_capture",),
+         collect=collect_backward_compatible, evaluate=evaluate_backward_compatible, traffic=False, service=True),
+    Kind("migration_idempotent", p.MigrationIdempotent, ("http_capture",),
+         collect=collect_idempotent, evaluate=evaluate_idempotent, traffic=False, service=True),
+    Kind("schema_drift_detected", p.SchemaDriftDetected, ("http_capture",),
+         collect=collect_drift, evaluate=evaluate_drift, traffic=False, service=True),
+)

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from poetkb.gates import params as p
-from poetkb.gates.checks.base import CollectContext, Outcome, listing, no_evidence, precheck
+from poetkb.gates.checks.base import CollectContext, Kind, Outcome, declare, listing, no_evidence, precheck
 from poetkb.gates.checks.service import _CAPTURES, _Admin, _bearer, _db, _json, _new_account, _run, _statuses
 from poetkb.gates.evidence import CheckEvidence
 from poetkb.gates.probes import Prober, RequestSpec
@@ -97,5 +97,9 @@ def evaluate_outbox(ev: CheckEvidence, params: p.OutboxNoLoss) -> Outcome:
     return Outcome("pass", expected, observed, "", details, count)
 
 
-COLLECTORS: dict[str, Any] = {"outbox_no_loss": collect_outbox}
-EVALUATORS: dict[str, Any] = {"outbox_no_loss": evaluate_outbox}
+#: the check kinds this module implements, each declared once with its parameters, evidence, collector and
+#: evaluator (:mod:`poetkb.gates.checks.registry` finds them; ``poet gate kinds`` lists them)
+KINDS = declare(
+    Kind("outbox_no_loss", p.OutboxNoLoss, ("http_capture",),
+         collect=collect_outbox, evaluate=evaluate_outbox, traffic=False, service=True),
+)

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from poetkb.gates import params as p
-from poetkb.gates.checks.base import CollectContext, Outcome, no_evidence, precheck
+from poetkb.gates.checks.base import CollectContext, Kind, Outcome, declare, no_evidence, precheck
 from poetkb.gates.checks.service import _CAPTURES, _Admin, _bearer, _percentile, _run, _statuses
 from poetkb.gates.evidence import CheckEvidence
 from poetkb.gates.probes import Prober, RequestSpec
@@ -180,5 +180,11 @@ def evaluate_soak(ev: CheckEvidence, params: p.ServiceSoakStable) -> Outcome:
     return Outcome("pass", expected, observed, "", details, count)
 
 
-COLLECTORS: dict[str, Any] = {"service_burst_recovery": collect_burst, "service_soak_stable": collect_soak}
-EVALUATORS: dict[str, Any] = {"service_burst_recovery": evaluate_burst, "service_soak_stable": evaluate_soak}
+#: the check kinds this module implements, each declared once with its parameters, evidence, collector and
+#: evaluator (:mod:`poetkb.gates.checks.registry` finds them; ``poet gate kinds`` lists them)
+KINDS = declare(
+    Kind("service_burst_recovery", p.ServiceBurstRecovery, ("http_capture",),
+         collect=collect_burst, evaluate=evaluate_burst, traffic=False, service=True),
+    Kind("service_soak_stable", p.ServiceSoakStable, ("http_capture",),
+         collect=collect_soak, evaluate=evaluate_soak, traffic=False, service=True),
+)

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from poetkb.gates import params as p
-from poetkb.gates.checks.base import CollectContext, CollectError, Outcome, no_evidence, precheck
+from poetkb.gates.checks.base import CollectContext, CollectError, Kind, Outcome, declare, no_evidence, precheck
 from poetkb.gates.checks.service import _CAPTURES, _Admin, _bearer, _run, _statuses
 from poetkb.gates.evidence import CheckEvidence
 from poetkb.gates.probes import Prober, RequestSpec
@@ -79,10 +79,6 @@ def evaluate_retry(ev: CheckEvidence, params: p.RetryBackoffBounded) -> Outcome:
     if problems:
         return Outcome("fail", expected, observed, "; ".join(problems), details, len(calls))
     return Outcome("pass", expected, observed, "", details, len(calls))
-
-
-COLLECTORS: dict[str, Any] = {"retry_backoff_bounded": collect_retry}
-EVALUATORS: dict[str, Any] = {"retry_backoff_bounded": evaluate_retry}
 
 
 # -- a partition between the service and its database ------------------------------------------------------------
@@ -184,5 +180,11 @@ def evaluate_partition(ev: CheckEvidence, params: p.PartitionRecovered) -> Outco
     return Outcome("pass", expected, observed, "", details, count)
 
 
-COLLECTORS["partition_recovered"] = collect_partition
-EVALUATORS["partition_recovered"] = evaluate_partition
+#: the check kinds this module implements, each declared once with its parameters, evidence, collector and
+#: evaluator (:mod:`poetkb.gates.checks.registry` finds them; ``poet gate kinds`` lists them)
+KINDS = declare(
+    Kind("retry_backoff_bounded", p.RetryBackoffBounded, ("http_capture",),
+         collect=collect_retry, evaluate=evaluate_retry, traffic=False, service=True),
+    Kind("partition_recovered", p.PartitionRecovered, ("http_capture",),
+         collect=collect_partition, evaluate=evaluate_partition, traffic=False, service=True),
+)

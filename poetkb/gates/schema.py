@@ -10,10 +10,13 @@ Both carry a ``schema`` tag that changes only with an incompatible change.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
+from poetkb.errors import InputError
 from poetkb.models import PoetModel
 
 #: pass: the check ran and its evidence shows the obligation holds; fail: evidence shows it does not;
@@ -49,20 +52,75 @@ class UpstreamInfo(PoetModel):
         return rest.split("/", 1)[0]
 
 
-class TargetInfo(PoetModel):
-    """What a gate ran against."""
+def _path_text(value: Any) -> Any:
+    """A path given as :class:`os.PathLike` is kept as its text, the form reports and evidence record."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
-    source: Literal["demo", "options", "evidence"] = "options"
-    base_url: str | None = None
+
+class EdgeAddresses(PoetModel):
+    """Where the edge under test answers besides its main URL, and how to trust it.
+
+    The fields an :class:`Edge` (what the user gives) and a :class:`TargetInfo` (what a gate ran against, what
+    checks read) share, declared once here.
+    """
+
     tls_url: str | None = None
     mtls_url: str | None = None
     metrics_url: str | None = None
     access_log: str | None = None
     proxy: str | None = None
-    variant: str | None = None
     ca_cert: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+
+    _as_text = field_validator("access_log", "ca_cert", "client_cert", "client_key", mode="before")(_path_text)
+
+
+class Edge(EdgeAddresses):
+    """The edge a gate runs against, as the user describes it: one typed object for the CLI, the library
+    (``kb.gate(edge=Edge(target=...))``) and target resolution, the way an HTTP client takes its timeouts.
+
+    With nothing set it means the running demo edge. ``target`` is the edge's HTTP URL; ``config`` is the
+    user's own NGINX or HAProxy file, brought up on loopback for the run (it excludes the options that
+    describe a running edge); ``target_profile`` is a YAML description of a live edge whose values fill what is
+    not given here. ``upstream_admin`` entries are ``URL``, ``NAME=URL`` or ``NAME:ROLE=URL``. Every address
+    must be on loopback unless ``allow_remote``.
+    """
+
+    target: str | None = None
+    proxy: Literal["nginx", "haproxy"] | None = None
+    upstream_admin: tuple[str, ...] = ()
+    reload_command: str | None = None
+    allow_remote: bool = False
+    config: Path | None = None
+    target_profile: Path | None = None
+
+    #: the options that describe a running edge, which ``config`` (an edge poetkb brings up itself) excludes
+    RUNNING_EDGE: ClassVar[tuple[str, ...]] = ("target", "access_log", "upstream_admin", "metrics_url", "tls_url",
+                                               "mtls_url", "reload_command", "target_profile")
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Edge:
+        """Build an edge from command-line style options; a bad value is bad input naming its option."""
+        try:
+            return cls(**options)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name = str(error["loc"][0]) if error["loc"] else "edge"
+            raise InputError(f"--{name.replace('_', '-')}: {error['msg']}", field=name.replace("_", "-"),
+                             hint="see `poet gate run --help`") from None
+
+    def option_names(self, names: tuple[str, ...]) -> list[str]:
+        """The options among ``names`` that are set, spelled as on the command line."""
+        return [f"--{name.replace('_', '-')}" for name in names if getattr(self, name)]
+
+
+class TargetInfo(EdgeAddresses):
+    """What a gate ran against, as the checks read it."""
+
+    source: Literal["demo", "options", "evidence"] = "options"
+    base_url: str | None = None
+    variant: str | None = None
     upstreams: list[UpstreamInfo] = Field(default_factory=list)
     can_reload: bool = False
 
