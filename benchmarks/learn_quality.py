@@ -22,7 +22,8 @@ correct mapped pairs / labelled pairs, on the labelled units only. Three figures
 - **as shipped**: the mapper at its shipped threshold (poetkb.learn.mapping.MAP_THRESHOLD), which was chosen
   looking at every suite's tuning part: what in-sample tuning reports.
 - **keyword grep** (the baseline): a unit maps to every obligation one of whose keywords or test-rule terms
-  occurs, as a whole-word phrase, in the unit's own source lines.
+  occurs, as a whole-word phrase, in the unit's own source lines or in the data files it names (replay, gold and
+  fixture files: where a data-driven suite keeps its behaviour).
 
 Pooled figures add up the pairs of all suites (micro average).
 """
@@ -247,7 +248,10 @@ def mine_suite(kb: KnowledgeBase, name: str, path: Path, labels: dict[tuple[str,
             continue
         labelled.append((i, key, expected))
         u = captured[i]
-        baseline[i] = grep_baseline(unit_source(path, u["file"], u["line"], u["end_line"], sources), terms)
+        # the unit's own source lines and the text of the data files it names (in a data-driven suite the
+        # behaviour lives there; the grep sees what the mapper sees)
+        baseline[i] = grep_baseline(unit_source(path, u["file"], u["line"], u["end_line"], sources) + "\n"
+                                    + u["fields"].get("data", ""), terms)
     classes = {(captured[i]["file"], captured[i]["test"]) for i, _, _ in labelled if captured[i]["kind"] == "class"}
     needed = sorted({i for i, _, _ in labelled} | {
         j for j, u in enumerate(captured)
