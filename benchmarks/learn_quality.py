@@ -429,6 +429,25 @@ def negatives(suites: dict[str, MinedSuite]) -> list[str]:
     return rows
 
 
+def evidence_ceiling(suites: dict[str, MinedSuite], styles: dict[str, str]) -> list[str]:
+    """Per style: how many labelled pairs have any evidence at all (a rule, one of the obligation's terms in a
+    field, or the unit's most similar obligation: the pairs the learned combiner scores). A pair without any
+    cannot be mapped by anything built on this evidence, so this is the recall ceiling of the mapper as it is."""
+    rows = ["labelled pairs with any evidence (the recall ceiling), per style:"]
+    totals: dict[str, list[int]] = {}
+    for name in sorted(suites):
+        suite = suites[name]
+        style = styles.get(name, "pytest")
+        for i, _, expected in suite.labelled:
+            seen = totals.setdefault(style, [0, 0])
+            seen[0] += len(expected & suite.vectors[i].keys())
+            seen[1] += len(expected)
+    pooled = [sum(v[0] for v in totals.values()), sum(v[1] for v in totals.values())]
+    for style, (found, total) in [*sorted(totals.items()), ("pooled", pooled)]:
+        rows.append(f"  {style:<10} {found:>4} / {total:<4} ({found / max(total, 1):.2f})")
+    return rows
+
+
 def calibration(loso: Loso, suites: dict[str, MinedSuite], bins: int = 5) -> list[str]:
     """How well the learned probabilities are calibrated leave-one-suite-out: per probability bin, the pairs,
     their mean probability and the share of them that are labelled (each suite scored by a model that did not
@@ -541,6 +560,7 @@ def main() -> int:
             per_obligation.setdefault(oid, Score()).add({oid} & unit.expected, {oid} & predicted)
     print("\n" + "\n".join(calibration(loso, suites)))
     print("\n" + "\n".join(negatives(suites)))
+    print("\n" + "\n".join(evidence_ceiling(suites, styles)))
     print("\nper obligation, as shipped:")
     counts = Counter({oid: s.tp + s.fn for oid, s in per_obligation.items()})
     for oid, _ in counts.most_common():
