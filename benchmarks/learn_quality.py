@@ -422,10 +422,11 @@ def negatives(suites: dict[str, MinedSuite]) -> list[str]:
     for name in sorted(suites):
         suite = suites[name]
         count = sum(1 for i, _, expected in suite.labelled if not expected and suite.baseline[i])
-        rows.append(f"  {name:<16} {count:>4} / {len(suite.labelled):<4} ({count / max(len(suite.labelled), 1):.0%})")
+        size = len(suite.labelled)
+        rows.append(f"  {name + ':':<17} {count:>4} / {size:<4} ({count / max(size, 1):.0%})")
         total += len(suite.labelled)
         realistic += count
-    rows.append(f"  {'pooled':<16} {realistic:>4} / {total:<4} ({realistic / max(total, 1):.0%})")
+    rows.append(f"  {'pooled:':<17} {realistic:>4} / {total:<4} ({realistic / max(total, 1):.0%})")
     return rows
 
 
@@ -444,7 +445,7 @@ def evidence_ceiling(suites: dict[str, MinedSuite], styles: dict[str, str]) -> l
             seen[1] += len(expected)
     pooled = [sum(v[0] for v in totals.values()), sum(v[1] for v in totals.values())]
     for style, (found, total) in [*sorted(totals.items()), ("pooled", pooled)]:
-        rows.append(f"  {style:<10} {found:>4} / {total:<4} ({found / max(total, 1):.2f})")
+        rows.append(f"  {style + ':':<11} {found:>4} / {total:<4} ({found / max(total, 1):.2f})")
     return rows
 
 
