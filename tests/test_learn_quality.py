@@ -116,3 +116,22 @@ def test_the_markdown_table_replaces_only_what_lies_between_its_markers(quality,
     doc.write_text("no markers\n", encoding="utf-8")
     with pytest.raises(SystemExit, match="markers"):
         quality.update_doc(doc, rows)
+
+
+def test_every_label_names_known_obligations_and_says_why() -> None:
+    """Each labelled unit of the public suites carries a one-line rationale and only catalog obligation ids."""
+    import yaml
+
+    from poetkb.catalog import load_catalog
+
+    known = set(load_catalog(ROOT).obligations)
+    files = sorted((ROOT / "tests" / "fixtures" / "learn" / "labels").glob("*.yaml"))
+    assert len(files) >= 12
+    for file in files:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        assert data["style"] in {"pytest", "unittest", "script", "data"}, file.name
+        for unit in data["units"]:
+            why = unit.get("why")
+            assert isinstance(why, str) and why.strip() and "\n" not in why, (file.name, unit)
+            obligations = unit["obligations"]
+            assert obligations == "none" or (obligations and set(obligations) <= known), (file.name, unit)
