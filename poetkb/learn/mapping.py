@@ -108,6 +108,12 @@ LEARNED_LIMIT = 1
 SHIPPED = "shipped"
 
 
+#: What a match of a rule regex must contain (see :func:`required_literals`): every item of the list holds;
+#: an item is a literal (lower case) the text must contain, or a tuple of alternatives (one must hold), each
+#: alternative a list of items again.
+Needs = list[Any]
+
+
 @dataclass
 class _Rule:
     rule: MappingRule
@@ -115,6 +121,75 @@ class _Rule:
     regex: re.Pattern[str] | None
     factor: float
     targets: dict[str, float]
+    needs: Needs = field(default_factory=list)  # see required_literals
+
+
+def required_literals(pattern: str) -> Needs:
+    """What every match of ``pattern`` contains, as literals (lower case) and alternatives of them.
+
+    A cheap pre-filter (:func:`may_match`): a text that lacks what every match
+    holds cannot match, so the regular expression is not searched in it (most rule
+    regexes need words that most fields, and nearly all data-file text, never
+    hold). Derived from the pattern's parse tree: runs of printable ASCII literal
+    characters in what every match goes through (not optional repeats, not
+    negative look-arounds); an alternation needs what one of its branches needs.
+    Anything not understood adds no requirement, so the filter only ever skips
+    searches that could not match; an empty list means "always search".
+    """
+    try:
+        from re import _parser as sre  # type: ignore[attr-defined]  # Python 3.11+
+    except ImportError:  # pragma: no cover - older Pythons
+        import sre_parse as sre  # type: ignore[no-redef]
+    try:
+        tree = sre.parse(pattern)
+    except (re.error, RecursionError, ValueError, TypeError):
+        return []
+    return _needs(list(tree), 0)
+
+
+def _needs(items: list[Any], depth: int) -> Needs:
+    """The requirements of a sequence of parse-tree items (see :func:`required_literals`)."""
+    try:
+        from re import _constants as c  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - older Pythons
+        import sre_constants as c  # type: ignore[no-redef]
+
+    out: Needs = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            out.append("".join(run).lower())
+            run.clear()
+
+    if depth > 20:
+        return out
+    for op, value in items:
+        if op is c.LITERAL and 32 <= value < 127:
+            run.append(chr(value))
+            continue
+        flush()
+        if op is c.SUBPATTERN or op is getattr(c, "ATOMIC_GROUP", None) or op is c.ASSERT and value[0] == 1:
+            out.extend(_needs(list(value[-1]), depth + 1))
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)) and value[0] >= 1:
+            out.extend(_needs(list(value[2]), depth + 1))
+        elif op is c.BRANCH:
+            branches = [_needs(list(branch), depth + 1) for branch in value[1]]
+            if all(branches):  # a branch that needs nothing lets everything through
+                out.append(tuple(branches))
+    flush()
+    return out
+
+
+def may_match(needs: Needs, lowered: str) -> bool:
+    """Whether ``lowered`` (a lower-case text) holds what :func:`required_literals` says every match holds."""
+    for need in needs:
+        if isinstance(need, str):
+            if need not in lowered:
+                return False
+        elif not any(may_match(branch, lowered) for branch in need):
+            return False
+    return True
 
 
 @dataclass
@@ -157,7 +232,8 @@ def _compile(rule: MappingRule, targets: dict[str, float]) -> _Rule | None:
         return None
     phrases = [(term, normalise(term)) for term in rule.terms]
     regex = re.compile(rule.regex, re.IGNORECASE) if rule.regex else None
-    return _Rule(rule, [(t, p) for t, p in phrases if p], regex, factor, targets)
+    needs = required_literals(rule.regex) if rule.regex else []
+    return _Rule(rule, [(t, p) for t, p in phrases if p], regex, factor, targets, needs)
 
 
 def obligation_document(
@@ -262,9 +338,17 @@ class Mapper:
                 if t < first.get(r, 1 << 30) and has_phrase(padded, phrase_text):
                     first[r] = t
                     hits[r] = self.rules[r].phrases[t][0]
+        # Lower case for the literal pre-filter; only on ASCII text, where case folding is plain (a non-ASCII
+        # text is searched without it: IGNORECASE also folds e.g. the Kelvin sign, str.lower does not).
+        lowered = text.lower() if text.isascii() else None
         for r in self._regex_rules:
-            regex = self.rules[r].regex
-            if r not in hits and regex is not None and regex.search(text):
+            compiled = self.rules[r]
+            regex = compiled.regex
+            if r in hits or regex is None:
+                continue
+            if lowered is not None and not may_match(compiled.needs, lowered):
+                continue  # a literal every match holds is missing: the search could not match
+            if regex.search(text):
                 hits[r] = f"/{regex.pattern}/"
         result = sorted(hits.items())
         if len(memo) > 50_000:
