@@ -96,7 +96,7 @@ class TermIndex:
             return cached
         padded = f" {text} "
         found: dict[str, str] = {}
-        for word in set(text.split(" ")):
+        for word in dict.fromkeys(text.split(" ")):  # in text order: the first term found is the same every run
             for oid, phrase in self.by_first.get(word, ()):
                 if oid not in found and has_phrase(padded, phrase):
                     found[oid] = phrase

@@ -3,7 +3,10 @@
 Order of a run, and why:
 
 1. Discovery reads and hashes every test file (cheap) and looks the hashes up
-   in the cache; only misses are parsed.
+   in the cache; only misses are parsed. A file whose stat (size, modification
+   and change times, inode, device) is the one recorded when it was last hashed
+   is not even read: its recorded hash is looked up (it is read after all if its
+   extraction is no longer cached).
 2. Misses are parsed over ``workers`` processes (default: the CPU count),
    forked with the extractor loaded, so no process imports libcst again. The
    workers die with this process: each asks the kernel for a parent-death
@@ -51,6 +54,7 @@ from poetkb.learn.discover import (
     content_hash,
     discover,
     git_commit,
+    read_again,
     real_path,
 )
 from poetkb.learn.features import FieldBag, data_text, summary_terms
@@ -451,15 +455,23 @@ def learn(
     roots = [Path(p) for p in paths]
     if source is not None:
         check_source(source)
-    found = discover(roots)  # bad PATHs (missing, a loop, unreadable) fail here, before anything else
+    cache = LearnCache(kb)
+    # bad PATHs (missing, a loop, unreadable) fail here, before anything else
+    found = discover(roots, known_hash=cache.known_hash)
     name = check_source(source if source is not None else default_source(roots))
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     phase = on_phase or (lambda _: None)
 
-    cache = LearnCache(kb)
     keys = [test_key(f.content_hash, f.script_style) for f in found.files]
     cached = cache.get_many(keys)
-    jobs = [(i, f.text, f.script_style) for i, (f, k) in enumerate(zip(found.files, keys, strict=True))
+    if any(f.text is None and k not in cached for f, k in zip(found.files, keys, strict=True)):
+        found = _read_uncached(found, keys, cached)
+        keys = [test_key(f.content_hash, f.script_style) for f in found.files]
+        cached.update(cache.get_many([k for k in keys if k not in cached]))
+    for test_file in found.files:
+        if test_file.stat is not None:  # read and hashed this run: its stat skips the read next time
+            cache.remember_hash(test_file.key_path, test_file.stat, test_file.content_hash, test_file.hashed_at)
+    jobs = [(i, f.text or "", f.script_style) for i, (f, k) in enumerate(zip(found.files, keys, strict=True))
             if k not in cached]
     phase(f"parsing {len(jobs)} of {len(found.files)} files")
     parsed = parse_files(jobs, workers=workers, progress=progress)
@@ -496,6 +508,24 @@ def learn(
         "stored_in_kb": store,
         "run": stats.model_copy(update={"seconds": round(time.perf_counter() - started, 3)}),
     })
+
+
+def _read_uncached(found: Discovery, keys: Sequence[str], cached: dict[str, Any]) -> Discovery:
+    """``found`` with the files listed unread whose extraction is not cached read now (or skipped if they
+    cannot be read any more)."""
+    files: list[TestFile] = []
+    skipped = list(found.skipped)
+    for test_file, key in zip(found.files, keys, strict=True):
+        if test_file.text is not None or key in cached:
+            files.append(test_file)
+            continue
+        again = read_again(test_file)
+        if isinstance(again, Skipped):
+            skipped.append(again)
+        else:
+            files.append(again)
+    return Discovery(files=files, skipped=sorted(skipped, key=lambda s: (s.path, s.reason)),
+                     bytes_read=found.bytes_read)
 
 
 def _map(kb: Knowledge, source: str, units: list[dict[str, Any]],
