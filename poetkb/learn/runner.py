@@ -41,7 +41,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from poetkb.errors import EnvironmentProblem, InputError, StoreError
 from poetkb.learn import review
@@ -456,6 +456,43 @@ def learn(
     if source is not None:
         check_source(source)
     cache = LearnCache(kb)
+    gathered = _gather(kb, roots, source, cache, workers=workers, progress=progress, on_phase=on_phase)
+    name, found, jobs, units, skipped, commits, assembler, _ = gathered
+    patterns = _map(kb, name, units, role, cache)
+    if repository is not None:
+        patterns = [p.model_copy(update={"repository": repository}) for p in patterns]
+    summary = _summarise(kb, roots, commits, found, skipped, patterns)
+    stats = LearnRunStats(
+        files_parsed=len(jobs), files_cached=len(found.files) - len(jobs), data_files=len(assembler.data_files),
+        workers=gathered.workers if len(jobs) >= MIN_PARALLEL_FILES else 1,
+    )
+    kept = [p for p in patterns if p.obligations] if mapped_only else patterns
+    report = LearnReport(source=name, role=role, summary=summary, run=stats, patterns=kept)
+
+    (on_phase or (lambda _: None))("writing")
+    target = (Path(out_dir) if out_dir is not None else Path.cwd() / DEFAULT_OUT) / f"{name}.json"
+    _commit_results(kb, report, cache, target if write_file else None, store=store)
+    return report.model_copy(update={
+        "out_file": str(target) if write_file else None,
+        "stored_in_kb": store,
+        "run": stats.model_copy(update={"seconds": round(time.perf_counter() - started, 3)}),
+    })
+
+
+class _Gathered(NamedTuple):
+    name: str
+    found: Discovery
+    jobs: list[Job]
+    units: list[dict[str, Any]]
+    skipped: list[Skipped]
+    commits: dict[Path, str | None]
+    assembler: _Assembler
+    workers: int
+
+
+def _gather(kb: Knowledge, roots: list[Path], source: str | None, cache: LearnCache, *, workers: int | None,
+            progress: bool, on_phase: Callable[[str], None] | None) -> _Gathered:
+    """Discover, parse (or take from the cache) and assemble the units of ``roots``, before any mapping."""
     # bad PATHs (missing, a loop, unreadable) fail here, before anything else
     found = discover(roots, known_hash=cache.known_hash)
     name = check_source(source if source is not None else default_source(roots))
@@ -489,25 +526,24 @@ def learn(
             skipped.append(Skipped(test_file.rel, record["error"], record.get("detail", "")))
             continue
         units.extend(assembler.units(test_file, record, commits.get(test_file.root)))
-    patterns = _map(kb, name, units, role, cache)
-    if repository is not None:
-        patterns = [p.model_copy(update={"repository": repository}) for p in patterns]
-    summary = _summarise(kb, roots, commits, found, skipped, patterns)
-    stats = LearnRunStats(
-        files_parsed=len(jobs), files_cached=len(found.files) - len(jobs), data_files=len(assembler.data_files),
-        workers=workers if len(jobs) >= MIN_PARALLEL_FILES else 1,
-    )
-    kept = [p for p in patterns if p.obligations] if mapped_only else patterns
-    report = LearnReport(source=name, role=role, summary=summary, run=stats, patterns=kept)
+    return _Gathered(name, found, jobs, units, skipped, commits, assembler, workers)
 
-    phase("writing")
-    target = (Path(out_dir) if out_dir is not None else Path.cwd() / DEFAULT_OUT) / f"{name}.json"
-    _commit_results(kb, report, cache, target if write_file else None, store=store)
-    return report.model_copy(update={
-        "out_file": str(target) if write_file else None,
-        "stored_in_kb": store,
-        "run": stats.model_copy(update={"seconds": round(time.perf_counter() - started, 3)}),
-    })
+
+def mine_units(kb: Knowledge, paths: Sequence[str | Path], *, source: str | None = None,
+               workers: int | None = None) -> list[dict[str, Any]]:
+    """The units of a suite as the mapper sees them (id, file, test, kind, lines, feature fields), unmapped.
+
+    The same discovery, parsing and assembly as :func:`learn`; new cache rows are
+    written (so the next run parses nothing), nothing else is. For training and
+    measuring the mapper (:mod:`poetkb.learn.training`).
+    """
+    if source is not None:
+        check_source(source)
+    cache = LearnCache(kb)
+    gathered = _gather(kb, [Path(p) for p in paths], source, cache, workers=workers, progress=False, on_phase=None)
+    with kb.transaction():
+        cache.write()
+    return gathered.units
 
 
 def _read_uncached(found: Discovery, keys: Sequence[str], cached: dict[str, Any]) -> Discovery:
