@@ -273,7 +273,7 @@ def test_the_regex_prefilter_only_skips_searches_that_cannot_match(built_kb_file
     import random
 
     import poetkb
-    from poetkb.learn.mapping import may_match, required_literals
+    from poetkb.learn.mapping import flat_needs, may_match, required_literals
 
     with poetkb.open(built_kb_file, create=False) as kb:  # type: ignore[arg-type]
         rules = [r for r in kb.rules() if r.regex]
@@ -296,6 +296,7 @@ def test_the_regex_prefilter_only_skips_searches_that_cannot_match(built_kb_file
             if regex.search(text):
                 matched += 1
                 assert may_match(needs, text.lower()), (rule.id, text)
+                assert all(any(s in text.lower() for s in alts) for alts in flat_needs(needs)), (rule.id, text)
     assert matched > 20  # the texts exercise the rules
 
 
@@ -305,14 +306,14 @@ def test_regex_hits_are_the_same_with_and_without_the_prefilter(mapper: Mapper) 
     mapper.rule_evidence({"name": "x"})  # builds the index
     with_filter = [mapper._field_hits(t) for t in texts]
     mapper._hit_memo.clear()
-    saved = [r.needs for r in mapper.rules]
+    saved = [(r.needs, r.quick) for r in mapper.rules]
     try:
         for r in mapper.rules:
-            r.needs = []
+            r.needs, r.quick = [], []
         without = [mapper._field_hits(t) for t in texts]
     finally:
-        for r, needs in zip(mapper.rules, saved, strict=True):
-            r.needs = needs
+        for r, (needs, quick) in zip(mapper.rules, saved, strict=True):
+            r.needs, r.quick = needs, quick
         mapper._hit_memo.clear()
     assert with_filter == without
     assert any(hit.startswith("/") for hits in with_filter for _, hit in hits)

@@ -17,7 +17,7 @@ Evidence, combined per (unit, obligation):
    rules are written for change descriptions, code and configuration, and on test
    suites they cost far more precision than they add recall (see docs/learn.md).
    A rule naming failure modes maps to the obligations guarding them.
-2. **Similarity**: TF-IDF vectors (:class:`poetkb.text.TfidfIndex`, words and
+2. **Similarity**: TF-IDF vectors (as :class:`poetkb.text.TfidfIndex` weighs them, words and
    pairs of neighbouring words, :func:`poetkb.text.analyze_code`) of the unit's words (name words
    counted thrice, see :func:`~poetkb.learn.features.document`) against each
    obligation's text: title, statement, keywords, its failure modes, the terms of
@@ -51,7 +51,9 @@ the learned probability, the terms and fields it saw and the features that weigh
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,7 +61,7 @@ from typing import Any
 from poetkb.learn.features import FIELD_WEIGHT, FIELDS, PRIMARY_FIELDS, STOP_WORDS, document
 from poetkb.learn.learned import PairModel, TermIndex, default_model, pair_features
 from poetkb.models import FailureMode, MappingRule, Obligation, ObligationMatch
-from poetkb.text import TfidfIndex, analyze_code, has_phrase, normalise
+from poetkb.text import analyze_code, has_phrase, idf_weight, normalise
 
 #: Confidence at or above which a unit is mapped to an obligation.
 MAP_THRESHOLD = 0.65
@@ -122,6 +124,7 @@ class _Rule:
     factor: float
     targets: dict[str, float]
     needs: Needs = field(default_factory=list)  # see required_literals
+    quick: list[frozenset[str]] = field(default_factory=list)  # see flat_needs
 
 
 def required_literals(pattern: str) -> Needs:
@@ -181,6 +184,32 @@ def _needs(items: list[Any], depth: int) -> Needs:
     return out
 
 
+def flat_needs(needs: Needs) -> list[frozenset[str]]:
+    """A looser, cheaper form of ``needs``: for each item, a set of literals one of which the text holds.
+
+    An alternative's set holds, per branch, the branch's most telling literal set (the one whose
+    shortest literal is longest). Checked first; :func:`may_match` only when it passes.
+    """
+    out: list[frozenset[str]] = []
+    for need in needs:
+        flat = _flat(need)
+        if flat:
+            out.append(flat)
+    return out
+
+
+def _flat(need: Any) -> frozenset[str]:
+    if isinstance(need, str):
+        return frozenset({need})
+    union: set[str] = set()
+    for branch in need:
+        options = [f for f in (_flat(item) for item in branch) if f]
+        if not options:
+            return frozenset()
+        union |= max(options, key=lambda f: (min(len(s) for s in f), -len(f)))
+    return frozenset(union)
+
+
 def may_match(needs: Needs, lowered: str) -> bool:
     """Whether ``lowered`` (a lower-case text) holds what :func:`required_literals` says every match holds."""
     for need in needs:
@@ -233,7 +262,7 @@ def _compile(rule: MappingRule, targets: dict[str, float]) -> _Rule | None:
     phrases = [(term, normalise(term)) for term in rule.terms]
     regex = re.compile(rule.regex, re.IGNORECASE) if rule.regex else None
     needs = required_literals(rule.regex) if rule.regex else []
-    return _Rule(rule, [(t, p) for t, p in phrases if p], regex, factor, targets, needs)
+    return _Rule(rule, [(t, p) for t, p in phrases if p], regex, factor, targets, needs, flat_needs(needs))
 
 
 def obligation_document(
@@ -346,7 +375,8 @@ class Mapper:
             regex = compiled.regex
             if r in hits or regex is None:
                 continue
-            if lowered is not None and not may_match(compiled.needs, lowered):
+            if lowered is not None and not (all(any(s in lowered for s in alts) for alts in compiled.quick)
+                                            and may_match(compiled.needs, lowered)):
                 continue  # a literal every match holds is missing: the search could not match
             if regex.search(text):
                 hits[r] = f"/{regex.pattern}/"
@@ -361,9 +391,18 @@ class Mapper:
         self, units: Sequence[Mapping[str, str]]
     ) -> tuple[list[list[float]], list[dict[str, float]], list[dict[str, float]]]:
         """(unit x obligation cosine matrix, unit vectors, obligation vectors) of TF-IDF fitted over both."""
-        index = TfidfIndex.fit(analyze_code(text) for text in [*self.documents, *(document(u) for u in units)])
-        ob_vectors = index.vectors[: len(self.documents)]
-        unit_vectors = index.vectors[len(self.documents):]
+        # TF-IDF as TfidfIndex.fit computes it (the same floats: same operations, same order), without sorting
+        # the vocabulary or keeping the weights of a unit's terms no obligation has: they count in the unit's
+        # norm only, and the cosines and shared terms need the rest.
+        counts = [Counter(analyze_code(text)) for text in [*self.documents, *(document(u) for u in units)]]
+        frequency: Counter[str] = Counter()
+        for doc in counts:
+            frequency.update(doc.keys())
+        n = len(counts)
+        idf = {term: idf_weight(n, df) for term, df in frequency.items()}
+        ob_vectors = [_tfidf(doc, idf) for doc in counts[: len(self.documents)]]
+        vocabulary = {term for vector in ob_vectors for term in vector}
+        unit_vectors = [_tfidf(doc, idf, vocabulary) for doc in counts[len(self.documents):]]
         by_term: dict[str, list[tuple[int, float]]] = {}
         for j, vector in enumerate(ob_vectors):
             for term, weight in vector.items():
@@ -488,6 +527,20 @@ class Mapper:
         if not hasattr(self, "_positions"):
             self._positions = {ob.id: j for j, ob in enumerate(self.obligations)}
         return self._positions[oid]
+
+
+def _tfidf(counts: Mapping[str, int], idf: Mapping[str, float],
+           keep: set[str] | frozenset[str] | None = None) -> dict[str, float]:
+    """A document's l2-normalised TF-IDF vector (sublinear tf), computed as :func:`poetkb.text.weigh` does (the
+    same floats); with ``keep``, only those terms are returned (the norm still counts every term)."""
+    log = math.log
+    weights = {term: (1.0 + log(count)) * idf[term] for term, count in counts.items()}
+    norm = math.sqrt(sum(w * w for w in weights.values()))
+    if not norm:
+        return {}
+    if keep is None:
+        return {t: w / norm for t, w in weights.items()}
+    return {t: w / norm for t, w in weights.items() if t in keep}
 
 
 def learned_confidence(rule: float, p: float, mode: str | None = None) -> float:
