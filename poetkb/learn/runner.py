@@ -593,9 +593,9 @@ def _mapped(kb: Knowledge, source: str, units: list[dict[str, Any]],
     taken from there when the key is known (a re-run over an unchanged suite builds no
     mapper, fits no TF-IDF), and stored there otherwise.
     """
-    obligations, rules, modes = kb.obligations(), kb.rules(), kb.failure_modes()
     examples = known_examples(kb, source)
-    key = mapping_key(units, obligations, rules, modes, examples) if cache is not None else ""
+    key = mapping_key(units, kb.stored_data("obligations"), kb.stored_data("rules"), kb.stored_data("failure_modes"),
+                      examples) if cache is not None else ""
     if cache is not None:
         stored = cache.get(key)
         if isinstance(stored, list) and len(stored) == len(units):
@@ -607,7 +607,7 @@ def _mapped(kb: Knowledge, source: str, units: list[dict[str, Any]],
                 pass
     from poetkb.learn.mapping import Mapper, aggregate_classes, split
 
-    mapper = Mapper(obligations, rules, modes, examples=examples)
+    mapper = Mapper(kb.obligations(), kb.rules(), kb.failure_modes(), examples=examples)
     found = [split(m) for m in mapper.map([u["fields"] for u in units], groups=[u["file"] for u in units])]
     mapped = aggregate_classes(units, [m for m, _ in found])
     result = [(matches, candidates, summary_terms(unit["fields"], cap=MAX_TERMS))
@@ -649,14 +649,18 @@ def mapper_code_fingerprint() -> str:
     return _CODE[0]
 
 
-def mapping_key(units: Sequence[dict[str, Any]], obligations: Sequence[Any], rules: Sequence[Any],
-                modes: Sequence[Any], examples: dict[str, list[str]]) -> str:
-    """Cache key of a run's mapping result: everything the mapper reads, and the mapper's own code."""
+def mapping_key(units: Sequence[dict[str, Any]], obligations: Sequence[str], rules: Sequence[str],
+                modes: Sequence[str], examples: dict[str, list[str]]) -> str:
+    """Cache key of a run's mapping result: everything the mapper reads, and the mapper's own code.
+
+    The obligations, rules and failure modes are given as stored (:meth:`Knowledge.stored_data`: the JSON the
+    mapper's typed reads decode), so a re-run decodes none of them.
+    """
     return "map:" + fingerprint(
         mapper_code_fingerprint(),
-        "\n".join(o.model_dump_json() for o in obligations),
-        "\n".join(r.model_dump_json() for r in rules),
-        "\n".join(m.model_dump_json() for m in modes),
+        "\n".join(obligations),
+        "\n".join(rules),
+        "\n".join(modes),
         json.dumps(examples, sort_keys=True, separators=(",", ":")),
         json.dumps([[u["id"], u["file"], u["test"], u["kind"], u["fields"]] for u in units],
                    sort_keys=True, separators=(",", ":"), ensure_ascii=False),
@@ -685,7 +689,7 @@ def _summarise(
     patterns: list[LearnedPattern],
 ) -> LearnSummary:
     covered: Counter[str] = Counter(m.id for p in patterns for m in p.obligations)
-    all_ids = [ob.id for ob in kb.obligations()]
+    all_ids = kb.obligation_ids()
     skipped = sorted(skipped, key=lambda s: (s.path, s.reason))
     return LearnSummary(
         roots=[SuiteRoot(name=_root_name(r), commit=commits.get(r)) for r in roots],
