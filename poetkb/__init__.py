@@ -60,7 +60,7 @@ _EXPORTS: dict[str, str] = {
     "GateRun": "poetkb.gates.models",
     "Selection": "poetkb.gates.models",
     "GitChange": "poetkb.rank.gitchange",
-    "ReviewItem": "poetkb.learn.models",
+    "ReviewItem": "poetkb.learn.results",
     "ObligationVerdict": "poetkb.gates.models",
     "CheckResult": "poetkb.gates.models",
     "EvidenceManifest": "poetkb.gates.models",
@@ -72,8 +72,8 @@ _EXPORTS: dict[str, str] = {
     "Runbook": "poetkb.plans.runbook",
     "DemoState": "poetkb.demo.models",
     "DemoStatus": "poetkb.demo.models",
-    "LearnReport": "poetkb.learn.models",
-    "LearnSummary": "poetkb.learn.models",
+    "LearnReport": "poetkb.learn.results",
+    "LearnSummary": "poetkb.learn.results",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -107,7 +107,7 @@ if TYPE_CHECKING:
         Selection,
     )
     from poetkb.kb import KnowledgeBase, open
-    from poetkb.learn.models import LearnReport, LearnSummary, ReviewItem
+    from poetkb.learn.results import LearnReport, LearnSummary, ReviewItem
     from poetkb.load.baselines import Baseline
     from poetkb.load.interpret import Interpretation
     from poetkb.load.metrics import MetricsSummary

@@ -25,7 +25,7 @@ skipped is reported with its reason and the run goes on:
   virtual environments (a directory holding ``pyvenv.cfg``) are not entered.
 
 A re-run over an unchanged suite need not read its files again: given
-``known_hash`` (:meth:`poetkb.learn.cache.LearnCache.known_hash`), a file whose
+``known_hash`` (:meth:`poetkb.learn.memo.LearnCache.known_hash`), a file whose
 size, modification and change times, inode and device are those recorded when it
 was last hashed (and which was not modified in the same moment it was hashed) is
 taken as unchanged: it is listed with its recorded hash and no text
@@ -72,7 +72,7 @@ _REF_RE = re.compile(r"refs/[A-Za-z0-9._/-]{1,240}")
 
 
 #: Given a file's path (absolute, as walked) and its stat: the SHA-256 recorded for it if that stat shows it
-#: unchanged since it was hashed, else None (see :meth:`poetkb.learn.cache.LearnCache.known_hash`).
+#: unchanged since it was hashed, else None (see :meth:`poetkb.learn.memo.LearnCache.known_hash`).
 KnownHash = Callable[[str, os.stat_result], "str | None"]
 
 

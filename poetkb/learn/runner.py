@@ -45,7 +45,6 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from poetkb.errors import EnvironmentProblem, InputError, StoreError
 from poetkb.learn import review
-from poetkb.learn.cache import LearnCache, data_key, fingerprint, test_key
 from poetkb.learn.discover import (
     MAX_FILE_BYTES,
     Discovery,
@@ -58,7 +57,8 @@ from poetkb.learn.discover import (
     real_path,
 )
 from poetkb.learn.features import FieldBag, data_text, summary_terms
-from poetkb.learn.models import LearnReport, LearnRunStats, LearnSummary, SkippedFile, SuiteRoot
+from poetkb.learn.memo import LearnCache, data_key, fingerprint, test_key
+from poetkb.learn.results import LearnReport, LearnRunStats, LearnSummary, SkippedFile, SuiteRoot
 from poetkb.models import LearnedPattern, ObligationMatch
 from poetkb.safefile import read_bytes
 

@@ -1,4 +1,5 @@
-"""The mining cache: extraction results by content hash, kept in the knowledge base.
+"""The mining memo: what a re-run need not compute again (extraction results by content hash, data-file words,
+files' stat records, mapping results), kept in the knowledge base's ``learn_cache`` table.
 
 A test file's features depend on its text only (and on whether it is a
 script-style file), so the result of parsing it is stored under the SHA-256 of
