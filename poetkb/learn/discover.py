@@ -197,8 +197,15 @@ class _Walker:
 
     def visit(self, root: Path, boundary: Path, entry: os.DirEntry[str], ancestors: list[tuple[int, int]],
               in_test_dir: bool) -> None:
-        path, name = Path(entry.path), entry.name
+        name = entry.name
         wanted = name.endswith(".py") and (in_test_dir or is_test_name(name))  # a file we would read
+        if not wanted:
+            try:
+                if entry.is_file(follow_symlinks=False):  # from the directory listing: no system call
+                    return  # a plain file we would not read (data files, other sources): nothing to check
+            except OSError:
+                pass
+        path = Path(entry.path)
         try:
             link = entry.is_symlink()
             info = os.stat(path)  # follows links
