@@ -289,10 +289,13 @@ class _Assembler:
         if boundary not in self.preloaded:
             self.preloaded.add(boundary)
             self.cache.preload_data(str(boundary))
+        start = found.path.parent
+        if start not in self.real_dirs:
+            self.real_dirs[start] = _real_dir(found, boundary)
         texts: list[str] = []
         seen: set[Path] = set()
         for ref in refs[: MAX_DATA_REFS * 4]:
-            where = (found.path.parent, boundary, ref)
+            where = (start, boundary, ref)
             if where not in self.resolved:  # units of one file name the same files: resolve each once per run
                 self.resolved[where] = self._resolve(*where)
             path = self.resolved[where]
@@ -388,6 +391,18 @@ class _Assembler:
             words = ""
         self.cache.put(key, rel, words)
         return words
+
+
+def _real_dir(found: TestFile, boundary: Path) -> Path | None:
+    """``real_path`` of the directory holding ``found``, given ``boundary``, the real path of the directory it
+    was found under: only the parts of its path below that directory are checked for links."""
+    try:
+        if found.root == found.path:  # a file given as PATH: boundary is its directory's real path
+            return boundary
+        parent = found.rel.rpartition("/")[0]
+        return _real_below(str(boundary), parent) if parent else boundary
+    except (OSError, ValueError):
+        return None
 
 
 def _real_below(base: str, ref: str) -> Path:
