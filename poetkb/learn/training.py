@@ -119,6 +119,10 @@ class Score:
     def pr(self) -> str:
         return f"{self.precision:.2f} / {self.recall:.2f}"
 
+    def line(self, name: str) -> str:
+        return (f"{name:<16} units {self.units:>4}  pairs {self.tp + self.fn:>4}  precision {self.precision:.3f}  "
+                f"recall {self.recall:.3f}  (tp {self.tp}, fp {self.fp}, fn {self.fn})")
+
 
 @dataclass
 class UnitResult:
