@@ -38,7 +38,6 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -49,10 +48,8 @@ sys.path.insert(0, str(ROOT))
 from poetkb import store  # noqa: E402
 from poetkb.catalog import load_catalog  # noqa: E402
 from poetkb.kb import KnowledgeBase  # noqa: E402
-from poetkb.learn import learned, mapping, runner  # noqa: E402
-from poetkb.learn.learned import PairModel  # noqa: E402
+from poetkb.learn import mapping, training  # noqa: E402
 from poetkb.learn.runner import learn  # noqa: E402
-from poetkb.models import ObligationMatch  # noqa: E402
 from poetkb.text import has_phrase, normalise  # noqa: E402
 
 LABELS = ROOT / "tests" / "fixtures" / "learn" / "labels"
@@ -66,18 +63,12 @@ def split_of(source: str, file: str, test: str | None) -> str:
 
 def load_labels(path: Path) -> dict[tuple[str, str | None], set[str]]:
     """(file, test) -> the obligations a label file says the unit exercises (empty for `none`)."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    labels: dict[tuple[str, str | None], set[str]] = {}
-    for unit in data["units"]:
-        obligations = unit["obligations"]
-        labels[(unit["file"], unit.get("test"))] = set() if obligations in ("none", None) else set(obligations)
-    return labels
+    return training.load_label_file(path).labels
 
 
 def label_style(path: Path) -> str:
     """The suite's style as its label file records it (pytest, unittest, script, data), else 'pytest'."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return str(data.get("style", "pytest"))
+    return training.load_label_file(path).style
 
 
 def scratch_kb(workdir: Path) -> KnowledgeBase:
@@ -91,97 +82,12 @@ def scratch_kb(workdir: Path) -> KnowledgeBase:
 
 
 
-#: Threshold choice in leave-one-suite-out: the highest recall whose pooled precision reaches this.
-TARGET_PRECISION = 0.85
-#: The thresholds tried.
-GRID = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
-
-
-class Score:
-    """Counts of correct, wrong and missed (unit, obligation) pairs."""
-
-    def __init__(self) -> None:
-        self.tp = self.fp = self.fn = 0
-        self.units = 0
-
-    def add(self, expected: set[str], predicted: set[str]) -> None:
-        self.units += 1
-        self.tp += len(expected & predicted)
-        self.fp += len(predicted - expected)
-        self.fn += len(expected - predicted)
-
-    def merge(self, other: Score) -> None:
-        self.tp, self.fp, self.fn = self.tp + other.tp, self.fp + other.fp, self.fn + other.fn
-        self.units += other.units
-
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
-
-    @property
-    def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
-
-    def pr(self) -> str:
-        return f"{self.precision:.2f} / {self.recall:.2f}"
-
-    def line(self, name: str) -> str:
-        return (f"{name:<16} units {self.units:>4}  pairs {self.tp + self.fn:>4}  precision {self.precision:.3f}  "
-                f"recall {self.recall:.3f}  (tp {self.tp}, fp {self.fp}, fn {self.fn})")
-
-
-@dataclass
-class UnitResult:
-    """One labelled unit: what it exercises, what the mapper scored (obligation -> confidence), what grep finds."""
-
-    suite: str
-    key: tuple[str, str | None]
-    expected: set[str]
-    scored: dict[str, float] = field(default_factory=dict)
-    baseline: set[str] = field(default_factory=set)
-    reasons: dict[str, list[str]] = field(default_factory=dict)
-    limit: int = mapping.MAX_OBLIGATIONS  # how many obligations of the unit may be mapped
-
-
-@dataclass
-class MinedSuite:
-    """A suite mined once: every unit (with its feature fields), the rules' matches, and the labelled units."""
-
-    name: str
-    units: list[dict]
-    rule_rows: list[dict[str, tuple[float, list[str]]]]  # per unit: obligation -> (rules' confidence, reasons)
-    vectors: list[dict[str, list[float]]]  # per unit: obligation -> learned-combiner features
-    labelled: list[tuple[int, tuple[str, str | None], set[str]]]  # (unit index, key, expected)
-    baseline: dict[int, set[str]]
-    needed: list[int]  # labelled units and the methods of labelled classes
-
-
-def predict(scored: dict[str, float], threshold: float, limit: int = mapping.MAX_OBLIGATIONS) -> set[str]:
-    """The obligations mapped at a threshold: at least that confident, the most confident `limit`."""
-    kept = sorted(((c, oid) for oid, c in scored.items() if c >= threshold), key=lambda t: (-t[0], t[1]))
-    return {oid for _, oid in kept[:limit]}
-
-
-def score_at(units: list[UnitResult], threshold: float) -> Score:
-    score = Score()
-    for unit in units:
-        score.add(unit.expected, predict(unit.scored, threshold, unit.limit))
-    return score
-
-
-def choose_threshold(units: list[UnitResult], grid: tuple[float, ...] = GRID,
-                     target: float = TARGET_PRECISION) -> float:
-    """The threshold with the highest recall at precision >= target on these units (else the best F1)."""
-    scores = [(t, score_at(units, t)) for t in grid]
-    good = [(s.recall, s.precision, t) for t, s in scores if s.precision >= target]
-    if good:
-        return max(good)[2]
-    return max((s.f1, t) for t, s in scores)[1]
+# The scoring, training and leave-one-suite-out code is poetkb's own (`poet learn train-model` uses it too).
+TARGET_PRECISION, GRID = training.TARGET_PRECISION, training.GRID
+Score, UnitResult, MinedSuite, Loso = training.Score, training.UnitResult, training.MinedSuite, training.Loso
+predict, score_at, choose_threshold = training.predict, training.score_at, training.choose_threshold
+featurise, results_with, train_on = training.featurise, training.results_with, training.train_on
+leave_one_suite_out = training.leave_one_suite_out
 
 
 def grep_terms(kb: KnowledgeBase) -> dict[str, list[str]]:
@@ -204,139 +110,22 @@ def unit_source(root: Path, file: str, line: int, end_line: int, cache: dict[str
     return "\n".join(cache[file][max(line - 1, 0):end_line])
 
 
-def real_file(root: Path, file: str) -> str:
-    """A mined file's path relative to the checkout once links are resolved: a file reached through a
-    directory link (mitmproxy's `docs/src/examples` -> `examples`) is mined once, under whichever path discovery
-    met first, and the label names it by its real path."""
-    try:
-        return (root / file).resolve().relative_to(root.resolve()).as_posix()
-    except (OSError, ValueError):
-        return file
-
 
 def mine_suite(kb: KnowledgeBase, name: str, path: Path, labels: dict[tuple[str, str | None], set[str]],
                terms: dict[str, list[str]], workers: int | None) -> MinedSuite:
-    """Mine a suite once (the real `poet learn` pipeline up to mapping), then map it with the rules only."""
-    captured: list[dict] = []
-
-    def capture(_kb: KnowledgeBase, _source: str, units: list[dict], *_role: object) -> list:
-        captured.extend(units)
-        return []
-
-    original = runner._map
-    runner._map = capture
-    try:
-        learn(kb, [path], source=name, workers=workers, store=False, write_file=False)
-    finally:
-        runner._map = original
-    mapper = mapping.Mapper(kb.obligations(), kb.rules(), kb.failure_modes(), model=None)
-    fields = [u["fields"] for u in captured]
-    groups = [u["file"] for u in captured]
-    rule_rows = [{m.id: (m.confidence, m.reasons) for m in row}
-                 for row in mapper.map(fields, groups=groups, floor=0.0)]
-    vectors = featurise(mapper, captured, rule_rows)
-    index = {(u["file"], u["test"]): i for i, u in enumerate(captured)}
-    index.update({(real, test): i for (file, test), i in list(index.items())
-                  if (real := real_file(path, file)) != file and (real, test) not in index})
+    """Mine a suite once (the real `poet learn` pipeline up to the units), map it with the rules only, and add the
+    grep baseline of each labelled unit."""
+    suite = training.mine_labelled(kb, name, path, labels, workers)
+    for file, test in suite.missing:
+        print(f"warning: {name}: labelled unit {file}::{test} was not mined", file=sys.stderr)
     sources: dict[str, list[str]] = {}
-    labelled = []
-    baseline = {}
-    for key, expected in sorted(labels.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-        i = index.get(key)
-        if i is None:
-            print(f"warning: {name}: labelled unit {key[0]}::{key[1]} was not mined", file=sys.stderr)
-            continue
-        labelled.append((i, key, expected))
-        u = captured[i]
+    for i, _, _ in suite.labelled:
+        u = suite.units[i]
         # the unit's own source lines and the text of the data files it names (in a data-driven suite the
         # behaviour lives there; the grep sees what the mapper sees)
-        baseline[i] = grep_baseline(unit_source(path, u["file"], u["line"], u["end_line"], sources) + "\n"
-                                    + u["fields"].get("data", ""), terms)
-    classes = {(captured[i]["file"], captured[i]["test"]) for i, _, _ in labelled if captured[i]["kind"] == "class"}
-    needed = sorted({i for i, _, _ in labelled} | {
-        j for j, u in enumerate(captured)
-        if u["test"] and "." in u["test"] and (u["file"], u["test"].rsplit(".", 1)[0]) in classes})
-    return MinedSuite(name, captured, rule_rows, vectors, labelled, baseline, needed)
-
-
-def featurise(mapper: mapping.Mapper, units: list[dict], rule_rows: list[dict]) -> list[dict[str, list[float]]]:
-    """The learned combiner's features of every pair of a suite (as `Mapper.learned` computes them)."""
-    fields = [u["fields"] for u in units]
-    return learned.pair_features([{o: c for o, (c, _) in row.items()} for row in rule_rows],
-                                 [mapper.terms.hits(f) for f in fields], [u["file"] for u in units],
-                                 mapper.similarity_rows(fields))
-
-
-def results_with(suite: MinedSuite, model: PairModel | None, mode: str = "score") -> list[UnitResult]:
-    """Each labelled unit's scores (rules, or with the learned combiner in a mode of
-    `mapping.learned_confidence`), classes aggregated as `poet learn` does."""
-    combined: list[list[ObligationMatch]] = [[] for _ in suite.units]
-    for i in suite.needed:
-        row = suite.rule_rows[i]
-        if model is not None:
-            # "score": the raw probability (the threshold is chosen on it, and the unit keeps its most probable
-            # LEARNED_LIMIT pairs, as `poet learn` does); "propose": as the mapper combines them
-            row = {**row, **{oid: (model.probability(v) if mode == "score" else
-                                   mapping.learned_confidence(row.get(oid, (0.0, []))[0], model.probability(v), mode),
-                                   row.get(oid, (0.0, []))[1]) for oid, v in suite.vectors[i].items()}}
-        combined[i] = sorted((ObligationMatch(id=oid, confidence=round(c, 3), reasons=r[:4])
-                              for oid, (c, r) in row.items() if c >= min(GRID)),
-                             key=lambda m: (-m.confidence, m.id))
-    mapped = [[m for m in c if m.confidence >= mapping.MAP_THRESHOLD][:mapping.MAX_OBLIGATIONS] for c in combined]
-    aggregated = mapping.aggregate_classes(suite.units, mapped)
-    out = []
-    for i, key, expected in suite.labelled:
-        scored = {m.id: m.confidence for m in combined[i]}
-        reasons = {m.id: m.reasons for m in combined[i]}
-        for m in aggregated[i]:
-            if m.confidence > scored.get(m.id, 0.0):
-                scored[m.id], reasons[m.id] = m.confidence, m.reasons
-        limit = mapping.LEARNED_LIMIT if model is not None and mode == "score" else mapping.MAX_OBLIGATIONS
-        out.append(UnitResult(suite.name, key, expected, scored, suite.baseline[i], reasons, limit))
-    return out
-
-
-def train_on(suites: list[MinedSuite]) -> PairModel | None:
-    """The learned combiner fitted on every pair (with evidence) of these suites' labelled units (None when the
-    pairs are all of one kind: nothing to learn)."""
-    vectors, targets = [], []
-    for suite in suites:
-        for i, _, expected in suite.labelled:
-            for oid, vector in suite.vectors[i].items():
-                vectors.append(vector)
-                targets.append(1 if oid in expected else 0)
-    if len(set(targets)) < 2:
-        return None
-    return learned.train(vectors, targets, sources=[s.name for s in suites])
-
-
-@dataclass
-class Loso:
-    """Leave-one-suite-out results per held-out suite: the threshold chosen on the others, the model trained on
-    the others, and the suite's units scored at it."""
-
-    threshold: dict[str, float] = field(default_factory=dict)
-    models: dict[str, PairModel | None] = field(default_factory=dict)
-    results: dict[str, list[UnitResult]] = field(default_factory=dict)
-
-
-def leave_one_suite_out(suites: dict[str, MinedSuite], *, use_model: bool) -> Loso:
-    """Per suite: a model trained on the others, a threshold chosen on the others (scored by models that did not
-    see them either: nested leave-one-out), then the suite scored at it (the combiner in "score" mode)."""
-    out = Loso()
-    names = sorted(suites)
-    for held in names:
-        others = [n for n in names if n != held]
-        model = train_on([suites[n] for n in others]) if use_model and others else None
-        inner: list[UnitResult] = []
-        for other in others:
-            rest = [suites[n] for n in others if n != other]
-            inner_model = train_on(rest) if use_model and rest else None
-            inner.extend(results_with(suites[other], inner_model))
-        out.threshold[held] = choose_threshold(inner) if inner else mapping.MAP_THRESHOLD
-        out.models[held] = model
-        out.results[held] = results_with(suites[held], model)
-    return out
+        suite.baseline[i] = grep_baseline(unit_source(path, u["file"], u["line"], u["end_line"], sources) + "\n"
+                                          + u["fields"].get("data", ""), terms)
+    return suite
 
 
 COLUMNS = ("mapped", "review_rules", "review", "score", "shipped", "grep")

@@ -242,12 +242,18 @@ def mine(kb: KnowledgeBase, path: Path, out: Path, workers: int) -> tuple[Any, f
     return report, ended - started, time.process_time() - cpu, lambda base: phases.report(started, ended, base)
 
 
+def suite_label(path: Path) -> str:
+    """A suite's name in the table: its directory, or the directory above a ``tests``/``test`` directory."""
+    return path.parent.name if path.name in ("tests", "test", "testing") and path.parent.name else path.name
+
+
 def bench_suite(path: Path, args: argparse.Namespace, fresh_kb: Any, work: Path) -> dict[str, Any]:
     """Time one suite: bare parse, the pipeline and its re-run in one process and over the workers."""
     found = discover([path])
     texts = [f.text for f in found.files]
     megabytes = sum(len(t.encode()) for t in texts) / 1e6
-    print(f"\n{path.name}: {len(texts)} test files, {megabytes:.1f} MB, {len(found.skipped)} skipped by discovery")
+    label = suite_label(path)
+    print(f"\n{label}: {len(texts)} test files, {megabytes:.1f} MB, {len(found.skipped)} skipped by discovery")
     # Bare parse and first run alternate, best of --repeat each: on a shared machine one round can be slowed
     # by other work, and the ratio of two slowed rounds means little.
     bare = bare_cpu = wall = cpu = float("inf")
@@ -260,7 +266,7 @@ def bench_suite(path: Path, args: argparse.Namespace, fresh_kb: Any, work: Path)
             phases = p
         wall, cpu = min(wall, w), min(cpu, c)
     timed("libcst bare parse (1 process)", bare, len(texts), megabytes, cpu=bare_cpu)
-    row: dict[str, Any] = {"suite": path.name, "files": len(texts), "mb": megabytes, "bare": bare}
+    row: dict[str, Any] = {"suite": label, "files": len(texts), "mb": megabytes, "bare": bare}
     with fresh_kb(f"one-{path.name}") as kb:
         first, _, _, _ = mine(kb, path, work / "out1", 1)
         timed("pipeline, 1 process, empty cache", wall, len(texts), megabytes, bare, cpu, bare_cpu)

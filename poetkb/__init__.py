@@ -61,7 +61,7 @@ _EXPORTS: dict[str, str] = {
     "GateRun": "poetkb.gates.schema",
     "Selection": "poetkb.gates.schema",
     "GitChange": "poetkb.rank.gitchange",
-    "ReviewItem": "poetkb.learn.models",
+    "ReviewItem": "poetkb.learn.results",
     "ObligationVerdict": "poetkb.gates.schema",
     "CheckResult": "poetkb.gates.schema",
     "EvidenceManifest": "poetkb.gates.schema",
@@ -73,8 +73,8 @@ _EXPORTS: dict[str, str] = {
     "Runbook": "poetkb.plans.runbook",
     "DemoState": "poetkb.demo.state",
     "DemoStatus": "poetkb.demo.state",
-    "LearnReport": "poetkb.learn.models",
-    "LearnSummary": "poetkb.learn.models",
+    "LearnReport": "poetkb.learn.results",
+    "LearnSummary": "poetkb.learn.results",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -109,7 +109,7 @@ if TYPE_CHECKING:
         Selection,
     )
     from poetkb.kb import KnowledgeBase, open
-    from poetkb.learn.models import LearnReport, LearnSummary, ReviewItem
+    from poetkb.learn.results import LearnReport, LearnSummary, ReviewItem
     from poetkb.load.baselines import Baseline
     from poetkb.load.interpret import Interpretation
     from poetkb.load.metrics import MetricsSummary

@@ -465,6 +465,17 @@ class Knowledge:
         row = self._row("patterns", pattern_id)
         return store.decode(row, models.LearnedPattern) if row is not None else None
 
+    def stored_data(self, table: str) -> list[str]:
+        """The stored JSON of every row of ``obligations``, ``rules`` or ``failure_modes``, by id: what the typed
+        reads decode, without decoding it (for fingerprints of the catalog)."""
+        if table not in ("obligations", "rules", "failure_modes"):
+            raise ValueError(f"not a catalog table with stored data: {table}")
+        return [data for (data,) in self.conn.execute(f"select data from [{table}] order by id")]
+
+    def obligation_ids(self) -> list[str]:
+        """Every obligation id, sorted (without decoding the obligations)."""
+        return self._ids("obligations")
+
     def pattern_ids(self) -> list[str]:
         return self._ids("patterns")
 

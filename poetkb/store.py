@@ -122,7 +122,7 @@ def _m005_rank_cache(db: sqlite_utils.Database) -> None:
 
 
 def _m002_learn(db: sqlite_utils.Database) -> None:
-    """State: the test-mining cache by content hash, and review decisions; see poetkb.learn.cache/review."""
+    """State: the test-mining cache by content hash, and review decisions; see poetkb.learn.memo/review."""
     db.table("learn_cache").create(
         {"key": str, "version": str, "path": str, "features": str, "mined_at": str}, pk="key"
     )

@@ -92,3 +92,29 @@ def test_bad_input_exits_2_with_a_message(kb_path: Path, args: list[str], messag
     assert code == 2
     assert message in err
     assert "Traceback" not in err + out
+
+
+def test_train_model_trains_on_labelled_suites_and_reports_held_out_figures(tmp_path: Path) -> None:
+    """Three labelled copies of the sample suite: a model file the mapper loads, trained on every labelled pair,
+    its threshold chosen leave-one-suite-out; bad input is exit 2 naming the option."""
+    from poetkb.learn.learned import PairModel
+
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    fixture = Path(__file__).resolve().parent / "fixtures" / "learn" / "loso" / "fixture.yaml"
+    for name in ("alpha", "beta", "gamma"):
+        (labels / f"{name}.yaml").write_text(fixture.read_text(encoding="utf-8"), encoding="utf-8")
+        materialise_suite(tmp_path / "suites" / name)
+    output = tmp_path / "model.json"
+    code, out, _ = run("learn", "train-model", "--suites", str(tmp_path / "suites"), "--labels", str(labels),
+                       "--output", str(output), "--workers", "1", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert [s["suite"] for s in data["suites"]] == ["alpha", "beta", "gamma"]
+    assert all(s["labelled_units"] > 0 and s["held_out"] is not None for s in data["suites"])
+    model = PairModel.from_json(output.read_text(encoding="utf-8"))
+    assert model is not None and model.pairs == data["pairs"] > 0
+    assert sorted(model.trained_on) == ["alpha", "beta", "gamma"] and model.threshold == data["threshold"]
+    code, out, _ = run("learn", "train-model", f"delta={tmp_path / 'suites' / 'alpha'}", "--labels", str(labels),
+                       "--output", str(tmp_path / "other.json"))
+    assert code == 2 and "delta" in out + _ and not (tmp_path / "other.json").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -264,3 +265,55 @@ def test_the_pair_model_threshold_lands_on_the_map_threshold() -> None:
     assert model.confidence(0.3, MAP_THRESHOLD) == pytest.approx(MAP_THRESHOLD)
     assert model.confidence(0.2, MAP_THRESHOLD) < MAP_THRESHOLD < model.confidence(0.4, MAP_THRESHOLD)
     assert model.confidence(0.0, MAP_THRESHOLD) == 0.0
+
+
+def test_the_regex_prefilter_only_skips_searches_that_cannot_match(built_kb_file: object) -> None:
+    """Every rule regex of the catalog: a text it matches holds one literal of each required set, and the
+    mapper finds the same regex hits with the pre-filter as by searching every text."""
+    import random
+
+    import poetkb
+    from poetkb.learn.mapping import flat_needs, may_match, required_literals
+
+    with poetkb.open(built_kb_file, create=False) as kb:  # type: ignore[arg-type]
+        rules = [r for r in kb.rules() if r.regex]
+        texts = [" ".join(r.terms) for r in kb.rules()] + [o.title + " " + o.statement for o in kb.obligations()]
+    assert len(rules) >= 4
+    rnd = random.Random(5)
+    words = " ".join(texts).lower().split()
+    texts += [" ".join(rnd.choices(words, k=rnd.randint(2, 40))) for _ in range(3000)]
+    texts += ["private", "bad chunked", "chunk is invalid", "auth bypass", "authorization is not cached",
+              "set x = x + 1", "load test", "alter table t drop c", "content length and transfer encoding",
+              "malformed content length", "40001"]
+    assert required_literals(r"\b(set cookie|auth)\b.*\b(bypass|not stored)\b") == [
+        (["set cookie"], ["auth"]), (["bypass"], ["not stored"])]
+    assert required_literals(r"a?b*|c") == []  # nothing every match holds: always searched
+    matched = 0
+    for rule in rules:
+        regex = re.compile(rule.regex, re.IGNORECASE)
+        needs = required_literals(rule.regex)
+        for text in texts:
+            if regex.search(text):
+                matched += 1
+                assert may_match(needs, text.lower()), (rule.id, text)
+                assert all(any(s in text.lower() for s in alts) for alts in flat_needs(needs)), (rule.id, text)
+    assert matched > 20  # the texts exercise the rules
+
+
+def test_regex_hits_are_the_same_with_and_without_the_prefilter(mapper: Mapper) -> None:
+    texts = ["the private cache keeps nothing", "private key loading", "bad chunked body is rejected",
+             "authorization header responses are not cached", "content length is invalid", "plain words"]
+    mapper.rule_evidence({"name": "x"})  # builds the index
+    with_filter = [mapper._field_hits(t) for t in texts]
+    mapper._hit_memo.clear()
+    saved = [(r.needs, r.quick) for r in mapper.rules]
+    try:
+        for r in mapper.rules:
+            r.needs, r.quick = [], []
+        without = [mapper._field_hits(t) for t in texts]
+    finally:
+        for r, (needs, quick) in zip(mapper.rules, saved, strict=True):
+            r.needs, r.quick = needs, quick
+        mapper._hit_memo.clear()
+    assert with_filter == without
+    assert any(hit.startswith("/") for hits in with_filter for _, hit in hits)

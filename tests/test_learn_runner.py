@@ -295,7 +295,8 @@ def test_a_data_file_edited_behind_an_unchanged_mtime_is_read_again(kb: object, 
     os.utime(data, ns=(old.st_atime_ns, old.st_mtime_ns - 10_000_000_000))  # hashed long after its last change
     stamp = data.stat()
     learn(kb, [suite], out_dir=tmp_path / "out", workers=1)
-    assert kb.db.execute("select count(*) from learn_cache where key like 'stat:%'").fetchone()[0] == 1  # type: ignore
+    assert kb.db.execute("select count(*) from learn_cache where key like 'stat:%' and key not like '%.py'"  # type: ignore
+                         ).fetchone()[0] == 1
     text = data.read_text()
     edited = text.replace("stale", "qwxyz", 1)
     assert len(edited) == len(text) and edited != text
@@ -307,6 +308,48 @@ def test_a_data_file_edited_behind_an_unchanged_mtime_is_read_again(kb: object, 
     assert any("qwxyz" in w for w in words)
     replay = next(p for p in again.patterns if p.test == "test_replayed_exchanges")
     assert replay.content_hash  # the unit is still mined with its data file
+
+
+def test_unchanged_test_files_are_not_read_again_and_edits_behind_their_stat_are_seen(
+        kb: object, suite: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-run skips reading test files whose (size, mtime, ctime, inode, device) is the one recorded when they
+    were hashed; an edit keeping size and mtime changes ctime and is re-mined; a file whose extraction is no longer
+    cached is read after all."""
+    from poetkb.learn import discover as discover_module
+
+    files = sorted((suite / "tests").rglob("*.py"))
+    for path in files:  # hashed long after their last change (a file changed within RACY_NS is read again)
+        info = path.stat()
+        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns - 10_000_000_000))
+    first = learn(kb, [suite], out_dir=tmp_path / "out", workers=1)
+    reads: list[str] = []
+    real_read = discover_module.read_bytes
+
+    def counting(path: Path, *args: object, **kwargs: object) -> bytes:
+        reads.append(Path(path).name)
+        return real_read(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(discover_module, "read_bytes", counting)
+    second = learn(kb, [suite], out_dir=tmp_path / "out", workers=1)
+    mined = {Path(p.file).name for p in first.patterns}
+    assert "test_forwarding.py" in mined and not mined & set(reads)  # only files mined no tests from are read
+    assert second.patterns == first.patterns and second.run.files_parsed == 0
+    target = suite / "tests" / "test_forwarding.py"
+    stamp = target.stat()
+    text = target.read_text()
+    edited = text.replace("def test_", "def tezt_", 1)
+    assert len(edited) == len(text) and edited != text
+    target.write_text(edited)
+    os.utime(target, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # the same size and mtime: only ctime tells
+    third = learn(kb, [suite], out_dir=tmp_path / "out", workers=1)
+    assert third.run.files_parsed == 1 and "test_forwarding.py" in reads
+    assert {p.test for p in third.patterns} != {p.test for p in first.patterns}
+    kb.db.execute("delete from learn_cache where key like 'test:%'")  # type: ignore[attr-defined]
+    reads.clear()
+    fourth = learn(kb, [suite], out_dir=tmp_path / "out", workers=1)
+    assert fourth.run.files_parsed == third.run.files_parsed + third.run.files_cached
+    assert mined <= set(reads)  # extraction gone from the cache: every test file is read after all
+    assert fourth.patterns == third.patterns
 
 
 def test_data_files_through_links_are_read_inside_the_suite_only(kb: object, tmp_path: Path) -> None:

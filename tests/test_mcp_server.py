@@ -34,7 +34,7 @@ from poetkb.errors import InputError
 from poetkb.gates.reports import load_report, reports_dir
 from poetkb.gates.schema import GateReport, Selection
 from poetkb.kb import KnowledgeBase
-from poetkb.learn.models import ReviewItem
+from poetkb.learn.results import ReviewItem
 from poetkb.load.interpret import Interpretation
 from poetkb.mcp_server import ServerOptions, build_server, check_host
 from poetkb.models import Obligation, RelatedNode

@@ -178,3 +178,67 @@ def suggest_markers(ctx: click.Context, path: Path, min_confidence: float, apply
     if result.unmarkable:
         click.echo(f"{len(result.unmarkable)} mapped unit{'s' if len(result.unmarkable) != 1 else ''} cannot "
                    f"carry a marker (script-style files): {', '.join(result.unmarkable[:5])}", err=True)
+
+
+@learn.command("train-model")
+@click.argument("suites", nargs=-1)
+@click.option("--suites", "suites_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="A directory holding one checkout per labelled suite, named as its label file.")
+@click.option("--labels", "labels_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("tests") / "fixtures" / "learn" / "labels", show_default=True,
+              help="The directory of <suite>.yaml label files.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where the model goes (default: the shipped poetkb/learn/learned_model.json).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Parser processes (default: the CPU count).")
+@click.option("--no-threshold", is_flag=True,
+              help="Skip choosing the threshold leave-one-suite-out (faster; the threshold stays 0.5).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was trained on and the held-out figures as JSON.")
+def train_model(suites: tuple[str, ...], suites_dir: Path | None, labels_dir: Path, output: Path | None,
+                workers: int | None, no_threshold: bool, as_json: bool) -> None:
+    """Train the learned combiner's model from labelled suites (how the shipped model is made).
+
+    SUITES are checkouts given as NAME=PATH, or PATH whose directory name is the
+    label file's; --suites DIR adds every checkout DIR/<name> with a label file.
+    Each suite is mined (statically), mapped by the rules, and every labelled
+    (unit, obligation) pair with evidence trains a logistic regression (scikit-learn).
+    Its threshold is chosen leave-one-suite-out (each suite scored by a model trained
+    on the others), and those held-out figures are printed. Mining runs against the
+    shipped catalog (without its mined knowledge), not your knowledge base.
+    """
+    from poetkb.catalog_files import shipped_catalog_root
+    from poetkb.learn import learned, training
+
+    resolved = training.resolve_suites(list(suites), suites_dir, labels_dir)
+    with training.scratch_knowledge(shipped_catalog_root()) as kb:
+        trained = training.train_model(kb, [(n, p, lf.labels) for n, p, lf in resolved], workers=workers,
+                                       choose=not no_threshold)
+    target = output or learned.DEFAULT_PATH
+    training.write_model(trained.model, target)
+    rows: list[dict[str, Any]] = []
+    for name, _path, label_file in resolved:
+        suite = trained.suites[name]
+        held = trained.loso.score(name) if trained.loso is not None else None
+        rows.append({"suite": name, "style": label_file.style, "commit": label_file.commit,
+                     "labelled_units": len(suite.labelled), "not_mined": [f"{f}::{t}" for f, t in suite.missing],
+                     "pairs": sum(len(suite.vectors[i]) for i, _, _ in suite.labelled),
+                     "held_out": None if held is None else {
+                         "threshold": trained.loso.threshold[name] if trained.loso else None,
+                         "precision": round(held.precision, 3), "recall": round(held.recall, 3)}})
+    pooled = trained.held_out() if trained.loso is not None else None
+    if as_json:
+        emit_json({"output": str(target), "pairs": trained.model.pairs, "threshold": trained.model.threshold,
+                   "suites": rows, "held_out_pooled": None if pooled is None else {
+                       "precision": round(pooled.precision, 3), "recall": round(pooled.recall, 3)}})
+        return
+    click.echo(f"trained on {len(rows)} suite{'s' if len(rows) != 1 else ''}, {trained.model.pairs} pairs:")
+    for row in rows:
+        shown = row["held_out"]
+        figures = (f"  held out: P {shown['precision']:.2f} R {shown['recall']:.2f} at {shown['threshold']:.2f}"
+                   if shown else "")
+        missing = f", {len(row['not_mined'])} labelled units not mined" if row["not_mined"] else ""
+        click.echo(f"  {row['suite']:<16} {row['style']:<9} {row['labelled_units']:>4} labelled units, "
+                   f"{row['pairs']:>5} pairs{missing}{figures}")
+    if pooled is not None:
+        click.echo(f"held out, pooled (each suite scored by a model trained on the others): "
+                   f"P {pooled.precision:.2f} R {pooled.recall:.2f}")
+    click.echo(f"threshold {trained.model.threshold:.2f}; wrote {target}")

@@ -9,10 +9,12 @@ The pipeline is static: test files are read and parsed, never imported or run.
   mapping compares;
 - :mod:`~poetkb.learn.mapping` maps units to obligations with rules and TF-IDF
   similarity, keeping the reasons;
-- :mod:`~poetkb.learn.cache` and :mod:`~poetkb.learn.review` keep state in the
-  knowledge base (the parse cache and review decisions);
+- :mod:`~poetkb.learn.memo` and :mod:`~poetkb.learn.review` keep state in the
+  knowledge base (the mining memo and review decisions);
 - :mod:`~poetkb.learn.runner` runs it all over processes and writes the result
-  atomically.
+  atomically; :mod:`~poetkb.learn.results` holds its public result models;
+- :mod:`~poetkb.learn.training` trains the learned combiner's model from
+  labelled suites (``poet learn train-model``).
 
 Nothing heavy is imported here: libcst and scikit-learn load inside the functions that use them.
 """

@@ -24,6 +24,16 @@ skipped is reported with its reason and the run goes on:
 - hidden directories, ``__pycache__``, ``node_modules``, ``site-packages`` and
   virtual environments (a directory holding ``pyvenv.cfg``) are not entered.
 
+A re-run over an unchanged suite need not read its files again: given
+``known_hash`` (:meth:`poetkb.learn.memo.LearnCache.known_hash`), a file whose
+size, modification and change times, inode and device are those recorded when it
+was last hashed (and which was not modified in the same moment it was hashed) is
+taken as unchanged: it is listed with its recorded hash and no text
+(:attr:`TestFile.text` is None; :func:`read_again` reads it when its text is
+needed after all). Any difference in that stat reads and hashes the file as usual.
+A file read is listed with the stat taken before the read when a stat after the
+read shows the same, so the caller can record its hash for the next run.
+
 A PATH itself that is missing, a symlink loop, unreadable or neither a file nor
 a directory is an :class:`~poetkb.errors.InputError` (exit 2). Parsing problems
 (syntax errors, nesting too deep) are found later, by the extractor.
@@ -36,6 +46,8 @@ import hashlib
 import os
 import re
 import stat
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,16 +71,28 @@ _SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _REF_RE = re.compile(r"refs/[A-Za-z0-9._/-]{1,240}")
 
 
+#: Given a file's path (absolute, as walked) and its stat: the SHA-256 recorded for it if that stat shows it
+#: unchanged since it was hashed, else None (see :meth:`poetkb.learn.memo.LearnCache.known_hash`).
+KnownHash = Callable[[str, os.stat_result], "str | None"]
+
+
 @dataclass(frozen=True)
 class TestFile:
-    """A test file found under one of the given paths, read and hashed."""
+    """A test file found under one of the given paths, read and hashed (or known unchanged by its stat)."""
 
     root: Path  # the PATH it was found under (a directory, or the file itself)
     path: Path  # where it is
     rel: str  # its path relative to ``root`` (posix), or its name when ``root`` is the file
-    text: str
+    text: str | None  # None: not read, its stat matched the recorded hash (see read_again)
     content_hash: str
     script_style: bool  # a file that is one test when it holds no test functions
+    stat: os.stat_result | None = None  # taken before the read, when unchanged after it: to record the hash
+    hashed_at: int = 0  # time.time_ns() when it was read
+
+    @property
+    def key_path(self) -> str:
+        """The path its hash is recorded under for the next run (absolute, as walked)."""
+        return os.path.abspath(self.path)
 
     __test__ = False  # not a pytest class
 
@@ -123,8 +147,9 @@ def _kind(mode: int) -> str:
 
 
 class _Walker:
-    def __init__(self, result: Discovery) -> None:
+    def __init__(self, result: Discovery, known_hash: KnownHash | None = None) -> None:
         self.result = result
+        self.known_hash = known_hash
         self.seen_files: set[tuple[int, int]] = set()
         self.seen_dirs: set[tuple[int, int]] = set()
 
@@ -172,8 +197,15 @@ class _Walker:
 
     def visit(self, root: Path, boundary: Path, entry: os.DirEntry[str], ancestors: list[tuple[int, int]],
               in_test_dir: bool) -> None:
-        path, name = Path(entry.path), entry.name
+        name = entry.name
         wanted = name.endswith(".py") and (in_test_dir or is_test_name(name))  # a file we would read
+        if not wanted:
+            try:
+                if entry.is_file(follow_symlinks=False):  # from the directory listing: no system call
+                    return  # a plain file we would not read (data files, other sources): nothing to check
+            except OSError:
+                pass
+        path = Path(entry.path)
         try:
             link = entry.is_symlink()
             info = os.stat(path)  # follows links
@@ -233,6 +265,15 @@ class _Walker:
             self.skip(root, path, "suite too large",
                       f"the run already read {self.result.bytes_read} bytes, limit {MAX_SUITE_BYTES}")
             return
+        script_style = _is_script_style(name) or (explicit and name != "conftest.py")
+        if self.known_hash is not None:
+            digest = self.known_hash(os.path.abspath(path), info)
+            if digest is not None:  # unchanged since it was hashed (and found to hold tests): not read again
+                self.result.bytes_read += info.st_size
+                self.result.files.append(TestFile(root=root, path=path, rel=rel, text=None, content_hash=digest,
+                                                  script_style=script_style))
+                return
+        hashed_at = time.time_ns()
         try:
             data = read_bytes(path, limit=MAX_FILE_BYTES, root=boundary, display=rel)
         except InputError as exc:  # changed since it was listed: a FIFO, grown, a link moved out
@@ -251,8 +292,41 @@ class _Walker:
         self.result.bytes_read += len(data)
         self.result.files.append(
             TestFile(root=root, path=path, rel=rel, text=text, content_hash=content_hash(data),
-                     script_style=_is_script_style(name) or (explicit and name != "conftest.py"))
+                     script_style=script_style, stat=info if _unchanged(path, info, len(data)) else None,
+                     hashed_at=hashed_at)
         )
+
+
+def _unchanged(path: Path, before: os.stat_result, size: int) -> bool:
+    """Whether ``path``'s stat now is ``before`` and its size the bytes read (nothing changed during the read)."""
+    try:
+        after = os.stat(path)
+    except OSError:
+        return False
+    return size == after.st_size and (before.st_size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino,
+                                      before.st_dev) == (after.st_size, after.st_mtime_ns, after.st_ctime_ns,
+                                                         after.st_ino, after.st_dev)
+
+
+def read_again(found: TestFile) -> TestFile | Skipped:
+    """A test file listed unread (its stat matched a recorded hash) read now, or why it cannot be.
+
+    Used when its text is needed after all (its extraction is no longer cached).
+    The file is read and hashed afresh through the same checks; the hash may differ
+    from the recorded one if it changed meanwhile.
+    """
+    boundary = real_path(found.root if found.root.is_dir() else found.root.parent)
+    try:
+        data = read_bytes(found.path, limit=MAX_FILE_BYTES, root=boundary, display=found.rel)
+        text = data.decode("utf-8")
+    except InputError as exc:
+        return Skipped(found.rel, "cannot be read", exc.message.removeprefix(f"{found.rel}: "))
+    except UnicodeDecodeError as exc:
+        return Skipped(found.rel, "not UTF-8", f"byte {exc.start}: invalid {exc.reason}")
+    except (OSError, RuntimeError) as exc:
+        return Skipped(found.rel, "cannot be read", str(exc))
+    return TestFile(root=found.root, path=found.path, rel=found.rel, text=text, content_hash=content_hash(data),
+                    script_style=found.script_style)
 
 
 def _rel(root: Path, path: Path) -> str:
@@ -264,12 +338,15 @@ def _rel(root: Path, path: Path) -> str:
         return path.as_posix()
 
 
-def discover(paths: list[Path]) -> Discovery:
-    """Find and read the test files under ``paths`` (directories or files), in a stable order."""
+def discover(paths: list[Path], known_hash: KnownHash | None = None) -> Discovery:
+    """Find and read the test files under ``paths`` (directories or files), in a stable order.
+
+    With ``known_hash``, files whose stat shows them unchanged since they were hashed are not read (see above).
+    """
     if not paths:
         raise InputError("no path given", hint="pass one or more test suite directories or test files")
     result = Discovery()
-    walker = _Walker(result)
+    walker = _Walker(result, known_hash)
     for path in paths:
         walker.walk_root(Path(path))
     owners: dict[str, Path] = {}

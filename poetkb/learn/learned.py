@@ -28,9 +28,9 @@ A logistic regression (scikit-learn, L2) over these is trained on every pair
 of a labelled unit and an obligation that has any evidence. Training imports
 scikit-learn; applying the model does not: the coefficients are plain data
 (:meth:`PairModel.to_json`), applied by a dot product. The shipped model
-(:data:`DEFAULT_PATH`) is trained by ``benchmarks/learn_quality.py
---write-model`` from the labelled suites; the benchmark's leave-one-suite-out
-figures train one per held-out suite on the other suites only.
+(:data:`DEFAULT_PATH`) is trained by ``poet learn train-model``
+(:mod:`poetkb.learn.training`) from the labelled suites; the benchmark's
+leave-one-suite-out figures train one per held-out suite on the other suites only.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class TermIndex:
             return cached
         padded = f" {text} "
         found: dict[str, str] = {}
-        for word in set(text.split(" ")):
+        for word in dict.fromkeys(text.split(" ")):  # in text order: the first term found is the same every run
             for oid, phrase in self.by_first.get(word, ()):
                 if oid not in found and has_phrase(padded, phrase):
                     found[oid] = phrase

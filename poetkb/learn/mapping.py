@@ -17,7 +17,7 @@ Evidence, combined per (unit, obligation):
    rules are written for change descriptions, code and configuration, and on test
    suites they cost far more precision than they add recall (see docs/learn.md).
    A rule naming failure modes maps to the obligations guarding them.
-2. **Similarity**: TF-IDF vectors (:class:`poetkb.text.TfidfIndex`, words and
+2. **Similarity**: TF-IDF vectors (as :class:`poetkb.text.TfidfIndex` weighs them, words and
    pairs of neighbouring words, :func:`poetkb.text.analyze_code`) of the unit's words (name words
    counted thrice, see :func:`~poetkb.learn.features.document`) against each
    obligation's text: title, statement, keywords, its failure modes, the terms of
@@ -51,7 +51,9 @@ the learned probability, the terms and fields it saw and the features that weigh
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,7 +61,7 @@ from typing import Any
 from poetkb.learn.features import FIELD_WEIGHT, FIELDS, PRIMARY_FIELDS, STOP_WORDS, document
 from poetkb.learn.learned import PairModel, TermIndex, default_model, pair_features
 from poetkb.models import FailureMode, MappingRule, Obligation, ObligationMatch
-from poetkb.text import TfidfIndex, analyze_code, has_phrase, normalise
+from poetkb.text import analyze_code, has_phrase, idf_weight, normalise
 
 #: Confidence at or above which a unit is mapped to an obligation.
 MAP_THRESHOLD = 0.65
@@ -108,6 +110,12 @@ LEARNED_LIMIT = 1
 SHIPPED = "shipped"
 
 
+#: What a match of a rule regex must contain (see :func:`required_literals`): every item of the list holds;
+#: an item is a literal (lower case) the text must contain, or a tuple of alternatives (one must hold), each
+#: alternative a list of items again.
+Needs = list[Any]
+
+
 @dataclass
 class _Rule:
     rule: MappingRule
@@ -115,6 +123,102 @@ class _Rule:
     regex: re.Pattern[str] | None
     factor: float
     targets: dict[str, float]
+    needs: Needs = field(default_factory=list)  # see required_literals
+    quick: list[frozenset[str]] = field(default_factory=list)  # see flat_needs
+
+
+def required_literals(pattern: str) -> Needs:
+    """What every match of ``pattern`` contains, as literals (lower case) and alternatives of them.
+
+    A cheap pre-filter (:func:`may_match`): a text that lacks what every match
+    holds cannot match, so the regular expression is not searched in it (most rule
+    regexes need words that most fields, and nearly all data-file text, never
+    hold). Derived from the pattern's parse tree: runs of printable ASCII literal
+    characters in what every match goes through (not optional repeats, not
+    negative look-arounds); an alternation needs what one of its branches needs.
+    Anything not understood adds no requirement, so the filter only ever skips
+    searches that could not match; an empty list means "always search".
+    """
+    try:
+        from re import _parser as sre  # type: ignore[attr-defined]  # Python 3.11+
+    except ImportError:  # pragma: no cover - older Pythons
+        import sre_parse as sre  # type: ignore[no-redef]
+    try:
+        tree = sre.parse(pattern)
+    except (re.error, RecursionError, ValueError, TypeError):
+        return []
+    return _needs(list(tree), 0)
+
+
+def _needs(items: list[Any], depth: int) -> Needs:
+    """The requirements of a sequence of parse-tree items (see :func:`required_literals`)."""
+    try:
+        from re import _constants as c  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - older Pythons
+        import sre_constants as c  # type: ignore[no-redef]
+
+    out: Needs = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            out.append("".join(run).lower())
+            run.clear()
+
+    if depth > 20:
+        return out
+    for op, value in items:
+        if op is c.LITERAL and 32 <= value < 127:
+            run.append(chr(value))
+            continue
+        flush()
+        if op is c.SUBPATTERN or op is getattr(c, "ATOMIC_GROUP", None) or op is c.ASSERT and value[0] == 1:
+            out.extend(_needs(list(value[-1]), depth + 1))
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)) and value[0] >= 1:
+            out.extend(_needs(list(value[2]), depth + 1))
+        elif op is c.BRANCH:
+            branches = [_needs(list(branch), depth + 1) for branch in value[1]]
+            if all(branches):  # a branch that needs nothing lets everything through
+                out.append(tuple(branches))
+    flush()
+    return out
+
+
+def flat_needs(needs: Needs) -> list[frozenset[str]]:
+    """A looser, cheaper form of ``needs``: for each item, a set of literals one of which the text holds.
+
+    An alternative's set holds, per branch, the branch's most telling literal set (the one whose
+    shortest literal is longest). Checked first; :func:`may_match` only when it passes.
+    """
+    out: list[frozenset[str]] = []
+    for need in needs:
+        flat = _flat(need)
+        if flat:
+            out.append(flat)
+    return out
+
+
+def _flat(need: Any) -> frozenset[str]:
+    if isinstance(need, str):
+        return frozenset({need})
+    union: set[str] = set()
+    for branch in need:
+        options = [f for f in (_flat(item) for item in branch) if f]
+        if not options:
+            return frozenset()
+        union |= max(options, key=lambda f: (min(len(s) for s in f), -len(f)))
+    return frozenset(union)
+
+
+def may_match(needs: Needs, lowered: str) -> bool:
+    """Whether ``lowered`` (a lower-case text) holds what :func:`required_literals` says every match holds."""
+    for need in needs:
+        if isinstance(need, str):
+            if need not in lowered:
+                return False
+        elif not any(may_match(branch, lowered) for branch in need):
+            return False
+    return True
 
 
 @dataclass
@@ -157,7 +261,8 @@ def _compile(rule: MappingRule, targets: dict[str, float]) -> _Rule | None:
         return None
     phrases = [(term, normalise(term)) for term in rule.terms]
     regex = re.compile(rule.regex, re.IGNORECASE) if rule.regex else None
-    return _Rule(rule, [(t, p) for t, p in phrases if p], regex, factor, targets)
+    needs = required_literals(rule.regex) if rule.regex else []
+    return _Rule(rule, [(t, p) for t, p in phrases if p], regex, factor, targets, needs, flat_needs(needs))
 
 
 def obligation_document(
@@ -262,9 +367,18 @@ class Mapper:
                 if t < first.get(r, 1 << 30) and has_phrase(padded, phrase_text):
                     first[r] = t
                     hits[r] = self.rules[r].phrases[t][0]
+        # Lower case for the literal pre-filter; only on ASCII text, where case folding is plain (a non-ASCII
+        # text is searched without it: IGNORECASE also folds e.g. the Kelvin sign, str.lower does not).
+        lowered = text.lower() if text.isascii() else None
         for r in self._regex_rules:
-            regex = self.rules[r].regex
-            if r not in hits and regex is not None and regex.search(text):
+            compiled = self.rules[r]
+            regex = compiled.regex
+            if r in hits or regex is None:
+                continue
+            if lowered is not None and not (all(any(s in lowered for s in alts) for alts in compiled.quick)
+                                            and may_match(compiled.needs, lowered)):
+                continue  # a literal every match holds is missing: the search could not match
+            if regex.search(text):
                 hits[r] = f"/{regex.pattern}/"
         result = sorted(hits.items())
         if len(memo) > 50_000:
@@ -277,9 +391,18 @@ class Mapper:
         self, units: Sequence[Mapping[str, str]]
     ) -> tuple[list[list[float]], list[dict[str, float]], list[dict[str, float]]]:
         """(unit x obligation cosine matrix, unit vectors, obligation vectors) of TF-IDF fitted over both."""
-        index = TfidfIndex.fit(analyze_code(text) for text in [*self.documents, *(document(u) for u in units)])
-        ob_vectors = index.vectors[: len(self.documents)]
-        unit_vectors = index.vectors[len(self.documents):]
+        # TF-IDF as TfidfIndex.fit computes it (the same floats: same operations, same order), without sorting
+        # the vocabulary or keeping the weights of a unit's terms no obligation has: they count in the unit's
+        # norm only, and the cosines and shared terms need the rest.
+        counts = [Counter(analyze_code(text)) for text in [*self.documents, *(document(u) for u in units)]]
+        frequency: Counter[str] = Counter()
+        for doc in counts:
+            frequency.update(doc.keys())
+        n = len(counts)
+        idf = {term: idf_weight(n, df) for term, df in frequency.items()}
+        ob_vectors = [_tfidf(doc, idf) for doc in counts[: len(self.documents)]]
+        vocabulary = {term for vector in ob_vectors for term in vector}
+        unit_vectors = [_tfidf(doc, idf, vocabulary) for doc in counts[len(self.documents):]]
         by_term: dict[str, list[tuple[int, float]]] = {}
         for j, vector in enumerate(ob_vectors):
             for term, weight in vector.items():
@@ -404,6 +527,20 @@ class Mapper:
         if not hasattr(self, "_positions"):
             self._positions = {ob.id: j for j, ob in enumerate(self.obligations)}
         return self._positions[oid]
+
+
+def _tfidf(counts: Mapping[str, int], idf: Mapping[str, float],
+           keep: set[str] | frozenset[str] | None = None) -> dict[str, float]:
+    """A document's l2-normalised TF-IDF vector (sublinear tf), computed as :func:`poetkb.text.weigh` does (the
+    same floats); with ``keep``, only those terms are returned (the norm still counts every term)."""
+    log = math.log
+    weights = {term: (1.0 + log(count)) * idf[term] for term, count in counts.items()}
+    norm = math.sqrt(sum(w * w for w in weights.values()))
+    if not norm:
+        return {}
+    if keep is None:
+        return {t: w / norm for t, w in weights.items()}
+    return {t: w / norm for t, w in weights.items() if t in keep}
 
 
 def learned_confidence(rule: float, p: float, mode: str | None = None) -> float:

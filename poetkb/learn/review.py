@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 from poetkb import store
 from poetkb.errors import InputError
 from poetkb.learn.mapping import REVIEW_THRESHOLD
-from poetkb.learn.models import ReviewItem
+from poetkb.learn.results import ReviewItem
 from poetkb.models import LearnedPattern, ObligationMatch
 
 if TYPE_CHECKING:

@@ -3,7 +3,10 @@
 Order of a run, and why:
 
 1. Discovery reads and hashes every test file (cheap) and looks the hashes up
-   in the cache; only misses are parsed.
+   in the cache; only misses are parsed. A file whose stat (size, modification
+   and change times, inode, device) is the one recorded when it was last hashed
+   is not even read: its recorded hash is looked up (it is read after all if its
+   extraction is no longer cached).
 2. Misses are parsed over ``workers`` processes (default: the CPU count),
    forked with the extractor loaded, so no process imports libcst again. The
    workers die with this process: each asks the kernel for a parent-death
@@ -38,11 +41,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from poetkb.errors import EnvironmentProblem, InputError, StoreError
 from poetkb.learn import review
-from poetkb.learn.cache import LearnCache, data_key, fingerprint, test_key
 from poetkb.learn.discover import (
     MAX_FILE_BYTES,
     Discovery,
@@ -51,10 +53,12 @@ from poetkb.learn.discover import (
     content_hash,
     discover,
     git_commit,
+    read_again,
     real_path,
 )
 from poetkb.learn.features import FieldBag, data_text, summary_terms
-from poetkb.learn.models import LearnReport, LearnRunStats, LearnSummary, SkippedFile, SuiteRoot
+from poetkb.learn.memo import LearnCache, data_key, fingerprint, test_key
+from poetkb.learn.results import LearnReport, LearnRunStats, LearnSummary, SkippedFile, SuiteRoot
 from poetkb.models import LearnedPattern, ObligationMatch
 from poetkb.safefile import read_bytes
 
@@ -285,10 +289,13 @@ class _Assembler:
         if boundary not in self.preloaded:
             self.preloaded.add(boundary)
             self.cache.preload_data(str(boundary))
+        start = found.path.parent
+        if start not in self.real_dirs:
+            self.real_dirs[start] = _real_dir(found, boundary)
         texts: list[str] = []
         seen: set[Path] = set()
         for ref in refs[: MAX_DATA_REFS * 4]:
-            where = (found.path.parent, boundary, ref)
+            where = (start, boundary, ref)
             if where not in self.resolved:  # units of one file name the same files: resolve each once per run
                 self.resolved[where] = self._resolve(*where)
             path = self.resolved[where]
@@ -386,6 +393,18 @@ class _Assembler:
         return words
 
 
+def _real_dir(found: TestFile, boundary: Path) -> Path | None:
+    """``real_path`` of the directory holding ``found``, given ``boundary``, the real path of the directory it
+    was found under: only the parts of its path below that directory are checked for links."""
+    try:
+        if found.root == found.path:  # a file given as PATH: boundary is its directory's real path
+            return boundary
+        parent = found.rel.rpartition("/")[0]
+        return _real_below(str(boundary), parent) if parent else boundary
+    except (OSError, ValueError):
+        return None
+
+
 def _real_below(base: str, ref: str) -> Path:
     """``real_path(base / ref)`` for a ``base`` that is already a real path: only ``ref``'s own parts are checked.
 
@@ -451,15 +470,60 @@ def learn(
     roots = [Path(p) for p in paths]
     if source is not None:
         check_source(source)
-    found = discover(roots)  # bad PATHs (missing, a loop, unreadable) fail here, before anything else
+    cache = LearnCache(kb)
+    gathered = _gather(kb, roots, source, cache, workers=workers, progress=progress, on_phase=on_phase)
+    name, found, jobs, units, skipped, commits, assembler, _ = gathered
+    patterns = _map(kb, name, units, role, cache)
+    if repository is not None:
+        patterns = [p.model_copy(update={"repository": repository}) for p in patterns]
+    summary = _summarise(kb, roots, commits, found, skipped, patterns)
+    stats = LearnRunStats(
+        files_parsed=len(jobs), files_cached=len(found.files) - len(jobs), data_files=len(assembler.data_files),
+        workers=gathered.workers if len(jobs) >= MIN_PARALLEL_FILES else 1,
+    )
+    kept = [p for p in patterns if p.obligations] if mapped_only else patterns
+    report = LearnReport(source=name, role=role, summary=summary, run=stats, patterns=kept)
+
+    (on_phase or (lambda _: None))("writing")
+    target = (Path(out_dir) if out_dir is not None else Path.cwd() / DEFAULT_OUT) / f"{name}.json"
+    _commit_results(kb, report, cache, target if write_file else None, store=store)
+    return report.model_copy(update={
+        "out_file": str(target) if write_file else None,
+        "stored_in_kb": store,
+        "run": stats.model_copy(update={"seconds": round(time.perf_counter() - started, 3)}),
+    })
+
+
+class _Gathered(NamedTuple):
+    name: str
+    found: Discovery
+    jobs: list[Job]
+    units: list[dict[str, Any]]
+    skipped: list[Skipped]
+    commits: dict[Path, str | None]
+    assembler: _Assembler
+    workers: int
+
+
+def _gather(kb: Knowledge, roots: list[Path], source: str | None, cache: LearnCache, *, workers: int | None,
+            progress: bool, on_phase: Callable[[str], None] | None) -> _Gathered:
+    """Discover, parse (or take from the cache) and assemble the units of ``roots``, before any mapping."""
+    # bad PATHs (missing, a loop, unreadable) fail here, before anything else
+    found = discover(roots, known_hash=cache.known_hash)
     name = check_source(source if source is not None else default_source(roots))
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     phase = on_phase or (lambda _: None)
 
-    cache = LearnCache(kb)
     keys = [test_key(f.content_hash, f.script_style) for f in found.files]
     cached = cache.get_many(keys)
-    jobs = [(i, f.text, f.script_style) for i, (f, k) in enumerate(zip(found.files, keys, strict=True))
+    if any(f.text is None and k not in cached for f, k in zip(found.files, keys, strict=True)):
+        found = _read_uncached(found, keys, cached)
+        keys = [test_key(f.content_hash, f.script_style) for f in found.files]
+        cached.update(cache.get_many([k for k in keys if k not in cached]))
+    for test_file in found.files:
+        if test_file.stat is not None:  # read and hashed this run: its stat skips the read next time
+            cache.remember_hash(test_file.key_path, test_file.stat, test_file.content_hash, test_file.hashed_at)
+    jobs = [(i, f.text or "", f.script_style) for i, (f, k) in enumerate(zip(found.files, keys, strict=True))
             if k not in cached]
     phase(f"parsing {len(jobs)} of {len(found.files)} files")
     parsed = parse_files(jobs, workers=workers, progress=progress)
@@ -477,25 +541,42 @@ def learn(
             skipped.append(Skipped(test_file.rel, record["error"], record.get("detail", "")))
             continue
         units.extend(assembler.units(test_file, record, commits.get(test_file.root)))
-    patterns = _map(kb, name, units, role, cache)
-    if repository is not None:
-        patterns = [p.model_copy(update={"repository": repository}) for p in patterns]
-    summary = _summarise(kb, roots, commits, found, skipped, patterns)
-    stats = LearnRunStats(
-        files_parsed=len(jobs), files_cached=len(found.files) - len(jobs), data_files=len(assembler.data_files),
-        workers=workers if len(jobs) >= MIN_PARALLEL_FILES else 1,
-    )
-    kept = [p for p in patterns if p.obligations] if mapped_only else patterns
-    report = LearnReport(source=name, role=role, summary=summary, run=stats, patterns=kept)
+    return _Gathered(name, found, jobs, units, skipped, commits, assembler, workers)
 
-    phase("writing")
-    target = (Path(out_dir) if out_dir is not None else Path.cwd() / DEFAULT_OUT) / f"{name}.json"
-    _commit_results(kb, report, cache, target if write_file else None, store=store)
-    return report.model_copy(update={
-        "out_file": str(target) if write_file else None,
-        "stored_in_kb": store,
-        "run": stats.model_copy(update={"seconds": round(time.perf_counter() - started, 3)}),
-    })
+
+def mine_units(kb: Knowledge, paths: Sequence[str | Path], *, source: str | None = None,
+               workers: int | None = None) -> list[dict[str, Any]]:
+    """The units of a suite as the mapper sees them (id, file, test, kind, lines, feature fields), unmapped.
+
+    The same discovery, parsing and assembly as :func:`learn`; new cache rows are
+    written (so the next run parses nothing), nothing else is. For training and
+    measuring the mapper (:mod:`poetkb.learn.training`).
+    """
+    if source is not None:
+        check_source(source)
+    cache = LearnCache(kb)
+    gathered = _gather(kb, [Path(p) for p in paths], source, cache, workers=workers, progress=False, on_phase=None)
+    with kb.transaction():
+        cache.write()
+    return gathered.units
+
+
+def _read_uncached(found: Discovery, keys: Sequence[str], cached: dict[str, Any]) -> Discovery:
+    """``found`` with the files listed unread whose extraction is not cached read now (or skipped if they
+    cannot be read any more)."""
+    files: list[TestFile] = []
+    skipped = list(found.skipped)
+    for test_file, key in zip(found.files, keys, strict=True):
+        if test_file.text is not None or key in cached:
+            files.append(test_file)
+            continue
+        again = read_again(test_file)
+        if isinstance(again, Skipped):
+            skipped.append(again)
+        else:
+            files.append(again)
+    return Discovery(files=files, skipped=sorted(skipped, key=lambda s: (s.path, s.reason)),
+                     bytes_read=found.bytes_read)
 
 
 def _map(kb: Knowledge, source: str, units: list[dict[str, Any]],
@@ -527,9 +608,9 @@ def _mapped(kb: Knowledge, source: str, units: list[dict[str, Any]],
     taken from there when the key is known (a re-run over an unchanged suite builds no
     mapper, fits no TF-IDF), and stored there otherwise.
     """
-    obligations, rules, modes = kb.obligations(), kb.rules(), kb.failure_modes()
     examples = known_examples(kb, source)
-    key = mapping_key(units, obligations, rules, modes, examples) if cache is not None else ""
+    key = mapping_key(units, kb.stored_data("obligations"), kb.stored_data("rules"), kb.stored_data("failure_modes"),
+                      examples) if cache is not None else ""
     if cache is not None:
         stored = cache.get(key)
         if isinstance(stored, list) and len(stored) == len(units):
@@ -541,7 +622,7 @@ def _mapped(kb: Knowledge, source: str, units: list[dict[str, Any]],
                 pass
     from poetkb.learn.mapping import Mapper, aggregate_classes, split
 
-    mapper = Mapper(obligations, rules, modes, examples=examples)
+    mapper = Mapper(kb.obligations(), kb.rules(), kb.failure_modes(), examples=examples)
     found = [split(m) for m in mapper.map([u["fields"] for u in units], groups=[u["file"] for u in units])]
     mapped = aggregate_classes(units, [m for m, _ in found])
     result = [(matches, candidates, summary_terms(unit["fields"], cap=MAX_TERMS))
@@ -583,14 +664,18 @@ def mapper_code_fingerprint() -> str:
     return _CODE[0]
 
 
-def mapping_key(units: Sequence[dict[str, Any]], obligations: Sequence[Any], rules: Sequence[Any],
-                modes: Sequence[Any], examples: dict[str, list[str]]) -> str:
-    """Cache key of a run's mapping result: everything the mapper reads, and the mapper's own code."""
+def mapping_key(units: Sequence[dict[str, Any]], obligations: Sequence[str], rules: Sequence[str],
+                modes: Sequence[str], examples: dict[str, list[str]]) -> str:
+    """Cache key of a run's mapping result: everything the mapper reads, and the mapper's own code.
+
+    The obligations, rules and failure modes are given as stored (:meth:`Knowledge.stored_data`: the JSON the
+    mapper's typed reads decode), so a re-run decodes none of them.
+    """
     return "map:" + fingerprint(
         mapper_code_fingerprint(),
-        "\n".join(o.model_dump_json() for o in obligations),
-        "\n".join(r.model_dump_json() for r in rules),
-        "\n".join(m.model_dump_json() for m in modes),
+        "\n".join(obligations),
+        "\n".join(rules),
+        "\n".join(modes),
         json.dumps(examples, sort_keys=True, separators=(",", ":")),
         json.dumps([[u["id"], u["file"], u["test"], u["kind"], u["fields"]] for u in units],
                    sort_keys=True, separators=(",", ":"), ensure_ascii=False),
@@ -619,7 +704,7 @@ def _summarise(
     patterns: list[LearnedPattern],
 ) -> LearnSummary:
     covered: Counter[str] = Counter(m.id for p in patterns for m in p.obligations)
-    all_ids = [ob.id for ob in kb.obligations()]
+    all_ids = kb.obligation_ids()
     skipped = sorted(skipped, key=lambda s: (s.path, s.reason))
     return LearnSummary(
         roots=[SuiteRoot(name=_root_name(r), commit=commits.get(r)) for r in roots],

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from poetkb.gates.schema import GateRun
-from poetkb.learn.models import ReviewItem
+from poetkb.learn.results import ReviewItem
 from poetkb.models import Obligation, PoetModel, RelatedNode
 
 

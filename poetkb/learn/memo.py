@@ -1,4 +1,5 @@
-"""The mining cache: extraction results by content hash, kept in the knowledge base.
+"""The mining memo: what a re-run need not compute again (extraction results by content hash, data-file words,
+files' stat records, mapping results), kept in the knowledge base's ``learn_cache`` table.
 
 A test file's features depend on its text only (and on whether it is a
 script-style file), so the result of parsing it is stored under the SHA-256 of
@@ -17,9 +18,10 @@ New rows are written together with the run's results, in one transaction, by
 
 Two more kinds of rows make a re-run over an unchanged suite cheap:
 
-- ``stat:<real path>`` remembers a data file's size, modification and change
-  times, inode and device with the SHA-256 of its bytes, so an unchanged data
-  file is not read again (as git's index does). An entry counts only when every
+- ``stat:<path>`` remembers a data file's (by its real path) or a test file's
+  (by its absolute path as discovery walked it) size, modification and change
+  times, inode and device with the SHA-256 of its bytes, so an unchanged file is
+  not read again (as git's index does; :func:`poetkb.learn.discover.discover`). An entry counts only when every
   one of those is unchanged and the file was last modified at least
   :data:`RACY_NS` before it was hashed (a write in the same clock tick as the
   hash could otherwise go unseen); anything else reads and hashes the file.
@@ -133,7 +135,7 @@ class LearnCache:
         return self._stats
 
     def known_hash(self, path: str, info: os.stat_result) -> str | None:
-        """The SHA-256 recorded for the data file at ``path`` if its stat shows it unchanged since, else None."""
+        """The SHA-256 recorded for the file at ``path`` if its stat shows it unchanged since, else None."""
         entry = self._load_stats().get(path)
         if entry is None or not stat.S_ISREG(info.st_mode) or entry[:5] != _stat_tuple(info):
             return None
@@ -147,14 +149,15 @@ class LearnCache:
         A re-run then looks each data file up in memory instead of with a query of its own.
         """
         prefix = under if under.endswith("/") else f"{under}/"
-        keys = sorted({data_key(entry[6]) for path, entry in self._load_stats().items() if path.startswith(prefix)})
+        keys = sorted({data_key(entry[6]) for path, entry in self._load_stats().items()
+                       if path.startswith(prefix) and not path.endswith(".py")})  # test files are no data files
         hits, misses = self.hits, self.misses
         self._data.update(self.get_many(keys))
         self.hits, self.misses = hits, misses  # counted when used, as a look-up of its own would be
 
-    def remember_hash(self, path: str, info: os.stat_result, digest: str) -> None:
-        """Record the hash of the data file at ``path`` as read while its stat was ``info``."""
-        value = [*_stat_tuple(info), time.time_ns(), digest]
+    def remember_hash(self, path: str, info: os.stat_result, digest: str, hashed_at: int | None = None) -> None:
+        """Record the hash of the file at ``path`` as read while its stat was ``info`` (at ``hashed_at``, ns)."""
+        value = [*_stat_tuple(info), hashed_at or time.time_ns(), digest]
         if self._stats is not None:
             self._stats[path] = value
         self.pending[stat_key(path)] = {
