@@ -353,6 +353,33 @@ def test_fault_proxy_in_front_of_the_database(service: Any, tmp_path: Path) -> N
     assert any("stop fault proxy db_proxy" in s["detail"] for s in journal["steps"] if s["phase"] == "cleanup")
 
 
+def test_fault_proxy_on_the_services_own_database_path(service: Any, tmp_path: Path) -> None:
+    """docs/examples/chaos/service-db-path.yaml: the pool's relay is pointed at a fault proxy, so its latency slows
+    the service's own /health (slower than before), a silent proxy makes it answer 503 within the bound; the
+    rollback and undo point the pool back at PostgreSQL: healthy after, the relay direct again, the proxies gone."""
+    import httpx
+
+    example = Path(__file__).resolve().parent.parent / "docs" / "examples" / "chaos" / "service-db-path.yaml"
+    path = tmp_path / "exp.yaml"
+    path.write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
+    code, journal, output = run(path)
+    assert code == 0 and journal["status"] == "completed", output
+    steps = method_steps(journal)
+    before = next(s for s in journal["steps"] if s["phase"] == "before")["output"]["elapsed_ms"]
+    assert steps["slow_path"]["output"]["replaced"] >= 1
+    assert steps["served_slower"]["output"]["status"] == 200
+    assert steps["served_slower"]["output"]["elapsed_ms"] >= before + 300  # 150 ms a chunk, several round trips
+    assert steps["refused_quickly"]["output"]["status"] == 503
+    cleanup = [s for s in journal["steps"] if s["phase"] == "cleanup"]
+    assert len(cleanup) == 4 and all(s["status"] == "ok" for s in cleanup)
+    assert all(s["status"] == "ok" for s in journal["steps"] if s["phase"] == "after")
+    relay = httpx.get(service.admin_url + "/db_via", timeout=5).json()
+    assert relay["direct"] is True
+    assert httpx.get(service.service_url + "/health", timeout=5).status_code == 200
+    refused = httpx.put(service.admin_url + "/db_via", json={"via": "192.0.2.1:5432"}, timeout=5)
+    assert refused.status_code == 400 and "loopback" in refused.json()["error"]
+
+
 def test_migration_lock_check_is_not_fooled_by_an_applied_migration(service: Any, kb: Any) -> None:
     """With the migration already applied (as an earlier gate run or chaos hypothesis leaves it), the flawed
     variant still fails: the check undoes the migration first, so its lock wait is tested every time."""
