@@ -392,3 +392,81 @@ def test_migration_lock_check_is_not_fooled_by_an_applied_migration(service: Any
     report = kb.gate(obligations=["data.migration.lock_bounded"], record=False, write_reports=False)
     assert report.obligations[0].verdict == "fail", report.obligations[0].diagnosis
     assert "no bounded lock wait" in report.obligations[0].diagnosis
+
+
+def test_chaos_toolkit_cli_run_gets_the_watch_and_is_rolled_back(service: Any, tmp_path: Path) -> None:
+    """`chaos run` (Chaos Toolkit's own CLI) on an export: poetkb's control watches the hypothesis during the
+    method; the silent database path makes /health fail, so the control stops a 30 s pause within seconds, runs
+    the rollback CTK skips after an interruption, checks the hypothesis after it, and `chaos run` exits 1; the
+    imported journal is judged fail (the watch round that failed), and the service is direct and healthy."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    path = write(tmp_path, [
+        {"name": "silent_path", "type": "service_db_interpose", "toxics": {"timeout_ms": 0}},
+        {"name": "long_soak", "type": "pause", "seconds": 30},
+    ], steady=[HEALTH], watch=True,
+        rollbacks=[{"name": "heal_service", "type": "http_call", "method": "DELETE",
+                    "url": "${service.admin_url}/fault", "expect_status": [200]}])
+    exported = tmp_path / "ctk.json"
+    assert CliRunner().invoke(main, ["chaos", "export", str(path), "--out", str(exported)]).exit_code == 0
+    journal_path = tmp_path / "ctk-journal.json"
+    started = time.monotonic()
+    done = subprocess.run([str(Path(sys.executable).parent / "chaos"), "run", str(exported), "--journal-path",
+                           str(journal_path)], cwd=tmp_path, env=dict(os.environ), capture_output=True, text=True,
+                          timeout=90)
+    took = time.monotonic() - started
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert took < 25, f"the 30 s pause was not cut short ({took:.1f} s)"
+    journal = json.loads(journal_path.read_text())
+    assert journal["status"] == "aborted" and journal["deviated"] is True
+    ours = journal["poetkb"]
+    assert ours["stopped"]["kind"] == "deviated" and ours["rolled_back_by_control"] is True
+    assert [r["status"] for r in journal["rollbacks"]] == ["succeeded"]
+    assert [r["tolerance_met"] for r in ours["after_rollbacks"]] == [True]
+    assert any(not d["steady_state_met"] for d in journal["steady_states"]["during"])
+    assert httpx.get(service.admin_url + "/db_via", timeout=5).json()["direct"] is True
+    assert httpx.get(service.service_url + "/health", timeout=5).status_code == 200
+    imported = tmp_path / "poet-journal.json"
+    assert CliRunner().invoke(main, ["chaos", "import", str(journal_path), "--out", str(imported)]).exit_code == 0
+    poet = json.loads(imported.read_text())
+    assert poet["status"] == "deviated" and {"watch", "after", "rollback"} <= {s["phase"] for s in poet["steps"]}
+    judged = CliRunner().invoke(main, ["gate", "evaluate", "--evidence", str(imported), "--json"])
+    assert judged.exit_code == 1 and json.loads(judged.stdout)["obligations"][0]["verdict"] == "fail"
+
+
+def test_chaos_toolkit_run_gets_the_guardrails(service: Any, tmp_path: Path) -> None:
+    """Under chaoslib's runner, poetkb's control enforces the guardrails: a failing guardrail probe aborts the
+    method and the control rolls back; a production experiment without confirmation is refused before anything
+    runs (no method activity, no rollback)."""
+    from chaoslib.experiment import run_experiment
+
+    from poetkb.chaos.ctk import export_ctk
+    from poetkb.chaos.loader import load
+
+    rollback = [{"name": "heal_service", "type": "http_call", "method": "DELETE", "url": "${service.admin_url}/fault",
+                 "expect_status": [200]}]
+    guard = {"max_duration_s": 60, "interval_s": 0.3, "probes": [
+        {"name": "pool_fine", "type": "http", "url": "${service.url}/health", "tolerance": {"status": [200]}}]}
+    path = write(tmp_path, [
+        {"name": "silent_path", "type": "service_db_interpose", "toxics": {"reset": True}},
+        {"name": "long_soak", "type": "pause", "seconds": 30},
+    ], steady=[{"name": "alive", "type": "http", "url": "${service.url}/live", "tolerance": {"status": [200]}}],
+        rollbacks=rollback, guardrails=guard)
+    journal = run_experiment(export_ctk(load(path)))
+    ours = journal["poetkb"]
+    assert journal["status"] == "aborted" and ours["stopped"]["kind"] == "aborted", ours.get("stopped")
+    assert "guardrail pool_fine" in ours["stopped"]["reason"] and ours["guardrails"]
+    assert journal["duration"] < 25 and [r["status"] for r in journal["rollbacks"]] == ["succeeded"]
+    import httpx
+
+    assert httpx.get(service.admin_url + "/db_via", timeout=5).json()["direct"] is True
+
+    production = write(tmp_path, [{"name": "restart", "type": "pg_restart"}], production=True, rollbacks=rollback)
+    journal = run_experiment(export_ctk(load(production)))
+    assert journal["status"] == "interrupted" and journal["run"] == [] and not journal.get("rollbacks")
+    assert "confirm" in journal["poetkb"]["refused"]

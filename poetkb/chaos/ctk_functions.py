@@ -27,7 +27,9 @@ def _context(configuration: dict[str, Any] | None) -> Any:
     with _LOCK:
         if _CTX is None:
             state = demo.load_state()
-            scope: dict[str, Any] = {"config": {}}
+            import os
+
+            scope: dict[str, Any] = {"config": {}, "run": {"nonce": os.urandom(4).hex()}}
             if state is not None:
 
                 scope.update(_demo_scope(state))

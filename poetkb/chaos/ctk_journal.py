@@ -8,7 +8,10 @@ aborted, interrupted), ``deviated``, ``steady_states`` (``before`` and ``after``
 status is mapped onto poetkb's, and the result is sealed with its digest and names the CTK file and its
 sha256 it came from. ``poet gate evaluate`` then judges it like any journal: the CTK probes become evidence
 for the obligations (from ``--obligation``, the experiment's ``poetkb`` extension or its
-``poetkb-obligation:`` tags).
+``poetkb-obligation:`` tags). What poetkb's CTK control adds (:mod:`poetkb.chaos.ctk_control`) is read
+too: the watch rounds are in ``steady_states.during`` already; the ``poetkb`` entry's guardrail probe runs
+become ``guardrail`` steps, its check after the rollbacks ``after`` steps, and a run it stopped gets the
+status it gave (``deviated`` or ``aborted``).
 """
 
 from __future__ import annotations
@@ -83,12 +86,21 @@ def _status(doc: dict[str, Any]) -> str:
     before = (doc.get("steady_states") or {}).get("before") or {}
     if before.get("steady_state_met") is False:
         return "not-steady"  # chaoslib may still say "completed": the method never ran
+    stopped = _ours(doc).get("stopped")
+    if isinstance(stopped, dict) and stopped.get("kind") in ("deviated", "aborted"):
+        return str(stopped["kind"])  # poetkb's control stopped the method (watch or guardrail)
     if status == "completed":
         return "deviated" if doc.get("deviated") else "completed"
     if status in ("failed", "aborted", "interrupted"):
         return str(status)
     raise InputError(f"unknown Chaos Toolkit run status {status!r}", field="$.status",
                      hint="expected completed, failed, aborted or interrupted")
+
+
+def _ours(doc: dict[str, Any]) -> dict[str, Any]:
+    """The ``poetkb`` entry poetkb's CTK control writes into the journal (empty when it did not run)."""
+    ours = doc.get("poetkb")
+    return ours if isinstance(ours, dict) else {}
 
 
 def obligations_of(experiment: dict[str, Any]) -> list[str]:
@@ -130,11 +142,16 @@ def import_ctk_journal(doc: Any, data: bytes, *, file: str, obligations: list[st
                     steps.append(_record(raw, "method", f"$.run[{n}]", start, hypothesis=False))
                 for n, raw in enumerate(doc.get("rollbacks") or []):
                     steps.append(_record(raw, "rollback", f"$.rollbacks[{n}]", start, hypothesis=False))
+                ours = _ours(doc)
+                for n, raw in enumerate(ours.get("guardrails") or []):
+                    steps.append(_record(raw, "guardrail", f"$.poetkb.guardrails[{n}]", start, hypothesis=True))
+                for n, raw in enumerate(ours.get("after_rollbacks") or []):
+                    steps.append(_record(raw, "after", f"$.poetkb.after_rollbacks[{n}]", start, hypothesis=True))
     except InputError as exc:
         raise InputError(exc.message, file=file, field=exc.field) from None
     if len(steps) > MAX_RUNS:
         raise InputError(f"{len(steps)} activity runs is over the limit of {MAX_RUNS}", file=file)
-    order = {"before": 0, "watch": 1, "method": 1, "rollback": 2, "after": 3}
+    order = {"before": 0, "watch": 1, "guardrail": 1, "method": 1, "rollback": 2, "after": 3}
     steps.sort(key=lambda s: (order[s["phase"]], s["started_at"]))
     status = _status(doc)
     sha = hashlib.sha256(data).hexdigest()
