@@ -15,7 +15,7 @@ def test_every_service_obligation_has_an_experiment_or_a_reason(kb: Any) -> None
     """No service obligation falls through; templates and reasons are disjoint, name real obligations, and every
     template builds a valid experiment whose rollback heals the service (the docs list the same reasons)."""
     obligations = kb.obligations()
-    service = {ob.id for ob in obligations if any(c.kind in SERVICE_KINDS for c in ob.gate_checks())}
+    service = {ob.id for ob in obligations if any(c.kind in SERVICE_KINDS for c in ob.gate_checks)}
     known = {ob.id for ob in obligations}
     taught = {oid for s in load_scenarios().values() if s.inject and s.tier == "service" for oid in s.obligations}
     assert len(service) >= 20
