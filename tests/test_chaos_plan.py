@@ -29,3 +29,18 @@ def test_every_service_obligation_has_an_experiment_or_a_reason(kb: Any) -> None
     docs = (Path(__file__).resolve().parent.parent / "docs" / "chaos.md").read_text(encoding="utf-8")
     for oid in NO_EXPERIMENT:
         assert f"`{oid}`" in docs, f"docs/chaos.md does not say why {oid} has no experiment"
+
+
+def test_plan_lists_what_has_no_experiment_and_why(kb: Any) -> None:
+    """A change ranking start-up and protocol obligations: the start-up ones carry the reason no fault applies,
+    the edge ones without a scenario the gate command that checks them; none is dropped."""
+    from poetkb.chaos.plan import plan_experiments
+
+    items = {i.obligation_id: i for i in plan_experiments(kb, "allow mock authentication settings at service "
+                                                              "start-up", top=4).items}
+    assert items["auth.mock.disabled_in_production"].experiment is None
+    assert "no fault experiment applies: a start-up property" in items["auth.mock.disabled_in_production"].note
+    assert items["auth.policy.fail_closed"].experiment is not None
+    items = {i.obligation_id: i for i in plan_experiments(kb, "change the HTTP/2 header size limits", top=3).items}
+    assert len(items) == 3 and all(i.experiment is None for i in items.values())
+    assert all(f"poet gate run --obligation {oid}" in i.note for oid, i in items.items())

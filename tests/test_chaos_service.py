@@ -470,3 +470,51 @@ def test_chaos_toolkit_run_gets_the_guardrails(service: Any, tmp_path: Path) -> 
     journal = run_experiment(export_ctk(load(production)))
     assert journal["status"] == "interrupted" and journal["run"] == [] and not journal.get("rollbacks")
     assert "confirm" in journal["poetkb"]["refused"]
+
+
+def test_chaos_toolkit_ctrl_c_rolls_back_and_a_second_one_is_ignored(service: Any, tmp_path: Path) -> None:
+    """Ctrl-C during a `chaos run` method: chaoslib skips the rollbacks of an interrupted run, so poetkb's control
+    runs them; a second Ctrl-C while they run is recorded and ignored; the service is direct and healthy after."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    path = write(tmp_path, [
+        {"name": "slow_path", "type": "service_db_interpose", "toxics": {"latency_ms": 100}},
+        {"name": "long_soak", "type": "pause", "seconds": 30},
+    ], watch=False, rollbacks=[{"name": "heal_service", "type": "http_call", "method": "DELETE",
+                                "url": "${service.admin_url}/fault", "expect_status": [200],
+                                "pause_before_s": 2}])
+    exported = tmp_path / "ctk.json"
+    assert CliRunner().invoke(main, ["chaos", "export", str(path), "--out", str(exported)]).exit_code == 0
+    journal_path = tmp_path / "ctk-journal.json"
+    log = tmp_path / "chaos.log"
+    with log.open("w") as out:
+        child = subprocess.Popen(  # noqa: S603 - the venv's own chaos command
+            [str(Path(sys.executable).parent / "chaos"), "run", str(exported), "--journal-path", str(journal_path)],
+            cwd=tmp_path, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
+        try:
+            deadline = time.monotonic() + 30
+            while "Action: long_soak" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            child.send_signal(signal.SIGINT)
+            while "running them now" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)  # inside the rollback's 2 s pause
+            child.send_signal(signal.SIGINT)
+            assert child.wait(30) == 1, log.read_text()
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait(5)
+    journal = json.loads(journal_path.read_text())
+    assert journal["status"] == "interrupted" and journal["poetkb"]["rolled_back_by_control"] is True
+    assert [r["status"] for r in journal["rollbacks"]] == ["succeeded"], log.read_text()
+    assert len(journal["poetkb"]["signals_ignored"]) == 1
+    assert [r["tolerance_met"] for r in journal["poetkb"]["after_rollbacks"]] == [True]
+    assert httpx.get(service.admin_url + "/db_via", timeout=5).json()["direct"] is True

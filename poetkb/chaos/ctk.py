@@ -337,4 +337,7 @@ def _export_step(step: Any) -> dict[str, Any]:
                                       | {"name": step.name, "type": step.type}}}}
     if kind == "probe":
         out["tolerance"] = True
+    if step.type != "pause" and (step.pause_before_s or step.pause_after_s):
+        # CTK's own pauses, so a CTK run waits where poet chaos run does
+        out["pauses"] = {k: v for k, v in (("before", step.pause_before_s), ("after", step.pause_after_s)) if v}
     return out

@@ -15,12 +15,14 @@ Toolkit itself runs the export (``chaos run``, or chaoslib's ``run_experiment``)
   (SIGUSR1, :func:`chaoslib.exit.exit_gracefully`), and the next activity is refused as well.
 - **after the experiment**: chaoslib's default rollback strategy skips rollbacks after an interruption,
   so when the method began and no rollback ran, the control runs the experiment's rollbacks itself (a
-  stopped run is always rolled back); then it probes the hypothesis once more (poetkb's "after the
-  rollbacks" check). The journal CTK writes gets the watch rounds in ``steady_states.during`` (CTK's own
-  place for them), and a ``poetkb`` entry: the guardrail probe runs, the check after the rollbacks, why
-  the run was stopped (``stopped``: kind ``deviated`` or ``aborted`` and the reason) and whether the
-  control ran the rollbacks. A stopped run's status is ``aborted`` (``deviated`` set for a deviation),
-  so ``chaos run`` exits 1. ``poet chaos import`` reads all of it into a poetkb journal.
+  stopped run is always rolled back, after Ctrl-C too); while rollbacks run (CTK's or the control's),
+  SIGINT and SIGTERM are recorded and ignored, so a second Ctrl-C does not skip them; then it probes the
+  hypothesis once more (poetkb's "after the rollbacks" check). The journal CTK writes gets the watch
+  rounds in ``steady_states.during`` (CTK's own place for them) and a ``poetkb`` entry: the guardrail
+  probe runs, the check after the rollbacks, why the run was stopped (``stopped``: kind ``deviated`` or
+  ``aborted`` and the reason), a preflight refusal, the signals ignored and whether the control ran the
+  rollbacks. A stopped run's status is ``aborted`` (``deviated`` set for a deviation), so ``chaos run``
+  exits 1. ``poet chaos import`` reads all of it into a poetkb journal.
 
 State lives for the process (one experiment at a time, as CTK runs them). The module imports chaoslib
 only inside the hooks: it is loaded by Chaos Toolkit, never by poetkb itself.
@@ -118,6 +120,8 @@ class _Control:
         self.deadline = 0.0
         self.method_started = False
         self.refused = ""
+        self.shielded: dict[int, Any] = {}
+        self.ignored: list[str] = []
 
     def stop_watch(self) -> None:
         self.stop.disarm()
@@ -239,14 +243,53 @@ def after_experiment_control(context: Any = None, state: dict[str, Any] | None =
         if control.stop.kind == "deviated":
             journal["deviated"] = True
     experiment = context if isinstance(context, dict) else journal.get("experiment") or {}
-    if control.method_started and experiment.get("rollbacks") and not journal.get("rollbacks"):
-        ours["rolled_back_by_control"] = True
-        journal["rollbacks"] = _rollback(experiment, configuration, secrets)
     if control.method_started:
-        ours["after_rollbacks"] = _check_after(control, configuration)
+        _shield(control)
+        try:
+            if experiment.get("rollbacks") and not journal.get("rollbacks"):
+                ours["rolled_back_by_control"] = True
+                journal["rollbacks"] = _rollback(experiment, configuration, secrets)
+            ours["after_rollbacks"] = _check_after(control, configuration)
+        finally:
+            _unshield(control)
         if any(not run["tolerance_met"] for run in ours["after_rollbacks"]):
             journal["deviated"] = True
+    ours["signals_ignored"] = control.ignored
     journal["poetkb"] = ours
+
+
+def _shield(control: _Control) -> None:
+    """While rollbacks run, SIGINT and SIGTERM are recorded and ignored: a second Ctrl-C does not skip them."""
+    import signal
+
+    if control.shielded or threading.current_thread() is not threading.main_thread():
+        return
+
+    def ignore(signum: int, _frame: Any) -> None:
+        control.ignored.append(f"{signal.Signals(signum).name} at {_iso(time.time())}")
+        logger.warning(f"poetkb control: {signal.Signals(signum).name} ignored while the rollbacks run")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        control.shielded[sig] = signal.signal(sig, ignore)
+
+
+def _unshield(control: _Control) -> None:
+    import signal
+
+    for sig, handler in control.shielded.items():
+        signal.signal(sig, handler)
+    control.shielded = {}
+
+
+def before_rollback_control(context: Any = None, **_: Any) -> None:
+    """CTK's own rollbacks start: shield them from signals (see :func:`_shield`)."""
+    if _STATE is not None:
+        _shield(_STATE)
+
+
+def after_rollback_control(context: Any = None, **_: Any) -> None:
+    if _STATE is not None:
+        _unshield(_STATE)
 
 
 def _rollback(experiment: dict[str, Any], configuration: Any, secrets: Any) -> list[dict[str, Any]]:
