@@ -253,7 +253,7 @@ def run_experiment(experiment: Experiment, *, kb: Knowledge | None = None, file:
         "run_id": run_id, "title": experiment.title, "experiment_file": str(file) if file else None,
         "experiment_sha256": hashlib.sha256(file.read_bytes()).hexdigest() if file else None,
         "obligations": list(experiment.obligations), "started_at": round(time.time(), 3), "steps": [],
-        "signals": [],
+        "signals": [], "watch_tolerance_rounds": experiment.steady_state.watch.tolerance_rounds,
     }
     recorder = Recorder(journal, path, options.echo)
     stop = StopFlag()

@@ -100,7 +100,9 @@ class Watcher:
                     if self.done.is_set():
                         return
                     outcome = safe_run(probe, ctx)
-                    self.recorder.add("watch", probe, outcome, time.time() - outcome.output.pop("_took", 0.0))
+                    started = time.time() - outcome.output.pop("_took", 0.0)
+                    outcome.output["watch_round"] = self.rounds  # the judge counts failed rounds in a row
+                    self.recorder.add("watch", probe, outcome, started)
                     if outcome.status != "ok":
                         bad.append(f"{probe.name}: {outcome.detail}")
                 failed_in_a_row = failed_in_a_row + 1 if bad else 0
