@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from poetkb.knowledge import Knowledge
 
 SOAK_S = 2.0
+#: the demo edge's passive-health window (nginx ``fail_timeout=5s``) plus a margin, waited after an edge rollback
+PASSIVE_HEALTH_S = 5.5
 
 def _fault(name: str, body: str) -> dict[str, Any]:
     """An action on the service's fault API (``PUT /__poet/fault``); the rollback heals it."""
@@ -171,7 +173,9 @@ def experiment_for(obligation_id: str, title: str, scenario: Any) -> Experiment:
         "steady_state": {"title": f"{obligation_id} holds and the edge answers", "probes": probes,
                          "watch": {"interval_s": 0.5, "tolerance_rounds": 2}},
         "method": method,
-        "rollbacks": [{"name": "heal_all", "type": "upstream_heal"}],
+        # then wait out the edge's passive health (the demo's fail_timeout is 5 s): the hypothesis gate's own faults
+        # before the method may have taken a server out, and the check after the rollbacks needs it back
+        "rollbacks": [{"name": "heal_all", "type": "upstream_heal", "pause_after_s": PASSIVE_HEALTH_S}],
         "guardrails": {"max_duration_s": 300},
     }
     return Experiment.model_validate(data)

@@ -382,6 +382,8 @@ class _Cleanup:
 def _rollbacks(experiment: Experiment, ctx: RunContext, recorder: Recorder, failed: list[str]) -> None:
     """Every rollback, then every cleanup (last registered first); failures are collected, never raised."""
     for step in experiment.rollbacks:
+        if step.pause_before_s:
+            time.sleep(step.pause_before_s)  # bounded by the schema; signals are ignored while rollbacks run
         t0 = time.time()
         try:
             outcome = run_step(step, ctx)
@@ -390,6 +392,8 @@ def _rollbacks(experiment: Experiment, ctx: RunContext, recorder: Recorder, fail
         recorder.add("rollback", step, outcome, t0)
         if outcome.status != "ok":
             failed.append(f"rollback {step.name}: {outcome.detail}")
+        if step.pause_after_s:
+            time.sleep(step.pause_after_s)
     for label, undo in reversed(ctx.cleanups):
         t0 = time.time()
         named = _Cleanup(label.split(" ", 1)[1].replace(" ", "_")[:60])
