@@ -9,7 +9,9 @@ tier real PostgreSQL, both on loopback in a private POET_HOME and POET_DB, broug
     .venv/bin/python benchmarks/chaos_scenarios.py [--base-port 22000] [--scenario ID ...] [--proxy nginx] [--plan]
 
 ``--plan`` also runs the experiments ``poet chaos plan`` derives for a service-tier change (a migration and a
-connection-pool change) against the service tier and prints their status.
+connection-pool change), then the experiment of every other service-tier fault template (``SERVICE_TEMPLATES``
+in poetkb/chaos/plan.py: what the plan derives for that obligation whatever the change), against the good
+service tier, and prints their status.
 
 Exit 0 when every scenario behaved as its guide says (unhealthy when started, healthy after the fix, the demo
 back in its good configuration after stop), 1 otherwise.
@@ -67,28 +69,32 @@ PLANNED_CHANGES = ["add lock_timeout to the online migration",
 
 
 def run_plans(kb: Any, base_port: int) -> list[dict[str, Any]]:
-    """Run every service-tier experiment `poet chaos plan` derives for PLANNED_CHANGES; one row each."""
-    from poetkb.chaos.plan import plan_experiments
+    """Run every service-tier experiment `poet chaos plan` derives for PLANNED_CHANGES, then one per remaining
+    service fault template; one row each."""
+    from poetkb.chaos.plan import SERVICE_TEMPLATES, plan_experiments, service_experiment_for
     from poetkb.chaos.runner import RunOptions, run_experiment
     from poetkb.demo.service import tier
 
     tier.up(variant="good", base_port=base_port)
     rows = []
     seen: set[str] = set()
-    for change in PLANNED_CHANGES:
-        for item in plan_experiments(kb, change, top=3).items:
-            exp = item.experiment
-            if exp is None or item.obligation_id in seen or "${service." not in exp.model_dump_json():
-                continue
-            seen.add(item.obligation_id)
-            t0 = time.monotonic()
-            journal = run_experiment(exp, kb=kb, options=RunOptions(install_signals=False))
-            row = {"scenario": f"plan:{item.obligation_id}", "tier": "service", "ok": journal.status == "completed",
-                   "unhealthy": [] if journal.status == "completed" else [f"{journal.status}: {journal.reason}"],
-                   "times": {"run": time.monotonic() - t0}}
-            rows.append(row)
-            print(f"{row['scenario']:<40} {'ok' if row['ok'] else 'NOT OK':<7} {journal.status} "
-                  f"{row['times']['run']:.1f}s", flush=True)
+    planned = [(item.obligation_id, item.experiment) for change in PLANNED_CHANGES
+               for item in plan_experiments(kb, change, top=3).items]
+    for oid, (failure, actions, *health) in SERVICE_TEMPLATES.items():
+        planned.append((oid, service_experiment_for(oid, oid, failure, actions, "the benchmark",
+                                                    health[0] if health else None)))
+    for oid, exp in planned:
+        if exp is None or oid in seen or "${service." not in exp.model_dump_json():
+            continue
+        seen.add(oid)
+        t0 = time.monotonic()
+        journal = run_experiment(exp, kb=kb, options=RunOptions(install_signals=False))
+        row = {"scenario": f"plan:{oid}", "tier": "service", "ok": journal.status == "completed",
+               "unhealthy": [] if journal.status == "completed" else [f"{journal.status}: {journal.reason}"],
+               "times": {"run": time.monotonic() - t0}}
+        rows.append(row)
+        print(f"{row['scenario']:<40} {'ok' if row['ok'] else 'NOT OK':<7} {journal.status} "
+              f"{row['times']['run']:.1f}s", flush=True)
     return rows
 
 

@@ -89,3 +89,25 @@ def test_bad_journals_are_bad_input(kb_path: Path, isolated_home: Path, tmp_path
     good.write_text(json.dumps(journal().model_dump(mode="json"), indent=2))
     result = CliRunner().invoke(main, ["gate", "evaluate", "--evidence", str(good), "--evidence", str(other)])
     assert result.exit_code == 2 and "on their own" in result.output
+
+
+def test_tolerated_watch_rounds_pass_and_a_streak_fails() -> None:
+    """With watch.tolerance_rounds 3, a failed round between good ones is what the experiment allows (a completed
+    run passes, as the watch decided); three failed rounds in a row (any probe of the round) fail the run."""
+    def watch(round_: int, name: str, status: str = "ok") -> dict[str, Any]:
+        return {**step("watch", name, status), "output": {"watch_round": round_}}
+
+    def run(status: str, rounds: list[dict[str, Any]]) -> Journal:
+        return journal(status, [step("before", "home"), step("method", "slow"), *rounds, step("rollback", "heal"),
+                                step("after", "home")], watch_tolerance_rounds=3)
+
+    blip = run("completed", [watch(1, "home"), watch(1, "db"), watch(2, "home", "deviated"), watch(2, "db"),
+                             watch(3, "home"), watch(3, "db", "deviated"), watch(4, "home"), watch(4, "db")])
+    assert judge(blip)[0] == "pass"
+    streak = run("deviated", [watch(1, "home", "deviated"), watch(1, "db"), watch(2, "home"),
+                              watch(2, "db", "deviated"), watch(3, "home", "deviated"), watch(3, "db")])
+    verdict, _, diagnosis = judge(streak)
+    assert verdict == "fail" and "watch probe home" in diagnosis
+    # without the experiment's tolerance (older journals, CTK's own hypothesis runs) every failed round counts
+    assert judge(journal("completed", [step("before", "home"), step("watch", "home", "deviated"),
+                                       step("after", "home")]))[0] == "error"

@@ -394,13 +394,14 @@ def test_not_steady_before_skips_the_method_but_rolls_back(edge: Any, tmp_path: 
 
 @pytest.mark.slow
 def test_planned_experiment_runs_on_the_edge(edge: Any, tmp_path: Path) -> None:
-    """`poet chaos plan` derives a valid experiment for a change (listing the obligations it has no template
-    for) and it completes on the good edge (exit 0), recording the faulted route's answer as evidence."""
+    """`poet chaos plan` derives a valid experiment for a change (edge scenarios and service-tier templates alike;
+    the obligations it has none for are listed in tests/test_chaos_plan.py) and it completes on the good edge
+    (exit 0), recording the faulted route's answer as evidence."""
     out = tmp_path / "plan"
     planned = CliRunner().invoke(main, ["chaos", "plan", "--change", "raise the proxy read timeout on /flaky/",
                                         "--top", "4", "--out-dir", str(out)])
     assert planned.exit_code == 0, planned.output
-    assert "resilience.timeout.enforced" in planned.output and "no fault template" in planned.output
+    assert "resilience.timeout.enforced (" in planned.output and "service-tier fault templates" in planned.output
     code, journal, output = run(out / "resilience.timeout.enforced.yaml")
     assert code == 0 and journal["status"] == "completed", output
     assert [s["name"] for s in steps(journal, "before")] == ["obligation_holds", "pool_answers"]

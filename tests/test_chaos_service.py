@@ -353,6 +353,33 @@ def test_fault_proxy_in_front_of_the_database(service: Any, tmp_path: Path) -> N
     assert any("stop fault proxy db_proxy" in s["detail"] for s in journal["steps"] if s["phase"] == "cleanup")
 
 
+def test_fault_proxy_on_the_services_own_database_path(service: Any, tmp_path: Path) -> None:
+    """docs/examples/chaos/service-db-path.yaml: the pool's relay is pointed at a fault proxy, so its latency slows
+    the service's own /health (slower than before), a silent proxy makes it answer 503 within the bound; the
+    rollback and undo point the pool back at PostgreSQL: healthy after, the relay direct again, the proxies gone."""
+    import httpx
+
+    example = Path(__file__).resolve().parent.parent / "docs" / "examples" / "chaos" / "service-db-path.yaml"
+    path = tmp_path / "exp.yaml"
+    path.write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
+    code, journal, output = run(path)
+    assert code == 0 and journal["status"] == "completed", output
+    steps = method_steps(journal)
+    before = next(s for s in journal["steps"] if s["phase"] == "before")["output"]["elapsed_ms"]
+    assert steps["slow_path"]["output"]["replaced"] >= 1
+    assert steps["served_slower"]["output"]["status"] == 200
+    assert steps["served_slower"]["output"]["elapsed_ms"] >= before + 300  # 150 ms a chunk, several round trips
+    assert steps["refused_quickly"]["output"]["status"] == 503
+    cleanup = [s for s in journal["steps"] if s["phase"] == "cleanup"]
+    assert len(cleanup) == 4 and all(s["status"] == "ok" for s in cleanup)
+    assert all(s["status"] == "ok" for s in journal["steps"] if s["phase"] == "after")
+    relay = httpx.get(service.admin_url + "/db_via", timeout=5).json()
+    assert relay["direct"] is True
+    assert httpx.get(service.service_url + "/health", timeout=5).status_code == 200
+    refused = httpx.put(service.admin_url + "/db_via", json={"via": "192.0.2.1:5432"}, timeout=5)
+    assert refused.status_code == 400 and "loopback" in refused.json()["error"]
+
+
 def test_migration_lock_check_is_not_fooled_by_an_applied_migration(service: Any, kb: Any) -> None:
     """With the migration already applied (as an earlier gate run or chaos hypothesis leaves it), the flawed
     variant still fails: the check undoes the migration first, so its lock wait is tested every time."""
@@ -365,3 +392,129 @@ def test_migration_lock_check_is_not_fooled_by_an_applied_migration(service: Any
     report = kb.gate(obligations=["data.migration.lock_bounded"], record=False, write_reports=False)
     assert report.obligations[0].verdict == "fail", report.obligations[0].diagnosis
     assert "no bounded lock wait" in report.obligations[0].diagnosis
+
+
+def test_chaos_toolkit_cli_run_gets_the_watch_and_is_rolled_back(service: Any, tmp_path: Path) -> None:
+    """`chaos run` (Chaos Toolkit's own CLI) on an export: poetkb's control watches the hypothesis during the
+    method; the silent database path makes /health fail, so the control stops a 30 s pause within seconds, runs
+    the rollback CTK skips after an interruption, checks the hypothesis after it, and `chaos run` exits 1; the
+    imported journal is judged fail (the watch round that failed), and the service is direct and healthy."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    path = write(tmp_path, [
+        {"name": "silent_path", "type": "service_db_interpose", "toxics": {"timeout_ms": 0}},
+        {"name": "long_soak", "type": "pause", "seconds": 30},
+    ], steady=[HEALTH], watch=True,
+        rollbacks=[{"name": "heal_service", "type": "http_call", "method": "DELETE",
+                    "url": "${service.admin_url}/fault", "expect_status": [200]}])
+    exported = tmp_path / "ctk.json"
+    assert CliRunner().invoke(main, ["chaos", "export", str(path), "--out", str(exported)]).exit_code == 0
+    journal_path = tmp_path / "ctk-journal.json"
+    started = time.monotonic()
+    done = subprocess.run([str(Path(sys.executable).parent / "chaos"), "run", str(exported), "--journal-path",
+                           str(journal_path)], cwd=tmp_path, env=dict(os.environ), capture_output=True, text=True,
+                          timeout=90)
+    took = time.monotonic() - started
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert took < 25, f"the 30 s pause was not cut short ({took:.1f} s)"
+    journal = json.loads(journal_path.read_text())
+    assert journal["status"] == "aborted" and journal["deviated"] is True
+    ours = journal["poetkb"]
+    assert ours["stopped"]["kind"] == "deviated" and ours["rolled_back_by_control"] is True
+    assert [r["status"] for r in journal["rollbacks"]] == ["succeeded"]
+    assert [r["tolerance_met"] for r in ours["after_rollbacks"]] == [True]
+    assert any(not d["steady_state_met"] for d in journal["steady_states"]["during"])
+    assert httpx.get(service.admin_url + "/db_via", timeout=5).json()["direct"] is True
+    assert httpx.get(service.service_url + "/health", timeout=5).status_code == 200
+    imported = tmp_path / "poet-journal.json"
+    assert CliRunner().invoke(main, ["chaos", "import", str(journal_path), "--out", str(imported)]).exit_code == 0
+    poet = json.loads(imported.read_text())
+    assert poet["status"] == "deviated" and {"watch", "after", "rollback"} <= {s["phase"] for s in poet["steps"]}
+    judged = CliRunner().invoke(main, ["gate", "evaluate", "--evidence", str(imported), "--json"])
+    assert judged.exit_code == 1 and json.loads(judged.stdout)["obligations"][0]["verdict"] == "fail"
+
+
+def test_chaos_toolkit_run_gets_the_guardrails(service: Any, tmp_path: Path) -> None:
+    """Under chaoslib's runner, poetkb's control enforces the guardrails: a failing guardrail probe aborts the
+    method and the control rolls back; a production experiment without confirmation is refused before anything
+    runs (no method activity, no rollback)."""
+    from chaoslib.experiment import run_experiment
+
+    from poetkb.chaos.ctk import export_ctk
+    from poetkb.chaos.loader import load
+
+    rollback = [{"name": "heal_service", "type": "http_call", "method": "DELETE", "url": "${service.admin_url}/fault",
+                 "expect_status": [200]}]
+    guard = {"max_duration_s": 60, "interval_s": 0.3, "probes": [
+        {"name": "pool_fine", "type": "http", "url": "${service.url}/health", "tolerance": {"status": [200]}}]}
+    path = write(tmp_path, [
+        {"name": "silent_path", "type": "service_db_interpose", "toxics": {"reset": True}},
+        {"name": "long_soak", "type": "pause", "seconds": 30},
+    ], steady=[{"name": "alive", "type": "http", "url": "${service.url}/live", "tolerance": {"status": [200]}}],
+        rollbacks=rollback, guardrails=guard)
+    journal = run_experiment(export_ctk(load(path)))
+    ours = journal["poetkb"]
+    assert journal["status"] == "aborted" and ours["stopped"]["kind"] == "aborted", ours.get("stopped")
+    assert "guardrail pool_fine" in ours["stopped"]["reason"] and ours["guardrails"]
+    assert journal["duration"] < 25 and [r["status"] for r in journal["rollbacks"]] == ["succeeded"]
+    import httpx
+
+    assert httpx.get(service.admin_url + "/db_via", timeout=5).json()["direct"] is True
+
+    production = write(tmp_path, [{"name": "restart", "type": "pg_restart"}], production=True, rollbacks=rollback)
+    journal = run_experiment(export_ctk(load(production)))
+    assert journal["status"] == "interrupted" and journal["run"] == [] and not journal.get("rollbacks")
+    assert "confirm" in journal["poetkb"]["refused"]
+
+
+def test_chaos_toolkit_ctrl_c_rolls_back_and_a_second_one_is_ignored(service: Any, tmp_path: Path) -> None:
+    """Ctrl-C during a `chaos run` method: chaoslib skips the rollbacks of an interrupted run, so poetkb's control
+    runs them; a second Ctrl-C while they run is recorded and ignored; the service is direct and healthy after."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    path = write(tmp_path, [
+        {"name": "slow_path", "type": "service_db_interpose", "toxics": {"latency_ms": 100}},
+        {"name": "long_soak", "type": "pause", "seconds": 30},
+    ], watch=False, rollbacks=[{"name": "heal_service", "type": "http_call", "method": "DELETE",
+                                "url": "${service.admin_url}/fault", "expect_status": [200],
+                                "pause_before_s": 2}])
+    exported = tmp_path / "ctk.json"
+    assert CliRunner().invoke(main, ["chaos", "export", str(path), "--out", str(exported)]).exit_code == 0
+    journal_path = tmp_path / "ctk-journal.json"
+    log = tmp_path / "chaos.log"
+    with log.open("w") as out:
+        child = subprocess.Popen(  # noqa: S603 - the venv's own chaos command
+            [str(Path(sys.executable).parent / "chaos"), "run", str(exported), "--journal-path", str(journal_path)],
+            cwd=tmp_path, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
+        try:
+            deadline = time.monotonic() + 30
+            while "Action: long_soak" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            child.send_signal(signal.SIGINT)
+            while "running them now" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)  # inside the rollback's 2 s pause
+            child.send_signal(signal.SIGINT)
+            assert child.wait(30) == 1, log.read_text()
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait(5)
+    journal = json.loads(journal_path.read_text())
+    assert journal["status"] == "interrupted" and journal["poetkb"]["rolled_back_by_control"] is True
+    assert [r["status"] for r in journal["rollbacks"]] == ["succeeded"], log.read_text()
+    assert len(journal["poetkb"]["signals_ignored"]) == 1
+    assert [r["tolerance_met"] for r in journal["poetkb"]["after_rollbacks"]] == [True]
+    assert httpx.get(service.admin_url + "/db_via", timeout=5).json()["direct"] is True

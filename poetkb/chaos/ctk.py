@@ -19,7 +19,9 @@ tolerances that are not one of the above cannot be converted: they are listed in
 ``http_call`` action) as an ``http`` provider and every other step as a ``python`` provider calling
 :func:`poetkb.chaos.ctk_functions.run_step` with the step itself as argument, so a CTK run executes
 poetkb's own code; what CTK has no field for (obligations, watch, guardrails) travels in the
-``extensions`` entry named ``poetkb``.
+``extensions`` entry named ``poetkb``. The export also declares poetkb's CTK control
+(:mod:`poetkb.chaos.ctk_control`), which runs the watch loop and the guardrails when CTK runs it; its
+arguments ``allow_remote`` and ``confirm_production`` are the CTK-side counterparts of the CLI's flags.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from poetkb.chaos.models import Experiment
 
 PY_MODULE = "poetkb.chaos.ctk_functions"
 PY_FUNC = "run_step"
+#: the CTK control that runs poetkb's watch and guardrails under a CTK run (poetkb/chaos/ctk_control.py)
+CONTROL_MODULE = "poetkb.chaos.ctk_control"
+CONTROL_NAME = "poetkb-watch-and-guardrails"
 EXTENSION = "poetkb"
 OBLIGATION_TAG = "poetkb-obligation:"
 _CTK_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -67,9 +72,15 @@ def import_ctk(doc: Any, *, obligations: list[str] | None = None) -> Imported:
         "tags": [t for t in tags if not t.startswith(OBLIGATION_TAG)],
         "configuration": config,
     }
-    for key in ("secrets", "controls"):
-        if doc.get(key):
-            out.unconverted.append(f"$.{key}: not supported (poetkb experiments carry no {key})")
+    if doc.get("secrets"):
+        out.unconverted.append("$.secrets: not supported (poetkb experiments carry no secrets)")
+    controls = doc.get("controls") or []
+    foreign = [c for c in controls if not (isinstance(c, dict) and isinstance(c.get("provider"), dict)
+                                           and c["provider"].get("module") == CONTROL_MODULE)] \
+        if isinstance(controls, list) else [controls]
+    if foreign:
+        out.unconverted.append("$.controls: not supported (poetkb experiments carry no controls; poetkb's own "
+                               "watch-and-guardrails control is implied)")
     names: dict[str, dict[str, Any]] = {}
     ssh = doc.get("steady-state-hypothesis") or {}
     probes = [s for i, raw in enumerate(ssh.get("probes") or [])
@@ -276,6 +287,10 @@ def export_ctk(experiment: Experiment) -> dict[str, Any]:
                                     "probes": [_export_step(p) for p in experiment.steady_state.probes]},
         "method": [_export_step(s) for s in experiment.method],
         "rollbacks": [_export_step(s) for s in experiment.rollbacks],
+        # poetkb's watch loop and guardrails, run by CTK through this control (see ctk_control.py)
+        "controls": [{"name": CONTROL_NAME, "provider": {
+            "type": "python", "module": CONTROL_MODULE,
+            "arguments": {"allow_remote": False, "confirm_production": False}}}],
         "extensions": [{"name": EXTENSION, "obligations": list(experiment.obligations),
                         "watch": experiment.steady_state.watch.model_dump(mode="json"),
                         "guardrails": experiment.guardrails.model_dump(mode="json"),
@@ -322,4 +337,7 @@ def _export_step(step: Any) -> dict[str, Any]:
                                       | {"name": step.name, "type": step.type}}}}
     if kind == "probe":
         out["tolerance"] = True
+    if step.type != "pause" and (step.pause_before_s or step.pause_after_s):
+        # CTK's own pauses, so a CTK run waits where poet chaos run does
+        out["pauses"] = {k: v for k, v in (("before", step.pause_before_s), ("after", step.pause_after_s)) if v}
     return out

@@ -25,14 +25,18 @@ def _context(configuration: dict[str, Any] | None) -> Any:
     from poetkb.gates.probes import make_client
 
     with _LOCK:
+        state = demo.load_state()  # the demo may have been started (or moved) since the last step
         if _CTX is None:
-            state = demo.load_state()
-            scope: dict[str, Any] = {"config": {}}
-            if state is not None:
+            import os
 
-                scope.update(_demo_scope(state))
+            scope: dict[str, Any] = {"config": {}, "run": {"nonce": os.urandom(4).hex()}}
             _CTX = RunContext(client=make_client("http://127.0.0.1"), scope=scope, demo=state)
             atexit.register(_close)
+        _CTX.demo = state
+        if state is not None:
+            _CTX.scope.update(_demo_scope(state))
+        else:
+            _CTX.scope.pop("demo", None)
         _CTX.scope["config"] = {k: v for k, v in (configuration or {}).items()
                                 if isinstance(v, str | int | float | bool)}
         from poetkb.chaos.runner import service_scope
@@ -40,6 +44,8 @@ def _context(configuration: dict[str, Any] | None) -> Any:
         service = service_scope()  # the service tier may have been started (or moved) since the last step
         if service is not None:
             _CTX.scope["service"] = service
+        else:
+            _CTX.scope.pop("service", None)
         return _CTX
 
 

@@ -8,7 +8,10 @@ aborted, interrupted), ``deviated``, ``steady_states`` (``before`` and ``after``
 status is mapped onto poetkb's, and the result is sealed with its digest and names the CTK file and its
 sha256 it came from. ``poet gate evaluate`` then judges it like any journal: the CTK probes become evidence
 for the obligations (from ``--obligation``, the experiment's ``poetkb`` extension or its
-``poetkb-obligation:`` tags).
+``poetkb-obligation:`` tags). What poetkb's CTK control adds (:mod:`poetkb.chaos.ctk_control`) is read
+too: the watch rounds are in ``steady_states.during`` already; the ``poetkb`` entry's guardrail probe runs
+become ``guardrail`` steps, its check after the rollbacks ``after`` steps, and a run it stopped gets the
+status it gave (``deviated`` or ``aborted``).
 """
 
 from __future__ import annotations
@@ -75,7 +78,16 @@ def _record(raw: Any, phase: str, where: str, start: float, *, hypothesis: bool)
         duration = max(0.0, _when(raw.get("end"), started) - started)
     return {"phase": phase, "name": name, "type": f"ctk_{activity.get('type', 'activity')}_"
             f"{provider.get('type', 'unknown')}", "status": status, "started_at": round(started, 3),
-            "duration_ms": round(float(duration) * 1000, 1), "detail": detail, "output": _output(raw.get("output"))}
+            "duration_ms": round(float(duration) * 1000, 1), "detail": detail,
+            "output": _round(raw, _output(raw.get("output")))}
+
+
+def _round(raw: dict[str, Any], output: dict[str, Any]) -> dict[str, Any]:
+    """Keep the watch round poetkb's CTK control numbered (its output's ``watch_round``) where the judge reads it."""
+    inner = raw.get("output")
+    if isinstance(inner, dict) and isinstance(inner.get("watch_round"), int):
+        output["watch_round"] = inner["watch_round"]
+    return output
 
 
 def _status(doc: dict[str, Any]) -> str:
@@ -83,12 +95,34 @@ def _status(doc: dict[str, Any]) -> str:
     before = (doc.get("steady_states") or {}).get("before") or {}
     if before.get("steady_state_met") is False:
         return "not-steady"  # chaoslib may still say "completed": the method never ran
+    stopped = _ours(doc).get("stopped")
+    if isinstance(stopped, dict) and stopped.get("kind") in ("deviated", "aborted"):
+        return str(stopped["kind"])  # poetkb's control stopped the method (watch or guardrail)
     if status == "completed":
         return "deviated" if doc.get("deviated") else "completed"
     if status in ("failed", "aborted", "interrupted"):
         return str(status)
     raise InputError(f"unknown Chaos Toolkit run status {status!r}", field="$.status",
                      hint="expected completed, failed, aborted or interrupted")
+
+
+def _ours(doc: dict[str, Any]) -> dict[str, Any]:
+    """The ``poetkb`` entry poetkb's CTK control writes into the journal (empty when it did not run)."""
+    ours = doc.get("poetkb")
+    return ours if isinstance(ours, dict) else {}
+
+
+def _tolerance_rounds(doc: dict[str, Any]) -> int:
+    """The experiment's ``watch.tolerance_rounds`` when poetkb's control ran the watch (else 1: every failed
+    round of CTK's own continuous hypothesis counts)."""
+    if not _ours(doc):
+        return 1
+    for ext in doc["experiment"].get("extensions") or []:
+        if isinstance(ext, dict) and ext.get("name") == EXTENSION:
+            rounds = (ext.get("watch") or {}).get("tolerance_rounds")
+            if isinstance(rounds, int) and 1 <= rounds <= 1000:
+                return rounds
+    return 1
 
 
 def obligations_of(experiment: dict[str, Any]) -> list[str]:
@@ -130,11 +164,16 @@ def import_ctk_journal(doc: Any, data: bytes, *, file: str, obligations: list[st
                     steps.append(_record(raw, "method", f"$.run[{n}]", start, hypothesis=False))
                 for n, raw in enumerate(doc.get("rollbacks") or []):
                     steps.append(_record(raw, "rollback", f"$.rollbacks[{n}]", start, hypothesis=False))
+                ours = _ours(doc)
+                for n, raw in enumerate(ours.get("guardrails") or []):
+                    steps.append(_record(raw, "guardrail", f"$.poetkb.guardrails[{n}]", start, hypothesis=True))
+                for n, raw in enumerate(ours.get("after_rollbacks") or []):
+                    steps.append(_record(raw, "after", f"$.poetkb.after_rollbacks[{n}]", start, hypothesis=True))
     except InputError as exc:
         raise InputError(exc.message, file=file, field=exc.field) from None
     if len(steps) > MAX_RUNS:
         raise InputError(f"{len(steps)} activity runs is over the limit of {MAX_RUNS}", file=file)
-    order = {"before": 0, "watch": 1, "method": 1, "rollback": 2, "after": 3}
+    order = {"before": 0, "watch": 1, "guardrail": 1, "method": 1, "rollback": 2, "after": 3}
     steps.sort(key=lambda s: (order[s["phase"]], s["started_at"]))
     status = _status(doc)
     sha = hashlib.sha256(data).hexdigest()
@@ -144,6 +183,7 @@ def import_ctk_journal(doc: Any, data: bytes, *, file: str, obligations: list[st
         "started_at": round(start, 3), "finished_at": round(end, 3), "phase": "done", "status": status,
         "reason": f"Chaos Toolkit run: status {doc.get('status')}, deviated {bool(doc.get('deviated'))}",
         "exit_code": {"completed": 0}.get(status, 1), "steps": steps,
+        "watch_tolerance_rounds": _tolerance_rounds(doc),
         "imported_from": {"format": "chaostoolkit-journal", "file": file, "sha256": sha,
                           "chaoslib_version": str(doc.get("chaoslib-version") or "")},
         "verdicts": {oid: {"completed": "held", "deviated": "deviated"}.get(status, "not-judged") for oid in chosen}})

@@ -8,8 +8,10 @@ copied from the journal's ``status``:
   never finished, when a rollback or an automatic undo failed (the system may still be faulted), or when
   the method did not run to its end (an action failed, a step was skipped because of a signal or the
   duration limit): the experiment then says nothing about the obligation;
-- **fail** when the steady state did not hold: before the method, in any watch round, in a method probe
-  with a tolerance, in a guardrail probe, or after the rollbacks;
+- **fail** when the steady state did not hold: before the method, in ``watch_tolerance_rounds`` watch
+  rounds in a row (the experiment's ``watch.tolerance_rounds``: fewer failed rounds in a row are what the
+  experiment allows, as the watch itself does), in a method probe with a tolerance, in a guardrail probe,
+  or after the rollbacks;
 - **pass** otherwise: the hypothesis held before, during and after the method, and every rollback ran.
 
 A journal whose recorded status disagrees with what its steps show is an error too (one was edited).
@@ -79,7 +81,8 @@ def judge(journal: Journal) -> tuple[str, str, str]:
         diagnosis = f"rollback {undo[0].name} failed: {undo[0].detail}; the system may still be faulted"
     else:
         before = [s for s in steps if s.phase == "before"]
-        broken = [s for s in steps if s.status != "ok" and (
+        tolerated = _tolerated_watch(journal)
+        broken = [s for s in steps if s.status != "ok" and id(s) not in tolerated and (
             s.phase in ("before", "watch", "guardrail", "after")
             or (s.phase == "method" and s.status == "deviated"))]
         incomplete = [s for s in steps if s.phase == "method" and s.status in ("failed", "error", "skipped")
@@ -104,6 +107,28 @@ def judge(journal: Journal) -> tuple[str, str, str]:
         return "error", f"status {journal.status} but steps show {verdict}", \
             f"the journal's recorded status ({journal.status}) contradicts its steps ({observed or diagnosis})"
     return verdict, observed, diagnosis
+
+
+def _tolerated_watch(journal: Journal) -> set[int]:
+    """The failed watch steps the run was allowed: their round is not part of ``watch_tolerance_rounds`` failed
+    rounds in a row (as the watch itself decides; a round fails when any of its probes failed). Steps without a
+    round number are rounds of their own."""
+    needed = journal.watch_tolerance_rounds
+    if needed <= 1:
+        return set()
+    rounds: dict[Any, list[Any]] = {}
+    for n, step in enumerate(s for s in journal.steps if s.phase == "watch"):
+        rounds.setdefault(step.output.get("watch_round", f"step-{n}"), []).append(step)
+    tolerated: set[int] = set()
+    streak: list[list[Any]] = []
+    for members in [*rounds.values(), []]:  # the empty sentinel closes the last streak
+        if members and any(s.status != "ok" for s in members):
+            streak.append(members)
+            continue
+        if len(streak) < needed:
+            tolerated.update(id(s) for group in streak for s in group if s.status != "ok")
+        streak = []
+    return tolerated
 
 
 def check_results(journal: Journal, shown: str, obligations: list[Any]) -> dict[str, Any]:

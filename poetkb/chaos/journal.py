@@ -62,6 +62,9 @@ class Journal(PoetModel):
     #: passing watch/guardrail probes not listed in ``steps`` once 500 were (failures are always listed)
     watch_ok_omitted: int = 0
     signals: list[str] = Field(default_factory=list)
+    #: failed watch rounds in a row that make a deviation (the experiment's ``watch.tolerance_rounds``); each
+    #: watch step's output names its round (``watch_round``), so a judge tells a tolerated round from a deviation
+    watch_tolerance_rounds: int = Field(default=1, ge=1, le=1000)
     #: sha256 of the journal's canonical JSON without this field, set when the run ends
     #: (:func:`poetkb.chaos.evidence.digest`); ``poet gate evaluate`` refuses a journal that no longer matches
     digest: str | None = None

@@ -225,6 +225,23 @@ class EdgeInterpose(ActionBase):
     timeout_s: TimeoutSeconds = 30.0
 
 
+class ServiceDbInterpose(ActionBase):
+    """Put a fault proxy on the service tier's own database path: between its connection pool and PostgreSQL.
+
+    The proxy is started in front of the tier's PostgreSQL, and the service's relay (through which its
+    pool reaches the database) is pointed at it (``PUT /__poet/db_via``): the pooled connections open at
+    that moment are closed and replaced through the proxy, so every toxic hits the service's own queries.
+    After the run the relay is pointed back at the database (its proxied connections replaced again) and
+    the proxy stopped; healing the service (``DELETE /__poet/fault``) points it back too.
+    Output as for ``fault_proxy_start`` plus ``replaced`` (connections closed); ``fault_proxy_update``
+    takes this step's name (toxics apply to connections opened after the change).
+    """
+
+    type: Literal["service_db_interpose"] = "service_db_interpose"
+    toxics: Toxics = Field(default_factory=Toxics)
+    max_connections: int = Field(default=64, ge=1, le=4096)
+
+
 class FaultProxyUpdate(ActionBase):
     """Change the toxics of a running fault proxy started by an earlier step (new connections only)."""
 
@@ -338,19 +355,20 @@ class PauseStep(PoetModel):
 
 
 Action = Annotated[
-    UpstreamFaultAction | UpstreamHealAction | FaultProxyStart | EdgeInterpose | FaultProxyUpdate | FaultProxyStop
-    | HttpAction | DemoReloadAction | DemoSignalAction | PgTerminateBackends | PgHoldLock | PgSlowStatements
-    | PgRestart,
+    UpstreamFaultAction | UpstreamHealAction | FaultProxyStart | EdgeInterpose | ServiceDbInterpose | FaultProxyUpdate
+    | FaultProxyStop | HttpAction | DemoReloadAction | DemoSignalAction | PgTerminateBackends | PgHoldLock
+    | PgSlowStatements | PgRestart,
     Field(discriminator="type"),
 ]
-ACTION_TYPES = ("upstream_fault", "upstream_heal", "fault_proxy_start", "edge_interpose", "fault_proxy_update",
+ACTION_TYPES = ("upstream_fault", "upstream_heal", "fault_proxy_start", "edge_interpose", "service_db_interpose",
+                "fault_proxy_update",
                 "fault_proxy_stop", "http_call", "demo_reload", "demo_signal", "pg_terminate_backends",
                 "pg_hold_lock", "pg_slow_statements", "pg_restart")
 
 Step = Annotated[
     HttpProbe | MetricProbe | GateProbe | CountersProbe | SqlProbe | UpstreamFaultAction | UpstreamHealAction
-    | FaultProxyStart | EdgeInterpose | FaultProxyUpdate | FaultProxyStop | HttpAction | DemoReloadAction
-    | DemoSignalAction | PgTerminateBackends | PgHoldLock | PgSlowStatements | PgRestart | PauseStep,
+    | FaultProxyStart | EdgeInterpose | ServiceDbInterpose | FaultProxyUpdate | FaultProxyStop | HttpAction
+    | DemoReloadAction | DemoSignalAction | PgTerminateBackends | PgHoldLock | PgSlowStatements | PgRestart | PauseStep,
     Field(discriminator="type"),
 ]
 

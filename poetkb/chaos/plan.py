@@ -10,9 +10,11 @@ library teaches, the scenario's run-time faults become the method of an experime
 - rollbacks: heal every upstream (the runner also heals what the method faulted).
 
 On the service tier (a scenario of ``tier: service``, or one of :data:`SERVICE_TEMPLATES` for obligations
-no scenario teaches), the hypothesis is the obligation's gate checks and the service's ``/health`` (which
-touches the database); the method injects the faults (the service's fault API, PostgreSQL actions),
-soaks and records one query on the database; the rollback heals the service's faults.
+no scenario teaches; every service obligation with a driven check has one of the two, or is listed in
+:data:`NO_EXPERIMENT` with the reason no fault applies), the hypothesis is the obligation's gate checks
+and the service's ``/health`` (which touches the database); the method injects the faults (the
+service's fault API, PostgreSQL actions, a fault proxy on the service's own database path), soaks and
+records one query on the database; the rollback heals the service's faults.
 
 Obligations no scenario covers are listed with the gate command that checks them, never silently dropped.
 """
@@ -31,24 +33,65 @@ if TYPE_CHECKING:
     from poetkb.knowledge import Knowledge
 
 SOAK_S = 2.0
+#: the demo edge's passive-health window (nginx ``fail_timeout=5s``) plus a margin, waited after an edge rollback
+PASSIVE_HEALTH_S = 5.5
 
-#: service-tier obligations no training scenario teaches: (the failure, the actions that inject it)
-SERVICE_TEMPLATES: dict[str, tuple[str, list[dict[str, Any]]]] = {
+def _fault(name: str, body: str) -> dict[str, Any]:
+    """An action on the service's fault API (``PUT /__poet/fault``); the rollback heals it."""
+    return {"name": name, "type": "http_call", "method": "PUT", "url": "${service.admin_url}/fault",
+            "headers": {"content-type": "application/json"}, "body": body, "expect_status": [200]}
+
+
+_JWKS_DOWN = ("the identity provider's key set is unreachable", [_fault("jwks_down", '{"jwks_down": true}')])
+_TERMINATE = ("backends are terminated under the service", [{"name": "terminate", "type": "pg_terminate_backends"}])
+_SLOW_DEPENDENCY = ("the dependency slows to 3 s", [_fault("slow_dependency", '{"dependency_latency_ms": 3000}')])
+_SLOW_DB_PATH = ("the network between the service's pool and PostgreSQL adds 50 ms to every chunk", [
+    {"name": "slow_db_path", "type": "service_db_interpose", "toxics": {"latency_ms": 50}}])
+
+#: service-tier obligations no training scenario teaches: (the failure, the actions that inject it, and optionally
+#: the statuses ``/health`` may answer while the fault is in (a service that must refuse fast answers 503))
+SERVICE_TEMPLATES: dict[str, tuple[str, list[dict[str, Any]]] | tuple[str, list[dict[str, Any]], list[Any]]] = {
     "data.migration.lock_bounded": ("a long read holds its lock on accounts while a migration waits", [
         {"name": "long_read", "type": "pg_slow_statements", "sessions": 1, "seconds": 3.0, "table": "accounts"}]),
-    "resilience.slow_dependency.isolated": ("the dependency slows to 3 s", [
-        {"name": "slow_dependency", "type": "http_call", "method": "PUT", "url": "${service.admin_url}/fault",
-         "headers": {"content-type": "application/json"}, "body": '{"dependency_latency_ms": 3000}',
-         "expect_status": [200]}]),
-    "auth.jwks.cache.bounded": ("the identity provider's key set is unreachable", [
-        {"name": "jwks_down", "type": "http_call", "method": "PUT", "url": "${service.admin_url}/fault",
-         "headers": {"content-type": "application/json"}, "body": '{"jwks_down": true}', "expect_status": [200]}]),
-    "auth.policy.fail_closed": ("the identity provider's key set is unreachable", [
-        {"name": "jwks_down", "type": "http_call", "method": "PUT", "url": "${service.admin_url}/fault",
-         "headers": {"content-type": "application/json"}, "body": '{"jwks_down": true}', "expect_status": [200]}]),
-    "data.concurrency.no_lost_update": ("backends are terminated under the service", [
-        {"name": "terminate", "type": "pg_terminate_backends"}]),
+    "resilience.slow_dependency.isolated": _SLOW_DEPENDENCY,
+    "resilience.retry.backoff": ("the dependency slows to 3 s, so calls time out and are retried",
+                                 _SLOW_DEPENDENCY[1]),
+    "auth.jwks.cache.bounded": _JWKS_DOWN,
+    "auth.policy.fail_closed": _JWKS_DOWN,
+    "auth.jwt.signature.verified": _JWKS_DOWN,
+    "auth.jwt.claims.validated": _JWKS_DOWN,
+    "data.concurrency.no_lost_update": _TERMINATE,
+    "data.txn.rollback.complete": ("backends are terminated under the service, cutting its transactions",
+                                   _TERMINATE[1]),
+    "data.ids.unique": _TERMINATE,
+    "data.deadlock.retried": ("every query of the service takes 200 ms longer, widening its lock windows",
+                              [_fault("slow_queries", '{"slow_query_ms": 200}')]),
+    "data.migration.idempotent": ("PostgreSQL restarts under the service (a deploy re-runs its migrations after it)",
+                                  [{"name": "restart_database", "type": "pg_restart"}]),
+    "data.outbox.no_loss": ("the broker (the dependency's /publish) slows to 3 s, so publishing times out",
+                            _SLOW_DEPENDENCY[1]),
+    "resilience.partition.recovery": (
+        "the network between the service's pool and PostgreSQL goes silent (connections held unanswered)",
+        [{"name": "silent_db_path", "type": "service_db_interpose", "toxics": {"timeout_ms": 0}}], ["2xx", 503]),
+    "perf.latency.slo": _SLOW_DB_PATH,
+    "perf.error_rate.slo": _SLOW_DB_PATH,
+    "perf.throughput.slo": _SLOW_DB_PATH,
+    "perf.burst.recovery": _SLOW_DB_PATH,
 }
+
+#: service-tier obligations with a driven check for which no fault experiment applies, and why (docs/chaos.md)
+NO_EXPERIMENT: dict[str, str] = {
+    "auth.config.fail_fast": "a start-up property: its check starts the service with unsafe settings and expects "
+                             "a refusal; no fault injected into a running service changes what it tests",
+    "auth.mock.disabled_in_production": "a start-up property (mock authentication refused in production): no "
+                                        "run-time fault applies",
+    "data.migration.backward_compatible": "a property of the schema change against the code still running: its "
+                                          "check applies the migration under the old code; a fault adds nothing",
+    "data.schema.drift.detected": "a comparison of the live schema with the migrations: nothing a fault breaks",
+    "perf.soak.stable": "the soak check is itself minutes of steady load that compares the process with itself; "
+                        "a fault before or after it is outside its window (its figures are the evidence)",
+}
+
 
 class PlannedExperiment(PoetModel):
     """One ranked obligation: the experiment derived for it, or why there is none."""
@@ -79,7 +122,7 @@ def _routes(scenario: Any) -> list[str]:
 
 
 def service_experiment_for(obligation_id: str, title: str, failure: str, actions: list[dict[str, Any]],
-                           source: str) -> Experiment:
+                           source: str, health_status: list[Any] | None = None) -> Experiment:
     """The service-tier experiment testing ``obligation_id`` under ``actions`` (see the module docstring)."""
     method: list[dict[str, Any]] = [*actions, {"name": "soak", "type": "pause", "seconds": SOAK_S},
                                     {"name": "database_answers", "type": "sql", "query": "SELECT 1",
@@ -91,7 +134,7 @@ def service_experiment_for(obligation_id: str, title: str, failure: str, actions
         "steady_state": {"title": f"{obligation_id} holds and the service answers", "probes": [
             {"name": "obligation_holds", "type": "gate", "obligations": [obligation_id]},
             {"name": "service_answers", "type": "http", "url": "${service.url}/health",
-             "tolerance": {"status": ["2xx"], "max_latency_ms": 5000}}],
+             "tolerance": {"status": health_status or ["2xx"], "max_latency_ms": 5000}}],
             # a restarted database takes the service a few seconds to reconnect to: 3 s of failures in a row
             "watch": {"interval_s": 0.5, "tolerance_rounds": 6}},
         "method": method,
@@ -130,7 +173,9 @@ def experiment_for(obligation_id: str, title: str, scenario: Any) -> Experiment:
         "steady_state": {"title": f"{obligation_id} holds and the edge answers", "probes": probes,
                          "watch": {"interval_s": 0.5, "tolerance_rounds": 2}},
         "method": method,
-        "rollbacks": [{"name": "heal_all", "type": "upstream_heal"}],
+        # then wait out the edge's passive health (the demo's fail_timeout is 5 s): the hypothesis gate's own faults
+        # before the method may have taken a server out, and the check after the rollbacks needs it back
+        "rollbacks": [{"name": "heal_all", "type": "upstream_heal", "pause_after_s": PASSIVE_HEALTH_S}],
         "guardrails": {"max_duration_s": 300},
     }
     return Experiment.model_validate(data)
@@ -153,12 +198,19 @@ def plan_experiments(kb: Knowledge, change: str | None, *, diff: str | Path | No
         scenario = by_obligation.get(ranked.id)
         why = ranked.why.sentences[0] if ranked.why.sentences else ""
         if scenario is None and ranked.id in SERVICE_TEMPLATES:
-            failure, actions = SERVICE_TEMPLATES[ranked.id]
+            failure, actions, *health = SERVICE_TEMPLATES[ranked.id]
             items.append(PlannedExperiment(
                 obligation_id=ranked.id, title=ranked.title, score=ranked.score, why=why, scenario=None,
                 experiment=service_experiment_for(ranked.id, ranked.title, failure, actions,
-                                                  "poetkb's service-tier fault templates"),
+                                                  "poetkb's service-tier fault templates",
+                                                  health[0] if health else None),
                 note="service tier: run it with `poet demo up --tier service` up"))
+            continue
+        if scenario is None and ranked.id in NO_EXPERIMENT:
+            items.append(PlannedExperiment(
+                obligation_id=ranked.id, title=ranked.title, score=ranked.score, why=why,
+                note=f"no fault experiment applies: {NO_EXPERIMENT[ranked.id]}; "
+                     f"`poet gate run --obligation {ranked.id}` checks it"))
             continue
         if scenario is None:
             items.append(PlannedExperiment(

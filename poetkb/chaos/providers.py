@@ -335,6 +335,42 @@ def edge_interpose(step: Any, ctx: RunContext) -> Outcome:
                    f"{step.upstream} ({target}) now behind {proxy.listen}")
 
 
+@register("service_db_interpose")
+def service_db_interpose(step: Any, ctx: RunContext) -> Outcome:
+    import json
+
+    from poetkb.chaos.faultproxy import FaultProxy
+    from poetkb.demo.service.tier import load_service_state
+
+    state = load_service_state()
+    if state is None:
+        raise EnvironmentProblem("service_db_interpose: the service tier is not running",
+                                 hint="start it with `poet demo up --tier service`")
+    target = f"127.0.0.1:{state.ports['postgres']}"
+    proxy = FaultProxy(target, step.toxics, max_connections=step.max_connections).start()
+    ctx.proxies[step.name] = proxy
+    ctx.cleanups.append((f"stop fault proxy {step.name}", proxy.stop))
+    url = state.admin_url + "/db_via"
+
+    def restore() -> None:
+        output, error = _http(ctx, url, "DELETE", {}, None, 10.0)
+        if error is not None or output.get("status") != 200:
+            raise EnvironmentProblem(f"DELETE {url}: {error or output.get('status')}")
+
+    # registered before the switch, so a switch that half happened is undone too (last first: before the stop)
+    ctx.cleanups.append((f"point the service's database path back at PostgreSQL ({step.name})", restore))
+    output, error = _http(ctx, url, "PUT", {"content-type": "application/json"},
+                          json.dumps({"via": proxy.listen}), step.timeout_s)
+    if error is not None or output.get("status") != 200:
+        return Outcome("failed", output, error or f"PUT {url} answered {output.get('status')}: "
+                       f"{str(output.get('body', ''))[:200]}")
+    replaced = (output.get("json") or {}).get("closed", 0)
+    return Outcome("ok", {"listen": proxy.listen, "port": proxy.port, "url": f"http://{proxy.listen}",
+                          "target": target, "replaced": replaced},
+                   f"the service's pool now reaches PostgreSQL ({target}) through {proxy.listen}; "
+                   f"{replaced} pooled connection(s) replaced")
+
+
 def _proxy(ctx: RunContext, name: str) -> FaultProxy:
     proxy = ctx.proxies.get(name)
     if proxy is None:

@@ -253,7 +253,7 @@ def run_experiment(experiment: Experiment, *, kb: Knowledge | None = None, file:
         "run_id": run_id, "title": experiment.title, "experiment_file": str(file) if file else None,
         "experiment_sha256": hashlib.sha256(file.read_bytes()).hexdigest() if file else None,
         "obligations": list(experiment.obligations), "started_at": round(time.time(), 3), "steps": [],
-        "signals": [],
+        "signals": [], "watch_tolerance_rounds": experiment.steady_state.watch.tolerance_rounds,
     }
     recorder = Recorder(journal, path, options.echo)
     stop = StopFlag()
@@ -382,6 +382,8 @@ class _Cleanup:
 def _rollbacks(experiment: Experiment, ctx: RunContext, recorder: Recorder, failed: list[str]) -> None:
     """Every rollback, then every cleanup (last registered first); failures are collected, never raised."""
     for step in experiment.rollbacks:
+        if step.pause_before_s:
+            time.sleep(step.pause_before_s)  # bounded by the schema; signals are ignored while rollbacks run
         t0 = time.time()
         try:
             outcome = run_step(step, ctx)
@@ -390,6 +392,8 @@ def _rollbacks(experiment: Experiment, ctx: RunContext, recorder: Recorder, fail
         recorder.add("rollback", step, outcome, t0)
         if outcome.status != "ok":
             failed.append(f"rollback {step.name}: {outcome.detail}")
+        if step.pause_after_s:
+            time.sleep(step.pause_after_s)
     for label, undo in reversed(ctx.cleanups):
         t0 = time.time()
         named = _Cleanup(label.split(" ", 1)[1].replace(" ", "_")[:60])

@@ -16,13 +16,24 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from poetkb.chaos.providers import RunContext, safe_run
 
 if TYPE_CHECKING:
     from poetkb.chaos.models import Experiment
-    from poetkb.chaos.runner import Recorder, StopFlag
+
+
+class StopFlag(Protocol):
+    """What the watch sets to stop the method (the runner's flag; under CTK, poetkb's control's)."""
+
+    def set(self, kind: str, reason: str) -> None: ...
+
+
+class Recorder(Protocol):
+    """Where the watch records each probe run (the runner's journal; under CTK, the control's collector)."""
+
+    def add(self, phase: str, step: Any, outcome: Any, started: float) -> Any: ...
 
 
 class Watcher:
@@ -89,7 +100,9 @@ class Watcher:
                     if self.done.is_set():
                         return
                     outcome = safe_run(probe, ctx)
-                    self.recorder.add("watch", probe, outcome, time.time() - outcome.output.pop("_took", 0.0))
+                    started = time.time() - outcome.output.pop("_took", 0.0)
+                    outcome.output["watch_round"] = self.rounds  # the judge counts failed rounds in a row
+                    self.recorder.add("watch", probe, outcome, started)
                     if outcome.status != "ok":
                         bad.append(f"{probe.name}: {outcome.detail}")
                 failed_in_a_row = failed_in_a_row + 1 if bad else 0

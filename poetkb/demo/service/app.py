@@ -15,7 +15,9 @@ Routes (every ``/api/`` route needs a valid bearer token; the edge forwards
 Admin API under ``/__poet/`` (no auth, loopback only, like the upstreams'):
 ``GET counters[?marker=M]``, ``PUT fault`` ``{slow_query_ms, hold_lock_s, hold_read_s, drop_connections,
 dependency_latency_ms, jwks_down}``, ``DELETE fault``, ``POST migrate`` ``{name}`` (an online migration),
-``POST jwks/flush``, ``GET pool``.
+``POST jwks/flush``, ``GET pool``, ``PUT db_via`` ``{via: "127.0.0.1:PORT"}`` (the pool reaches PostgreSQL
+through that loopback address from now on, e.g. a chaos fault proxy; its open connections are replaced) and
+``DELETE db_via`` (back to the database itself; healing the faults does that too).
 
 Requests beyond ``workers`` running plus ``queue`` waiting are shed at once with
 503, and a request that cannot get a database connection within
@@ -237,9 +239,21 @@ class Service:
                                    {"jwks_down": bool(body["jwks_down"])})
         return done
 
+    def db_via(self, via: Any) -> tuple[int, dict[str, Any]]:
+        """Point the pool's relay at ``via`` (``host:port`` on loopback), or back at the database (None)."""
+        if via is None:
+            return 200, {"via": None, "closed": self.relay.restore(), "relay": self.relay.stats()}
+        host, _, port = str(via).rpartition(":")
+        host = host.strip("[]")
+        if host not in ("127.0.0.1", "localhost", "::1") or not port.isdigit() or not 0 < int(port) < 65536:
+            return 400, {"error": f"via {via!r} is not host:port on loopback (127.0.0.1:PORT)"}
+        closed = self.relay.retarget((host, int(port)))
+        return 200, {"via": f"{host}:{port}", "closed": closed, "relay": self.relay.stats()}
+
     def heal(self) -> dict[str, Any]:
         self.faults.slow_query_ms = 0
         self.relay.partitioned.clear()
+        self.relay.restore()
         _send(self.settings.dependency_url + "/__poet/fault", "DELETE", None)
         _send(self.settings.issuer_admin_url + "/fault", "DELETE", None)
         return {"healed": True}
@@ -424,6 +438,10 @@ def make_handler(svc: Service) -> type[BaseHTTPRequestHandler]:
                 self._reply(200, {"flushed": True})
             elif path == "/__poet/pool" and method == "GET":
                 self._reply(200, svc.pool.stats())
+            elif path == "/__poet/db_via" and method in ("PUT", "DELETE"):
+                self._reply(*svc.db_via(body.get("via") if method == "PUT" else None))
+            elif path == "/__poet/db_via" and method == "GET":
+                self._reply(200, svc.relay.stats())
             else:
                 self._reply(404, {"error": "not found"})
 

@@ -4,7 +4,13 @@ While partitioned, the relay stops passing bytes in both directions on every
 connection, open or new, without closing anything: what the service sees is a
 network that silently drops packets (queries that never answer, connects that
 never complete), not a refused connection. Healing resumes the flow on the
-connections that are still open. Everything is bounded: at most
+connections that are still open.
+
+The relay can also be re-pointed (:meth:`PartitionRelay.retarget`): new connections then go to another
+loopback ``host:port`` (a chaos experiment's fault proxy in front of PostgreSQL), and the connections
+open at that moment are closed, so the pool replaces them through the new path. Pointing it back at
+the database (:meth:`PartitionRelay.restore`, also done by healing the service) closes the
+proxied ones the same way. Everything is bounded: at most
 ``max_connections`` relayed connections (extra ones are closed at once), and
 each pump wakes every 0.2 s, so it notices a heal, a close or a stop.
 """
@@ -26,6 +32,8 @@ class PartitionRelay:
 
     def __init__(self, target: tuple[str, int], *, max_connections: int = 32) -> None:
         self.target = target
+        self.direct = target
+        self.clients: set[socket.socket] = set()
         self.max_connections = max_connections
         self.partitioned = threading.Event()
         self.stopped = threading.Event()
@@ -40,7 +48,22 @@ class PartitionRelay:
         threading.Thread(target=self._accept, name="poet-partition-relay", daemon=True).start()
 
     def stats(self) -> dict[str, Any]:
-        return {"port": self.port, "partitioned": self.partitioned.is_set(), "open": self.open}
+        return {"port": self.port, "partitioned": self.partitioned.is_set(), "open": self.open,
+                "target": f"{self.target[0]}:{self.target[1]}", "direct": self.target == self.direct}
+
+    def retarget(self, target: tuple[str, int]) -> int:
+        """Send new connections to ``target``; close the open ones (returns how many), so they are replaced."""
+        with self.lock:
+            self.target = target
+            open_now = list(self.clients)
+        for client in open_now:
+            with contextlib.suppress(OSError):
+                client.shutdown(socket.SHUT_RDWR)
+        return len(open_now)
+
+    def restore(self) -> int:
+        """Back to the database itself (a no-op returning 0 when the relay already goes there)."""
+        return self.retarget(self.direct) if self.target != self.direct else 0
 
     def _accept(self) -> None:
         while not self.stopped.is_set():
@@ -55,6 +78,7 @@ class PartitionRelay:
                     client.close()
                     continue
                 self.open += 1
+                self.clients.add(client)
             threading.Thread(target=self._relay, args=(client,), name="poet-partition-pump", daemon=True).start()
 
     def _wait_healed(self, *socks: socket.socket) -> bool:
@@ -96,6 +120,7 @@ class PartitionRelay:
                         end.close()
             with self.lock:
                 self.open -= 1
+                self.clients.discard(client)
 
     def stop(self) -> None:
         self.stopped.set()
