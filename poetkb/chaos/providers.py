@@ -204,8 +204,10 @@ def gate_probe(step: Any, ctx: RunContext) -> Outcome:
     if ctx.kb is None:
         raise EnvironmentProblem("a gate probe needs the knowledge base", hint="run it through `poet chaos run`")
     from poetkb.gates.runner import gate
+    from poetkb.gates.schema import Edge
 
-    report = gate(ctx.kb, obligations=step.obligations, target=step.target, allow_remote=ctx.allow_remote,
+    report = gate(ctx.kb, obligations=step.obligations, edge=Edge.from_options(target=step.target,
+                                                                             allow_remote=ctx.allow_remote),
                   record=False, write_reports=False)
     verdicts = {v.obligation_id: v.verdict for v in report.obligations}
     output = {"verdict": report.verdict, "obligations": verdicts, "run_id": report.run_id,

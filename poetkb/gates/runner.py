@@ -727,20 +727,16 @@ def _with_profile(edge: Edge, profile: TargetProfile) -> Edge:
 def gate(kb: Knowledge, *, all: bool = False, obligations: Sequence[str] = (),  # noqa: A002
          domains: Sequence[str] = (), edge: Edge | None = None, capture: bool = False,
          evidence: Sequence[Path] = (), transport: Any = None, record: bool = True, write_reports: bool = True,
-         on_edge: Callable[[OwnEdge], None] | None = None, **edge_options: Any) -> GateReport:
+         on_edge: Callable[[OwnEdge], None] | None = None) -> GateReport:
     """Resolve the edge (the running demo when it names no target or configuration) and run a gate; see
     :func:`run_gate`.
 
     With ``edge.config``, the user's own NGINX or HAProxy configuration is brought up on loopback against
     instrumented upstreams for the run (:mod:`poetkb.ownedge`) and torn down after it; ``on_edge`` is called
     with the running :class:`~poetkb.ownedge.OwnEdge` first (the CLI prints ``--explain`` from it).
-    ``edge_options`` are :class:`Edge` fields spelled as keywords (``target=...``), the form of callers not yet
-    passing an ``Edge``; they are validated like one and override ``edge``.
     """
     from poetkb.gates.target import ResolvedTarget, resolve
 
-    if edge_options:
-        edge = Edge.from_options(**{**(edge.model_dump(exclude_defaults=True) if edge else {}), **edge_options})
     edge = edge or Edge()
     selection = Selection(all=all, obligations=list(obligations), domains=list(domains))
     if edge.config is not None:
