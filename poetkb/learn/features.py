@@ -67,6 +67,48 @@ MAX_DATA_CHARS = 20_000
 SEPARATOR = " | "
 
 
+#: The kinds a unit can be (:data:`poetkb.types.UnitKind`), for checking records read back from the memo.
+UNIT_KINDS = frozenset({"function", "method", "class", "file", "parametrized"})
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractedUnit:
+    """One test unit as the parse of its file gives it, before the runner places it in a suite (:class:`MinedUnit`).
+
+    The mining memo keeps these as JSON (:mod:`poetkb.learn.memo`), so its fields are plain data.
+    """
+
+    #: The qualified test name (``TestX.test_y``); None for a script-style file that is one unit.
+    test: str | None
+    kind: UnitKind
+    line: int
+    end_line: int
+    #: Rendered feature fields of the unit's own code (the runner adds the file's and the data files' fields).
+    fields: dict[str, str]
+    #: The docstring's first line (may be empty).
+    summary: str = ""
+    #: Strings in the unit that could name data files beside it (at most 20, sorted).
+    refs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    """What parsing one test file gives: its units, the fixtures it defines and its module docstring."""
+
+    units: tuple[ExtractedUnit, ...]
+    #: Names of the pytest fixtures the file defines (sorted).
+    fixtures: tuple[str, ...] = ()
+    module_doc: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractFailure:
+    """A test file that cannot be mined: the reason the report names (``does not parse``) and a detail."""
+
+    reason: str
+    detail: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class MinedUnit:
     """One test unit of a run as the mapper sees it: where it is, what kind it is, and its feature fields.

@@ -56,7 +56,7 @@ from poetkb.learn.discover import (
     read_again,
     real_path,
 )
-from poetkb.learn.features import FieldBag, MinedUnit, data_text, summary_terms
+from poetkb.learn.features import ExtractFailure, Extraction, FieldBag, MinedUnit, data_text, summary_terms
 from poetkb.learn.memo import LearnCache, data_key, fingerprint, test_key
 from poetkb.learn.results import LearnReport, LearnRunStats, LearnSummary, SkippedFile, SuiteRoot
 from poetkb.models import LearnedPattern, ObligationMatch
@@ -112,14 +112,14 @@ def check_source(name: str) -> str:
 # -- parsing ----------------------------------------------------------------------------------------
 def parse_files(
     jobs: Sequence[Job], *, workers: int, progress: bool = False
-) -> dict[int, dict[str, Any]]:
+) -> dict[int, Extraction | ExtractFailure]:
     """Extraction results by job index, parsed in this process or over ``workers`` processes."""
     if not jobs:
         return {}
     from poetkb.learn import extract
 
     bar = _progress_bar(len(jobs), progress)
-    results: dict[int, dict[str, Any]] = {}
+    results: dict[int, Extraction | ExtractFailure] = {}
     try:
         if workers <= 1 or len(jobs) < MIN_PARALLEL_FILES:
             for job in jobs:
@@ -133,7 +133,8 @@ def parse_files(
         bar.close()
 
 
-def _parse_parallel(jobs: Sequence[Job], workers: int, results: dict[int, dict[str, Any]], bar: Any) -> None:
+def _parse_parallel(jobs: Sequence[Job], workers: int, results: dict[int, Extraction | ExtractFailure],
+                    bar: Any) -> None:
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
@@ -158,7 +159,8 @@ def _parse_parallel(jobs: Sequence[Job], workers: int, results: dict[int, dict[s
         pool.shutdown(wait=True)
 
 
-def _retry_one_by_one(ordered: Sequence[Job], results: dict[int, dict[str, Any]], context: Any, bar: Any) -> None:
+def _retry_one_by_one(ordered: Sequence[Job], results: dict[int, Extraction | ExtractFailure], context: Any,
+                      bar: Any) -> None:
     """A parser process died: parse what is left one file per process, to find and skip the culprit."""
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
@@ -181,7 +183,7 @@ def _retry_one_by_one(ordered: Sequence[Job], results: dict[int, dict[str, Any]]
                     "parser processes die as soon as they start",
                     hint="run with --workers 1 to parse in this process and see the error",
                 ) from None
-            index, result = job[0], {"error": "crashed the parser", "detail": "the parser process died"}
+            index, result = job[0], ExtractFailure("crashed the parser", "the parser process died")
         results[index] = result
         bar.update(1)
 
@@ -246,30 +248,30 @@ class _Assembler:
         self.bases: dict[tuple[Path, Path], list[str]] = {}  # (directory, boundary) -> where refs are looked up
         self.preloaded: set[Path] = set()  # suite roots whose cached data-file words were read ahead
 
-    def units(self, found: TestFile, record: dict[str, Any], commit: str | None) -> list[MinedUnit]:
-        """The units of one file's extraction record (as the memo keeps it), with the file's fields added."""
+    def units(self, found: TestFile, record: Extraction, commit: str | None) -> list[MinedUnit]:
+        """The units of one file's extraction, placed in the suite, with the file's and data files' fields."""
         rel = found.rel
         stem = rel.rsplit("/", 1)[-1].removesuffix(".py")
         file_bag = FieldBag()
         file_bag.add("path", rel.removesuffix(".py"))
-        file_bag.add("module", record.get("module_doc", ""))
+        file_bag.add("module", record.module_doc)
         file_fields = file_bag.render()
         out = []
-        for unit in record["units"]:
-            fields = {**unit["fields"], **file_fields}
-            if unit["kind"] == "file":
+        for unit in record.units:
+            fields = {**unit.fields, **file_fields}
+            if unit.kind == "file":
                 bag = FieldBag()
                 bag.add("name", stem)
                 fields["name"] = bag.render().get("name", "")
-            data = self.data_words(found, unit.get("refs", ()))
+            data = self.data_words(found, unit.refs)
             if data:
                 fields["data"] = data
-            base = f"{self.source}:{rel}" + (f"::{unit['test']}" if unit["test"] else "")
+            base = f"{self.source}:{rel}" + (f"::{unit.test}" if unit.test else "")
             self.ids[base] += 1
             pid = base if self.ids[base] == 1 else f"{base}#{self.ids[base]}"
             out.append(MinedUnit(
-                id=pid, file=rel, test=unit["test"], kind=unit["kind"], line=unit["line"],
-                end_line=unit["end_line"], summary=unit.get("summary", ""), fields=fields,
+                id=pid, file=rel, test=unit.test, kind=unit.kind, line=unit.line,
+                end_line=unit.end_line, summary=unit.summary, fields=fields,
                 commit=commit, content_hash=found.content_hash,
             ))
         return out
@@ -530,7 +532,8 @@ def _gather(kb: Knowledge, roots: list[Path], source: str | None, cache: LearnCa
     parsed = parse_files(jobs, workers=workers, progress=progress)
     for index, result in parsed.items():
         cache.put(keys[index], found.files[index].rel, result)
-    records: list[dict[str, Any]] = [cached[k] if k in cached else parsed[i] for i, k in enumerate(keys)]
+    records: list[Extraction | ExtractFailure] = [cached[k] if k in cached else parsed[i]
+                                                  for i, k in enumerate(keys)]
 
     phase("mapping")
     commits = {root: git_commit(root) for root in roots}
@@ -538,8 +541,8 @@ def _gather(kb: Knowledge, roots: list[Path], source: str | None, cache: LearnCa
     skipped = list(found.skipped)
     units: list[MinedUnit] = []
     for test_file, record in zip(found.files, records, strict=True):
-        if "error" in record:
-            skipped.append(Skipped(test_file.rel, record["error"], record.get("detail", "")))
+        if isinstance(record, ExtractFailure):
+            skipped.append(Skipped(test_file.rel, record.reason, record.detail))
             continue
         units.extend(assembler.units(test_file, record, commits.get(test_file.root)))
     return _Gathered(name, found, jobs, units, skipped, commits, assembler, workers)
