@@ -49,6 +49,7 @@ from poetkb import store  # noqa: E402
 from poetkb.catalog import load_catalog  # noqa: E402
 from poetkb.kb import KnowledgeBase  # noqa: E402
 from poetkb.learn import mapping, training  # noqa: E402
+from poetkb.learn.features import MinedUnit  # noqa: E402
 from poetkb.learn.runner import learn  # noqa: E402
 from poetkb.text import has_phrase, normalise  # noqa: E402
 
@@ -123,12 +124,23 @@ def mine_suite(kb: KnowledgeBase, name: str, path: Path, labels: dict[tuple[str,
         u = suite.units[i]
         # the unit's own source lines and the text of the data files it names (in a data-driven suite the
         # behaviour lives there; the grep sees what the mapper sees)
-        suite.baseline[i] = grep_baseline(unit_source(path, u["file"], u["line"], u["end_line"], sources) + "\n"
-                                          + u["fields"].get("data", ""), terms)
+        suite.baseline[i] = grep_baseline(unit_source(path, u.file, u.line, u.end_line, sources) + "\n"
+                                          + u.fields.get("data", ""), terms)
     return suite
 
 
 COLUMNS = ("mapped", "review_rules", "review", "score", "shipped", "grep")
+
+
+def load_reused(path: Path) -> MinedSuite | None:
+    """A suite kept by an earlier ``--reuse`` run, or None when it is of an older shape (mined again then)."""
+    try:
+        suite = pickle.loads(path.read_bytes())
+    except (pickle.UnpicklingError, AttributeError, EOFError, TypeError, ValueError):
+        return None
+    if not isinstance(suite, MinedSuite) or not all(isinstance(u, MinedUnit) for u in suite.units):
+        return None  # e.g. units kept as dicts before they were MinedUnit records
+    return suite
 
 
 def table_rows(suites: dict[str, MinedSuite], scored: Loso, rules: Loso,
@@ -342,8 +354,9 @@ def main() -> int:
                       mapped_only=True, role="reference",  # public suites: examples, not coverage
                       repository=repository)
             cached = args.reuse / f"{name}.pickle" if args.reuse else None
-            if cached is not None and cached.is_file():
-                suites[name] = pickle.loads(cached.read_bytes())
+            reused = load_reused(cached) if cached is not None and cached.is_file() else None
+            if reused is not None:
+                suites[name] = reused
                 suites[name].vectors = featurise(reuse_mapper, suites[name].units, suites[name].rule_rows)
             else:
                 suites[name] = mine_suite(kb, name, Path(path), load_labels(label_file), terms, args.workers)

@@ -25,7 +25,6 @@ Variants (the shipped model is `shipped`):
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
 import tempfile
 from collections.abc import Callable
@@ -56,7 +55,7 @@ def suite_pairs(suite: MinedSuite, variant: str) -> list[Pair]:
     names = feature_names()
     out: list[Pair] = []
     for i, _, expected in suite.labelled:
-        fields = suite.units[i]["fields"]
+        fields = suite.units[i].fields
         crossed = set()
         if variant in ("group-words", "obligation-words"):
             for fname, text in fields.items():
@@ -75,7 +74,7 @@ def suite_pairs(suite: MinedSuite, variant: str) -> list[Pair]:
 
 
 def primary_words(suite: MinedSuite, i: int) -> frozenset[str]:
-    fields = suite.units[i]["fields"]
+    fields = suite.units[i].fields
     return frozenset(w for f in PRIMARY_FIELDS for w in words(fields.get(f, "")))
 
 
@@ -166,7 +165,10 @@ def main() -> int:
     sys.modules["__main__"].MinedSuite = MinedSuite  # type: ignore[attr-defined]  # pickles name it so
     suites: dict[str, MinedSuite] = {}
     for path in sorted(args.reuse.glob("*.pickle")):
-        suites[path.stem] = pickle.loads(path.read_bytes())
+        suite = learn_quality.load_reused(path)
+        if suite is None:
+            parser.error(f"{path}: kept by an older learn_quality.py; run it again with --reuse {args.reuse}")
+        suites[path.stem] = suite
     if len(suites) < 2:
         parser.error(f"{args.reuse}: fewer than two mined suites")
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from poetkb.types import EntityId, EvidenceKind, NonEmptyStr, ObligationId, Risk
+from poetkb.types import EntityId, EvidenceKind, NonEmptyStr, ObligationId, Risk, UnitKind
 
 
 class PoetModel(BaseModel):
@@ -243,7 +243,7 @@ class LearnedPattern(PoetModel):
     repository: str | None = Field(default=None, pattern=r"^https://[^\s]+$", max_length=300)
     file: NonEmptyStr
     test: str | None = None
-    kind: Literal["function", "method", "class", "file", "parametrized"] = "function"
+    kind: UnitKind = "function"
     line: int = Field(ge=1)
     end_line: int | None = None
     commit: str | None = None

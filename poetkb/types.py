@@ -18,6 +18,8 @@ EntityId = Annotated[str, StringConstraints(pattern=ENTITY_ID_PATTERN)]
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
 
 Risk = Literal["high", "medium", "low"]
+#: What a mined test unit is (:class:`poetkb.learn.features.MinedUnit`, :class:`poetkb.models.LearnedPattern`).
+UnitKind = Literal["function", "method", "class", "file", "parametrized"]
 RISK_WEIGHT: dict[str, float] = {"high": 1.0, "medium": 0.6, "low": 0.3}
 
 #: What a piece of evidence is. Gates and evaluators dispatch on this.

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from poetkb.learn import mapping
+from poetkb.learn.features import MinedUnit
 from poetkb.learn.learned import PairModel, feature_names, train
 from poetkb.learn.mapping import (
     CANDIDATE_THRESHOLD,
@@ -118,8 +119,10 @@ def test_mapping_is_deterministic(mapper: Mapper) -> None:
 
 def test_a_class_exercises_what_its_tests_exercise() -> None:
     """A class unit gets the obligations enough of its methods map to, with a counting reason."""
-    units = [{"file": "t.py", "test": "TestX", "kind": "class"}] + [
-        {"file": "t.py", "test": f"TestX.test_{i}", "kind": "method"} for i in range(4)
+    units = [MinedUnit(id="s:t.py::TestX", file="t.py", test="TestX", kind="class", line=1, end_line=20,
+                       fields={})] + [
+        MinedUnit(id=f"s:t.py::TestX.test_{i}", file="t.py", test=f"TestX.test_{i}", kind="method", line=2 + i,
+                  end_line=2 + i, fields={}) for i in range(4)
     ]
     vary = ObligationMatch(id="cache.vary.honored", confidence=0.8, reasons=["r"])
     ttl = ObligationMatch(id="cache.ttl.honored", confidence=0.9, reasons=["r"])

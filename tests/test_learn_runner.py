@@ -247,7 +247,8 @@ def test_damaged_cache_rows_are_misses_not_crashes(kb: object, suite: Path, tmp_
     first = learn(kb, [suite], out_dir=tmp_path / "out", workers=1)
     db = kb.db  # type: ignore[attr-defined]
     keys = [r["key"] for r in db.query("select key from learn_cache where key like 'test:%' order by key")]
-    spoilt = ["{not json", json.dumps({"units": [{"fields": 3}]}), json.dumps([1, 2]), json.dumps({"error": 5})]
+    spoilt = ["{not json", json.dumps({"units": [{"fields": 3}]}), json.dumps([1, 2]), json.dumps({"error": 5}),
+              json.dumps({"units": [{"test": "t", "kind": "bogus", "line": 1, "end_line": 2, "fields": {}}]})]
     for key, text in zip(keys, spoilt, strict=False):
         db.execute("update learn_cache set features = ? where key = ?", [text, key])
     db.conn.commit()

@@ -172,6 +172,11 @@ class RequestSpec:
     extensions: dict[str, Any] | None = None
 
 
+#: Dresses a probe request for the route of the edge it falls under (Host, behaviour headers): see
+#: :func:`poetkb.ownedge.plan.router` and :func:`poetkb.gates.profile.router`.
+Router = Callable[[RequestSpec], RequestSpec]
+
+
 class Prober:
     """Sends requests through one httpx client and records every exchange."""
 

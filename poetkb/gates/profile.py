@@ -27,12 +27,15 @@ requires stays the catalog's.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError
 
 from poetkb.errors import InputError
 from poetkb.models import PoetModel
+
+if TYPE_CHECKING:
+    from poetkb.gates.probes import RequestSpec, Router
 
 #: what each kind needs from a live edge beyond "a path that reaches the application"
 NEEDS: dict[str, str] = {
@@ -141,11 +144,11 @@ def load_target_profile(path: str | Path) -> TargetProfile:
     return profile
 
 
-def router(profile: TargetProfile) -> Any:
+def router(profile: TargetProfile) -> Router:
     """Probe requests carry the profile's first host name unless a check chose one."""
     import dataclasses
 
-    def dress(spec: Any) -> Any:
+    def dress(spec: RequestSpec) -> RequestSpec:
         if spec.host is None and profile.hosts and not any(k.lower() == "host" for k in spec.headers):
             return dataclasses.replace(spec, host=profile.hosts[0])
         return spec

@@ -55,6 +55,7 @@ from poetkb.store import now_iso
 
 if TYPE_CHECKING:
     from poetkb.gates.foreign import Foreign
+    from poetkb.gates.probes import Router
     from poetkb.gates.profile import TargetProfile
     from poetkb.gates.schedule import Planned
     from poetkb.gates.target import ResolvedTarget
@@ -192,7 +193,7 @@ def summarize(verdicts: list[ObligationVerdict]) -> tuple[GateSummary, Verdict, 
 # -- collection ---------------------------------------------------------------------------------------
 def _collect_one(item: Planned, notes: dict[str, Any], *, target: TargetInfo, writer: EvidenceWriter,
                  client: Any, faults: Any, transport: Any, reload: Any, nonce: str,
-                 router: Any = None) -> CheckRecord:
+                 router: Router | None = None) -> CheckRecord:
     """Run one check's collector; every way it can fail becomes the record's ``error``, never an exception."""
     check = item.check
     ctx = CollectContext(target=target, check_id=item.check_id, nonce=nonce, writer=writer, client=client,

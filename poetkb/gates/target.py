@@ -16,13 +16,18 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from poetkb.errors import InputError, TargetUnreachable
 from poetkb.gates.checks.base import CollectError
 from poetkb.gates.faults import UpstreamAdmin
 from poetkb.gates.probes import ensure_allowed, make_client
 from poetkb.gates.schema import Edge, EdgeAddresses, TargetInfo, UpstreamInfo
+
+if TYPE_CHECKING:  # annotations only: the own edge and the profile load when a gate uses them
+    from poetkb.gates.probes import Router
+    from poetkb.gates.profile import TargetProfile
+    from poetkb.ownedge.plan import ProbePlan
 
 PROXIES = ("nginx", "haproxy")
 
@@ -33,13 +38,14 @@ class ResolvedTarget:
 
     For a user's own configuration brought up by poetkb (``--config``), ``plan`` is its probe plan: checks
     probe its routes and hosts (``router`` dresses each request for the route it falls under), and
-    obligations it does not claim are not-applicable unless named in ``required``.
+    obligations it does not claim are not-applicable unless named in ``required``. A running edge described
+    by a target profile (``--target-profile``) plays the same part with the profile.
     """
 
     info: TargetInfo
     reload: Callable[[], None] | None = None
-    plan: Any = None
-    router: Callable[[Any], Any] | None = None
+    plan: ProbePlan | TargetProfile | None = None
+    router: Router | None = None
     required: frozenset[str] = frozenset()
     extras: dict[str, tuple[bytes, str, str]] = field(default_factory=dict)
     plan_params: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -26,11 +26,14 @@ import dataclasses
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import libcst as cst
 
-from poetkb.learn.features import FieldBag, looks_like_data_path
+from poetkb.learn.features import ExtractedUnit, ExtractFailure, Extraction, FieldBag, looks_like_data_path
+
+if TYPE_CHECKING:
+    from poetkb.types import UnitKind
 
 #: Base classes whose subclasses are unittest test cases.
 _TESTCASE_SUFFIXES = ("TestCase", "TestBase", "AioHTTPTestCase")
@@ -324,7 +327,7 @@ class _FileMiner:
 
     def __init__(self, positions: dict[str, list[tuple[int, int]]]) -> None:
         self.positions = positions
-        self.units: list[dict[str, Any]] = []
+        self.units: list[ExtractedUnit] = []
         self.fixtures: list[str] = []
         self.test_classes: set[str] = set()
 
@@ -417,7 +420,7 @@ class _FileMiner:
             if comment_line.comment is not None:
                 bag.add("comments", comment_line.comment.value.lstrip("#"))
         walker.walk(node.body)
-        kind = "parametrized" if _is_parametrized(decorators) else ("method" if in_class else "function")
+        kind: UnitKind = "parametrized" if _is_parametrized(decorators) else ("method" if in_class else "function")
         self.units.append(_record(qual, kind, line, end, bag, refs, doc))
 
     def add_class(self, node: Any, qual: str, line: int, end: int) -> None:
@@ -455,18 +458,11 @@ class _FileMiner:
 
 
 def _record(
-    qual: str | None, kind: str, line: int, end: int, bag: FieldBag, refs: list[str], doc: str
-) -> dict[str, Any]:
+    qual: str | None, kind: UnitKind, line: int, end: int, bag: FieldBag, refs: list[str], doc: str
+) -> ExtractedUnit:
     summary = next((ln.strip() for ln in doc.splitlines() if ln.strip()), "")
-    return {
-        "test": qual,
-        "kind": kind,
-        "line": line,
-        "end_line": end,
-        "summary": summary[:160],
-        "fields": bag.render(),
-        "refs": sorted(set(refs))[:20],
-    }
+    return ExtractedUnit(test=qual, kind=kind, line=line, end_line=end, summary=summary[:160], fields=bag.render(),
+                         refs=tuple(sorted(set(refs))[:20]))
 
 
 def _no_validation(self: Any) -> None:
@@ -503,8 +499,8 @@ def _unvalidated() -> Iterator[None]:
         node.__post_init__ = saved  # type: ignore[method-assign]
 
 
-def extract(source: str, *, script_style: bool = False) -> dict[str, Any]:
-    """Mine one file's text into ``{"units": [...], "fixtures": [...], "module_doc": str}``.
+def extract(source: str, *, script_style: bool = False) -> Extraction:
+    """Mine one file's text into its units, the fixtures it defines and its module docstring.
 
     ``script_style`` says the file is a test on its own when it holds no test
     function or class (``*.test.py`` and the like): it then becomes one unit of
@@ -541,13 +537,13 @@ def extract(source: str, *, script_style: bool = False) -> dict[str, Any]:
     finally:
         if was_enabled:
             gc.enable()
-    return {"units": miner.units, "fixtures": sorted(set(miner.fixtures)), "module_doc": module_doc}
+    return Extraction(tuple(miner.units), tuple(sorted(set(miner.fixtures))), module_doc)
 
 
-def mine_job(job: tuple[int, str, bool]) -> tuple[int, dict[str, Any]]:
+def mine_job(job: tuple[int, str, bool]) -> tuple[int, Extraction | ExtractFailure]:
     """Worker entry point: ``(index, text, script_style)`` -> ``(index, result)``.
 
-    The result is the extraction record, or ``{"error": reason, "detail": ...}``
+    The result is the file's :class:`Extraction`, or an :class:`ExtractFailure`
     for a file that cannot be mined. Both are cached by the caller. An unexpected
     exception from the parsers is such an error too (``parser error``, named in the
     report): a suite is untrusted input, and one file must not end the run.
@@ -556,9 +552,9 @@ def mine_job(job: tuple[int, str, bool]) -> tuple[int, dict[str, Any]]:
     try:
         return index, extract(text, script_style=script_style)
     except ExtractError as exc:
-        return index, {"error": exc.reason, "detail": exc.detail}
+        return index, ExtractFailure(exc.reason, exc.detail)
     except Exception as exc:  # noqa: BLE001 - one hostile file must not end the whole run
-        return index, {"error": "parser error", "detail": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        return index, ExtractFailure("parser error", f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
 def worker_init(parent_pid: int | None = None) -> None:

@@ -18,10 +18,15 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from poetkb.text import TEST_STOP_WORDS as STOP_WORDS
 from poetkb.text import code_words as words  # noqa: F401 - the word splitter of test features, for callers
 from poetkb.text import normalise
+
+if TYPE_CHECKING:  # annotations only: mining workers import this module and need no pydantic
+    from poetkb.types import UnitKind
 
 #: The fields of a unit's features, in the order they are shown.
 FIELDS = (
@@ -60,6 +65,76 @@ MAX_ITEM_CHARS = 300
 MAX_DATA_CHARS = 20_000
 
 SEPARATOR = " | "
+
+
+#: The kinds a unit can be (:data:`poetkb.types.UnitKind`), for checking records read back from the memo.
+UNIT_KINDS = frozenset({"function", "method", "class", "file", "parametrized"})
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractedUnit:
+    """One test unit as the parse of its file gives it, before the runner places it in a suite (:class:`MinedUnit`).
+
+    The mining memo keeps these as JSON (:mod:`poetkb.learn.memo`), so its fields are plain data.
+    """
+
+    #: The qualified test name (``TestX.test_y``); None for a script-style file that is one unit.
+    test: str | None
+    kind: UnitKind
+    line: int
+    end_line: int
+    #: Rendered feature fields of the unit's own code (the runner adds the file's and the data files' fields).
+    fields: dict[str, str]
+    #: The docstring's first line (may be empty).
+    summary: str = ""
+    #: Strings in the unit that could name data files beside it (at most 20, sorted).
+    refs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    """What parsing one test file gives: its units, the fixtures it defines and its module docstring."""
+
+    units: tuple[ExtractedUnit, ...]
+    #: Names of the pytest fixtures the file defines (sorted).
+    fixtures: tuple[str, ...] = ()
+    module_doc: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractFailure:
+    """A test file that cannot be mined: the reason the report names (``does not parse``) and a detail."""
+
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MinedUnit:
+    """One test unit of a run as the mapper sees it: where it is, what kind it is, and its feature fields.
+
+    Built by :mod:`poetkb.learn.runner` from a file's extraction record (which the mining memo keeps as
+    JSON) and the file's own fields; read by the mapper, the training code and the benchmarks. Not stored:
+    the stored forms are the learned patterns and the memo's records.
+    """
+
+    #: ``<source>:<file>::<test>`` (``#2``, ``#3`` ... for repeats), the learned pattern's id.
+    id: str
+    #: The test file, relative to the suite root it was found under.
+    file: str
+    #: The qualified test name (``TestX.test_y``); None for a script-style file that is one unit.
+    test: str | None
+    kind: UnitKind
+    line: int
+    end_line: int
+    #: Rendered feature fields (see :data:`FIELDS`): field -> normalised words.
+    fields: dict[str, str]
+    #: The docstring's first line (may be empty).
+    summary: str = ""
+    #: The git commit of the suite root, when it is a checkout.
+    commit: str | None = None
+    #: SHA-256 of the test file's bytes.
+    content_hash: str = ""
 
 
 def _wordset(text: str) -> frozenset[str]:

@@ -58,7 +58,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from poetkb.learn.features import FIELD_WEIGHT, FIELDS, PRIMARY_FIELDS, STOP_WORDS, document
+from poetkb.learn.features import FIELD_WEIGHT, FIELDS, PRIMARY_FIELDS, STOP_WORDS, MinedUnit, document
 from poetkb.learn.learned import PairModel, TermIndex, default_model, pair_features
 from poetkb.models import FailureMode, MappingRule, Obligation, ObligationMatch
 from poetkb.text import analyze_code, has_phrase, idf_weight, normalise
@@ -641,25 +641,25 @@ def split(matches: Sequence[ObligationMatch]) -> tuple[list[ObligationMatch], li
 
 
 def aggregate_classes(
-    units: Sequence[Mapping[str, Any]], matches: list[list[ObligationMatch]]
+    units: Sequence[MinedUnit], matches: list[list[ObligationMatch]]
 ) -> list[list[ObligationMatch]]:
     """A test class exercises what its tests exercise: add its methods' mappings to each class unit.
 
-    ``units`` carry ``file``, ``test`` and ``kind``. For each obligation that at
+    Units are paired by their ``file`` and ``test`` (``TestX.test_y`` belongs to ``TestX``). For each obligation that at
     least :data:`CLASS_MIN_SHARE` of a class's methods (and at least two, in classes
     of more than two) map to, the class gets the best method confidence, with the
     reason "k of n tests in the class map to it"; its own evidence is kept.
     """
     members: dict[tuple[str, str], list[int]] = {}
     for i, unit in enumerate(units):
-        test = unit.get("test")
-        if test and "." in test and unit.get("kind") != "class":
-            members.setdefault((unit["file"], test.rsplit(".", 1)[0]), []).append(i)
+        test = unit.test
+        if test and "." in test and unit.kind != "class":
+            members.setdefault((unit.file, test.rsplit(".", 1)[0]), []).append(i)
     result = [list(m) for m in matches]
     for i, unit in enumerate(units):
-        if unit.get("kind") != "class":
+        if unit.kind != "class" or unit.test is None:
             continue
-        found = members.get((unit["file"], unit["test"]), [])
+        found = members.get((unit.file, unit.test), [])
         if not found:
             continue
         best: dict[str, float] = {}

@@ -8,6 +8,10 @@ nothing; an edited file gets a new hash and is parsed again. Failures (a file
 that does not parse) are cached too, so they are not retried either. Data files
 named by tests are cached the same way, by their own hash.
 
+A test file's row holds its :class:`~poetkb.learn.features.Extraction` (or
+:class:`~poetkb.learn.features.ExtractFailure`) as JSON: ``{"units": [{"test", "kind",
+"line", "end_line", "summary", "fields", "refs"}, ...], "fixtures": [...], "module_doc": ...}``
+or ``{"error": reason, "detail": ...}`` (:func:`encode_extraction`, :func:`decode_extraction`).
 A row that does not decode to the shape its key promises (a damaged or edited
 knowledge base) is treated as a miss: the file is parsed again and the row replaced.
 
@@ -41,6 +45,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from poetkb.learn.features import UNIT_KINDS, ExtractedUnit, ExtractFailure, Extraction
 from poetkb.store import now_iso
 
 if TYPE_CHECKING:
@@ -114,7 +119,10 @@ class LearnCache:
         return self.get_many([key]).get(key)
 
     def put(self, key: str, path: str, value: Any) -> None:
-        """Remember a new result; it is written by :meth:`write` with the rest of the run."""
+        """Remember a new result (a file's extraction, a data file's words, a run's mapping); it is written by
+        :meth:`write` with the rest of the run."""
+        if isinstance(value, (Extraction, ExtractFailure)):
+            value = encode_extraction(value)
         self.pending[key] = {
             "key": key, "version": self.version, "path": path,
             "features": json.dumps(value, sort_keys=True, separators=(",", ":")), "mined_at": now_iso(),
@@ -189,27 +197,56 @@ def _decode(key: str, features: object) -> Any | None:
         return value if isinstance(value, str) else None
     if key.startswith("map:"):
         return value if isinstance(value, list) and all(isinstance(v, dict) for v in value) else None
+    return decode_extraction(value)
+
+
+def encode_extraction(record: Extraction | ExtractFailure) -> dict[str, Any]:
+    """The JSON form of a test file's extraction result, as the memo stores it."""
+    if isinstance(record, ExtractFailure):
+        return {"error": record.reason, "detail": record.detail}
+    return {
+        "units": [{"test": u.test, "kind": u.kind, "line": u.line, "end_line": u.end_line, "summary": u.summary,
+                   "fields": u.fields, "refs": list(u.refs)} for u in record.units],
+        "fixtures": list(record.fixtures),
+        "module_doc": record.module_doc,
+    }
+
+
+def decode_extraction(value: object) -> Extraction | ExtractFailure | None:
+    """A test file's extraction result from its stored JSON form, or None when the value is not one."""
     if not isinstance(value, dict):
         return None
     if "error" in value:
-        ok = isinstance(value["error"], str) and isinstance(value.get("detail", ""), str)
-        return value if ok else None
-    units = value.get("units")
-    if not isinstance(units, list) or not all(_is_unit(u) for u in units):
+        reason, detail = value["error"], value.get("detail", "")
+        return ExtractFailure(reason, detail) if isinstance(reason, str) and isinstance(detail, str) else None
+    units, fixtures, doc = value.get("units"), value.get("fixtures", []), value.get("module_doc", "")
+    if not isinstance(units, list) or not isinstance(fixtures, list) or not isinstance(doc, str) \
+            or not all(isinstance(f, str) for f in fixtures):
         return None
-    return value
+    decoded = [_decode_unit(u) for u in units]
+    if any(u is None for u in decoded):
+        return None
+    return Extraction(tuple(u for u in decoded if u is not None), tuple(fixtures), doc)
 
 
-def _is_unit(unit: object) -> bool:
-    return (
-        isinstance(unit, dict)
-        and unit.keys() >= _UNIT_KEYS
-        and isinstance(unit["fields"], dict)
-        and all(isinstance(v, str) for v in unit["fields"].values())
-        and isinstance(unit["line"], int)
-        and isinstance(unit["end_line"], int)
-        and isinstance(unit.get("refs", []), list)
-    )
+def _decode_unit(unit: object) -> ExtractedUnit | None:
+    if not isinstance(unit, dict) or not unit.keys() >= _UNIT_KEYS:
+        return None
+    test, kind, line, end, fields = (unit.get(k) for k in ("test", "kind", "line", "end_line", "fields"))
+    summary, refs = unit.get("summary", ""), unit.get("refs", [])
+    if not (
+        (test is None or isinstance(test, str))
+        and kind in UNIT_KINDS
+        and isinstance(line, int) and not isinstance(line, bool)
+        and isinstance(end, int) and not isinstance(end, bool)
+        and isinstance(fields, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
+        and isinstance(summary, str)
+        and isinstance(refs, list) and all(isinstance(r, str) for r in refs)
+    ):
+        return None
+    return ExtractedUnit(test=test, kind=kind, line=line, end_line=end, fields=fields,  # type: ignore[arg-type]
+                         summary=summary, refs=tuple(refs))
 
 
 _UNIT_KEYS = frozenset({"test", "kind", "line", "end_line", "fields"})

@@ -56,7 +56,7 @@ from poetkb.learn.discover import (
     read_again,
     real_path,
 )
-from poetkb.learn.features import FieldBag, data_text, summary_terms
+from poetkb.learn.features import ExtractFailure, Extraction, FieldBag, MinedUnit, data_text, summary_terms
 from poetkb.learn.memo import LearnCache, data_key, fingerprint, test_key
 from poetkb.learn.results import LearnReport, LearnRunStats, LearnSummary, SkippedFile, SuiteRoot
 from poetkb.models import LearnedPattern, ObligationMatch
@@ -112,14 +112,14 @@ def check_source(name: str) -> str:
 # -- parsing ----------------------------------------------------------------------------------------
 def parse_files(
     jobs: Sequence[Job], *, workers: int, progress: bool = False
-) -> dict[int, dict[str, Any]]:
+) -> dict[int, Extraction | ExtractFailure]:
     """Extraction results by job index, parsed in this process or over ``workers`` processes."""
     if not jobs:
         return {}
     from poetkb.learn import extract
 
     bar = _progress_bar(len(jobs), progress)
-    results: dict[int, dict[str, Any]] = {}
+    results: dict[int, Extraction | ExtractFailure] = {}
     try:
         if workers <= 1 or len(jobs) < MIN_PARALLEL_FILES:
             for job in jobs:
@@ -133,7 +133,8 @@ def parse_files(
         bar.close()
 
 
-def _parse_parallel(jobs: Sequence[Job], workers: int, results: dict[int, dict[str, Any]], bar: Any) -> None:
+def _parse_parallel(jobs: Sequence[Job], workers: int, results: dict[int, Extraction | ExtractFailure],
+                    bar: Any) -> None:
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
@@ -158,7 +159,8 @@ def _parse_parallel(jobs: Sequence[Job], workers: int, results: dict[int, dict[s
         pool.shutdown(wait=True)
 
 
-def _retry_one_by_one(ordered: Sequence[Job], results: dict[int, dict[str, Any]], context: Any, bar: Any) -> None:
+def _retry_one_by_one(ordered: Sequence[Job], results: dict[int, Extraction | ExtractFailure], context: Any,
+                      bar: Any) -> None:
     """A parser process died: parse what is left one file per process, to find and skip the culprit."""
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
@@ -181,7 +183,7 @@ def _retry_one_by_one(ordered: Sequence[Job], results: dict[int, dict[str, Any]]
                     "parser processes die as soon as they start",
                     hint="run with --workers 1 to parse in this process and see the error",
                 ) from None
-            index, result = job[0], {"error": "crashed the parser", "detail": "the parser process died"}
+            index, result = job[0], ExtractFailure("crashed the parser", "the parser process died")
         results[index] = result
         bar.update(1)
 
@@ -246,31 +248,32 @@ class _Assembler:
         self.bases: dict[tuple[Path, Path], list[str]] = {}  # (directory, boundary) -> where refs are looked up
         self.preloaded: set[Path] = set()  # suite roots whose cached data-file words were read ahead
 
-    def units(self, found: TestFile, record: dict[str, Any], commit: str | None) -> list[dict[str, Any]]:
+    def units(self, found: TestFile, record: Extraction, commit: str | None) -> list[MinedUnit]:
+        """The units of one file's extraction, placed in the suite, with the file's and data files' fields."""
         rel = found.rel
         stem = rel.rsplit("/", 1)[-1].removesuffix(".py")
         file_bag = FieldBag()
         file_bag.add("path", rel.removesuffix(".py"))
-        file_bag.add("module", record.get("module_doc", ""))
+        file_bag.add("module", record.module_doc)
         file_fields = file_bag.render()
         out = []
-        for unit in record["units"]:
-            fields = {**unit["fields"], **file_fields}
-            if unit["kind"] == "file":
+        for unit in record.units:
+            fields = {**unit.fields, **file_fields}
+            if unit.kind == "file":
                 bag = FieldBag()
                 bag.add("name", stem)
                 fields["name"] = bag.render().get("name", "")
-            data = self.data_words(found, unit.get("refs", ()))
+            data = self.data_words(found, unit.refs)
             if data:
                 fields["data"] = data
-            base = f"{self.source}:{rel}" + (f"::{unit['test']}" if unit["test"] else "")
+            base = f"{self.source}:{rel}" + (f"::{unit.test}" if unit.test else "")
             self.ids[base] += 1
             pid = base if self.ids[base] == 1 else f"{base}#{self.ids[base]}"
-            out.append({
-                "id": pid, "file": rel, "test": unit["test"], "kind": unit["kind"], "line": unit["line"],
-                "end_line": unit["end_line"], "summary": unit.get("summary", ""), "fields": fields,
-                "commit": commit, "content_hash": found.content_hash,
-            })
+            out.append(MinedUnit(
+                id=pid, file=rel, test=unit.test, kind=unit.kind, line=unit.line,
+                end_line=unit.end_line, summary=unit.summary, fields=fields,
+                commit=commit, content_hash=found.content_hash,
+            ))
         return out
 
     def data_words(self, found: TestFile, refs: Iterable[str]) -> str:
@@ -428,11 +431,11 @@ def _same_stat(a: os.stat_result, b: os.stat_result) -> bool:
         b.st_size, b.st_mtime_ns, b.st_ctime_ns, b.st_ino, b.st_dev)
 
 
-def _summary_text(unit: dict[str, Any]) -> str:
-    if unit["summary"]:
-        return str(unit["summary"])
-    name = unit["fields"].get("name", "")
-    cls = unit["fields"].get("cls", "")
+def _summary_text(unit: MinedUnit) -> str:
+    if unit.summary:
+        return unit.summary
+    name = unit.fields.get("name", "")
+    cls = unit.fields.get("cls", "")
     return f"{name} ({cls})" if cls else name
 
 
@@ -498,7 +501,7 @@ class _Gathered(NamedTuple):
     name: str
     found: Discovery
     jobs: list[Job]
-    units: list[dict[str, Any]]
+    units: list[MinedUnit]
     skipped: list[Skipped]
     commits: dict[Path, str | None]
     assembler: _Assembler
@@ -529,23 +532,24 @@ def _gather(kb: Knowledge, roots: list[Path], source: str | None, cache: LearnCa
     parsed = parse_files(jobs, workers=workers, progress=progress)
     for index, result in parsed.items():
         cache.put(keys[index], found.files[index].rel, result)
-    records: list[dict[str, Any]] = [cached[k] if k in cached else parsed[i] for i, k in enumerate(keys)]
+    records: list[Extraction | ExtractFailure] = [cached[k] if k in cached else parsed[i]
+                                                  for i, k in enumerate(keys)]
 
     phase("mapping")
     commits = {root: git_commit(root) for root in roots}
     assembler = _Assembler(name, cache)
     skipped = list(found.skipped)
-    units: list[dict[str, Any]] = []
+    units: list[MinedUnit] = []
     for test_file, record in zip(found.files, records, strict=True):
-        if "error" in record:
-            skipped.append(Skipped(test_file.rel, record["error"], record.get("detail", "")))
+        if isinstance(record, ExtractFailure):
+            skipped.append(Skipped(test_file.rel, record.reason, record.detail))
             continue
         units.extend(assembler.units(test_file, record, commits.get(test_file.root)))
     return _Gathered(name, found, jobs, units, skipped, commits, assembler, workers)
 
 
 def mine_units(kb: Knowledge, paths: Sequence[str | Path], *, source: str | None = None,
-               workers: int | None = None) -> list[dict[str, Any]]:
+               workers: int | None = None) -> list[MinedUnit]:
     """The units of a suite as the mapper sees them (id, file, test, kind, lines, feature fields), unmapped.
 
     The same discovery, parsing and assembly as :func:`learn`; new cache rows are
@@ -579,17 +583,17 @@ def _read_uncached(found: Discovery, keys: Sequence[str], cached: dict[str, Any]
                      bytes_read=found.bytes_read)
 
 
-def _map(kb: Knowledge, source: str, units: list[dict[str, Any]],
+def _map(kb: Knowledge, source: str, units: list[MinedUnit],
          role: Literal["own", "reference"] = "own", cache: LearnCache | None = None) -> list[LearnedPattern]:
     decisions = kb.learn_decisions()
     patterns = []
     for unit, (matches, candidates, terms) in zip(units, _mapped(kb, source, units, cache), strict=True):
         taken = {m.id for m in matches}  # a class may map what its own name only hinted at
         candidates = [c for c in candidates if c.id not in taken]
-        kept, near = review.apply_decisions(unit["id"], matches, decisions, candidates=candidates)
+        kept, near = review.apply_decisions(unit.id, matches, decisions, candidates=candidates)
         patterns.append(LearnedPattern(
-            id=unit["id"], source=source, role=role, file=unit["file"], test=unit["test"], kind=unit["kind"],
-            line=unit["line"], end_line=unit["end_line"], commit=unit["commit"], content_hash=unit["content_hash"],
+            id=unit.id, source=source, role=role, file=unit.file, test=unit.test, kind=unit.kind,
+            line=unit.line, end_line=unit.end_line, commit=unit.commit, content_hash=unit.content_hash,
             summary=_summary_text(unit), terms=terms, obligations=kept,
             candidates=[c.model_copy(update={"reasons": c.reasons[:2]}) for c in near],
         ))
@@ -600,7 +604,7 @@ def _map(kb: Knowledge, source: str, units: list[dict[str, Any]],
 Mapped = tuple[list[ObligationMatch], list[ObligationMatch], list[str]]
 
 
-def _mapped(kb: Knowledge, source: str, units: list[dict[str, Any]],
+def _mapped(kb: Knowledge, source: str, units: list[MinedUnit],
             cache: LearnCache | None) -> list[Mapped]:
     """Per unit: (mapped obligations, candidates, summary terms), before review decisions.
 
@@ -623,9 +627,9 @@ def _mapped(kb: Knowledge, source: str, units: list[dict[str, Any]],
     from poetkb.learn.mapping import Mapper, aggregate_classes, split
 
     mapper = Mapper(kb.obligations(), kb.rules(), kb.failure_modes(), examples=examples)
-    found = [split(m) for m in mapper.map([u["fields"] for u in units], groups=[u["file"] for u in units])]
+    found = [split(m) for m in mapper.map([u.fields for u in units], groups=[u.file for u in units])]
     mapped = aggregate_classes(units, [m for m, _ in found])
-    result = [(matches, candidates, summary_terms(unit["fields"], cap=MAX_TERMS))
+    result = [(matches, candidates, summary_terms(unit.fields, cap=MAX_TERMS))
               for unit, matches, (_, candidates) in zip(units, mapped, found, strict=True)]
     if cache is not None:
         cache.put_run(source, key, [
@@ -664,7 +668,7 @@ def mapper_code_fingerprint() -> str:
     return _CODE[0]
 
 
-def mapping_key(units: Sequence[dict[str, Any]], obligations: Sequence[str], rules: Sequence[str],
+def mapping_key(units: Sequence[MinedUnit], obligations: Sequence[str], rules: Sequence[str],
                 modes: Sequence[str], examples: dict[str, list[str]]) -> str:
     """Cache key of a run's mapping result: everything the mapper reads, and the mapper's own code.
 
@@ -677,7 +681,7 @@ def mapping_key(units: Sequence[dict[str, Any]], obligations: Sequence[str], rul
         "\n".join(rules),
         "\n".join(modes),
         json.dumps(examples, sort_keys=True, separators=(",", ":")),
-        json.dumps([[u["id"], u["file"], u["test"], u["kind"], u["fields"]] for u in units],
+        json.dumps([[u.id, u.file, u.test, u.kind, u.fields] for u in units],
                    sort_keys=True, separators=(",", ":"), ensure_ascii=False),
     )
 

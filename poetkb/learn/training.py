@@ -26,10 +26,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from poetkb.errors import InputError
 from poetkb.learn import learned, mapping
+from poetkb.learn.features import MinedUnit
 from poetkb.learn.learned import PairModel
 from poetkb.models import ObligationMatch
 
@@ -142,7 +143,7 @@ class MinedSuite:
     """A suite mined once: every unit (with its feature fields), the rules' matches, and the labelled units."""
 
     name: str
-    units: list[dict[str, Any]]
+    units: list[MinedUnit]
     rule_rows: list[dict[str, tuple[float, list[str]]]]  # per unit: obligation -> (rules' confidence, reasons)
     vectors: list[dict[str, list[float]]]  # per unit: obligation -> learned-combiner features
     labelled: list[tuple[int, Key, set[str]]]  # (unit index, key, expected)
@@ -174,12 +175,12 @@ def choose_threshold(units: Sequence[UnitResult], grid: tuple[float, ...] = GRID
     return max((s.f1, t) for t, s in scores)[1]
 
 
-def featurise(mapper: mapping.Mapper, units: Sequence[dict[str, Any]],
+def featurise(mapper: mapping.Mapper, units: Sequence[MinedUnit],
               rule_rows: Sequence[dict[str, tuple[float, list[str]]]]) -> list[dict[str, list[float]]]:
     """The learned combiner's features of every pair of a suite (as :meth:`Mapper.learned` computes them)."""
-    fields = [u["fields"] for u in units]
+    fields = [u.fields for u in units]
     return learned.pair_features([{o: c for o, (c, _) in row.items()} for row in rule_rows],
-                                 [mapper.terms.hits(f) for f in fields], [u["file"] for u in units],
+                                 [mapper.terms.hits(f) for f in fields], [u.file for u in units],
                                  mapper.similarity_rows(fields))
 
 
@@ -200,11 +201,11 @@ def mine_labelled(kb: Knowledge, name: str, path: Path, labels: dict[Key, set[st
 
     units = mine_units(kb, [path], source=name, workers=workers)
     mapper = mapping.Mapper(kb.obligations(), kb.rules(), kb.failure_modes(), model=None)
-    fields = [u["fields"] for u in units]
+    fields = [u.fields for u in units]
     rule_rows = [{m.id: (m.confidence, m.reasons) for m in row}
-                 for row in mapper.map(fields, groups=[u["file"] for u in units], floor=0.0)]
+                 for row in mapper.map(fields, groups=[u.file for u in units], floor=0.0)]
     vectors = featurise(mapper, units, rule_rows)
-    index = {(u["file"], u["test"]): i for i, u in enumerate(units)}
+    index: dict[Key, int] = {(u.file, u.test): i for i, u in enumerate(units)}
     index.update({(real, test): i for (file, test), i in list(index.items())
                   if (real := real_file(path, file)) != file and (real, test) not in index})
     labelled, missing = [], []
@@ -214,10 +215,10 @@ def mine_labelled(kb: Knowledge, name: str, path: Path, labels: dict[Key, set[st
             missing.append(key)
             continue
         labelled.append((i, key, expected))
-    classes = {(units[i]["file"], units[i]["test"]) for i, _, _ in labelled if units[i]["kind"] == "class"}
+    classes = {(units[i].file, units[i].test) for i, _, _ in labelled if units[i].kind == "class"}
     needed = sorted({i for i, _, _ in labelled} | {
         j for j, u in enumerate(units)
-        if u["test"] and "." in u["test"] and (u["file"], u["test"].rsplit(".", 1)[0]) in classes})
+        if u.test and "." in u.test and (u.file, u.test.rsplit(".", 1)[0]) in classes})
     return MinedSuite(name, units, rule_rows, vectors, labelled, {}, needed, missing)
 
 

@@ -17,12 +17,15 @@ the catalog's.
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
 from poetkb.edgeconfig import Directive, EdgeConfig
 from poetkb.models import PoetModel
+
+if TYPE_CHECKING:
+    from poetkb.gates.probes import RequestSpec, Router
 
 #: the demo's route prefixes: the logical endpoint of ``/flaky/echo`` is ``/echo``
 DEMO_PREFIXES = ("/api/", "/flaky/", "/limited/")
@@ -500,7 +503,7 @@ def explain(plan: ProbePlan) -> list[str]:
     return out
 
 
-def router(plan: ProbePlan) -> Any:
+def router(plan: ProbePlan) -> Router:
     """A function dressing each probe request for the route it falls under.
 
     It sets the route's host name (unless the check chose one), names the path the client asked for
@@ -510,7 +513,7 @@ def router(plan: ProbePlan) -> Any:
     import dataclasses
     from urllib.parse import urlsplit
 
-    def dress(spec: Any) -> Any:
+    def dress(spec: RequestSpec) -> RequestSpec:
         only = urlsplit(spec.path).path if "://" in spec.path else spec.path.split("?", 1)[0]
         route = plan.route_for_path(only)
         if route is None:
