@@ -70,6 +70,25 @@ def test_plan_reads_routes_caches_limits_and_listeners() -> None:
         "no route of the configuration caches responses (no proxy_cache / cache-use)"
 
 
+def test_demo_paths_captured_by_a_more_specific_route_keep_their_behaviour(tmp_path: Path) -> None:
+    """A configuration with its own `location /slow/`: the timing probe's `/slow/200` moved under `/` falls under
+    that route, so it is moved there (`/slow/slow/200`) and the upstream is still told to serve `/slow/200`."""
+    from poetkb.edgeconfig import load_config
+    from poetkb.gates.probes import RequestSpec
+    from poetkb.ownedge.plan import build_plan, router
+
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("events {}\nhttp {\n  upstream app { server 127.0.0.1:9001; }\n  server {\n    listen 8080;\n"
+                    "    location / { proxy_pass http://app; }\n    location /slow/ { proxy_pass http://app/; }\n"
+                    "  }\n}\n", encoding="utf-8")
+    plan = build_plan(load_config(conf))
+    root = next(r for r in plan.routes if r.location == "/")
+    assert plan.translate(root, "/slow/200") == "/slow/slow/200"
+    assert plan.translate(root, "/bytes/10") == "/bytes/10"
+    dressed = router(plan)(RequestSpec(path="/slow/slow/200"))
+    assert dressed.headers["X-Poet-Serve"] == "/slow/200"
+
+
 def test_includes_are_rewritten_or_refused_with_the_line(tmp_path: Path) -> None:
     """An included file is rewritten into the run copy; a missing one is refused naming file and line."""
     from poetkb.errors import InputError

@@ -116,9 +116,14 @@ class ProbePlan(PoetModel):
             routes = uncached or plain or routes
         return routes[0] if routes else None
 
-    @staticmethod
-    def translate(route: Route, demo_path: str) -> str:
-        """The demo path moved under the route: ``/flaky/echo`` on ``/api/`` is ``/api/echo``."""
+    def translate(self, route: Route, demo_path: str) -> str:
+        """The demo path moved under the route: ``/flaky/echo`` on ``/api/`` is ``/api/echo``.
+
+        The instrumented upstream serves the part of the path below the route a request falls under
+        (:func:`router`). When a more specific route of the configuration captures the moved path (``/slow/200``
+        on ``/`` while the configuration has its own ``location /slow/``), the path is moved under that route
+        instead (``/slow/slow/200``), so the behaviour served is still the demo's ``/slow/200``.
+        """
         logical = demo_path
         for prefix in DEMO_PREFIXES:
             if logical.startswith(prefix):
@@ -126,7 +131,16 @@ class ProbePlan(PoetModel):
                 break
         if route.match != "prefix":
             return route.location
-        return route.location.rstrip("/") + logical
+        path = route.location.rstrip("/") + logical
+        if route.port != self.primary_port:
+            return path
+        for _ in range(3):  # each step moves to a longer location, so this settles at once in practice
+            captured = self.route_for_path(path)
+            if captured is None or captured is route or captured.match != "prefix" \
+                    or not path.startswith(captured.location) or captured.location == route.location:
+                break
+            route, path = captured, captured.location.rstrip("/") + logical
+        return path
 
     def adapt(self, kind: str, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         """``(overrides, None)`` to probe the user's routes, or ``({}, reason)`` when not claimed."""
