@@ -352,6 +352,11 @@ def _write_nginx(config: EdgeConfig, env: Env, ed: _Editor) -> dict[str, str]:
 
 
 # -- HAProxy --------------------------------------------------------------------------------------
+#: the longest unix socket path HAProxy accepts for ``stats socket`` (it says "max 97": the 108 bytes of
+#: ``sun_path`` less room for the temporary name it binds first)
+HAPROXY_SOCKET_PATH_MAX = 97
+
+
 def _haproxy(config: EdgeConfig, env: Env, ed: _Editor) -> Rewritten:
     run = env.run_dir
     listeners: dict[str, Listener] = {}
@@ -370,9 +375,9 @@ def _haproxy(config: EdgeConfig, env: Env, ed: _Editor) -> Rewritten:
                                "logs to the run directory (stdout of the process) instead of syslog")
                 elif d.name == "stats" and d.args[:1] == ["socket"] and len(d.args) > 1:
                     sock = str(run / "admin.sock")
-                    if len(sock) < 100:
+                    if len(sock) <= HAPROXY_SOCKET_PATH_MAX:
                         ed.haproxy(d, ["stats", "socket", sock, *d.args[2:]], "admin socket in the run directory")
-                    else:  # a unix socket path is limited to 107 bytes
+                    else:
                         ed.haproxy(d, None, "the run directory's path is too long for a unix socket; the gate "
                                             "does not use the admin socket")
                 elif d.name in ("ca-base", "crt-base"):
