@@ -379,6 +379,10 @@ def status() -> DemoStatus:
 
 
 # -- reload ---------------------------------------------------------------------------------------
+#: how long a reload waits for the proxy's old workers to exit before it goes on regardless (seconds)
+OLD_WORKERS_TIMEOUT = 3.0
+
+
 def reload(state: DemoState | None = None) -> DemoState:
     """Reload the running proxy with the configuration file as it is on disk.
 
@@ -420,6 +424,10 @@ def reload(state: DemoState | None = None) -> DemoState:
             if not ok:
                 raise EnvironmentProblem(f"{proxy} started no new worker after the reload signal",
                                          hint=f"see {paths.error_log(proxy)}")
+            # the old workers keep serving the clients' open keep-alive connections with their own view of the
+            # upstreams (which servers passive health has taken out) until they exit: wait for that, bounded
+            # (a request still in flight keeps one alive), so what follows a reload meets the new workers only
+            health.wait_for(lambda: not set(procs.children(pid)) & before, timeout=OLD_WORKERS_TIMEOUT, interval=0.02)
         _wait_healthy(current, paths, metrics=bool(knobs.get("metrics", True)))
         _write_state(paths, current)
         return current
