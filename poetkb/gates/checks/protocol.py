@@ -73,10 +73,13 @@ def evaluate_status(ev: CheckEvidence, params: p.StatusOnUpstreamFault) -> Outco
     if not got:
         return no_evidence(expected, "no requests were captured for this check")
     outcomes = Counter(str(e.status) if e.response else (e.error_type or "error") for e in got)
-    wrong = [e for e in got if e.status not in params.expect_status]
+    quarantined = _quarantined(got, params)
+    wrong = [e for e in got if e.status not in params.expect_status and e not in quarantined]
     slowest = max((e.elapsed_ms or 0) for e in got)
-    details = {"outcomes": dict(outcomes), "slowest_ms": slowest}
-    observed = f"{listing(f'{k} x{v}' for k, v in outcomes.items())} (slowest {slowest:.0f} ms)"
+    details = {"outcomes": dict(outcomes), "slowest_ms": slowest, "quarantined": len(quarantined)}
+    observed = f"{listing(f'{k} x{v}' for k, v in outcomes.items())} (slowest {slowest:.0f} ms)" + (
+        f"; {len(quarantined)} answered at once by an edge that had taken the timed-out servers out" if quarantined
+        else "")
     slow = [e for e in got if params.max_latency_ms and (e.elapsed_ms or 0) > params.max_latency_ms]
     if not wrong and slow:
         return Outcome("fail", expected, observed,
@@ -97,6 +100,39 @@ def evaluate_status(ev: CheckEvidence, params: p.StatusOnUpstreamFault) -> Outco
     return Outcome("fail", expected, observed,
                    f"{len(wrong)} of {len(got)} requests for {params.path} got {why}, while "
                    f"{_fault_words(params.fault)}; expected {listing(params.expect_status)}", details, len(got))
+
+
+#: what an edge answers at once while every server of a group is marked failed (NGINX: "no live upstreams",
+#: 502; HAProxy: no server available, 503)
+_NO_LIVE_SERVER = (502, 503)
+
+
+def _quarantined(got: list[HttpExchange], params: p.StatusOnUpstreamFault) -> list[HttpExchange]:
+    """Requests answered 502/503 because the edge's passive health had taken the hanging servers out.
+
+    While every upstream hangs, the edge's read timeout answers 504, and each timeout counts as a failure of that
+    server (NGINX ``max_fails``, HAProxy ``observe layer7``). A request that starts after the group's servers were
+    all marked failed is answered at once with 502 or 503 instead. That is the timeout enforced, seen a second
+    time, not a failure: it counts only when a request on the same path (location) had already got its 504
+    before this one started, and when 504 is the status the check expects. An edge that never times out (no 504
+    at all) or answers 502 from the start is still caught.
+    """
+    if params.fault.action != "hang" or 504 not in params.expect_status:
+        return []
+
+    def location(ex: HttpExchange) -> str:  # step "fault:<prober>.<path>.<n>": the path's index
+        parts = ex.step.split(":", 1)[-1].split(".")
+        return parts[1] if len(parts) == 3 else ""
+
+    timed_out: dict[str, float] = {}
+    for ex in got:
+        if ex.status == 504 and ex.elapsed_ms is not None:
+            done = ex.started + ex.elapsed_ms / 1000
+            where = location(ex)
+            timed_out[where] = min(done, timed_out.get(where, done))
+    return [ex for ex in got
+            if ex.status in _NO_LIVE_SERVER and ex.status not in params.expect_status
+            and location(ex) in timed_out and ex.started >= timed_out[location(ex)] - 0.05]
 
 
 # -- content_length_matches --------------------------------------------------------------------------
