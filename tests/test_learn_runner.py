@@ -211,6 +211,8 @@ def test_ctrl_c_during_parsing_stops_the_workers_and_leaves_the_kb_intact(kb_pat
         [str(Path(sys.executable).parent / "poet"), "--db", str(kb_path), "learn", "from-tests", str(big.parent),
          "--out", str(out), "--workers", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as a terminal delivers it, even when this test runs where SIGINT is ignored (a background job)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
     )
     try:
         deadline = time.monotonic() + 60

@@ -290,7 +290,9 @@ def test_cli_refuses_a_non_loopback_host(kb_path: Path) -> None:
 def test_cli_serves_the_viewer_until_interrupted(kb_path: Path) -> None:
     """`poet view --port 0` prints its URL, serves the overview, and stops cleanly on Ctrl-C (exit 0)."""
     with subprocess.Popen([sys.executable, "-m", "poetkb", "view", "--port", "0"], stderr=subprocess.PIPE,
-                          stdout=subprocess.DEVNULL, text=True, env={**os.environ, "POET_DB": str(kb_path)}) as proc:
+                          stdout=subprocess.DEVNULL, text=True, env={**os.environ, "POET_DB": str(kb_path)},
+                          # Ctrl-C as a terminal delivers it, even where SIGINT is ignored (a background job)
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as proc:  # noqa: PLW1509
         try:
             assert proc.stderr is not None
             deadline, line = time.monotonic() + 30, ""
