@@ -47,7 +47,11 @@ _BY_HAPROXY_LOG: dict[str, str] = {}
 for _name, _spellings in SOURCES.items():
     if _spellings[1] is not None:
         _BY_HAPROXY_LOG.setdefault(_spellings[1], _name)
-_BY_HAPROXY_LOG.update({"%t": "time", "%tr": "time", "%Tt": "request_time", "%Tr": "upstream_header_time"})
+_BY_HAPROXY_LOG.update({"%t": "time", "%tr": "time", "%Tt": "request_time", "%Tr": "upstream_header_time",
+                        # the server that answered: HAProxy logs its name, NGINX can only log its address
+                        "%s": "upstream_addr",
+                        # the body's time: NGINX has no such item, its time until the response's end is the nearest
+                        "%Td": "upstream_response_time"})
 _BY_HAPROXY_SAMPLE = {sample: name for name, (_, _, sample) in SOURCES.items() if sample is not None}
 
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d|us)?$")
