@@ -62,6 +62,16 @@ def test_haproxy_to_nginx_text_carries_the_subset() -> None:
     assert {u.line for u in result.untranslated if "httpchk" in u.directive} == {49, 57}
 
 
+def test_haproxy_server_and_body_time_are_logged_by_nginx(tmp_path: Path) -> None:
+    """HAProxy's server name and body time have no NGINX item of their own: the nearest ones are logged (the
+    upstream timing check reads them), under the original's keys."""
+    from poetkb.translate import translate_file
+    from poetkb.translate.cases import render_demo_good
+
+    text = translate_file(render_demo_good("haproxy", tmp_path), to="nginx").text
+    assert '"server":"$upstream_addr"' in text and '"upstream_data_time":"$upstream_response_time"' in text
+
+
 def test_untranslated_directives_are_listed_with_their_line() -> None:
     """What the subset cannot say (stale serving, map logic, if blocks) is listed, not silently dropped."""
     from poetkb.translate import translate_file
