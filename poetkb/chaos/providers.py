@@ -208,7 +208,7 @@ def gate_probe(step: Any, ctx: RunContext) -> Outcome:
 
     report = gate(ctx.kb, obligations=step.obligations, edge=Edge.from_options(target=step.target,
                                                                              allow_remote=ctx.allow_remote),
-                  record=False, write_reports=False)
+                  record=False, write_reports=False, reload_first=False)
     verdicts = {v.obligation_id: v.verdict for v in report.obligations}
     output = {"verdict": report.verdict, "obligations": verdicts, "run_id": report.run_id,
               "diagnoses": {v.obligation_id: v.diagnosis for v in report.obligations if v.verdict != "pass"}}
