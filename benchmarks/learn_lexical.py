@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO))  # the pickled suites name poetkb's classes
 
 #: thresholds tried; the precision a threshold must reach on the other suites (else the best F1 is taken)
 GRID = [x / 20 for x in range(4, 20)]

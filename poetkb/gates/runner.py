@@ -238,13 +238,6 @@ def _collect_all(obligations: list[Obligation], writer: EvidenceWriter, resolved
         faults = FaultInjector(target.upstreams, client) if target.upstreams else None
         if faults is not None:
             writer.problems.extend(faults.heal_all())
-            if resolved.reload is not None and resolved.reload_first:
-                # a run just before may have left servers taken out by passive health, which a healed fault does
-                # not bring back: start from a reloaded edge, as each fault experiment after the first does
-                try:
-                    resolved.reload()
-                except Exception as exc:  # noqa: BLE001 - said in the report; the checks still run
-                    writer.problems.append(f"the edge could not be reloaded before the checks: {exc}")
 
         def probe(path: str) -> str | None:
             import httpx
@@ -269,6 +262,10 @@ def _collect_all(obligations: list[Obligation], writer: EvidenceWriter, resolved
         phases = plan(items)
         order = {p.check_id: n for n, p in enumerate(p for phase, _ in phases for p in phase)}
         clean = CleanState(reload=resolved.reload, probe=probe)
+        if faults is not None and resolved.reload is not None and resolved.reload_first:
+            problem = clean.start()  # as each fault experiment after the first does, start from a reloaded edge
+            if problem is not None:
+                writer.problems.append(problem)
         # confined fault experiments with a long wait run beside the shared and the exclusive phases, and
         # are done before the fault experiments begin (theirs is the only fault on the edge meanwhile)
         beside = [item for phase, _ in phases[:1] for item in phase if item.beside]

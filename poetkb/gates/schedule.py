@@ -102,17 +102,31 @@ class CleanState:
             if item.fault and item.probe_path and item.probe_path not in self.baseline:
                 self.baseline[item.probe_path] = self.probe(item.probe_path)
 
+    def start(self) -> str | None:
+        """Reload the edge before any check, when a reload is known: a run just before may have left servers
+        taken out by passive health, which a healed fault does not bring back. Returns the problem, if any."""
+        failed = self._reload()
+        return None if failed is None else f"the edge could not be reloaded before the checks: {failed}"
+
+    def _reload(self) -> str | None:
+        """Reload the edge (a reload must be known); the failure as text, or None."""
+        assert self.reload is not None
+        try:
+            self.reload()
+        except Exception as exc:  # noqa: BLE001 - reported by the callers; the checks still run
+            return str(exc)
+        self.dirty = False
+        return None
+
     def before(self, item: Planned) -> dict[str, Any]:
         """Make the edge clean for ``item`` if a fault came before it; return what was done (for notes)."""
         if not (item.fault and self.dirty):
             return {}
         started = time.monotonic()
         if self.reload is not None:
-            try:
-                self.reload()
-            except Exception as exc:  # noqa: BLE001 - reported in the notes; the experiment still runs
-                return {"clean_state": f"reload failed: {exc}"}
-            self.dirty = False
+            failed = self._reload()
+            if failed is not None:
+                return {"clean_state": f"reload failed: {failed}"}
             return {"clean_state": f"edge reloaded in {time.monotonic() - started:.2f} s to clear the last fault"}
         want = self.baseline.get(item.probe_path or "")
         while time.monotonic() - started < MAX_WAIT_S:

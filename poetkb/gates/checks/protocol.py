@@ -74,7 +74,8 @@ def evaluate_status(ev: CheckEvidence, params: p.StatusOnUpstreamFault) -> Outco
         return no_evidence(expected, "no requests were captured for this check")
     outcomes = Counter(str(e.status) if e.response else (e.error_type or "error") for e in got)
     quarantined = _quarantined(got, params)
-    wrong = [e for e in got if e.status not in params.expect_status and e not in quarantined]
+    excused = {id(e) for e in quarantined}
+    wrong = [e for e in got if e.status not in params.expect_status and id(e) not in excused]
     slowest = max((e.elapsed_ms or 0) for e in got)
     details = {"outcomes": dict(outcomes), "slowest_ms": slowest, "quarantined": len(quarantined)}
     observed = f"{listing(f'{k} x{v}' for k, v in outcomes.items())} (slowest {slowest:.0f} ms)" + (
