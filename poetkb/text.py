@@ -85,7 +85,9 @@ _RAW_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[_\-][A-Za-z0-9]+)*")
 _CAMEL_RE = re.compile(r"([a-z0-9])([A-Z])")
 _ACRONYM_RE = re.compile(r"([A-Z]+)([A-Z][a-z])")
 _SEPARATORS_RE = re.compile(r"[\s_\-.]+")
-_CODE_WORD_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z]{2})|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_CODE_WORD_RE = re.compile(
+    r"(?<![A-Za-z])[a-z][A-Z]{2,}(?![A-Za-z])|[A-Z]+(?=[A-Z][a-z]{2})|[A-Z]?[a-z]+|[A-Z]+|\d+"
+)
 _CODE_TOKEN_RE = re.compile(r"(?u)\b[a-z][a-z0-9]+\b")
 
 
@@ -98,7 +100,11 @@ def split_identifier(name: str) -> list[str]:
 
 
 def code_words(text: str) -> list[str]:
-    """Lower-case words of code or text, digits apart: ``maxAge_cache-control`` -> max age cache control."""
+    """Lower-case words of code or text, digits apart: ``maxAge_cache-control`` -> max age cache control.
+
+    One lower-case letter before an upper-case run is a word of its own (``mTLS`` -> mtls, not m tls): the way
+    ``mTLS`` or ``eTLD`` are written, where the letter qualifies the acronym.
+    """
     return [w.lower() for w in _CODE_WORD_RE.findall(text)]
 
 

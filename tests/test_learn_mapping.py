@@ -13,6 +13,7 @@ from poetkb.learn.learned import PairModel, feature_names, train
 from poetkb.learn.mapping import (
     CANDIDATE_THRESHOLD,
     MAP_THRESHOLD,
+    MATCH_QUOTE_CHARS,
     SIM_MAX,
     Mapper,
     aggregate_classes,
@@ -319,4 +320,19 @@ def test_regex_hits_are_the_same_with_and_without_the_prefilter(mapper: Mapper) 
             r.needs, r.quick = needs, quick
         mapper._hit_memo.clear()
     assert with_filter == without
-    assert any(hit.startswith("/") for hits in with_filter for _, hit in hits)
+    assert any(mapper.rules[r].regex is not None for hits in with_filter for r, _ in hits)
+
+
+def test_a_regex_hit_quotes_what_it_matched_and_content_length_yields_to_bad_framing(mapper: Mapper) -> None:
+    mapper.rule_evidence({"name": "x"})  # builds the index
+
+    def hits(text: str) -> dict[str, str]:
+        return {mapper.rules[r].rule.id: hit for r, hit in mapper._field_hits(text)}
+
+    assert hits("test invalid content length")["test.protocol.smuggling"] == "invalid content length"
+    assert "test.protocol.content_length" not in hits("test invalid content length")
+    # a look-ahead match has no width: the reason quotes the group it captured
+    assert hits("test content length matches the body")["test.protocol.content_length"] == "content length"
+    long_field = "bad " + "word " * 40 + "chunked"
+    quoted = hits(long_field)["test.protocol.smuggling"]
+    assert quoted.startswith("bad word") and quoted.endswith("…") and len(quoted) == MATCH_QUOTE_CHARS

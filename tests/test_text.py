@@ -25,6 +25,14 @@ def test_identifiers_split_the_same_way_for_rank_and_learn() -> None:
     assert normalise("test_XForwardedFor") == "test x forwarded for"
 
 
+def test_a_letter_that_qualifies_an_acronym_stays_with_it() -> None:
+    """``mTLS`` is one word (a rule's ``mtls`` finds it), while camelCase around acronyms still splits."""
+    assert normalise("gold_tests/prod/mTLS.test.py") == "gold tests prod mtls test py"
+    assert code_words("getURL") == ["get", "url"]
+    assert code_words("aHTTPClient") == ["a", "http", "client"]
+    assert code_words("eTag") == ["e", "tag"]
+
+
 def test_the_prose_analyzer_stems_drops_filler_and_adds_bigrams() -> None:
     """Inflections meet, stop words go, the whole compound and neighbouring pairs are terms."""
     terms = analyze("Retries of the proxy_cache_key")

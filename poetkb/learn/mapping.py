@@ -255,6 +255,20 @@ class _Evidence:
         return reasons + [r for _, r in extra[:1]]
 
 
+#: The longest matched text a reason quotes (a regex may match across a long field).
+MATCH_QUOTE_CHARS = 60
+
+
+def _matched(found: re.Match[str]) -> str:
+    """What a rule regex matched, as a reason quotes it: the matched text, or for a match of zero width (a
+    look-ahead rule such as ``^(?!...)(?=.*(content length))``) the last group it captured."""
+    text = found.group(0)
+    if not text and found.lastindex:
+        text = found.group(found.lastindex) or ""
+    text = text or f"/{found.re.pattern}/"
+    return text if len(text) <= MATCH_QUOTE_CHARS else text[:MATCH_QUOTE_CHARS - 1] + "…"
+
+
 def _compile(rule: MappingRule, targets: dict[str, float]) -> _Rule | None:
     factor = KIND_FACTOR.get(rule.kind)
     if factor is None or not targets:
@@ -378,8 +392,9 @@ class Mapper:
             if lowered is not None and not (all(any(s in lowered for s in alts) for alts in compiled.quick)
                                             and may_match(compiled.needs, lowered)):
                 continue  # a literal every match holds is missing: the search could not match
-            if regex.search(text):
-                hits[r] = f"/{regex.pattern}/"
+            found = regex.search(text)
+            if found is not None:
+                hits[r] = _matched(found)
         result = sorted(hits.items())
         if len(memo) > 50_000:
             memo.clear()

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from poetkb.knowledge import Knowledge
 
 #: Bump whenever extract.py or features.py change what they produce (invalidates every entry).
-CACHE_VERSION = "5"
+CACHE_VERSION = "6"
 TABLE = "learn_cache"
 #: A data file modified less than this long before it was hashed is hashed again next time (racy stat).
 RACY_NS = 2_000_000_000
