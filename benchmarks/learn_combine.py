@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import pickle
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,18 +35,29 @@ COMBINATIONS: dict[str, Callable[[float, float], float]] = {
     "maximum": max,
     "noisy-or": lambda rule, p: 1 - (1 - rule) * (1 - p),
     "rules, or the learned score when >= 0.7": lambda rule, p: max(rule, p if p >= 0.7 else 0.0),
+    # the learned score, only where a rule fired in a primary field (name, class, docstring, markers, path)
+    "learned score with primary rule evidence": lambda rule, p: p,
 }
+#: Combinations that keep only the pairs a rule found in a primary field (see has_primary).
+NEEDS_PRIMARY = {"learned score with primary rule evidence"}
+_PRIMARY_REASON = re.compile(r"^rule \S+: .* in (name|cls|doc|markers|path)$")
+
+
+def has_primary(reasons: list[str]) -> bool:
+    """Whether the rules' reasons for a pair name a hit in a primary field (what a mere mention never has)."""
+    return any(_PRIMARY_REASON.match(r) for r in reasons)
 
 
 def combined(suite: MinedSuite, model: training.PairModel | None,
-             how: Callable[[float, float], float]) -> list[UnitResult]:
+             how: Callable[[float, float], float], primary_only: bool = False) -> list[UnitResult]:
     """The suite's labelled units scored by one combination of the rules and the model."""
     rules = training.results_with(suite, None)
     learned = training.results_with(suite, model) if model is not None else rules
     out = []
     for by_rules, by_model in zip(rules, learned, strict=True):
         keys = set(by_rules.scored) | set(by_model.scored)
-        scored = {k: how(by_rules.scored.get(k, 0.0), by_model.scored.get(k, 0.0)) for k in keys}
+        scored = {k: how(by_rules.scored.get(k, 0.0), by_model.scored.get(k, 0.0)) for k in keys
+                  if not primary_only or has_primary(by_rules.reasons.get(k, []))}
         out.append(dataclasses.replace(by_rules, scored=scored, limit=1))
     return out
 
@@ -85,9 +97,9 @@ def main() -> int:
         for held in names:
             inner: list[UnitResult] = []
             for other in (n for n in names if n != held):
-                inner.extend(combined(suites[other], models[(held, other)], how))
+                inner.extend(combined(suites[other], models[(held, other)], how, label in NEEDS_PRIMARY))
             threshold = choose(inner, args.target)
-            for unit in combined(suites[held], models[(held,)], how):
+            for unit in combined(suites[held], models[(held,)], how, label in NEEDS_PRIMARY):
                 pooled.add(unit.expected, predict(unit.scored, threshold, unit.limit))
         print(f"  {label:42s} P {pooled.precision:.2f}  R {pooled.recall:.2f}  F1 {pooled.f1:.2f}")
     return 0
