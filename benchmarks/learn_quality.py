@@ -67,6 +67,11 @@ def load_labels(path: Path) -> dict[tuple[str, str | None], set[str]]:
     return training.load_label_file(path).labels
 
 
+def label_unseen(path: Path) -> bool:
+    """Whether the label file says its suite was labelled after the rules last changed (``unseen_by_rules``)."""
+    return training.load_label_file(path).unseen_by_rules
+
+
 def label_style(path: Path) -> str:
     """The suite's style as its label file records it (pytest, unittest, script, data), else 'pytest'."""
     return training.load_label_file(path).style
@@ -143,10 +148,16 @@ def load_reused(path: Path) -> MinedSuite | None:
     return suite
 
 
-def table_rows(suites: dict[str, MinedSuite], scored: Loso, rules: Loso,
-               styles: dict[str, str]) -> list[tuple[str, str, dict[str, Score], float | None, float | None]]:
+#: The table row pooling the suites no rule was written against (``unseen_by_rules`` in their label files).
+UNSEEN_ROW = "unseen by the rules"
+
+
+def table_rows(suites: dict[str, MinedSuite], scored: Loso, rules: Loso, styles: dict[str, str],
+               unseen: frozenset[str] = frozenset(),
+               ) -> list[tuple[str, str, dict[str, Score], float | None, float | None]]:
     """(name, style, scores per column, rules' LOSO threshold, combiner's LOSO threshold) per suite, then per
-    style and pooled (thresholds None).
+    style, the suites in ``unseen`` pooled (labelled after the rules last changed), and all pooled (thresholds
+    None).
 
     mapped: the rules, threshold chosen on the other suites (what `poet learn` maps: the combiner only proposes);
     review: mapped + candidates (>= CANDIDATE_THRESHOLD), rules only, then with the combiner trained on the other
@@ -156,6 +167,7 @@ def table_rows(suites: dict[str, MinedSuite], scored: Loso, rules: Loso,
     """
     out: list[tuple[str, str, dict[str, Score], float | None, float | None]] = []
     pooled = {k: Score() for k in COLUMNS}
+    fresh = {k: Score() for k in COLUMNS}
     by_style: dict[str, dict[str, Score]] = {}
     candidate = mapping.CANDIDATE_THRESHOLD
     for name in sorted(suites):
@@ -174,9 +186,13 @@ def table_rows(suites: dict[str, MinedSuite], scored: Loso, rules: Loso,
         for kind in COLUMNS:
             pooled[kind].merge(scores[kind])
             by_style.setdefault(style, {k: Score() for k in COLUMNS})[kind].merge(scores[kind])
+            if name in unseen:
+                fresh[kind].merge(scores[kind])
         out.append((name, style, scores, rules.threshold[name], scored.threshold[name]))
     for style, sc in sorted(by_style.items()):
         out.append((f"style {style}", "", sc, None, None))
+    if unseen & set(suites):
+        out.append((UNSEEN_ROW, "", fresh, None, None))
     out.append(("pooled", "", pooled, None, None))
     return out
 
@@ -210,30 +226,33 @@ def targets(suites: dict[str, MinedSuite], scored: Loso, rules: Loso, styles: di
     return out
 
 
-def table(suites: dict[str, MinedSuite], scored: Loso, rules: Loso, styles: dict[str, str]) -> list[str]:
+def table(suites: dict[str, MinedSuite], scored: Loso, rules: Loso, styles: dict[str, str],
+          unseen: frozenset[str] = frozenset()) -> list[str]:
     """The headline table as text: per suite, per style and pooled (columns: see :func:`table_rows`)."""
-    head = (f"{'suite':<15} {'style':<8} {'units':>5} {'pairs':>5}  {'mapped LOSO':<11} {'thr':>4}  "
+    head = (f"{'suite':<19} {'style':<8} {'units':>5} {'pairs':>5}  {'mapped LOSO':<11} {'thr':>4}  "
             f"{'review rules':<12}  {'review +learned':<15}  {'score LOSO':<11} {'thr':>4}  {'shipped':<11}  "
             f"{'grep':<11}")
     rows = [head]
-    for name, style, sc, rthr, sthr in table_rows(suites, scored, rules, styles):
+    for name, style, sc, rthr, sthr in table_rows(suites, scored, rules, styles, unseen):
         m = sc["mapped"]
         rt = f"{rthr:>4.2f}" if rthr is not None else f"{'':>4}"
         st = f"{sthr:>4.2f}" if sthr is not None else f"{'':>4}"
-        rows.append(f"{name:<15} {style:<8} {m.units:>5} {m.tp + m.fn:>5}  {m.pr():<11} {rt}  "
+        rows.append(f"{name:<19} {style:<8} {m.units:>5} {m.tp + m.fn:>5}  {m.pr():<11} {rt}  "
                     f"{sc['review_rules'].pr():<12}  {sc['review'].pr():<15}  {sc['score'].pr():<11} "
                     f"{st}  {sc['shipped'].pr():<11}  {sc['grep'].pr():<11}")
     return rows
 
 
-def markdown(suites: dict[str, MinedSuite], scored: Loso, rules: Loso, styles: dict[str, str]) -> list[str]:
+def markdown(suites: dict[str, MinedSuite], scored: Loso, rules: Loso, styles: dict[str, str],
+             unseen: frozenset[str] = frozenset()) -> list[str]:
     """The same table in Markdown, as docs/learn.md shows it (``--update-doc``)."""
     rows = ["| suite | style | units | pairs | **mapped, LOSO** | thr | review, rules | review, + learned | "
             "learned score, LOSO | thr | shipped (0.65) | **grep** |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, style, sc, rthr, sthr in table_rows(suites, scored, rules, styles):
+    for name, style, sc, rthr, sthr in table_rows(suites, scored, rules, styles, unseen):
         m = sc["mapped"]
-        label = f"**{name}**" if name == "pooled" else f"*{name[6:]}*" if name.startswith("style ") else name
+        label = (f"**{name}**" if name == "pooled" else f"*{name[6:]}*" if name.startswith("style ")
+                 else f"*{name}*" if name == UNSEEN_ROW else name)
         strong = name == "pooled"
         cell = (lambda v: f"**{v}**") if strong else (lambda v: v)
         rows.append(f"| {label} | {style} | {m.units} | {m.tp + m.fn} | {cell(m.pr())} | "
@@ -338,6 +357,7 @@ def main() -> int:
 
     suites: dict[str, MinedSuite] = {}
     styles: dict[str, str] = {}
+    unseen: set[str] = set()  # suites labelled after the rules last changed (unseen_by_rules)
     with tempfile.TemporaryDirectory() as tmp:
         kb = scratch_kb(Path(tmp))
         terms = grep_terms(kb)
@@ -364,6 +384,8 @@ def main() -> int:
                     cached.parent.mkdir(parents=True, exist_ok=True)
                     cached.write_bytes(pickle.dumps(suites[name]))
             styles[name] = label_style(label_file)
+            if label_unseen(label_file):
+                unseen.add(name)
         kb.close()
 
     results = {name: results_with(suite, None) for name, suite in suites.items()}
@@ -378,12 +400,12 @@ def main() -> int:
         print(f"wrote {args.write_model}: trained on {model.pairs} pairs of {len(suites)} suites, "
               f"threshold {model.threshold:.2f}")
     if args.update_doc:
-        update_doc(args.update_doc, markdown(suites, loso, rules_loso, styles))
+        update_doc(args.update_doc, markdown(suites, loso, rules_loso, styles, frozenset(unseen)))
         print(f"updated the table in {args.update_doc}")
     print("learn mapping quality, pairs of (unit, obligation): precision / recall")
     print(f"LOSO = leave-one-suite-out: thresholds (highest recall at P >= {TARGET_PRECISION}, else best F1) and the "
           f"learned combiner are fitted on the other suites only. See table() for the columns.")
-    print("\n".join(table(suites, loso, rules_loso, styles)))
+    print("\n".join(table(suites, loso, rules_loso, styles, frozenset(unseen))))
     print("\n".join(targets(suites, loso, rules_loso, styles)))
     everything = [u for units in results.values() for u in units]
     per_obligation: dict[str, Score] = {}

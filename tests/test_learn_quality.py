@@ -118,6 +118,36 @@ def test_the_markdown_table_replaces_only_what_lies_between_its_markers(quality,
         quality.update_doc(doc, rows)
 
 
+def test_suites_labelled_after_the_rules_changed_are_pooled_in_a_row_of_their_own(quality, suites) -> None:  # type: ignore[no-untyped-def]
+    """`unseen_by_rules: true` suites get a pooled row beside the styles, with their own pairs only."""
+    loso = quality.leave_one_suite_out(suites, use_model=True)
+    rules = quality.leave_one_suite_out(suites, use_model=False)
+    rows = {name: sc for name, _, sc, _, _ in quality.table_rows(suites, loso, rules, {}, frozenset({"beta"}))}
+    assert rows[quality.UNSEEN_ROW]["shipped"].pr() == rows["beta"]["shipped"].pr()
+    assert rows[quality.UNSEEN_ROW]["grep"].units == rows["beta"]["grep"].units
+    assert quality.UNSEEN_ROW not in {name for name, *_ in quality.table_rows(suites, loso, rules, {})}
+    markdown = quality.markdown(suites, loso, rules, {}, frozenset({"beta"}))
+    assert any(row.startswith(f"| *{quality.UNSEEN_ROW}* |") for row in markdown)
+
+
+def test_a_label_file_says_whether_the_rules_saw_its_suite(tmp_path: Path) -> None:
+    """`unseen_by_rules` is read as a boolean; anything else is bad input naming the field."""
+    from poetkb.errors import InputError
+    from poetkb.learn.training import load_label_file
+
+    base = "source: s\nstyle: pytest\nunits:\n  - {file: t.py, test: test_x, obligations: none, why: w}\n"
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(base, encoding="utf-8")
+    marked = tmp_path / "marked.yaml"
+    marked.write_text(base + "unseen_by_rules: true\n", encoding="utf-8")
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(base + "unseen_by_rules: maybe\n", encoding="utf-8")
+    assert not load_label_file(plain).unseen_by_rules
+    assert load_label_file(marked).unseen_by_rules
+    with pytest.raises(InputError, match="unseen_by_rules"):
+        load_label_file(wrong)
+
+
 def test_every_label_names_known_obligations_and_says_why() -> None:
     """Each labelled unit of the public suites carries a one-line rationale and only catalog obligation ids."""
     import yaml

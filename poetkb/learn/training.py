@@ -57,6 +57,9 @@ class LabelFile:
     style: str = "pytest"
     repository: str | None = None
     commit: str | None = None
+    #: Labelled after the rules in mappings/test_patterns.yaml last changed, blind to the mapper's output: a
+    #: suite no rule was written against (its figures measure generalisation without any tuning on it).
+    unseen_by_rules: bool = False
 
 
 def load_label_file(path: Path) -> LabelFile:
@@ -83,8 +86,12 @@ def load_label_file(path: Path) -> LabelFile:
         labels[(unit["file"], str(test) if test is not None else None)] = expected
     repository = data.get("repository")
     commit = data.get("commit")
+    unseen = data.get("unseen_by_rules", False)
+    if not isinstance(unseen, bool):
+        raise InputError("`unseen_by_rules` is not true or false", file=path, field="unseen_by_rules", hint=hint)
     return LabelFile(path.stem, path, labels, str(data.get("style", "pytest")),
-                     repository if isinstance(repository, str) else None, commit if isinstance(commit, str) else None)
+                     repository if isinstance(repository, str) else None, commit if isinstance(commit, str) else None,
+                     unseen)
 
 
 class Score:
