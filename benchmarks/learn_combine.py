@@ -24,9 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from poetkb.learn import training  # noqa: E402
-from poetkb.learn.training import MinedSuite, Score, UnitResult, predict  # noqa: E402
-
-GRID = tuple(round(0.05 * i, 2) for i in range(2, 20))
+from poetkb.learn.training import MinedSuite, Score, UnitResult, choose_threshold, predict  # noqa: E402
 
 COMBINATIONS: dict[str, Callable[[float, float], float]] = {
     "rules alone": lambda rule, p: rule,
@@ -62,19 +60,6 @@ def combined(suite: MinedSuite, model: training.PairModel | None,
     return out
 
 
-def score(units: list[UnitResult], threshold: float) -> Score:
-    total = Score()
-    for unit in units:
-        total.add(unit.expected, predict(unit.scored, threshold, unit.limit))
-    return total
-
-
-def choose(units: list[UnitResult], target: float) -> float:
-    scores = [(t, score(units, t)) for t in GRID]
-    good = [(s.recall, s.precision, t) for t, s in scores if s.precision >= target]
-    return max(good)[2] if good else max((s.f1, t) for t, s in scores)[1]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("reuse", type=Path, help="the --reuse directory of benchmarks/learn_quality.py")
@@ -98,7 +83,7 @@ def main() -> int:
             inner: list[UnitResult] = []
             for other in (n for n in names if n != held):
                 inner.extend(combined(suites[other], models[(held, other)], how, label in NEEDS_PRIMARY))
-            threshold = choose(inner, args.target)
+            threshold = choose_threshold(inner, target=args.target)
             for unit in combined(suites[held], models[(held,)], how, label in NEEDS_PRIMARY):
                 pooled.add(unit.expected, predict(unit.scored, threshold, unit.limit))
         print(f"  {label:42s} P {pooled.precision:.2f}  R {pooled.recall:.2f}  F1 {pooled.f1:.2f}")

@@ -40,8 +40,6 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -65,16 +63,6 @@ def split_of(source: str, file: str, test: str | None) -> str:
 def load_labels(path: Path) -> dict[tuple[str, str | None], set[str]]:
     """(file, test) -> the obligations a label file says the unit exercises (empty for `none`)."""
     return training.load_label_file(path).labels
-
-
-def label_unseen(path: Path) -> bool:
-    """Whether the label file says its suite was labelled after the rules last changed (``unseen_by_rules``)."""
-    return training.load_label_file(path).unseen_by_rules
-
-
-def label_style(path: Path) -> str:
-    """The suite's style as its label file records it (pytest, unittest, script, data), else 'pytest'."""
-    return training.load_label_file(path).style
 
 
 def scratch_kb(workdir: Path) -> KnowledgeBase:
@@ -368,23 +356,23 @@ def main() -> int:
             if not label_file.is_file():
                 print(f"skip {name}: no label file {label_file}", file=sys.stderr)
                 continue
+            label = training.load_label_file(label_file)  # read once: labels, style, repository, unseen
             if args.write_learned:
-                repository = yaml.safe_load(label_file.read_text(encoding="utf-8")).get("repository")
                 learn(kb, [Path(path)], source=name, workers=args.workers, store=False, out_dir=args.write_learned,
                       mapped_only=True, role="reference",  # public suites: examples, not coverage
-                      repository=repository)
+                      repository=label.repository)
             cached = args.reuse / f"{name}.pickle" if args.reuse else None
             reused = load_reused(cached) if cached is not None and cached.is_file() else None
             if reused is not None:
                 suites[name] = reused
                 suites[name].vectors = featurise(reuse_mapper, suites[name].units, suites[name].rule_rows)
             else:
-                suites[name] = mine_suite(kb, name, Path(path), load_labels(label_file), terms, args.workers)
+                suites[name] = mine_suite(kb, name, Path(path), label.labels, terms, args.workers)
                 if cached is not None:
                     cached.parent.mkdir(parents=True, exist_ok=True)
                     cached.write_bytes(pickle.dumps(suites[name]))
-            styles[name] = label_style(label_file)
-            if label_unseen(label_file):
+            styles[name] = label.style
+            if label.unseen_by_rules:
                 unseen.add(name)
         kb.close()
 
